@@ -1,0 +1,35 @@
+# The index of chores. Every target sets up what it needs first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_WORKERS ?= auto
+
+.PHONY: run test test-fast lint bench env clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,ignite]'
+	touch $(STAMP)
+
+env: $(STAMP)  ## create .venv with perper and its dev tools
+
+run: $(STAMP)  ## run examples/basic.py on the embedded SQLite store
+	$(BIN)/perper run examples/basic.py
+
+test: $(STAMP)  ## the whole suite, in parallel
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+
+test-fast: $(STAMP)  ## the suite without Java
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not ignite"
+
+lint: $(STAMP)  ## ruff and mypy
+	$(BIN)/ruff check perper tests bench examples
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## every benchmark, each beside its baseline
+	$(BIN)/python bench/append.py
+
+clean:
+	rm -rf $(VENV) .perper .pytest_cache .mypy_cache .ruff_cache

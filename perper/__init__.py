@@ -1,0 +1,55 @@
+"""Perper: stream processing over durable, ordered, replayable logs.
+
+Stream functions are async generators whose every ``yield`` appends one item to a
+durable log (SQLite locally, Apache Ignite when distributed). See ``README.md``.
+"""
+
+from perper.app import App, StreamFunction, load_app
+from perper.codec import register
+from perper.context import Context
+from perper.errors import (
+    ConfigError,
+    ConflictError,
+    EncodeError,
+    ExecutionFailedError,
+    FencedError,
+    FormatError,
+    GapError,
+    NondeterminismError,
+    PerperError,
+    ReplayError,
+    SealedError,
+    StoreError,
+    StoreUnavailableError,
+)
+from perper.runtime import Runtime, RunResult
+from perper.store import LogStore, open_store
+from perper.streamref import StreamRef
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "ConfigError",
+    "ConflictError",
+    "Context",
+    "EncodeError",
+    "ExecutionFailedError",
+    "FencedError",
+    "FormatError",
+    "GapError",
+    "LogStore",
+    "NondeterminismError",
+    "PerperError",
+    "ReplayError",
+    "RunResult",
+    "Runtime",
+    "SealedError",
+    "StoreError",
+    "StoreUnavailableError",
+    "StreamFunction",
+    "StreamRef",
+    "load_app",
+    "open_store",
+    "register",
+]

@@ -1,0 +1,265 @@
+"""App: the registry of an application's stream functions, actions and launcher."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from perper.errors import ConfigError
+
+RECOVERY_MODES = ("replay", "checkpoint")
+
+
+class Kind(StrEnum):
+    """What a registered function is."""
+
+    STREAM = "stream"
+    ACTION = "action"
+    LAUNCHER = "launcher"
+
+
+@dataclass(frozen=True, eq=False)
+class StreamFunction:
+    """A function registered with an :class:`App`.
+
+    Pass it to ``ctx.start`` to run it; calling it directly calls the plain function.
+
+    Attributes:
+        name: the registered name (the Python name unless given).
+        kind: stream, action or launcher.
+        fn: the decorated function.
+        recovery: ``"replay"`` (re-run from the start of the inputs, the default) or
+            ``"checkpoint"`` (resume from the last checkpoint; all memory in ctx.state).
+        checkpoint_every: checkpoint after this many output items (None: the run's default).
+        checkpoint_interval: checkpoint after this many seconds of loop time (None: default).
+    """
+
+    app: App
+    name: str
+    kind: Kind
+    fn: Callable[..., Any]
+    recovery: str = "replay"
+    checkpoint_every: int | None = None
+    checkpoint_interval: float | None = None
+    signature: inspect.Signature = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        signature = inspect.signature(self.fn)
+        parameters = list(signature.parameters.values())
+        if not parameters or parameters[0].kind not in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            raise ConfigError(
+                f"{self.kind} {self.name!r} must take the context as its first parameter: "
+                f"async def {self.name}(ctx, ...)"
+            )
+        for parameter in parameters[1:]:
+            if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                raise ConfigError(
+                    f"{self.kind} {self.name!r} takes *{parameter.name}; stream functions need "
+                    "named parameters so runs can be recorded and replayed"
+                )
+        object.__setattr__(self, "signature", signature.replace(parameters=parameters[1:]))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Bind call arguments to the function's parameters (defaults applied).
+
+        Raises:
+            ConfigError: the arguments do not fit the signature.
+        """
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise ConfigError(
+                f"cannot start {self.name}{self.signature}: {error}"
+            ) from error
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+
+class App:
+    """A named set of stream functions, actions and one launcher.
+
+    Example::
+
+        app = perper.App("basic")
+
+        @app.stream
+        async def generator(ctx, count: int):
+            for i in range(count):
+                yield {"value": i}
+    """
+
+    def __init__(self, name: str) -> None:
+        if not name or "/" in name:
+            raise ConfigError(f"app name {name!r} must be non-empty and contain no '/'")
+        self.name = name
+        self.functions: dict[str, StreamFunction] = {}
+        self.launcher_name: str | None = None
+
+    def __repr__(self) -> str:
+        return f"App({self.name!r}, functions={sorted(self.functions)})"
+
+    def _register(
+        self,
+        fn: Callable[..., Any] | None,
+        kind: Kind,
+        name: str | None,
+        recovery: str,
+        checkpoint_every: int | None,
+        checkpoint_interval: float | None,
+    ) -> Any:
+        if recovery not in RECOVERY_MODES:
+            raise ConfigError(
+                f"recovery={recovery!r} is not a recovery mode; use one of {RECOVERY_MODES}"
+            )
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every={checkpoint_every!r} must be a positive count")
+
+        def apply(function: Callable[..., Any]) -> StreamFunction:
+            key = name or function.__name__
+            if key in self.functions:
+                raise ConfigError(
+                    f"app {self.name!r} already has a function named {key!r}; give one of them "
+                    "another name with name=..."
+                )
+            is_agen = inspect.isasyncgenfunction(function)
+            is_coro = inspect.iscoroutinefunction(function)
+            if kind is Kind.STREAM and not is_agen:
+                raise ConfigError(
+                    f"@app.stream {key!r} must be an async generator (async def with yield)"
+                )
+            if kind is Kind.ACTION and not (is_agen or is_coro):
+                raise ConfigError(f"@app.action {key!r} must be an async function")
+            if kind is Kind.LAUNCHER:
+                if not is_coro:
+                    raise ConfigError(
+                        f"@app.launcher {key!r} must be an async function (async def, no yield)"
+                    )
+                if self.launcher_name is not None:
+                    raise ConfigError(
+                        f"app {self.name!r} already has the launcher {self.launcher_name!r}; "
+                        "an app has one launcher"
+                    )
+            registered = StreamFunction(
+                self, key, kind, function, recovery, checkpoint_every, checkpoint_interval
+            )
+            self.functions[key] = registered
+            if kind is Kind.LAUNCHER:
+                self.launcher_name = key
+            return registered
+
+        if fn is None:
+            return apply
+        return apply(fn)
+
+    def stream(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        recovery: str = "replay",
+        checkpoint_every: int | None = None,
+        checkpoint_interval: float | None = None,
+    ) -> Any:
+        """Register an async generator; each ``yield`` appends one item to its stream."""
+        return self._register(
+            fn, Kind.STREAM, name, recovery, checkpoint_every, checkpoint_interval
+        )
+
+    def action(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        recovery: str = "replay",
+        checkpoint_every: int | None = None,
+        checkpoint_interval: float | None = None,
+    ) -> Any:
+        """Register a sink: an async function (or generator) whose output nobody reads."""
+        return self._register(
+            fn, Kind.ACTION, name, recovery, checkpoint_every, checkpoint_interval
+        )
+
+    def launcher(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+        """Register the async function that builds the graph with ``ctx.start``."""
+        return self._register(fn, Kind.LAUNCHER, name, "replay", None, None)
+
+    def function(self, name: str) -> StreamFunction:
+        """Return the registered function ``name``.
+
+        Raises:
+            ConfigError: there is none.
+        """
+        try:
+            return self.functions[name]
+        except KeyError:
+            raise ConfigError(
+                f"app {self.name!r} has no function {name!r}; it has "
+                f"{', '.join(sorted(self.functions)) or 'none'}"
+            ) from None
+
+    @property
+    def launcher_function(self) -> StreamFunction:
+        """The launcher.
+
+        Raises:
+            ConfigError: the app has none.
+        """
+        if self.launcher_name is None:
+            raise ConfigError(
+                f"app {self.name!r} has no launcher: decorate the function that starts the "
+                "graph with @app.launcher"
+            )
+        return self.functions[self.launcher_name]
+
+
+def load_app(path: str | Path, *, name: str | None = None) -> App:
+    """Import the Python file ``path`` and return the :class:`App` it defines.
+
+    Args:
+        path: the app's file.
+        name: which App, when the file defines several (by ``App.name``).
+
+    Raises:
+        ConfigError: the file is missing, fails to import, or defines no (or several) apps.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"app file {str(path)!r} does not exist")
+    module_name = "perper_app_" + "".join(c if c.isalnum() else "_" for c in file.stem)
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"app file {str(path)!r} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except PerperErrorTypes:
+        raise
+    except Exception as error:
+        raise ConfigError(f"importing {str(path)!r} failed: {type(error).__name__}: {error}") from error
+    apps = [value for value in vars(module).values() if isinstance(value, App)]
+    if name is not None:
+        apps = [a for a in apps if a.name == name]
+    if len(apps) != 1:
+        found = ", ".join(repr(a.name) for a in apps) or "none"
+        raise ConfigError(
+            f"{str(path)!r} must define exactly one perper.App"
+            + (f" named {name!r}" if name else "")
+            + f"; found {found}"
+        )
+    return apps[0]
+
+
+PerperErrorTypes = (ConfigError,)

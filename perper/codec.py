@@ -1,0 +1,198 @@
+"""msgpack encoding of items, segments and metadata. No pickle, ever.
+
+Items are msgpack values: None, bool, int (64 bits), float, str, bytes, list/tuple
+(decoded as list) and dict. Dataclasses registered with :func:`register` round-trip as
+msgpack ext type 1, :class:`~perper.streamref.StreamRef` as ext type 2.
+
+A **segment** is a run of consecutive items packed as one msgpack array: one stored
+record per batch, decoded with a single C call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import msgpack
+
+from perper.errors import EncodeError, FormatError
+from perper.streamref import StreamRef
+
+_EXT_DATACLASS = 1
+_EXT_STREAMREF = 2
+
+T = TypeVar("T")
+
+# Registered dataclasses by name and by class. A registry of types, like msgpack's own
+# ext types: it holds no run-time state, so it does not break determinism.
+_types_by_name: dict[str, type] = {}
+_names_by_type: dict[type, str] = {}
+
+
+def register(cls: type[T] | None = None, *, name: str | None = None) -> Any:
+    """Register a dataclass so instances round-trip through the codec.
+
+    Usable as ``@register``, ``@register(name="Order")`` or ``register(Order)``. The name
+    (default: the class's ``__qualname__``) is what is stored, so keep it stable.
+
+    Raises:
+        ConfigError: if ``cls`` is not a dataclass or the name is taken by another class.
+    """
+    from perper.errors import ConfigError
+
+    def apply(klass: type[T]) -> type[T]:
+        if not dataclasses.is_dataclass(klass):
+            raise ConfigError(
+                f"perper.codec.register({klass.__qualname__}): only dataclasses can be "
+                "registered; decorate the class with @dataclasses.dataclass first"
+            )
+        key = name or klass.__qualname__
+        existing = _types_by_name.get(key)
+        if existing is not None and existing is not klass and (
+            existing.__module__,
+            existing.__qualname__,
+        ) != (klass.__module__, klass.__qualname__):
+            raise ConfigError(
+                f"codec name {key!r} is already registered for {existing.__module__}."
+                f"{existing.__qualname__}; pass register(..., name='Other') to pick another"
+            )
+        _types_by_name[key] = klass
+        _names_by_type[klass] = key
+        return klass
+
+    if cls is None:
+        return apply
+    return apply(cls)
+
+
+def _default(obj: Any) -> Any:
+    kind = type(obj)
+    if kind is StreamRef:
+        return msgpack.ExtType(_EXT_STREAMREF, obj.stream.encode())
+    name = _names_by_type.get(kind)
+    if name is not None:
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return msgpack.ExtType(_EXT_DATACLASS, _pack([name, fields]))
+    raise TypeError(f"cannot serialize {kind.__qualname__}")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _EXT_STREAMREF:
+        return StreamRef(data.decode())
+    if code == _EXT_DATACLASS:
+        name, fields = unpack(data)
+        cls = _types_by_name.get(name)
+        if cls is None:
+            # Decoding without the app at hand (perper streams cat): keep the data.
+            return {"__type__": name, **fields}
+        return cls(**fields)
+    raise FormatError(f"unknown msgpack ext type {code} in stored data: the log is corrupt "
+                      "or was written by a newer perper")
+
+
+def _pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, default=_default, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unencodable(value: Any, path: str) -> tuple[str, str] | None:
+    """Find the first part of ``value`` msgpack cannot encode: (type name, path)."""
+    kind = type(value)
+    if value is None or kind in (bool, float, str, bytes, StreamRef):
+        return None
+    if kind is int:
+        if -(2**63) <= value < 2**64:
+            return None
+        return "int beyond 64 bits", path
+    if kind in (list, tuple):
+        for i, element in enumerate(value):
+            found = _unencodable(element, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if kind is dict:
+        for key, element in value.items():
+            found = _unencodable(key, f"{path} key {key!r}") or _unencodable(
+                element, f"{path}[{key!r}]"
+            )
+            if found:
+                return found
+        return None
+    if kind in _names_by_type:
+        for f in dataclasses.fields(value):
+            found = _unencodable(getattr(value, f.name), f"{path}.{f.name}")
+            if found:
+                return found
+        return None
+    if dataclasses.is_dataclass(value):
+        return f"{kind.__qualname__} (a dataclass not registered with perper.codec.register)", path
+    return kind.__qualname__, path
+
+
+def pack(obj: Any, *, what: str = "value") -> bytes:
+    """Encode one value.
+
+    Raises:
+        EncodeError: naming the offending type and where it sits in ``obj``.
+    """
+    try:
+        return _pack(obj)
+    except (TypeError, OverflowError, ValueError) as error:
+        found = _unencodable(obj, what) or (type(obj).__qualname__, what)
+        raise EncodeError(*found) from error
+
+
+def unpack(data: bytes) -> Any:
+    """Decode one value packed by :func:`pack`."""
+    return msgpack.unpackb(
+        data, raw=False, strict_map_key=False, use_list=True, ext_hook=_ext_hook
+    )
+
+
+def pack_segment(items: Sequence[Any]) -> bytes:
+    """Encode a run of consecutive items as one segment.
+
+    Raises:
+        EncodeError: with ``index`` set to the position of the first bad item.
+    """
+    try:
+        return _pack(items if type(items) is list else list(items))
+    except (TypeError, OverflowError, ValueError) as error:
+        for index, item in enumerate(items):
+            found = _unencodable(item, "item")
+            if found:
+                raise EncodeError(*found, index=index) from error
+        raise EncodeError(type(error).__name__, "segment") from error
+
+
+def unpack_segment(data: bytes) -> list[Any]:
+    """Decode a segment into its list of items."""
+    items = unpack(data)
+    if type(items) is not list:
+        raise FormatError("a stored segment is not a msgpack array: the log is corrupt")
+    return items  # type: ignore[no-any-return]
+
+
+def canonical(item: Any) -> bytes:
+    """The encoding two items are compared by (tuples and lists compare equal)."""
+    return _pack(item)
+
+
+def to_jsonable(value: Any, *, bytes_as: Callable[[bytes], Any] | None = None) -> Any:
+    """Turn a decoded item into plain JSON types (for ``perper streams cat``)."""
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if kind is bytes:
+        return bytes_as(value) if bytes_as else {"__bytes__": value.hex()}
+    if kind in (list, tuple):
+        return [to_jsonable(v, bytes_as=bytes_as) for v in value]
+    if kind is dict:
+        return {str(k): to_jsonable(v, bytes_as=bytes_as) for k, v in value.items()}
+    if kind is StreamRef:
+        return {"__stream__": value.stream}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        name = _names_by_type.get(kind, kind.__qualname__)
+        return {"__type__": name, **to_jsonable(fields, bytes_as=bytes_as)}
+    return repr(value)

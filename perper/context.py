@@ -1,0 +1,124 @@
+"""Context: what every stream function, action and launcher is handed as ``ctx``."""
+
+from __future__ import annotations
+
+import logging
+import uuid as _uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+from perper.app import StreamFunction
+from perper.errors import ConfigError
+from perper.streamref import StreamRef
+
+
+class ExecutionHost(Protocol):
+    """What the runtime provides behind a :class:`Context` (internal)."""
+
+    execution: str
+    run: str
+    function: str
+    state: dict[str, Any]
+
+    def read(self, stream: str) -> AsyncIterator[Any]: ...
+
+    def reserve_call(self, fn: StreamFunction) -> StreamRef: ...
+
+    async def start_reserved(
+        self, ref: StreamRef, fn: StreamFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> StreamRef: ...
+
+    def effect(self, kind: str, make: Callable[[], Any]) -> Any: ...
+
+    def entropy_bytes(self, count: int) -> bytes: ...
+
+    def entropy_float(self) -> float: ...
+
+    def wall_clock(self) -> float: ...
+
+
+class Context:
+    """The handle a function uses to read streams, start others and record effects.
+
+    Attributes:
+        execution: the id of this execution (also the name of its output stream).
+        run: the run it belongs to.
+        function: the registered function's name.
+        log: a :class:`logging.Logger` named ``{app}.{function}``.
+    """
+
+    __slots__ = ("_host", "execution", "function", "log", "run")
+
+    def __init__(self, host: ExecutionHost, log: logging.Logger) -> None:
+        self._host = host
+        self.execution = host.execution
+        self.run = host.run
+        self.function = host.function
+        self.log = log
+
+    def __repr__(self) -> str:
+        return f"<Context {self.execution}>"
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """A dict of msgpack-able values saved with every checkpoint and restored on
+        recovery in checkpoint mode. Keep all cross-item memory here."""
+        return self._host.state
+
+    def read(self, ref: StreamRef) -> AsyncIterator[Any]:
+        """Iterate over the items of a stream in seq order, waiting for new ones.
+
+        Ends when the stream's writer has finished it.
+
+        Raises:
+            ConfigError: ``ref`` is not a StreamRef.
+        """
+        if not isinstance(ref, StreamRef):
+            raise ConfigError(
+                f"ctx.read({ref!r}) in {self.function!r}: pass a perper.StreamRef (the value "
+                "ctx.start returned, received as a parameter)"
+            )
+        return self._host.read(ref.stream)
+
+    async def start(self, fn: StreamFunction, *args: Any, **kwargs: Any) -> StreamRef:
+        """Start ``fn(ctx, *args, **kwargs)`` and return a reference to its output stream.
+
+        Idempotent: the stream's id is derived from this execution and the call's index,
+        so running the caller again re-attaches to the same stream.
+
+        Raises:
+            ConfigError: ``fn`` is not a stream function or action of this app, or the
+                arguments do not fit it or are not msgpack-able.
+        """
+        ref = self._host.reserve_call(fn)
+        return await self._host.start_reserved(ref, fn, args, kwargs)
+
+    def declare(
+        self, fn: StreamFunction
+    ) -> tuple[StreamRef, Callable[..., Awaitable[StreamRef]]]:
+        """Reserve the output stream of ``fn`` before starting it, for cyclic graphs.
+
+        Returns ``(ref, start)``: pass ``ref`` to other functions now and call
+        ``await start(*args, **kwargs)`` once its own inputs exist.
+        """
+        ref = self._host.reserve_call(fn)
+
+        async def start(*args: Any, **kwargs: Any) -> StreamRef:
+            return await self._host.start_reserved(ref, fn, args, kwargs)
+
+        return ref, start
+
+    def now(self) -> float:
+        """The wall-clock time in seconds since the epoch, recorded on first execution;
+        recovery and replay return the recorded value."""
+        return float(self._host.effect("now", self._host.wall_clock))
+
+    def random(self) -> float:
+        """A random float in [0, 1), recorded like :meth:`now`."""
+        return float(self._host.effect("random", self._host.entropy_float))
+
+    def uuid(self) -> _uuid.UUID:
+        """A random UUID (version 4), recorded like :meth:`now`."""
+        raw = self._host.effect("uuid", lambda: _uuid.UUID(
+            bytes=self._host.entropy_bytes(16), version=4).hex)
+        return _uuid.UUID(hex=raw)

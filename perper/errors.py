@@ -1,0 +1,142 @@
+"""The one error tree of perper.
+
+Every error perper raises on purpose is a :class:`PerperError`. Messages name the value
+at fault, what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PerperError(Exception):
+    """Base class of every error perper raises on purpose."""
+
+
+class ConfigError(PerperError):
+    """Bad input from the user: an app, a parameter, a URL, a command-line value."""
+
+
+class StoreError(PerperError):
+    """Something went wrong in a log store."""
+
+
+class ConflictError(StoreError):
+    """A different item was appended at a position that already holds an item."""
+
+    def __init__(self, stream: str, seq: int, stored: Any, new: Any) -> None:
+        self.stream = stream
+        self.seq = seq
+        self.stored = stored
+        self.new = new
+        super().__init__(
+            f"stream {stream!r} already holds {stored!r} at seq {seq}; "
+            f"refusing to overwrite it with {new!r} (streams are append-only)"
+        )
+
+
+class GapError(StoreError):
+    """An append started beyond the head of the stream."""
+
+    def __init__(self, stream: str, seq: int, head: int) -> None:
+        self.stream = stream
+        self.seq = seq
+        self.head = head
+        super().__init__(
+            f"append to stream {stream!r} at seq {seq} would leave a gap: "
+            f"the stream holds {head} items, so the next append must start at seq {head}"
+        )
+
+
+class SealedError(StoreError):
+    """An append went past the end of a stream that was sealed (finished)."""
+
+    def __init__(self, stream: str, seq: int, head: int) -> None:
+        self.stream = stream
+        self.seq = seq
+        self.head = head
+        super().__init__(
+            f"stream {stream!r} is sealed at {head} items; refusing new items at seq {seq}"
+        )
+
+
+class FencedError(StoreError):
+    """A write carried a lease epoch older than the current one (a stale owner)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store could not be reached or opened."""
+
+
+class FormatError(StoreError):
+    """A store's on-disk format is not one this perper reads (other version or corrupt)."""
+
+
+class EncodeError(PerperError, TypeError):
+    """A value cannot be encoded with msgpack.
+
+    Attributes:
+        type_name: the name of the offending type.
+        path: where in the value it sits, e.g. ``item["a"][2]``.
+        index: position in the batch being encoded, if any.
+    """
+
+    def __init__(self, type_name: str, path: str, index: int | None = None) -> None:
+        self.type_name = type_name
+        self.path = path
+        self.index = index
+        super().__init__(
+            f"cannot encode {type_name} at {path}: items must be msgpack values "
+            "(None, bool, int within 64 bits, float, str, bytes, list, tuple, dict) "
+            "or dataclasses registered with perper.codec.register"
+        )
+
+
+class NondeterminismError(PerperError):
+    """A re-executed function yielded something other than what it had recorded."""
+
+    def __init__(
+        self,
+        *,
+        execution: str,
+        function: str,
+        seq: int,
+        stored: Any,
+        new: Any,
+        diff: str = "",
+        what: str = "item",
+    ) -> None:
+        self.execution = execution
+        self.function = function
+        self.seq = seq
+        self.stored = stored
+        self.new = new
+        self.diff = diff
+        message = (
+            f"execution {execution!r} (function {function!r}) is not deterministic: "
+            f"on re-execution it produced a different {what} at seq {seq}\n"
+            f"  stored: {stored!r}\n"
+            f"  new:    {new!r}"
+        )
+        if diff:
+            message += "\n  diff:\n" + "\n".join("    " + line for line in diff.splitlines())
+        message += (
+            "\n  a stream function must be a pure function of its parameters, inputs, "
+            "ctx.state and recorded effects: use ctx.now(), ctx.random() and ctx.uuid() "
+            "instead of the clock or global randomness"
+        )
+        super().__init__(message)
+
+
+class ExecutionFailedError(PerperError):
+    """A stream function raised; the traceback is stored with its execution."""
+
+    def __init__(self, execution: str, function: str, error: str) -> None:
+        self.execution = execution
+        self.function = function
+        self.error = error
+        super().__init__(f"execution {execution!r} (function {function!r}) failed:\n{error}")
+
+
+class ReplayError(PerperError):
+    """A recorded log cannot be replayed."""

@@ -1,0 +1,55 @@
+"""What ``perper streams ls`` shows: streams joined with the executions that write them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perper.runtime.records import ExecutionRecord, is_internal_stream
+from perper.store.base import LogStore
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRow:
+    """One stream as listed: its name, writing function, item count and status.
+
+    ``status`` is the writing execution's (running, done, failed), or for a stream no
+    execution writes, ``sealed`` or ``open``.
+    """
+
+    name: str
+    function: str
+    items: int
+    status: str
+
+
+async def list_streams(store: LogStore, *, run: str | None = None) -> list[StreamRow]:
+    """Return a row per stream (of ``run``, if given), in start order; internal streams
+    (recorded effects) are left out."""
+    prefix = f"{run}/" if run else ""
+    executions = {
+        key: ExecutionRecord.from_meta(meta.value)
+        for key, meta in await store.meta_scan("executions", prefix=prefix)
+    }
+    infos = {info.name: info for info in await store.streams(prefix=prefix)}
+    rows = []
+    names = set(infos) | {k for k, e in executions.items() if e.kind != "launcher"}
+    for name in sorted(names, key=start_order):
+        if is_internal_stream(name):
+            continue
+        info = infos.get(name)
+        execution = executions.get(name)
+        items = info.head if info else 0
+        if execution is not None:
+            rows.append(StreamRow(name, execution.function, items, execution.status))
+        else:
+            rows.append(StreamRow(name, "", items, "sealed" if info and info.sealed else "open"))
+    return rows
+
+
+def start_order(name: str) -> list[tuple[int, str]]:
+    """Sort key putting ``run/f-2`` before ``run/g-10``: by call index, then by name."""
+    key = []
+    for part in name.split("/"):
+        head, _, index = part.rpartition("-")
+        key.append((int(index), head) if head and index.isdigit() else (-1, part))
+    return key

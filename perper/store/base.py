@@ -1,0 +1,286 @@
+"""The storage contract: :class:`LogStore` and the records it speaks.
+
+A store holds **streams** — dense, append-only sequences of items at seq 0, 1, 2, ... —
+and a little **metadata** (executions, checkpoints, leases, runs) behind a
+compare-and-set primitive. Items are stored in **segments**: one record per appended
+batch, packed by :mod:`perper.codec`.
+
+Backends implement a handful of primitives (``info``, ``_segments``, ``_write_segment``,
+``seal``, ``streams``, the three ``meta_*`` methods and ``close``); the contract's
+conveniences — idempotent :meth:`LogStore.append`, :meth:`LogStore.read`,
+:meth:`LogStore.wait` — are built from them here, once, for every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from perper import codec
+from perper.errors import ConflictError, GapError, SealedError, StoreError
+
+#: Metadata tables every store provides.
+META_TABLES = ("runs", "executions", "checkpoints", "leases")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What a store knows of one stream.
+
+    Attributes:
+        name: the stream's name.
+        head: the next free seq, which is also the number of items.
+        sealed: True once the stream's writer finished it; nothing can be appended after.
+    """
+
+    name: str
+    head: int
+    sealed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """A metadata value with its version (1 for the first write, +1 on each CAS)."""
+
+    version: int
+    value: Any
+
+
+class HeadMovedError(StoreError):
+    """Raised by ``_write_segment`` when the head is no longer where the append expected.
+
+    Internal: :meth:`LogStore.append` re-checks the stream and retries.
+    """
+
+
+class LogStore(ABC):
+    """An ordered, durable log of streams plus compare-and-set metadata.
+
+    Stores are async context managers; ``async with open_store(url) as store: ...``.
+    """
+
+    #: The URL the store was opened with.
+    url: str = ""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    # ----------------------------------------------------------------- primitives
+
+    @abstractmethod
+    async def info(self, stream: str) -> StreamInfo:
+        """Return the stream's head and sealed flag (head 0 for a stream never written)."""
+
+    @abstractmethod
+    def _segments(self, stream: str, start: int, stop: int | None) -> AsyncIterator[
+        tuple[int, int, bytes]
+    ]:
+        """Yield ``(first_seq, count, data)`` of the segments overlapping ``[start, stop)``,
+        in seq order."""
+
+    @abstractmethod
+    async def _write_segment(self, stream: str, seq: int, count: int, data: bytes) -> None:
+        """Atomically store one segment at ``seq`` and move the head to ``seq + count``.
+
+        Raises:
+            HeadMovedError: the head is not ``seq`` (or the stream is sealed) any more.
+        """
+
+    @abstractmethod
+    async def seal(self, stream: str) -> None:
+        """Mark the stream finished at its current head; later appends past it are refused."""
+
+    @abstractmethod
+    async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
+        """Return every stream whose name starts with ``prefix``, sorted by name."""
+
+    @abstractmethod
+    async def meta_get(self, table: str, key: str) -> Meta | None:
+        """Return the metadata entry of ``key`` in ``table``, or None."""
+
+    @abstractmethod
+    async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
+        """Write ``value`` if the entry's current version is ``version`` (0: absent).
+
+        Returns the new version, or None if the current version differs.
+        """
+
+    @abstractmethod
+    async def meta_scan(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
+        """Return ``(key, entry)`` of every key in ``table`` starting with ``prefix``, sorted."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the store's resources. Idempotent."""
+
+    # ---------------------------------------------------------------- conveniences
+
+    async def head(self, stream: str) -> int:
+        """Return the next free seq of ``stream`` (its number of items)."""
+        return (await self.info(stream)).head
+
+    async def append(self, stream: str, seq: int, items: Sequence[Any]) -> int:
+        """Write ``items`` at ``seq, seq + 1, ...`` and return the new head.
+
+        Idempotent: items equal to those already stored at their positions are skipped.
+
+        Raises:
+            ConflictError: a different item is stored at one of the positions.
+            GapError: ``seq`` is beyond the head.
+            SealedError: the stream is sealed and ``items`` go past its end.
+            EncodeError: an item is not encodable (``index`` names it).
+        """
+        if seq < 0:
+            raise GapError(stream, seq, 0)
+        if type(items) is not list:
+            items = list(items)
+        while True:
+            info = await self.info(stream)
+            head = info.head
+            if seq > head:
+                raise GapError(stream, seq, head)
+            if seq < head:
+                overlap = min(head - seq, len(items))
+                await self._check_overlap(stream, seq, items[:overlap])
+                items = items[overlap:]
+                seq += overlap
+            if not items:
+                return max(head, seq)
+            if info.sealed:
+                raise SealedError(stream, seq, head)
+            data = codec.pack_segment(items)
+            try:
+                await self._write_segment(stream, seq, len(items), data)
+            except HeadMovedError:
+                continue  # another writer got there first: compare against what it wrote
+            self._notify(stream)
+            return seq + len(items)
+
+    async def _check_overlap(self, stream: str, seq: int, items: list[Any]) -> None:
+        position = seq
+        async for first, stored in self.read_batches(stream, start=seq, stop=seq + len(items)):
+            for offset, old in enumerate(stored):
+                new = items[first - seq + offset]
+                if codec.canonical(old) != codec.pack(new, what="item"):
+                    raise ConflictError(stream, first + offset, old, new)
+            position = first + len(stored)
+        if position != seq + len(items):
+            raise StoreError(f"stream {stream!r} is missing stored items near seq {position}")
+
+    async def read_batches(
+        self, stream: str, *, start: int = 0, stop: int | None = None
+    ) -> AsyncIterator[tuple[int, list[Any]]]:
+        """Yield ``(first_seq, items)`` runs of decoded items in ``[start, stop)``, in order.
+
+        Reads what is stored now; it does not wait for more.
+        """
+        async for first, count, data in self._segments(stream, start, stop):
+            items = codec.unpack_segment(data)
+            if first < start or (stop is not None and first + count > stop):
+                lo = max(start - first, 0)
+                hi = count if stop is None else min(stop - first, count)
+                items = items[lo:hi]
+                first += lo
+            if items:
+                yield first, items
+
+    async def read(
+        self, stream: str, *, start: int = 0, stop: int | None = None
+    ) -> AsyncIterator[tuple[int, Any]]:
+        """Yield ``(seq, item)`` for the items stored in ``[start, stop)``, in seq order."""
+        # Inlined rather than built on read_batches: one async generator per item, not two.
+        async for first, count, data in self._segments(stream, start, stop):
+            items = codec.unpack_segment(data)
+            if first < start or (stop is not None and first + count > stop):
+                lo = max(start - first, 0)
+                hi = count if stop is None else min(stop - first, count)
+                items = items[lo:hi]
+                first += lo
+            for seq, item in enumerate(items, first):
+                yield seq, item
+
+    async def wait(self, stream: str, seq: int, *, timeout: float | None) -> bool:
+        """Return True once ``head(stream) > seq`` or the stream is sealed, or False when
+        ``timeout`` seconds of loop time pass first (None: wait forever)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        poll = self._poll_interval_min
+        while True:
+            info = await self.info(stream)
+            if info.head > seq or info.sealed:
+                return True
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                return False
+            delay = poll
+            if deadline is not None:
+                delay = deadline - now if delay is None else min(delay, deadline - now)
+            await self._wait_for_notify(stream, delay)
+            if poll is not None:
+                poll = min(poll * 2, self._poll_interval_max)
+
+    #: Backends shared between processes poll with backoff between these bounds (seconds);
+    #: None means every change comes through this process, so no polling is needed.
+    _poll_interval_min: float | None = None
+    _poll_interval_max: float = 0.1
+
+    def _notify(self, stream: str) -> None:
+        waiters = self._waiters.pop(stream, None)
+        if waiters:
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
+
+    async def _wait_for_notify(self, stream: str, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiters.setdefault(stream, []).append(future)
+        handle = None
+        if timeout is not None:
+            handle = loop.call_later(timeout, _resolve, future)
+        try:
+            await future
+        finally:
+            if handle is not None:
+                handle.cancel()
+            waiters = self._waiters.get(stream)
+            if waiters is not None and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._waiters[stream]
+
+    async def meta_put(self, table: str, key: str, value: Any) -> int:
+        """Write ``value`` whatever the current version; return the new version."""
+        while True:
+            current = await self.meta_get(table, key)
+            version = await self.meta_cas(
+                table, key, value, version=current.version if current else 0
+            )
+            if version is not None:
+                return version
+
+    async def __aenter__(self) -> LogStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def check_table(table: str) -> None:
+    """Refuse metadata tables that are not part of the contract."""
+    if table not in META_TABLES:
+        raise StoreError(f"unknown metadata table {table!r}; the tables are {', '.join(META_TABLES)}")

@@ -1,0 +1,109 @@
+"""MemoryStore: the in-process store used by unit tests and the simulator."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import AsyncIterator
+from typing import Any
+
+from perper import codec
+from perper.store.base import HeadMovedError, LogStore, Meta, StreamInfo, check_table
+
+
+class _Stream:
+    __slots__ = ("data", "firsts", "head", "sealed")
+
+    def __init__(self) -> None:
+        self.firsts: list[int] = []
+        self.data: list[tuple[int, bytes]] = []
+        self.head = 0
+        self.sealed = False
+
+
+class MemoryStore(LogStore):
+    """Keeps encoded segments and metadata in dicts; nothing survives the process.
+
+    Items are stored encoded, exactly as on disk, so a MemoryStore hands back copies and
+    refuses unencodable items like every other store.
+    """
+
+    def __init__(self, url: str = "memory://") -> None:
+        super().__init__()
+        self.url = url
+        self._streams: dict[str, _Stream] = {}
+        self._meta: dict[str, dict[str, tuple[int, bytes]]] = {}
+        self._closed = False
+
+    async def info(self, stream: str) -> StreamInfo:
+        s = self._streams.get(stream)
+        if s is None:
+            return StreamInfo(stream, 0, False)
+        return StreamInfo(stream, s.head, s.sealed)
+
+    async def _segments(
+        self, stream: str, start: int, stop: int | None
+    ) -> AsyncIterator[tuple[int, int, bytes]]:
+        s = self._streams.get(stream)
+        if s is None:
+            return
+        index = max(bisect.bisect_right(s.firsts, start) - 1, 0)
+        while index < len(s.firsts):
+            first = s.firsts[index]
+            if stop is not None and first >= stop:
+                return
+            count, data = s.data[index]
+            if first + count > start:
+                yield first, count, data
+            index += 1
+
+    async def _write_segment(self, stream: str, seq: int, count: int, data: bytes) -> None:
+        s = self._streams.get(stream)
+        if s is None:
+            s = self._streams[stream] = _Stream()
+        if s.head != seq or s.sealed:
+            raise HeadMovedError(stream)
+        s.firsts.append(seq)
+        s.data.append((count, data))
+        s.head = seq + count
+
+    async def seal(self, stream: str) -> None:
+        s = self._streams.get(stream)
+        if s is None:
+            s = self._streams[stream] = _Stream()
+        s.sealed = True
+        self._notify(stream)
+
+    async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
+        return [
+            StreamInfo(name, s.head, s.sealed)
+            for name, s in sorted(self._streams.items())
+            if name.startswith(prefix)
+        ]
+
+    async def meta_get(self, table: str, key: str) -> Meta | None:
+        check_table(table)
+        entry = self._meta.get(table, {}).get(key)
+        if entry is None:
+            return None
+        return Meta(entry[0], codec.unpack(entry[1]))
+
+    async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
+        check_table(table)
+        rows = self._meta.setdefault(table, {})
+        current = rows.get(key)
+        if (current[0] if current else 0) != version:
+            return None
+        rows[key] = (version + 1, codec.pack(value, what="metadata"))
+        return version + 1
+
+    async def meta_scan(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
+        check_table(table)
+        rows = self._meta.get(table, {})
+        return [
+            (key, Meta(version, codec.unpack(data)))
+            for key, (version, data) in sorted(rows.items())
+            if key.startswith(prefix)
+        ]
+
+    async def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,279 @@
+"""SQLiteStore: the embedded default store, a real SQLite file.
+
+Layout (format 1), readable with the ``sqlite3`` shell:
+
+* ``streams(id, name, head, sealed)`` — one row per stream; ``head`` is its length.
+* ``segments(stream_id, first_seq, count, data)`` — one row per appended batch; ``data``
+  is a msgpack array of the batch's items.
+* ``runs``, ``executions``, ``checkpoints``, ``leases`` — metadata, ``(key, version,
+  value)`` with ``value`` msgpack; ``version`` backs compare-and-set.
+
+The file is in WAL mode with ``synchronous=NORMAL``: a commit survives the process being
+killed (kill -9), and the file stays consistent on power loss. ``PRAGMA application_id``
+marks perper logs and ``PRAGMA user_version`` holds the format number, checked on open.
+
+Calls run on the event loop's thread (no thread pool): SQLite answers these small
+statements in microseconds, and the runtime must not start threads. Other processes are
+noticed by polling with backoff in :meth:`LogStore.wait`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from perper import codec
+from perper.errors import FormatError, StoreError, StoreUnavailableError
+from perper.store.base import (
+    META_TABLES,
+    HeadMovedError,
+    LogStore,
+    Meta,
+    StreamInfo,
+    check_table,
+)
+
+#: The on-disk format this perper reads and writes.
+FORMAT_VERSION = 1
+#: ``PRAGMA application_id`` of perper logs: "PRPR".
+APPLICATION_ID = 0x50525052
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    head INTEGER NOT NULL DEFAULT 0,
+    sealed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS segments (
+    stream_id INTEGER NOT NULL REFERENCES streams(id),
+    first_seq INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (stream_id, first_seq)
+);
+""" + "".join(
+    f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, version INTEGER NOT NULL, "
+    "value BLOB NOT NULL);\n"
+    for table in META_TABLES
+)
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_FAR = 2**62
+
+
+class SQLiteStore(LogStore):
+    """A :class:`LogStore` in one SQLite file.
+
+    Args:
+        path: the database file; its folder is created if needed.
+        url: the URL it was opened with (for messages).
+    """
+
+    _poll_interval_min = 0.001
+    _poll_interval_max = 0.1
+
+    def __init__(self, path: str | os.PathLike[str], *, url: str | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.url = url or f"sqlite:///{self.path}"
+        self._ids: dict[str, int] = {}
+        self._db = self._open()
+
+    # ------------------------------------------------------------------ opening
+
+    def _open(self) -> sqlite3.Connection:
+        path = self.path
+        if path.exists() and path.is_dir():
+            raise StoreUnavailableError(f"{self.url}: {path} is a folder, not a SQLite file")
+        if path.exists() and path.stat().st_size > 0:
+            with path.open("rb") as f:
+                header = f.read(len(_SQLITE_HEADER))
+            if header != _SQLITE_HEADER:
+                raise FormatError(
+                    f"{self.url}: {path} is not a SQLite database (corrupt, or another kind of "
+                    "file); point --store at a perper log or at a new file"
+                )
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreUnavailableError(f"{self.url}: cannot create {path.parent}: {error}") from error
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise StoreUnavailableError(f"{self.url}: cannot open {path}: {error}") from error
+        try:
+            db.execute("PRAGMA busy_timeout = 10000")
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if app_id == 0 and tables == 0:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+                db.execute("COMMIT")
+            elif app_id != APPLICATION_ID:
+                raise FormatError(
+                    f"{self.url}: {path} is a SQLite database but not a perper log "
+                    f"(application_id {app_id:#x}); point --store at a perper log or a new file"
+                )
+            elif version != FORMAT_VERSION:
+                raise FormatError(
+                    f"{self.url}: {path} has perper format {version}, this perper reads format "
+                    f"{FORMAT_VERSION}; open it with the perper version that wrote it, or "
+                    "export it into a new file with that version"
+                )
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("SELECT count(*) FROM streams").fetchone()
+        except sqlite3.DatabaseError as error:
+            db.close()
+            raise FormatError(
+                f"{self.url}: {path} cannot be read as a perper log ({error}); it is corrupt "
+                "or not a perper log"
+            ) from error
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @contextmanager
+    def _translate(self) -> Iterator[sqlite3.Connection]:
+        try:
+            yield self._db
+        except sqlite3.OperationalError as error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreUnavailableError(f"{self.url}: {error}") from error
+        except sqlite3.DatabaseError as error:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreError(f"{self.url}: {error}") from error
+
+    # --------------------------------------------------------------- primitives
+
+    async def info(self, stream: str) -> StreamInfo:
+        with self._translate() as db:
+            row = db.execute("SELECT head, sealed FROM streams WHERE name = ?", (stream,)).fetchone()
+        if row is None:
+            return StreamInfo(stream, 0, False)
+        return StreamInfo(stream, row[0], bool(row[1]))
+
+    def _stream_id(self, db: sqlite3.Connection, stream: str, *, create: bool) -> int | None:
+        stream_id = self._ids.get(stream)
+        if stream_id is None:
+            if create:
+                db.execute("INSERT OR IGNORE INTO streams (name) VALUES (?)", (stream,))
+            row = db.execute("SELECT id FROM streams WHERE name = ?", (stream,)).fetchone()
+            if row is None:
+                return None
+            stream_id = self._ids[stream] = row[0]
+        return stream_id
+
+    async def _segments(
+        self, stream: str, start: int, stop: int | None
+    ) -> AsyncIterator[tuple[int, int, bytes]]:
+        with self._translate() as db:
+            stream_id = self._stream_id(db, stream, create=False)
+            if stream_id is None:
+                return
+            row = db.execute(
+                "SELECT max(first_seq) FROM segments WHERE stream_id = ? AND first_seq <= ?",
+                (stream_id, start),
+            ).fetchone()
+        low = row[0] if row[0] is not None else 0
+        high = _FAR if stop is None else stop
+        while True:
+            with self._translate() as db:
+                rows = db.execute(
+                    "SELECT first_seq, count, data FROM segments WHERE stream_id = ? "
+                    "AND first_seq >= ? AND first_seq < ? ORDER BY first_seq LIMIT 128",
+                    (stream_id, low, high),
+                ).fetchall()
+            for first, count, data in rows:
+                if first + count > start:
+                    yield first, count, data
+            if len(rows) < 128:
+                return
+            low = rows[-1][0] + 1
+
+    async def _write_segment(self, stream: str, seq: int, count: int, data: bytes) -> None:
+        with self._translate() as db:
+            db.execute("BEGIN IMMEDIATE")
+            stream_id = self._stream_id(db, stream, create=True)
+            moved = db.execute(
+                "UPDATE streams SET head = ? WHERE id = ? AND head = ? AND sealed = 0",
+                (seq + count, stream_id, seq),
+            ).rowcount
+            if moved != 1:
+                db.execute("ROLLBACK")
+                raise HeadMovedError(stream)
+            db.execute(
+                "INSERT INTO segments (stream_id, first_seq, count, data) VALUES (?, ?, ?, ?)",
+                (stream_id, seq, count, data),
+            )
+            db.execute("COMMIT")
+
+    async def seal(self, stream: str) -> None:
+        with self._translate() as db:
+            db.execute("BEGIN IMMEDIATE")
+            stream_id = self._stream_id(db, stream, create=True)
+            db.execute("UPDATE streams SET sealed = 1 WHERE id = ?", (stream_id,))
+            db.execute("COMMIT")
+        self._notify(stream)
+
+    async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
+        with self._translate() as db:
+            rows = db.execute(
+                "SELECT name, head, sealed FROM streams WHERE substr(name, 1, ?) = ? ORDER BY name",
+                (len(prefix), prefix),
+            ).fetchall()
+        return [StreamInfo(name, head, bool(sealed)) for name, head, sealed in rows]
+
+    async def meta_get(self, table: str, key: str) -> Meta | None:
+        check_table(table)
+        with self._translate() as db:
+            row = db.execute(f"SELECT version, value FROM {table} WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        return Meta(row[0], codec.unpack(row[1]))
+
+    async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
+        check_table(table)
+        data = codec.pack(value, what="metadata")
+        with self._translate() as db:
+            if version == 0:
+                changed = db.execute(
+                    f"INSERT OR IGNORE INTO {table} (key, version, value) VALUES (?, 1, ?)",
+                    (key, data),
+                ).rowcount
+            else:
+                changed = db.execute(
+                    f"UPDATE {table} SET version = ?, value = ? WHERE key = ? AND version = ?",
+                    (version + 1, data, key, version),
+                ).rowcount
+        return version + 1 if changed == 1 else None
+
+    async def meta_scan(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
+        check_table(table)
+        with self._translate() as db:
+            rows = db.execute(
+                f"SELECT key, version, value FROM {table} WHERE substr(key, 1, ?) = ? ORDER BY key",
+                (len(prefix), prefix),
+            ).fetchall()
+        return [(key, Meta(version, codec.unpack(value))) for key, version, value in rows]
+
+    async def close(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+            self._db = None  # type: ignore[assignment]

@@ -1,0 +1,20 @@
+"""StreamRef: a handle on a stream, passed between stream functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRef:
+    """A reference to a stream by its name.
+
+    Stream functions receive StreamRefs as parameters and read them with
+    ``ctx.read(ref)``. They encode as themselves, so they may be stored in parameters,
+    items and ``ctx.state``.
+    """
+
+    stream: str
+
+    def __str__(self) -> str:
+        return self.stream

@@ -1,0 +1,114 @@
+"""What only the SQLite store promises: a real file, durable, versioned, checked."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from perper.errors import ConfigError, FormatError
+from perper.store import open_store
+from perper.store.sqlite import APPLICATION_ID, FORMAT_VERSION, SQLiteStore
+
+
+async def test_reopening_the_file_keeps_streams_and_metadata(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    async with open_store(url) as store:
+        await store.append("s", 0, [{"a": 1}, {"a": 2}])
+        await store.seal("s")
+        await store.meta_put("runs", "r1", {"status": "done"})
+    async with open_store(url) as store:
+        assert [item async for _, item in store.read("s")] == [{"a": 1}, {"a": 2}]
+        assert (await store.info("s")).sealed
+        entry = await store.meta_get("runs", "r1")
+        assert entry is not None and entry.value == {"status": "done"}
+
+
+async def test_one_row_per_appended_batch_readable_by_plain_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with SQLiteStore(path) as store:
+        await store.append("s", 0, list(range(1000)))
+        await store.append("s", 1000, list(range(1000, 1500)))
+    db = sqlite3.connect(path)
+    rows = db.execute(
+        "SELECT first_seq, count FROM segments JOIN streams ON streams.id = stream_id "
+        "WHERE name = 's' ORDER BY first_seq"
+    ).fetchall()
+    assert rows == [(0, 1000), (1000, 500)]
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION
+    assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    db.close()
+
+
+async def test_a_file_of_another_format_version_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with SQLiteStore(path):
+        pass
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {FORMAT_VERSION + 1}")
+    db.close()
+    with pytest.raises(FormatError, match=f"format {FORMAT_VERSION + 1}, this perper reads format {FORMAT_VERSION}"):
+        SQLiteStore(path)
+
+
+async def test_a_corrupt_file_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    path.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(FormatError, match="not a SQLite database"):
+        SQLiteStore(path)
+    assert path.read_bytes().startswith(b"this is not")  # and left untouched
+
+
+async def test_a_truncated_database_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with SQLiteStore(path) as store:
+        await store.append("s", 0, list(range(10_000)))
+        await store.close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + b"\x00" * 50 + data[150:4096])
+    with pytest.raises(FormatError, match="corrupt"):
+        SQLiteStore(path)
+
+
+async def test_another_sqlite_database_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(FormatError, match="not a perper log"):
+        SQLiteStore(path)
+
+
+def test_a_sqlite_url_without_a_path_is_refused() -> None:
+    with pytest.raises(ConfigError, match="sqlite:///relative/path.db"):
+        open_store("sqlite://")
+
+
+def test_an_unknown_url_scheme_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown store URL 'postgres://x'"):
+        open_store("postgres://x")
+
+
+async def test_the_default_store_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERPER_STORE", f"sqlite:///{tmp_path / 'env.db'}")
+    async with open_store() as store:
+        await store.append("s", 0, [1])
+    assert (tmp_path / "env.db").exists()
+
+
+async def test_a_second_process_sees_appends_by_polling(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with SQLiteStore(path) as reader, SQLiteStore(path) as writer:
+        assert await reader.wait("s", 0, timeout=0.01) is False
+        await writer.append("s", 0, [1])
+        # the reader's connection learns of it without any in-process notification
+        assert await reader.wait("s", 0, timeout=2) is True
+        assert [i async for _, i in reader.read("s")] == [1]
