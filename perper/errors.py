@@ -63,6 +63,15 @@ class SealedError(StoreError):
 class FencedError(StoreError):
     """A write carried a lease epoch older than the current one (a stale owner)."""
 
+    def __init__(self, what: str, epoch: int, current: int) -> None:
+        self.what = what
+        self.epoch = epoch
+        self.current = current
+        super().__init__(
+            f"write to {what!r} with lease epoch {epoch} refused: a newer owner holds epoch "
+            f"{current} (this worker lost its lease and must stop)"
+        )
+
 
 class StoreUnavailableError(StoreError):
     """The store could not be reached or opened."""

@@ -1,9 +1,14 @@
-"""The runtime: runs every execution of a run as an asyncio task against a LogStore.
+"""The runtime: a worker that runs executions as asyncio tasks against a LogStore.
+
+Every execution runs under a lease (:mod:`perper.runtime.leases`), so any number of
+runtimes — in one process or in ``perper worker`` processes on other machines — can
+share a store: each execution runs in exactly one of them, a dead worker's executions
+are taken over once its leases expire, and a stale one is fenced.
 
 Simulator-friendly by construction: time comes from the event loop (``loop.time()`` for
-flush deadlines and waits), wall-clock time and randomness only from the ``clock`` and
-``entropy`` the caller passes (and only through recorded effects), the store from the
-caller. No threads.
+flush deadlines, lease expiry, checkpoint intervals and polling), wall-clock time and
+randomness only from the ``clock`` and ``entropy`` the caller passes (and only through
+recorded effects), the store from the caller. No threads.
 """
 
 from __future__ import annotations
@@ -14,26 +19,23 @@ import logging
 import os
 import random
 import time
-import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from perper import codec
-from perper.app import App, Kind, StreamFunction
-from perper.context import Context
+from perper.app import App, StreamFunction
 from perper.diff import structural_diff
 from perper.errors import (
     ConfigError,
-    ConflictError,
     EncodeError,
     ExecutionFailedError,
     NondeterminismError,
-    PerperError,
 )
+from perper.runtime.execution import Execution, Stopped
+from perper.runtime.leases import Leases
 from perper.runtime.records import (
     DONE,
-    EFFECTS_SUFFIX,
     FAILED,
     RUNNING,
     ExecutionRecord,
@@ -41,7 +43,6 @@ from perper.runtime.records import (
     check_run_name,
 )
 from perper.store.base import LogStore
-from perper.streamref import StreamRef
 
 log = logging.getLogger("perper.runtime")
 
@@ -92,17 +93,24 @@ class RunResult:
 
 
 class Runtime:
-    """Runs the executions of a run in this process.
+    """A worker: runs the executions it holds leases on, in this process.
 
     Args:
         store: where streams and metadata live.
         app: the application whose functions run.
         clock: wall-clock source behind ``ctx.now()`` (default :func:`time.time`); only
             called when an effect is recorded for the first time.
-        entropy: randomness behind ``ctx.random()``/``ctx.uuid()`` (default: seeded from
-            the OS); only drawn when an effect is recorded for the first time.
+        entropy: randomness behind ``ctx.random()``/``ctx.uuid()`` and the worker id
+            (default: seeded from the OS); only drawn for new effects.
+        worker_id: this worker's name in leases (default: random).
         batch_size: output items buffered before they are appended as one segment.
         flush_delay: seconds of loop time a yielded item may wait in the buffer.
+        lease_ttl: seconds of loop time without a renewal after which another worker may
+            take an execution over.
+        checkpoint_every: checkpoint-mode functions checkpoint after consuming this many
+            input items (a function's own ``checkpoint_every`` wins).
+        checkpoint_interval: ... or after this many seconds of loop time.
+        poll_interval: how often (loop seconds) the worker looks for executions to run.
     """
 
     def __init__(
@@ -112,33 +120,65 @@ class Runtime:
         *,
         clock: Callable[[], float] | None = None,
         entropy: random.Random | None = None,
+        worker_id: str | None = None,
         batch_size: int = 1000,
         flush_delay: float = 0.05,
+        lease_ttl: float = 2.0,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 5.0,
+        poll_interval: float = 0.05,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size!r} must be at least 1")
+        if checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every={checkpoint_every!r} must be at least 1")
+        if lease_ttl <= 0:
+            raise ConfigError(f"lease_ttl={lease_ttl!r} must be positive")
         self.store = store
         self.app = app
         self.clock = clock or time.time
         self.entropy = entropy or random.Random(os.urandom(16))
+        self.worker_id = worker_id or f"worker-{self.entropy.randbytes(4).hex()}"
         self.batch_size = batch_size
         self.flush_delay = flush_delay
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._failures: list[Failure] = []
-        self._changed: asyncio.Event | None = None
+        self.lease_ttl = lease_ttl
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = checkpoint_interval
+        self.poll_interval = poll_interval
+        self.leases = Leases(store, self.worker_id, lease_ttl)
+        self.stopping = False
+        self._tasks: dict[str, tuple[asyncio.Task[None], Execution]] = {}
+        self._wake: asyncio.Event | None = None
+        # Test hook: called as (execution, items consumed) whenever a function asks its
+        # input for the next item; it may raise to simulate a crash there.
+        self._boundary_hook: Callable[[str, int], None] | None = None
 
     # -------------------------------------------------------------------- runs
 
     async def run(self, run: str, params: dict[str, Any] | None = None) -> RunResult:
-        """Run (or resume) ``run`` until every finite execution is done or one fails.
+        """Run (or resume) ``run`` here until every finite execution is done or one fails.
 
         Re-running a finished run returns at once; re-running an unfinished one resumes
-        it: the launcher runs again and re-attaches to the streams it started, and failed
-        executions are retried. Items already stored are verified, never duplicated.
+        it: the launcher runs again and re-attaches to the streams it started, failed
+        executions are retried, and executions held by a worker that died are taken over
+        once their leases expire. Items already stored are verified, never duplicated.
 
         Raises:
             ConfigError: bad run name or launcher parameters, or parameters that differ
                 from the ones the run was started with.
+        """
+        if await self.prepare_run(run, params):
+            return RunResult(run, DONE, already_done=True)
+        result = await self.work(run=run)
+        assert result is not None
+        return result
+
+    async def prepare_run(self, run: str, params: dict[str, Any] | None = None) -> bool:
+        """Record the run and its launcher execution, or check them against the record;
+        return True if the run is already done. Workers then run it (:meth:`work`).
+
+        Raises:
+            ConfigError: as :meth:`run`.
         """
         check_run_name(run)
         launcher = self.app.launcher_function
@@ -159,51 +199,125 @@ class Runtime:
                     f"not {bound!r}: resume it with the same parameters or choose another --run name"
                 )
             if record.status == DONE:
-                return RunResult(run, DONE, already_done=True)
+                return True
         else:
             record = RunRecord(run, self.app.name, launcher.name, packed)
             await store.meta_cas("runs", run, record.to_meta(), version=0)
-
         for key, meta in await store.meta_scan("executions", prefix=run + "/"):
             if meta.value["status"] == FAILED:
                 retry = ExecutionRecord.from_meta(meta.value).with_status(RUNNING)
                 await store.meta_cas("executions", key, retry.to_meta(), version=meta.version)
+        await self._set_run_status(run, RUNNING)
+        await self.create_execution(f"{run}/{launcher.name}", run, launcher, packed, parent=None)
+        return False
 
-        self._failures = []
-        self._changed = asyncio.Event()
-        await self.attach(f"{run}/{launcher.name}", run, launcher, packed, parent=None)
-        for _, meta in await store.meta_scan("executions", prefix=run + "/"):
-            execution = ExecutionRecord.from_meta(meta.value)
-            if execution.status == RUNNING:
-                self._spawn(execution)
+    async def work(
+        self, *, run: str | None = None, stop: asyncio.Event | None = None
+    ) -> RunResult | None:
+        """Claim and run unfinished executions until ``stop`` is set — or, given ``run``,
+        until that run is done or failed (then return its result).
+
+        Without ``run`` it works on every running run of this app in the store. On
+        ``stop`` it stops gracefully: executions flush, checkpoint and give their leases
+        back.
+        """
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.stopping = False
+        renewer = loop.create_task(self._renew_forever(), name=f"{self.worker_id} leases")
+        poll = self.poll_interval
         try:
-            await self._wait_for_tasks()
+            while stop is None or not stop.is_set():
+                result, progressed = await self._step(run)
+                if result is not None:
+                    return result
+                poll = self.poll_interval if progressed else min(poll * 2, self.lease_ttl / 2)
+                self._wake.clear()
+                waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
+                if stop is not None:
+                    waits.append(asyncio.ensure_future(stop.wait()))
+                try:
+                    await asyncio.wait(waits, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waits:
+                        waiter.cancel()
+            return None
+        except asyncio.CancelledError:
+            renewer.cancel()
+            await self._shutdown(graceful=False)
+            raise
         finally:
-            await self._cancel_all()
-        status = FAILED if self._failures else DONE
-        await self._set_run_status(run, status)
-        return RunResult(run, status, failures=tuple(self._failures))
+            if not renewer.done():
+                renewer.cancel()
+                await self._shutdown(graceful=True)
 
-    async def _wait_for_tasks(self) -> None:
-        assert self._changed is not None
-        while not self._failures:
-            pending = [task for task in self._tasks.values() if not task.done()]
-            if not pending:
-                return
-            self._changed.clear()
-            changed = asyncio.ensure_future(self._changed.wait())
-            try:
-                await asyncio.wait([*pending, changed], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                changed.cancel()
+    async def _step(self, only_run: str | None) -> tuple[RunResult | None, bool]:
+        store = self.store
+        if only_run is not None:
+            runs = [only_run]
+        else:
+            runs = [
+                key for key, meta in await store.meta_scan("runs")
+                if meta.value["app"] == self.app.name and meta.value["status"] == RUNNING
+            ]
+        progressed = False
+        for run in runs:
+            entry = await store.meta_get("runs", run)
+            records = [
+                ExecutionRecord.from_meta(meta.value)
+                for _, meta in await store.meta_scan("executions", prefix=run + "/")
+            ]
+            failed = [r for r in records if r.status == FAILED]
+            if failed or (entry is not None and entry.value["status"] == FAILED):
+                await self._cancel_run(run)
+                await self._set_run_status(run, FAILED)
+                if run == only_run:
+                    failures = tuple(Failure(r.id, r.function, r.error or "") for r in failed)
+                    return RunResult(run, FAILED, failures=failures), True
+                continue
+            if (records and all(r.status == DONE for r in records)) or (
+                entry is not None and entry.value["status"] == DONE
+            ):
+                await self._set_run_status(run, DONE)
+                if run == only_run:
+                    return RunResult(run, DONE), True
+                continue
+            for record in records:
+                if record.status == RUNNING and record.id not in self._tasks:
+                    if await self._claim_and_spawn(record):
+                        progressed = True
+        return None, progressed
 
-    async def _cancel_all(self) -> None:
-        tasks = [task for task in self._tasks.values() if not task.done()]
-        for task in tasks:
+    async def _cancel_run(self, run: str) -> None:
+        doomed = [task for key, (task, _) in self._tasks.items() if key.startswith(run + "/")]
+        for task in doomed:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if doomed:
+            await asyncio.gather(*doomed, return_exceptions=True)
+
+    async def _shutdown(self, *, graceful: bool) -> None:
+        self.stopping = True
+        for task, execution in list(self._tasks.values()):
+            if execution.blocked or not graceful:
+                task.cancel()
+        pending = [task for task, _ in self._tasks.values() if not task.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=max(self.lease_ttl, 1.0))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
+        self.stopping = False
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl / 4)
+            for execution_id, (task, execution) in list(self._tasks.items()):
+                if task.done():
+                    continue
+                if not await self.leases.renew(execution_id, execution.epoch):
+                    log.warning("worker %s lost the lease of %s", self.worker_id, execution_id)
+                    task.cancel()
 
     async def _set_run_status(self, run: str, status: str) -> None:
         while True:
@@ -226,11 +340,10 @@ class Runtime:
         except EncodeError as error:
             raise ConfigError(f"cannot start {fn.name!r}: {error}") from error
 
-    async def attach(
+    async def create_execution(
         self, execution: str, run: str, fn: StreamFunction, params: bytes, *, parent: str | None
     ) -> ExecutionRecord:
-        """Create the execution if it does not exist yet, check it matches if it does, and
-        run it here unless it is done or already running here.
+        """Record the execution unless it exists; if it does, check it is the same.
 
         Raises:
             NondeterminismError: the stored execution has another function or parameters.
@@ -239,229 +352,88 @@ class Runtime:
         entry = await store.meta_get("executions", execution)
         if entry is None:
             record = ExecutionRecord(execution, run, fn.name, str(fn.kind), params, parent)
-            if await store.meta_cas("executions", execution, record.to_meta(), version=0) is None:
-                entry = await store.meta_get("executions", execution)
-        if entry is not None:
-            record = ExecutionRecord.from_meta(entry.value)
-            if record.function != fn.name or record.params != params:
-                stored = {"function": record.function, "params": codec.unpack(record.params)}
-                new = {"function": fn.name, "params": codec.unpack(params)}
-                raise NondeterminismError(
-                    execution=parent or execution,
-                    function=fn.name,
-                    seq=0,
-                    stored=stored,
-                    new=new,
-                    diff="\n".join(structural_diff(stored, new, path="start")),
-                    what=f"start of {execution!r}",
-                )
-        if record.status != DONE:
-            self._spawn(record)
+            if await store.meta_cas("executions", execution, record.to_meta(), version=0):
+                return record
+            entry = await store.meta_get("executions", execution)
+            assert entry is not None
+        record = ExecutionRecord.from_meta(entry.value)
+        if record.function != fn.name or record.params != params:
+            stored = {"function": record.function, "params": codec.unpack(record.params)}
+            new = {"function": fn.name, "params": codec.unpack(params)}
+            raise NondeterminismError(
+                execution=parent or execution,
+                function=fn.name,
+                seq=0,
+                stored=stored,
+                new=new,
+                diff="\n".join(structural_diff(stored, new, path="start")),
+                what=f"start of {execution!r}",
+            )
         return record
 
-    def _spawn(self, record: ExecutionRecord) -> None:
-        task = self._tasks.get(record.id)
-        if task is not None:
-            return
-        execution = _Execution(self, record)
-        self._tasks[record.id] = asyncio.get_running_loop().create_task(
-            execution.main(), name=record.id
-        )
-        if self._changed is not None:
-            self._changed.set()
+    async def attach(
+        self, execution: str, run: str, fn: StreamFunction, params: bytes, *, parent: str | None
+    ) -> ExecutionRecord:
+        """Create (or check) the execution and, unless it is done, run it here if its
+        lease can be had; otherwise the worker holding it runs it."""
+        record = await self.create_execution(execution, run, fn, params, parent=parent)
+        if record.status == RUNNING and execution not in self._tasks:
+            await self._claim_and_spawn(record)
+        return record
 
-    def _failed(self, failure: Failure) -> None:
-        self._failures.append(failure)
-        if self._changed is not None:
-            self._changed.set()
+    async def _claim_and_spawn(self, record: ExecutionRecord) -> bool:
+        epoch = await self.leases.claim(record.id)
+        if epoch is None:
+            return False
+        execution = Execution(self, record, epoch)
+        task = asyncio.get_running_loop().create_task(self._supervise(execution), name=record.id)
+        self._tasks[record.id] = (task, execution)
+        return True
 
-
-class _Execution:
-    """One execution running in this process: the host behind its Context."""
-
-    def __init__(self, runtime: Runtime, record: ExecutionRecord) -> None:
-        self.runtime = runtime
-        self.store = runtime.store
-        self.record = record
-        self.execution = record.id
-        self.run = record.run
-        self.function = record.function
-        self.state: dict[str, Any] = {}
-        self._prefix = record.run if record.kind == Kind.LAUNCHER else record.id
-        self._calls = 0
-        self._effects_stream = record.id + EFFECTS_SUFFIX
-        self._recorded_effects: list[Any] = []
-        self._effect_position = 0
-        self._pending_effects: list[Any] = []
-        self._buffer: list[Any] = []
-        self._out_seq = 0
-        self._deadline: float | None = None
-
-    # ---------------------------------------------------------------- running
-
-    async def main(self) -> None:
-        runtime = self.runtime
-        record = self.record
+    async def _supervise(self, execution: Execution) -> None:
         try:
-            fn = runtime.app.function(record.function)
-            params = codec.unpack(record.params)
-            self._recorded_effects = [
-                effect async for _, effect in self.store.read(self._effects_stream)
-            ]
-            ctx = Context(self, logging.getLogger(f"{runtime.app.name}.{fn.name}"))
-            if fn.kind == Kind.LAUNCHER:
-                await fn.fn(ctx, **params)
-                await self.flush()
-            else:
-                result = fn.fn(ctx, **params)
-                if hasattr(result, "__anext__"):
-                    await self._drain(result)
-                else:
-                    await result
-                await self.flush()
-                await self.store.seal(record.id)
-            await self._set_status(DONE)
+            await execution.main()
+        except Stopped:
+            pass
         except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self.leases.release(execution.execution, execution.epoch)
+            self._forget(execution)
             raise
-        except Exception as error:
-            if not isinstance(error, (NondeterminismError, EncodeError)):
-                # What the function yielded before it raised is output like any other.
-                with contextlib.suppress(Exception):
-                    await self.flush()
-            text = _describe(error)
-            log.debug("execution %s failed: %s", record.id, text)
-            try:
-                await self._set_status(FAILED, text)
-            finally:
-                runtime._failed(Failure(record.id, record.function, text))
+        # Anything else (a simulated crash) leaves the lease held, as kill -9 would.
+        await self.leases.release(execution.execution, execution.epoch)
+        self._forget(execution)
 
-    async def _drain(self, agen: AsyncIterator[Any]) -> None:
-        buffer = self._buffer
-        limit = self.runtime.batch_size
-        delay = self.runtime.flush_delay
-        loop = asyncio.get_running_loop()
-        async for item in agen:
-            buffer.append(item)
-            if len(buffer) >= limit:
-                await self.flush()
-            elif self._deadline is None:
-                self._deadline = loop.time() + delay
-            elif loop.time() >= self._deadline:
-                await self.flush()
+    def _forget(self, execution: Execution) -> None:
+        current = self._tasks.get(execution.execution)
+        if current is not None and current[1] is execution:
+            del self._tasks[execution.execution]
+        if self._wake is not None:
+            self._wake.set()
 
-    async def flush(self) -> None:
-        """Make recorded effects, then buffered output items, durable (in that order, so no
-        stored item depends on an effect that is not recorded)."""
-        self._deadline = None
-        if self._pending_effects:
-            effects = self._pending_effects
-            self._pending_effects = []
-            start = len(self._recorded_effects)
-            await self.store.append(self._effects_stream, start, effects)
-            self._recorded_effects.extend(effects)
-        if self._buffer:
-            items = self._buffer.copy()
-            self._buffer.clear()  # in place: _drain holds a reference to this list
-            seq = self._out_seq
-            try:
-                await self.store.append(self.record.id, seq, items)
-            except ConflictError as conflict:
-                raise NondeterminismError(
-                    execution=self.execution,
-                    function=self.function,
-                    seq=conflict.seq,
-                    stored=conflict.stored,
-                    new=conflict.new,
-                    diff="\n".join(structural_diff(conflict.stored, conflict.new)),
-                ) from None
-            except EncodeError as error:
-                at = seq + (error.index or 0)
-                raise EncodeError(error.type_name, f"{self.function!r}'s item at seq {at}"
-                                  + error.path[len("item"):]) from None
-            self._out_seq = seq + len(items)
-            # Appends to local stores never suspend: give the other executions a turn
-            # after each segment, so a busy producer cannot starve its readers.
-            await asyncio.sleep(0)
+    def _failed(self, record: ExecutionRecord, error: str) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
-    async def _set_status(self, status: str, error: str | None = None) -> None:
-        store = self.store
-        while True:
-            entry = await store.meta_get("executions", self.execution)
-            current = ExecutionRecord.from_meta(entry.value) if entry else self.record
-            updated = current.with_status(status, error)
-            if await store.meta_cas(
-                "executions", self.execution, updated.to_meta(),
-                version=entry.version if entry else 0,
-            ) is not None:
-                self.record = updated
-                return
+    async def execute(self, execution: str) -> None:
+        """Run one recorded execution to its end in the calling task (for harnesses).
 
-    # ------------------------------------------------------- the Context host
-
-    async def read(self, stream: str) -> AsyncIterator[Any]:
-        store = self.store
-        position = 0
-        while True:
-            async for _, items in store.read_batches(stream, start=position):
-                for item in items:
-                    position += 1
-                    yield item
-            info = await store.info(stream)
-            if info.head > position:
-                continue
-            if info.sealed:
-                return
-            # About to block: make our own output visible first, or a cycle would stall.
-            await self.flush()
-            await store.wait(stream, position, timeout=None)
-
-    def reserve_call(self, fn: StreamFunction) -> StreamRef:
-        if not isinstance(fn, StreamFunction) or fn.app is not self.runtime.app:
-            raise ConfigError(
-                f"{self.function!r} started {fn!r}: ctx.start and ctx.declare take a function "
-                f"decorated with @app.stream or @app.action of app {self.runtime.app.name!r}"
-            )
-        if fn.kind == Kind.LAUNCHER:
-            raise ConfigError(f"{self.function!r} cannot start the launcher {fn.name!r}")
-        index = self._calls
-        self._calls += 1
-        return StreamRef(f"{self._prefix}/{fn.name}-{index}")
-
-    async def start_reserved(
-        self, ref: StreamRef, fn: StreamFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> StreamRef:
-        params = self.runtime._pack_params(fn, fn.bind(args, kwargs))
-        await self.runtime.attach(ref.stream, self.run, fn, params, parent=self.execution)
-        return ref
-
-    def effect(self, kind: str, make: Callable[[], Any]) -> Any:
-        position = self._effect_position
-        self._effect_position = position + 1
-        if position < len(self._recorded_effects):
-            recorded_kind, value = self._recorded_effects[position]
-            if recorded_kind != kind:
-                raise NondeterminismError(
-                    execution=self.execution,
-                    function=self.function,
-                    seq=position,
-                    stored=f"ctx.{recorded_kind}()",
-                    new=f"ctx.{kind}()",
-                    what="effect",
-                )
-            return value
-        value = make()
-        self._pending_effects.append([kind, value])
-        return value
-
-    def entropy_bytes(self, count: int) -> bytes:
-        return self.runtime.entropy.randbytes(count)
-
-    def entropy_float(self) -> float:
-        return self.runtime.entropy.random()
-
-    def wall_clock(self) -> float:
-        return self.runtime.clock()
-
-
-def _describe(error: BaseException) -> str:
-    return "".join(traceback.format_exception(error)).rstrip()
+        Raises:
+            ConfigError: no such execution, or its lease is held by another worker.
+            ExecutionFailedError: the function failed.
+        """
+        entry = await self.store.meta_get("executions", execution)
+        if entry is None:
+            raise ConfigError(f"no execution {execution!r} in {self.store.url}")
+        record = ExecutionRecord.from_meta(entry.value)
+        epoch = await self.leases.claim(execution)
+        if epoch is None:
+            raise ConfigError(f"execution {execution!r} is leased by another worker")
+        runner = Execution(self, record, epoch)
+        try:
+            await runner.main()
+        except Stopped:
+            return
+        await self.leases.release(execution, epoch)
+        if runner.record.status == FAILED:
+            raise ExecutionFailedError(execution, record.function, runner.record.error or "")

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from perper import codec
-from perper.errors import ConflictError, GapError, SealedError, StoreError
+from perper.errors import ConflictError, FencedError, GapError, SealedError, StoreError
 
 #: Metadata tables every store provides.
 META_TABLES = ("runs", "executions", "checkpoints", "leases")
@@ -35,11 +35,14 @@ class StreamInfo:
         name: the stream's name.
         head: the next free seq, which is also the number of items.
         sealed: True once the stream's writer finished it; nothing can be appended after.
+        epoch: the highest lease epoch that wrote to the stream (0: none given). Writes
+            carrying a lower epoch are refused with :class:`FencedError`.
     """
 
     name: str
     head: int
     sealed: bool = False
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,16 +86,21 @@ class LogStore(ABC):
         in seq order."""
 
     @abstractmethod
-    async def _write_segment(self, stream: str, seq: int, count: int, data: bytes) -> None:
-        """Atomically store one segment at ``seq`` and move the head to ``seq + count``.
+    async def _write_segment(
+        self, stream: str, seq: int, count: int, data: bytes, epoch: int
+    ) -> None:
+        """Atomically store one segment at ``seq``, move the head to ``seq + count`` and
+        raise the stream's epoch to ``epoch``.
 
         Raises:
-            HeadMovedError: the head is not ``seq`` (or the stream is sealed) any more.
+            HeadMovedError: the head is not ``seq``, the stream is sealed, or its epoch is
+                above ``epoch`` (the caller re-reads :meth:`info` to tell which).
         """
 
     @abstractmethod
-    async def seal(self, stream: str) -> None:
-        """Mark the stream finished at its current head; later appends past it are refused."""
+    async def _seal(self, stream: str, epoch: int) -> bool:
+        """Atomically mark the stream sealed and raise its epoch to ``epoch``, unless its
+        epoch is above ``epoch``. Return False in that case."""
 
     @abstractmethod
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
@@ -123,15 +131,20 @@ class LogStore(ABC):
         """Return the next free seq of ``stream`` (its number of items)."""
         return (await self.info(stream)).head
 
-    async def append(self, stream: str, seq: int, items: Sequence[Any]) -> int:
+    async def append(
+        self, stream: str, seq: int, items: Sequence[Any], *, epoch: int = 0
+    ) -> int:
         """Write ``items`` at ``seq, seq + 1, ...`` and return the new head.
 
         Idempotent: items equal to those already stored at their positions are skipped.
+        ``epoch`` is the writer's lease epoch: new items are refused once a writer with a
+        higher epoch has written to the stream (fencing a stale owner).
 
         Raises:
             ConflictError: a different item is stored at one of the positions.
             GapError: ``seq`` is beyond the head.
             SealedError: the stream is sealed and ``items`` go past its end.
+            FencedError: a writer with a higher epoch has written to the stream.
             EncodeError: an item is not encodable (``index`` names it).
         """
         if seq < 0:
@@ -152,9 +165,11 @@ class LogStore(ABC):
                 return max(head, seq)
             if info.sealed:
                 raise SealedError(stream, seq, head)
+            if info.epoch > epoch:
+                raise FencedError(stream, epoch, info.epoch)
             data = codec.pack_segment(items)
             try:
-                await self._write_segment(stream, seq, len(items), data)
+                await self._write_segment(stream, seq, len(items), data, epoch)
             except HeadMovedError:
                 continue  # another writer got there first: compare against what it wrote
             self._notify(stream)
@@ -170,6 +185,16 @@ class LogStore(ABC):
             position = first + len(stored)
         if position != seq + len(items):
             raise StoreError(f"stream {stream!r} is missing stored items near seq {position}")
+
+    async def seal(self, stream: str, *, epoch: int = 0) -> None:
+        """Mark the stream finished at its current head; appends past it are refused.
+
+        Raises:
+            FencedError: a writer with a higher epoch has written to the stream.
+        """
+        if not await self._seal(stream, epoch):
+            raise FencedError(stream, epoch, (await self.info(stream)).epoch)
+        self._notify(stream)
 
     async def read_batches(
         self, stream: str, *, start: int = 0, stop: int | None = None

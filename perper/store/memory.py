@@ -11,13 +11,14 @@ from perper.store.base import HeadMovedError, LogStore, Meta, StreamInfo, check_
 
 
 class _Stream:
-    __slots__ = ("data", "firsts", "head", "sealed")
+    __slots__ = ("data", "epoch", "firsts", "head", "sealed")
 
     def __init__(self) -> None:
         self.firsts: list[int] = []
         self.data: list[tuple[int, bytes]] = []
         self.head = 0
         self.sealed = False
+        self.epoch = 0
 
 
 class MemoryStore(LogStore):
@@ -38,7 +39,7 @@ class MemoryStore(LogStore):
         s = self._streams.get(stream)
         if s is None:
             return StreamInfo(stream, 0, False)
-        return StreamInfo(stream, s.head, s.sealed)
+        return StreamInfo(stream, s.head, s.sealed, s.epoch)
 
     async def _segments(
         self, stream: str, start: int, stop: int | None
@@ -56,26 +57,32 @@ class MemoryStore(LogStore):
                 yield first, count, data
             index += 1
 
-    async def _write_segment(self, stream: str, seq: int, count: int, data: bytes) -> None:
+    async def _write_segment(
+        self, stream: str, seq: int, count: int, data: bytes, epoch: int
+    ) -> None:
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Stream()
-        if s.head != seq or s.sealed:
+        if s.head != seq or s.sealed or s.epoch > epoch:
             raise HeadMovedError(stream)
         s.firsts.append(seq)
         s.data.append((count, data))
         s.head = seq + count
+        s.epoch = epoch
 
-    async def seal(self, stream: str) -> None:
+    async def _seal(self, stream: str, epoch: int) -> bool:
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Stream()
+        if s.epoch > epoch:
+            return False
         s.sealed = True
-        self._notify(stream)
+        s.epoch = epoch
+        return True
 
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
         return [
-            StreamInfo(name, s.head, s.sealed)
+            StreamInfo(name, s.head, s.sealed, s.epoch)
             for name, s in sorted(self._streams.items())
             if name.startswith(prefix)
         ]

@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS streams (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     head INTEGER NOT NULL DEFAULT 0,
-    sealed INTEGER NOT NULL DEFAULT 0
+    sealed INTEGER NOT NULL DEFAULT 0,
+    epoch INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS segments (
     stream_id INTEGER NOT NULL REFERENCES streams(id),
@@ -163,10 +164,12 @@ class SQLiteStore(LogStore):
 
     async def info(self, stream: str) -> StreamInfo:
         with self._translate() as db:
-            row = db.execute("SELECT head, sealed FROM streams WHERE name = ?", (stream,)).fetchone()
+            row = db.execute(
+                "SELECT head, sealed, epoch FROM streams WHERE name = ?", (stream,)
+            ).fetchone()
         if row is None:
             return StreamInfo(stream, 0, False)
-        return StreamInfo(stream, row[0], bool(row[1]))
+        return StreamInfo(stream, row[0], bool(row[1]), row[2])
 
     def _stream_id(self, db: sqlite3.Connection, stream: str, *, create: bool) -> int | None:
         stream_id = self._ids.get(stream)
@@ -206,13 +209,16 @@ class SQLiteStore(LogStore):
                 return
             low = rows[-1][0] + 1
 
-    async def _write_segment(self, stream: str, seq: int, count: int, data: bytes) -> None:
+    async def _write_segment(
+        self, stream: str, seq: int, count: int, data: bytes, epoch: int
+    ) -> None:
         with self._translate() as db:
             db.execute("BEGIN IMMEDIATE")
             stream_id = self._stream_id(db, stream, create=True)
             moved = db.execute(
-                "UPDATE streams SET head = ? WHERE id = ? AND head = ? AND sealed = 0",
-                (seq + count, stream_id, seq),
+                "UPDATE streams SET head = ?, epoch = ? "
+                "WHERE id = ? AND head = ? AND sealed = 0 AND epoch <= ?",
+                (seq + count, epoch, stream_id, seq, epoch),
             ).rowcount
             if moved != 1:
                 db.execute("ROLLBACK")
@@ -223,21 +229,25 @@ class SQLiteStore(LogStore):
             )
             db.execute("COMMIT")
 
-    async def seal(self, stream: str) -> None:
+    async def _seal(self, stream: str, epoch: int) -> bool:
         with self._translate() as db:
             db.execute("BEGIN IMMEDIATE")
             stream_id = self._stream_id(db, stream, create=True)
-            db.execute("UPDATE streams SET sealed = 1 WHERE id = ?", (stream_id,))
+            sealed = db.execute(
+                "UPDATE streams SET sealed = 1, epoch = ? WHERE id = ? AND epoch <= ?",
+                (epoch, stream_id, epoch),
+            ).rowcount
             db.execute("COMMIT")
-        self._notify(stream)
+        return sealed == 1
 
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
         with self._translate() as db:
             rows = db.execute(
-                "SELECT name, head, sealed FROM streams WHERE substr(name, 1, ?) = ? ORDER BY name",
+                "SELECT name, head, sealed, epoch FROM streams WHERE substr(name, 1, ?) = ? "
+                "ORDER BY name",
                 (len(prefix), prefix),
             ).fetchall()
-        return [StreamInfo(name, head, bool(sealed)) for name, head, sealed in rows]
+        return [StreamInfo(name, head, bool(sealed), epoch) for name, head, sealed, epoch in rows]
 
     async def meta_get(self, table: str, key: str) -> Meta | None:
         check_table(table)

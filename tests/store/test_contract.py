@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import pytest
 
 from perper import codec
-from perper.errors import ConflictError, EncodeError, GapError, SealedError, StoreError
+from perper.errors import (
+    ConflictError,
+    EncodeError,
+    FencedError,
+    GapError,
+    SealedError,
+    StoreError,
+)
 from perper.store import LogStore
 
 
@@ -182,3 +189,19 @@ async def test_concurrent_writers_at_the_same_seq_never_duplicate(store: LogStor
     )
     assert results == [2, 2]
     assert await items_of(store, "s") == [(0, 1), (1, 2)]
+
+
+async def test_a_writer_with_an_older_epoch_is_fenced(store: LogStore) -> None:
+    await store.append("s", 0, [1, 2], epoch=1)
+    await store.append("s", 2, [3], epoch=2)
+    assert (await store.info("s")).epoch == 2
+    with pytest.raises(FencedError) as caught:
+        await store.append("s", 3, [4], epoch=1)
+    assert (caught.value.epoch, caught.value.current) == (1, 2)
+    assert "lease epoch 1 refused" in str(caught.value)
+    # re-appending what is stored is still a harmless no-op for the stale writer
+    assert await store.append("s", 0, [1, 2, 3], epoch=1) == 3
+    with pytest.raises(FencedError):
+        await store.seal("s", epoch=1)
+    await store.seal("s", epoch=2)
+    assert await store.head("s") == 3

@@ -1,0 +1,337 @@
+"""One execution running in this process: the host behind its Context.
+
+The order of writes is what makes every crash recoverable:
+
+1. recorded effects, then the output items that may depend on them (``flush``);
+2. then the checkpoint that covers them (``checkpoint``);
+3. at the end, the final checkpoint, the seal of the output stream, the ``done`` status.
+
+A crash between any two steps leaves a checkpoint older than the outputs; recovery
+re-yields items already stored, and the idempotent append compares instead of writing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import traceback
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from perper import codec
+from perper.app import Kind, StreamFunction
+from perper.context import Context
+from perper.diff import structural_diff
+from perper.errors import (
+    ConfigError,
+    ConflictError,
+    EncodeError,
+    FencedError,
+    NondeterminismError,
+)
+from perper.runtime.records import DONE, EFFECTS_SUFFIX, FAILED, ExecutionRecord
+from perper.streamref import StreamRef
+
+if TYPE_CHECKING:
+    from perper.runtime.engine import Runtime
+
+log = logging.getLogger("perper.runtime")
+
+
+class Stopped(BaseException):
+    """Raised inside an execution to stop it without failing it (graceful shutdown)."""
+
+
+class Execution:
+    """Runs one execution under a lease of epoch ``epoch``."""
+
+    def __init__(self, runtime: Runtime, record: ExecutionRecord, epoch: int) -> None:
+        self.runtime = runtime
+        self.store = runtime.store
+        self.record = record
+        self.epoch = epoch
+        self.execution = record.id
+        self.run = record.run
+        self.function = record.function
+        self.state: dict[str, Any] = {}
+        self.blocked = False
+        self._prefix = record.run if record.kind == Kind.LAUNCHER else record.id
+        self._calls = 0
+        self._effects_stream = record.id + EFFECTS_SUFFIX
+        self._recorded_effects: list[Any] = []
+        self._effect_position = 0
+        self._pending_effects: list[Any] = []
+        self._buffer: list[Any] = []
+        self._out_seq = 0
+        self._flush_due = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._reads = 0
+        self._positions: list[list[Any]] = []  # per ctx.read call: [stream, items consumed]
+        self._restored: list[list[Any]] = []
+        self._checkpointing = False
+        self._every = runtime.checkpoint_every
+        self._interval = runtime.checkpoint_interval
+        self._until_checkpoint = 0
+        self._next_checkpoint_at = 0.0
+
+    # ---------------------------------------------------------------- running
+
+    async def main(self) -> None:
+        """Run the function to its end; record done or failed. Lost leases and stops end
+        the task quietly, leaving the execution to be resumed."""
+        runtime = self.runtime
+        record = self.record
+        try:
+            fn = runtime.app.function(record.function)
+            params = codec.unpack(record.params)
+            self._configure(fn)
+            self._recorded_effects = [
+                effect async for _, effect in self.store.read(self._effects_stream)
+            ]
+            if self._checkpointing:
+                await self._restore()
+            ctx = Context(self, logging.getLogger(f"{runtime.app.name}.{fn.name}"))
+            if fn.kind == Kind.LAUNCHER:
+                await fn.fn(ctx, **params)
+            else:
+                result = fn.fn(ctx, **params)
+                if hasattr(result, "__anext__"):
+                    await self._drain(result)
+                else:
+                    await result
+            await self.checkpoint()
+            if fn.kind != Kind.LAUNCHER:
+                await self.store.seal(record.id, epoch=self.epoch)
+            await self._set_status(DONE)
+        except (asyncio.CancelledError, Stopped):
+            raise
+        except FencedError as error:
+            log.warning("execution %s stopped: %s", record.id, error)
+            raise Stopped() from error
+        except Exception as error:
+            if not isinstance(error, (NondeterminismError, EncodeError)):
+                # What the function yielded before it raised is output like any other.
+                with contextlib.suppress(Exception):
+                    await self.flush()
+            text = "".join(traceback.format_exception(error)).rstrip()
+            log.debug("execution %s failed: %s", record.id, text)
+            await self._set_status(FAILED, text)
+            runtime._failed(record, text)
+
+    def _configure(self, fn: StreamFunction) -> None:
+        self._checkpointing = fn.recovery == "checkpoint"
+        if fn.checkpoint_every is not None:
+            self._every = fn.checkpoint_every
+        if fn.checkpoint_interval is not None:
+            self._interval = fn.checkpoint_interval
+        self._until_checkpoint = self._every
+        self._next_checkpoint_at = asyncio.get_running_loop().time() + self._interval
+
+    async def _restore(self) -> None:
+        entry = await self.store.meta_get("checkpoints", self.execution)
+        if entry is None:
+            return
+        checkpoint = entry.value
+        self.state = checkpoint["state"]
+        self._restored = checkpoint["positions"]
+        self._out_seq = checkpoint["out"]
+        self._effect_position = checkpoint["effects"]
+        self._calls = checkpoint["calls"]
+
+    async def _drain(self, agen: AsyncIterator[Any]) -> None:
+        buffer = self._buffer
+        limit = self.runtime.batch_size
+        delay = self.runtime.flush_delay
+        loop = asyncio.get_running_loop()
+        async for item in agen:
+            buffer.append(item)
+            if len(buffer) >= limit or self._flush_due:
+                await self.flush()
+                if self.runtime.stopping:
+                    raise Stopped()
+            elif self._timer is None:
+                # A loop timer, not a clock read per item: it only raises a flag that the
+                # next yield acts on.
+                self._timer = loop.call_later(delay, self._set_flush_due)
+
+    def _set_flush_due(self) -> None:
+        self._flush_due = True
+
+    async def flush(self) -> None:
+        """Make recorded effects, then buffered output items, durable (in that order, so no
+        stored item depends on an effect that is not recorded)."""
+        self._flush_due = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending_effects:
+            effects = self._pending_effects
+            self._pending_effects = []
+            start = len(self._recorded_effects)
+            await self.store.append(self._effects_stream, start, effects, epoch=self.epoch)
+            self._recorded_effects.extend(effects)
+        if self._buffer:
+            items = self._buffer.copy()
+            self._buffer.clear()  # in place: _drain holds a reference to this list
+            seq = self._out_seq
+            try:
+                await self.store.append(self.record.id, seq, items, epoch=self.epoch)
+            except ConflictError as conflict:
+                raise NondeterminismError(
+                    execution=self.execution,
+                    function=self.function,
+                    seq=conflict.seq,
+                    stored=conflict.stored,
+                    new=conflict.new,
+                    diff="\n".join(structural_diff(conflict.stored, conflict.new)),
+                ) from None
+            except EncodeError as error:
+                at = seq + (error.index or 0)
+                raise EncodeError(
+                    error.type_name, f"{self.function!r}'s item at seq {at}" + error.path[4:]
+                ) from None
+            self._out_seq = seq + len(items)
+            # Appends to local stores never suspend: give the other executions a turn
+            # after each segment, so a busy producer cannot starve its readers.
+            await asyncio.sleep(0)
+
+    async def checkpoint(self) -> None:
+        """Flush, then save positions, output head, state, effects position and epoch."""
+        await self.flush()
+        try:
+            value = {
+                "positions": self._positions,
+                "out": self._out_seq,
+                "state": self.state,
+                "effects": self._effect_position,
+                "calls": self._calls,
+                "epoch": self.epoch,
+            }
+            codec.pack(value["state"], what="ctx.state")
+        except EncodeError as error:
+            raise EncodeError(error.type_name, f"{self.function!r}'s {error.path}") from None
+        store = self.store
+        while True:
+            entry = await store.meta_get("checkpoints", self.execution)
+            if entry is not None and entry.value["epoch"] > self.epoch:
+                raise FencedError(f"checkpoint of {self.execution}", self.epoch, entry.value["epoch"])
+            version = entry.version if entry else 0
+            if await store.meta_cas("checkpoints", self.execution, value, version=version):
+                break
+        self._until_checkpoint = self._every
+        self._next_checkpoint_at = asyncio.get_running_loop().time() + self._interval
+
+    async def _set_status(self, status: str, error: str | None = None) -> None:
+        store = self.store
+        while True:
+            entry = await store.meta_get("executions", self.execution)
+            current = ExecutionRecord.from_meta(entry.value) if entry else self.record
+            updated = current.with_status(status, error)
+            version = entry.version if entry else 0
+            if await store.meta_cas("executions", self.execution, updated.to_meta(), version=version):
+                self.record = updated
+                return
+
+    # ------------------------------------------------------- the Context host
+
+    async def read(self, stream: str) -> AsyncIterator[Any]:
+        store = self.store
+        index = self._reads
+        self._reads += 1
+        position = 0
+        if index < len(self._restored) and self._restored[index][0] == stream:
+            position = self._restored[index][1]
+        slot = [stream, position]
+        self._positions.append(slot)
+        runtime = self.runtime
+        hook = runtime._boundary_hook
+        while True:
+            async for _, items in store.read_batches(stream, start=position):
+                for item in items:
+                    position += 1
+                    slot[1] = position
+                    yield item
+                    # The function asks for the next item: it has finished with this one,
+                    # so its state and outputs are consistent with the positions.
+                    if hook is not None:
+                        hook(self.execution, position)
+                    if runtime.stopping:
+                        await self._stop()
+                    if self._checkpointing:
+                        self._until_checkpoint -= 1
+                        if self._until_checkpoint <= 0:
+                            await self.checkpoint()
+                        elif asyncio.get_running_loop().time() >= self._next_checkpoint_at:
+                            await self.checkpoint()
+            info = await store.info(stream)
+            if info.head > position:
+                continue
+            if info.sealed:
+                return
+            # About to block: make our own output visible first, or a cycle would stall.
+            if self._checkpointing and self._until_checkpoint < self._every:
+                await self.checkpoint()
+            else:
+                await self.flush()
+            if runtime.stopping:
+                await self._stop()
+            self.blocked = True
+            try:
+                await store.wait(stream, position, timeout=None)
+            finally:
+                self.blocked = False
+
+    async def _stop(self) -> None:
+        if self._checkpointing:
+            await self.checkpoint()
+        else:
+            await self.flush()
+        raise Stopped()
+
+    def reserve_call(self, fn: StreamFunction) -> StreamRef:
+        if not isinstance(fn, StreamFunction) or fn.app is not self.runtime.app:
+            raise ConfigError(
+                f"{self.function!r} started {fn!r}: ctx.start and ctx.declare take a function "
+                f"decorated with @app.stream or @app.action of app {self.runtime.app.name!r}"
+            )
+        if fn.kind == Kind.LAUNCHER:
+            raise ConfigError(f"{self.function!r} cannot start the launcher {fn.name!r}")
+        index = self._calls
+        self._calls += 1
+        return StreamRef(f"{self._prefix}/{fn.name}-{index}")
+
+    async def start_reserved(
+        self, ref: StreamRef, fn: StreamFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> StreamRef:
+        params = self.runtime._pack_params(fn, fn.bind(args, kwargs))
+        await self.runtime.attach(ref.stream, self.run, fn, params, parent=self.execution)
+        return ref
+
+    def effect(self, kind: str, make: Callable[[], Any]) -> Any:
+        position = self._effect_position
+        self._effect_position = position + 1
+        if position < len(self._recorded_effects):
+            recorded_kind, value = self._recorded_effects[position]
+            if recorded_kind != kind:
+                raise NondeterminismError(
+                    execution=self.execution,
+                    function=self.function,
+                    seq=position,
+                    stored=f"ctx.{recorded_kind}()",
+                    new=f"ctx.{kind}()",
+                    what="effect",
+                )
+            return value
+        value = make()
+        self._pending_effects.append([kind, value])
+        return value
+
+    def entropy_bytes(self, count: int) -> bytes:
+        return self.runtime.entropy.randbytes(count)
+
+    def entropy_float(self) -> float:
+        return self.runtime.entropy.random()
+
+    def wall_clock(self) -> float:
+        return self.runtime.clock()

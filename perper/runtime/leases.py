@@ -1,0 +1,109 @@
+"""Leases: which worker may run an execution, and fencing of the ones that lost it.
+
+A lease lives in the store's ``leases`` table, keyed by execution id, as
+``{"owner": worker or None, "epoch": int, "beat": int}``. Every change goes through
+compare-and-set, so two workers never both believe they hold it.
+
+* **Claiming** a free lease (no entry, or ``owner`` None after a release) or an expired
+  one writes ``epoch + 1`` and the claimant as owner. The epoch is what the owner's
+  writes carry: once it wrote to a stream or a checkpoint, the store refuses writes with
+  a lower epoch, so a stale owner (a paused process, a partitioned worker) is fenced.
+* **Renewing**: the owner bumps ``beat`` every ``ttl / 4`` seconds of loop time.
+* **Expiry is observed, not computed from clocks**: a worker considers a lease expired
+  once it has seen the same ``(owner, epoch, beat)`` for ``ttl`` seconds of *its own*
+  loop time. No two clocks are ever compared, so clock skew between workers cannot
+  make a live lease look expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from perper.store.base import LogStore
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A lease as stored."""
+
+    owner: str | None
+    epoch: int
+    beat: int = 0
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"owner": self.owner, "epoch": self.epoch, "beat": self.beat}
+
+    @classmethod
+    def from_meta(cls, value: dict[str, Any]) -> Lease:
+        return cls(value["owner"], value["epoch"], value.get("beat", 0))
+
+
+class Leases:
+    """The lease operations of one worker.
+
+    Args:
+        store: where leases live.
+        owner: this worker's id.
+        ttl: seconds of loop time without a beat after which a lease counts as expired.
+    """
+
+    def __init__(self, store: LogStore, owner: str, ttl: float) -> None:
+        self.store = store
+        self.owner = owner
+        self.ttl = ttl
+        self._seen: dict[str, tuple[Lease, float]] = {}
+
+    async def claim(self, execution: str) -> int | None:
+        """Take the lease of ``execution`` if it is free or expired; return the new epoch,
+        or None if another worker holds it."""
+        store = self.store
+        entry = await store.meta_get("leases", execution)
+        if entry is None:
+            lease = Lease(self.owner, 1)
+            if await store.meta_cas("leases", execution, lease.to_meta(), version=0) is None:
+                return None
+            return 1
+        current = Lease.from_meta(entry.value)
+        if current.owner is not None and current.owner != self.owner:
+            now = asyncio.get_running_loop().time()
+            seen = self._seen.get(execution)
+            if seen is None or seen[0] != current:
+                self._seen[execution] = (current, now)
+                return None
+            if now - seen[1] < self.ttl:
+                return None
+        claimed = Lease(self.owner, current.epoch + 1)
+        if await store.meta_cas("leases", execution, claimed.to_meta(), version=entry.version) is None:
+            return None
+        self._seen.pop(execution, None)
+        return claimed.epoch
+
+    async def renew(self, execution: str, epoch: int) -> bool:
+        """Bump the beat of a lease this worker holds at ``epoch``; False if it was lost."""
+        store = self.store
+        while True:
+            entry = await store.meta_get("leases", execution)
+            if entry is None:
+                return False
+            current = Lease.from_meta(entry.value)
+            if current.owner != self.owner or current.epoch != epoch:
+                return False
+            beat = Lease(self.owner, epoch, current.beat + 1)
+            if await store.meta_cas("leases", execution, beat.to_meta(), version=entry.version):
+                return True
+
+    async def release(self, execution: str, epoch: int) -> None:
+        """Give the lease up (owner None, epoch kept) if this worker still holds it."""
+        store = self.store
+        while True:
+            entry = await store.meta_get("leases", execution)
+            if entry is None:
+                return
+            current = Lease.from_meta(entry.value)
+            if current.owner != self.owner or current.epoch != epoch:
+                return
+            freed = Lease(None, epoch, current.beat + 1)
+            if await store.meta_cas("leases", execution, freed.to_meta(), version=entry.version):
+                return
