@@ -7,9 +7,12 @@ parameters, store URL or file) — the message says what to fix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
+import socket
 import sys
 import typing
 from collections.abc import Awaitable, Callable
@@ -23,7 +26,8 @@ from rich.table import Table
 from perper import codec
 from perper.app import StreamFunction, load_app
 from perper.errors import ConfigError, PerperError
-from perper.runtime import Runtime
+from perper.runtime import Failure, Runtime, RunResult
+from perper.runtime.records import DONE, FAILED, RUNNING
 from perper.runtime.listing import StreamRow, list_streams
 from perper.store import LogStore, default_store_url, open_store
 
@@ -130,14 +134,20 @@ def _convert(key: str, raw: str, value: Any, expected: Any) -> Any:
 @click.option("--run", "run_name", metavar="NAME", help="Run name; the same name resumes it.")
 @click.option("--param", "params", metavar="KEY=VALUE", multiple=True,
               help="A launcher parameter (repeatable); values are JSON or strings.")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Worker processes to run it on (0: in this process).")
+@click.option("--lease-ttl", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds without renewal after which a dead worker's executions move.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings from the app's loggers.")
 @_handle_errors
 def run(app_file: str, store_url: str | None, run_name: str | None, params: tuple[str, ...],
-        quiet: bool) -> None:
+        workers: int, lease_ttl: float, quiet: bool) -> None:
     """Run APP.py's launcher and every stream it starts, until all finite ones finish.
 
     Running the same --run NAME again resumes an unfinished run (items already stored are
-    verified, never duplicated) or reports that it is done.
+    verified, never duplicated) or reports that it is done. With --workers N the run is
+    shared by N `perper worker` processes (a killed one is restarted; the others take
+    its executions over once its leases expire).
     """
     _configure_logging(logging.WARNING if quiet else logging.INFO)
     app = load_app(app_file)
@@ -145,12 +155,21 @@ def run(app_file: str, store_url: str | None, run_name: str | None, params: tupl
     arguments = parse_params(launcher, params)
     if run_name is None:
         run_name = f"{app.name}-{os.urandom(4).hex()}"
+    url = store_url or default_store_url()
     console = Console(stderr=True, soft_wrap=True)
-    console.print(f"run [bold]{run_name}[/bold] of {app_file} on {store_url or default_store_url()}")
+    console.print(f"run [bold]{run_name}[/bold] of {app_file} on {url}")
 
     async def body(store: LogStore) -> int:
-        runtime = Runtime(store, app)
-        result = await runtime.run(run_name, arguments)
+        runtime = Runtime(store, app, worker_id=_worker_id(), lease_ttl=lease_ttl)
+        if workers:
+            if await runtime.prepare_run(run_name, arguments):
+                result = RunResult(run_name, DONE, already_done=True)
+            else:
+                result = await supervise_workers(
+                    store, app_file, url, run_name, workers, lease_ttl, console, quiet=quiet
+                )
+        else:
+            result = await runtime.run(run_name, arguments)
         rows = await list_streams(store, run=run_name)
         Console().print(_streams_table(rows))
         if result.already_done:
@@ -164,6 +183,97 @@ def run(app_file: str, store_url: str | None, run_name: str | None, params: tupl
 
     code = _run_async(_with_store(store_url, body))
     sys.exit(code)
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def supervise_workers(
+    store: LogStore, app_file: str, url: str, run: str, count: int, lease_ttl: float,
+    console: Console, *, quiet: bool = False,
+) -> RunResult:
+    """Start ``count`` worker processes on ``run`` and wait until it is done or failed.
+
+    A worker killed by a signal is started again; its executions move to a live worker
+    when their leases expire.
+    """
+    command = [sys.executable, "-m", "perper.cli", "worker", app_file, "--store", url,
+               "--run", run, "--lease-ttl", str(lease_ttl), *(["--quiet"] if quiet else [])]
+
+    async def spawn() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL)
+
+    processes = [await spawn() for _ in range(count)]
+    restarts = 0
+    try:
+        while True:
+            entry = await store.meta_get("runs", run)
+            status = entry.value["status"] if entry else RUNNING
+            if status in (DONE, FAILED):
+                break
+            for index, process in enumerate(processes):
+                if process.returncode is not None and process.returncode < 0 and restarts < 1000:
+                    console.print(f"worker {process.pid} was killed by signal "
+                                  f"{-process.returncode}; starting another")
+                    restarts += 1
+                    processes[index] = await spawn()
+            if all(p.returncode is not None and p.returncode >= 0 for p in processes):
+                # Workers exit on their own only once the run has ended.
+                entry = await store.meta_get("runs", run)
+                if entry is None or entry.value["status"] not in (DONE, FAILED):
+                    raise PerperError(
+                        f"every worker of run {run!r} exited before it ended; run the same "
+                        "command again to resume it"
+                    )
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()
+        for process in processes:
+            await process.wait()
+    entry = await store.meta_get("runs", run)
+    if entry is not None and entry.value["status"] == DONE:
+        return RunResult(run, DONE)
+    failures = tuple(
+        Failure(key, meta.value["function"], meta.value["error"] or "")
+        for key, meta in await store.meta_scan("executions", prefix=run + "/")
+        if meta.value["status"] == FAILED
+    )
+    return RunResult(run, FAILED, failures=failures)
+
+
+@main.command()
+@click.argument("app_file", metavar="APP.py", type=click.Path(dir_okay=False))
+@click.option("--store", "store_url", metavar="URL", help=STORE_HELP)
+@click.option("--run", "run_name", metavar="NAME",
+              help="Only this run; exit once it has ended.")
+@click.option("--lease-ttl", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds without renewal after which a dead worker's executions move.")
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings from the app's loggers.")
+@_handle_errors
+def worker(app_file: str, store_url: str | None, run_name: str | None, lease_ttl: float,
+           quiet: bool) -> None:
+    """Join a store and run unfinished executions of APP.py's runs until stopped.
+
+    SIGINT/SIGTERM stop it gracefully: each execution finishes its current batch,
+    checkpoints and gives its lease back; then it exits 0.
+    """
+    _configure_logging(logging.WARNING if quiet else logging.INFO)
+    app = load_app(app_file)
+
+    async def body(store: LogStore) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        runtime = Runtime(store, app, worker_id=_worker_id(), lease_ttl=lease_ttl)
+        await runtime.work(run=run_name, stop=stop)
+
+    _run_async(_with_store(store_url, body))
 
 
 def _configure_logging(level: int) -> None:
@@ -238,11 +348,23 @@ def streams_cat(name: str, store_url: str | None, start: int, limit: int | None)
 
 
 def _attach_optional_groups() -> None:
-    try:
-        from perper.fabric_cli import fabric_group
-    except ImportError:  # pragma: no cover - the fabric module ships with perper
-        return
+    # Commands that live in their own modules, each next to the code it drives.
+    from perper.fabric_cli import fabric_group
+
     main.add_command(fabric_group, "fabric")
+    try:
+        from perper.cli_mirror import export_command, mirror_command
+    except ImportError:  # not written yet
+        pass
+    else:
+        main.add_command(export_command, "export")
+        main.add_command(mirror_command, "mirror")
+    try:
+        from perper.cli_replay import replay_command
+    except ImportError:  # not written yet
+        pass
+    else:
+        main.add_command(replay_command, "replay")
 
 
 _attach_optional_groups()

@@ -152,6 +152,8 @@ class Runtime:
         # Test hook: called as (execution, items consumed) whenever a function asks its
         # input for the next item; it may raise to simulate a crash there.
         self._boundary_hook: Callable[[str, int], None] | None = None
+        # Harness override of every function's checkpoint_every (check_recoverable).
+        self._force_checkpoint_every: int | None = None
 
     # -------------------------------------------------------------------- runs
 

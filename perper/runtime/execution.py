@@ -64,8 +64,11 @@ class Execution:
         self._pending_effects: list[Any] = []
         self._buffer: list[Any] = []
         self._out_seq = 0
-        self._flush_due = False
         self._timer: asyncio.TimerHandle | None = None
+        self._flush_lock = asyncio.Lock()
+        self._timed_flush: asyncio.Task[None] | None = None
+        self._timed_flush_error: BaseException | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._reads = 0
         self._positions: list[list[Any]] = []  # per ctx.read call: [stream, items consumed]
         self._restored: list[list[Any]] = []
@@ -82,6 +85,7 @@ class Execution:
         the task quietly, leaving the execution to be resumed."""
         runtime = self.runtime
         record = self.record
+        self._task = asyncio.current_task()
         try:
             fn = runtime.app.function(record.function)
             params = codec.unpack(record.params)
@@ -104,20 +108,30 @@ class Execution:
             if fn.kind != Kind.LAUNCHER:
                 await self.store.seal(record.id, epoch=self.epoch)
             await self._set_status(DONE)
-        except (asyncio.CancelledError, Stopped):
+        except asyncio.CancelledError:
+            if self._timed_flush_error is None:
+                raise
+            await self._fail(self._timed_flush_error)
+        except Stopped:
             raise
-        except FencedError as error:
-            log.warning("execution %s stopped: %s", record.id, error)
-            raise Stopped() from error
         except Exception as error:
-            if not isinstance(error, (NondeterminismError, EncodeError)):
+            if not isinstance(error, (NondeterminismError, EncodeError, FencedError)):
                 # What the function yielded before it raised is output like any other.
                 with contextlib.suppress(Exception):
                     await self.flush()
-            text = "".join(traceback.format_exception(error)).rstrip()
-            log.debug("execution %s failed: %s", record.id, text)
-            await self._set_status(FAILED, text)
-            runtime._failed(record, text)
+            await self._fail(error)
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+
+    async def _fail(self, error: BaseException) -> None:
+        if isinstance(error, FencedError):
+            log.warning("execution %s stopped: %s", self.execution, error)
+            raise Stopped() from error
+        text = "".join(traceback.format_exception(error)).rstrip()
+        log.debug("execution %s failed: %s", self.execution, text)
+        await self._set_status(FAILED, text)
+        self.runtime._failed(self.record, text)
 
     def _configure(self, fn: StreamFunction) -> None:
         self._checkpointing = fn.recovery == "checkpoint"
@@ -125,6 +139,8 @@ class Execution:
             self._every = fn.checkpoint_every
         if fn.checkpoint_interval is not None:
             self._interval = fn.checkpoint_interval
+        if self.runtime._force_checkpoint_every is not None:
+            self._every = self.runtime._force_checkpoint_every
         self._until_checkpoint = self._every
         self._next_checkpoint_at = asyncio.get_running_loop().time() + self._interval
 
@@ -146,25 +162,39 @@ class Execution:
         loop = asyncio.get_running_loop()
         async for item in agen:
             buffer.append(item)
-            if len(buffer) >= limit or self._flush_due:
+            if len(buffer) >= limit:
                 await self.flush()
                 if self.runtime.stopping:
                     raise Stopped()
             elif self._timer is None:
-                # A loop timer, not a clock read per item: it only raises a flag that the
-                # next yield acts on.
-                self._timer = loop.call_later(delay, self._set_flush_due)
+                # A loop timer rather than a clock read per item; it flushes even while
+                # the function awaits something else.
+                self._timer = loop.call_later(delay, self._flush_on_timer)
 
-    def _set_flush_due(self) -> None:
-        self._flush_due = True
+    def _flush_on_timer(self) -> None:
+        self._timer = None
+        if self._timed_flush is None or self._timed_flush.done():
+            self._timed_flush = asyncio.get_running_loop().create_task(self._flush_in_background())
+
+    async def _flush_in_background(self) -> None:
+        try:
+            await self.flush()
+        except Exception as error:
+            # Fail the execution with it, wherever the function is waiting.
+            self._timed_flush_error = error
+            if self._task is not None:
+                self._task.cancel()
 
     async def flush(self) -> None:
         """Make recorded effects, then buffered output items, durable (in that order, so no
         stored item depends on an effect that is not recorded)."""
-        self._flush_due = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        async with self._flush_lock:
+            await self._flush_locked()
+
+    async def _flush_locked(self) -> None:
         if self._pending_effects:
             effects = self._pending_effects
             self._pending_effects = []

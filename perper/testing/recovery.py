@@ -1,0 +1,257 @@
+"""``check_recoverable``: crash a function at every item boundary and compare its output.
+
+A function declared ``recovery="checkpoint"`` resumes from its last checkpoint after a
+crash, with ``ctx.state`` restored and its inputs resumed — so any memory it keeps in
+local variables is lost. This harness proves a function safe for its declared mode: it
+runs it once uncrashed, then once per input item boundary with a crash injected there
+(no ``finally`` of the runtime runs, the lease stays held as after kill -9), recovers it
+with a fresh worker, and compares the final output with the uncrashed one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from perper.app import StreamFunction
+from perper.diff import structural_diff
+from perper.errors import ConfigError, ExecutionFailedError, PerperError
+from perper.runtime.engine import Runtime
+from perper.runtime.leases import Lease
+from perper.store.base import LogStore
+from perper.store.memory import MemoryStore
+from perper.streamref import StreamRef
+
+_RUN = "check"
+
+
+class _Crash(BaseException):
+    """A simulated kill -9 inside an execution."""
+
+
+class RecoveryError(PerperError, AssertionError):
+    """A function's output after a crash and recovery differs from its uncrashed output."""
+
+
+@dataclass(frozen=True)
+class RecoveryDivergence:
+    """Where a recovered run first differed from the uncrashed one.
+
+    Attributes:
+        boundary: the crash point: after this many input items had been consumed.
+        seq: the first output seq that differs.
+        expected: the uncrashed output at ``seq`` (None if the recovered one is longer).
+        actual: the recovered output at ``seq`` (None if it is shorter).
+        error: the recovered execution's error, if it failed (e.g. NondeterminismError).
+    """
+
+    boundary: int
+    seq: int | None
+    expected: Any
+    actual: Any
+    error: str | None = None
+
+    def __str__(self) -> str:
+        if self.error is not None and self.seq is None:
+            return f"crashed after input item {self.boundary}, recovery failed:\n{self.error}"
+        lines = [
+            f"crashed after input item {self.boundary}: output seq {self.seq} differs",
+            f"  expected: {self.expected!r}",
+            f"  actual:   {self.actual!r}",
+        ]
+        lines.extend("  " + line for line in structural_diff(self.expected, self.actual))
+        if self.error:
+            lines.append("  recovery failed: " + self.error.strip().splitlines()[-1])
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RecoveryCheck:
+    """The result of :func:`check_recoverable`.
+
+    Attributes:
+        function: the function's name.
+        recovery: its declared recovery mode.
+        boundaries: how many crash points were tried.
+        output_items: the uncrashed output's length.
+        divergence: the first crash point whose recovered output differs, or None.
+    """
+
+    function: str
+    recovery: str
+    boundaries: int
+    output_items: int
+    divergence: RecoveryDivergence | None
+
+    @property
+    def ok(self) -> bool:
+        return self.divergence is None
+
+    def raise_on_failure(self) -> None:
+        """Raise :class:`RecoveryError` describing the divergence, if any."""
+        if self.divergence is not None:
+            raise RecoveryError(str(self))
+
+    def __str__(self) -> str:
+        head = (
+            f"{self.function} (recovery={self.recovery!r}): {self.boundaries} crash points, "
+            f"{self.output_items} output items"
+        )
+        if self.divergence is None:
+            return head + ": every recovery reproduced the uncrashed output"
+        return (
+            head + f": not recoverable in {self.recovery!r} mode\n{self.divergence}\n"
+            "  keep all memory between items in ctx.state and take time and randomness from "
+            "ctx.now()/ctx.random(), or declare recovery='replay'"
+        )
+
+
+def check_recoverable(
+    fn: StreamFunction,
+    inputs: Mapping[str, Sequence[Any]] | Sequence[Any],
+    *,
+    raise_on_failure: bool = False,
+    **params: Any,
+) -> RecoveryCheck:
+    """Crash ``fn`` after every input item, recover it in its declared mode, and compare.
+
+    Args:
+        fn: a function registered with ``@app.stream`` or ``@app.action``.
+        inputs: the items of each input stream, by parameter name; a plain sequence when
+            the function has exactly one parameter not given in ``params``.
+        raise_on_failure: raise :class:`RecoveryError` instead of returning a failed result.
+        **params: the function's other parameters.
+
+    Returns:
+        A :class:`RecoveryCheck` naming the first crash point whose output differs.
+
+    Raises:
+        ConfigError: bad arguments, or the function fails even without a crash.
+    """
+    check = asyncio.run(_check(fn, _input_map(fn, inputs, params), params))
+    if raise_on_failure:
+        check.raise_on_failure()
+    return check
+
+
+def _input_map(
+    fn: StreamFunction, inputs: Mapping[str, Sequence[Any]] | Sequence[Any], params: dict[str, Any]
+) -> dict[str, list[Any]]:
+    if not isinstance(fn, StreamFunction):
+        raise ConfigError(f"check_recoverable({fn!r}): pass a function decorated with @app.stream")
+    if isinstance(inputs, Mapping):
+        mapped = {name: list(items) for name, items in inputs.items()}
+    else:
+        free = [name for name in fn.signature.parameters if name not in params]
+        if len(free) != 1:
+            raise ConfigError(
+                f"check_recoverable({fn.name}): name the input streams, e.g. "
+                f"inputs={{'{free[0] if free else 'source'}': [...]}} (free parameters: {free})"
+            )
+        mapped = {free[0]: list(inputs)}
+    for name in mapped:
+        if name not in fn.signature.parameters:
+            raise ConfigError(f"check_recoverable({fn.name}): it has no parameter {name!r}")
+    return mapped
+
+
+async def _fresh(fn: StreamFunction, inputs: dict[str, list[Any]], params: dict[str, Any]) -> tuple[
+    LogStore, str
+]:
+    store = MemoryStore()
+    refs: dict[str, Any] = {}
+    for name, items in inputs.items():
+        stream = f"{_RUN}/input-{name}"
+        await store.append(stream, 0, items)
+        await store.seal(stream)
+        refs[name] = StreamRef(stream)
+    runtime = _runtime(store, fn, "setup")
+    execution = f"{_RUN}/{fn.name}-0"
+    packed = runtime._pack_params(fn, fn.bind((), {**params, **refs}))
+    await runtime.create_execution(execution, _RUN, fn, packed, parent=None)
+    return store, execution
+
+
+def _runtime(store: LogStore, fn: StreamFunction, worker: str) -> Runtime:
+    runtime = Runtime(
+        store, fn.app, clock=lambda: 1_700_000_000.0, entropy=random.Random(0),
+        worker_id=worker, batch_size=1000, checkpoint_every=1,
+    )
+    runtime._force_checkpoint_every = 1
+    return runtime
+
+
+async def _output(store: LogStore, execution: str) -> list[Any]:
+    return [item async for _, item in store.read(execution)]
+
+
+async def _check(
+    fn: StreamFunction, inputs: dict[str, list[Any]], params: dict[str, Any]
+) -> RecoveryCheck:
+    store, execution = await _fresh(fn, inputs, params)
+    try:
+        await _runtime(store, fn, "reference").execute(execution)
+    except ExecutionFailedError as error:
+        raise ConfigError(
+            f"check_recoverable({fn.name}): the function fails without any crash:\n{error.error}"
+        ) from None
+    expected = await _output(store, execution)
+    boundaries = sum(len(items) for items in inputs.values())
+    for boundary in range(1, boundaries + 1):
+        divergence = await _crash_and_recover(fn, inputs, params, boundary, expected)
+        if divergence is not None:
+            return RecoveryCheck(fn.name, fn.recovery, boundary, len(expected), divergence)
+    return RecoveryCheck(fn.name, fn.recovery, boundaries, len(expected), None)
+
+
+async def _crash_and_recover(
+    fn: StreamFunction,
+    inputs: dict[str, list[Any]],
+    params: dict[str, Any],
+    boundary: int,
+    expected: list[Any],
+) -> RecoveryDivergence | None:
+    store, execution = await _fresh(fn, inputs, params)
+    crashing = _runtime(store, fn, "crashing")
+    seen = 0
+
+    def crash_at_boundary(_: str, __: int) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == boundary:
+            raise _Crash()
+
+    crashing._boundary_hook = crash_at_boundary
+    try:
+        await crashing.execute(execution)
+    except _Crash:
+        pass
+    # The crashed worker never renews again: its lease expires, and the next claim
+    # bumps the epoch (fencing it) exactly as after a real expiry.
+    entry = await store.meta_get("leases", execution)
+    assert entry is not None
+    held = Lease.from_meta(entry.value)
+    await store.meta_cas("leases", execution, Lease(None, held.epoch).to_meta(), version=entry.version)
+    error: str | None = None
+    try:
+        await _runtime(store, fn, "recovering").execute(execution)
+    except ExecutionFailedError as failed:
+        error = failed.error
+    actual = await _output(store, execution)
+    for seq, (old, new) in enumerate(zip(expected, actual, strict=False)):
+        if old != new:
+            return RecoveryDivergence(boundary, seq, old, new, error)
+    if len(actual) != len(expected):
+        seq = min(len(actual), len(expected))
+        return RecoveryDivergence(
+            boundary, seq,
+            expected[seq] if seq < len(expected) else None,
+            actual[seq] if seq < len(actual) else None,
+            error,
+        )
+    if error is not None:
+        return RecoveryDivergence(boundary, None, None, None, error)
+    return None
