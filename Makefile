@@ -29,7 +29,10 @@ lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## every benchmark, each beside its baseline
+	-$(BIN)/python -m pip install --quiet bytewax  # the peer in bench/pipeline.py, if it installs
 	$(BIN)/python bench/append.py
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/recovery.py
 
 clean:
 	rm -rf $(VENV) .perper .pytest_cache .mypy_cache .ruff_cache

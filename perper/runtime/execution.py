@@ -76,7 +76,8 @@ class Execution:
         self._every = runtime.checkpoint_every
         self._interval = runtime.checkpoint_interval
         self._until_checkpoint = 0
-        self._next_checkpoint_at = 0.0
+        self._checkpoint_due = False
+        self._checkpoint_timer: asyncio.TimerHandle | None = None
 
     # ---------------------------------------------------------------- running
 
@@ -121,8 +122,9 @@ class Execution:
                     await self.flush()
             await self._fail(error)
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
+            for timer in (self._timer, self._checkpoint_timer):
+                if timer is not None:
+                    timer.cancel()
 
     async def _fail(self, error: BaseException) -> None:
         if isinstance(error, FencedError):
@@ -141,8 +143,20 @@ class Execution:
             self._interval = fn.checkpoint_interval
         if self.runtime._force_checkpoint_every is not None:
             self._every = self.runtime._force_checkpoint_every
+        self._arm_checkpoint_timer()
+
+    def _arm_checkpoint_timer(self) -> None:
         self._until_checkpoint = self._every
-        self._next_checkpoint_at = asyncio.get_running_loop().time() + self._interval
+        self._checkpoint_due = False
+        if self._checkpointing:
+            if self._checkpoint_timer is not None:
+                self._checkpoint_timer.cancel()
+            self._checkpoint_timer = asyncio.get_running_loop().call_later(
+                self._interval, self._set_checkpoint_due
+            )
+
+    def _set_checkpoint_due(self) -> None:
+        self._checkpoint_due = True
 
     async def _restore(self) -> None:
         entry = await self.store.meta_get("checkpoints", self.execution)
@@ -249,8 +263,7 @@ class Execution:
             version = entry.version if entry else 0
             if await store.meta_cas("checkpoints", self.execution, value, version=version):
                 break
-        self._until_checkpoint = self._every
-        self._next_checkpoint_at = asyncio.get_running_loop().time() + self._interval
+        self._arm_checkpoint_timer()
 
     async def _set_status(self, status: str, error: str | None = None) -> None:
         store = self.store
@@ -290,9 +303,7 @@ class Execution:
                         await self._stop()
                     if self._checkpointing:
                         self._until_checkpoint -= 1
-                        if self._until_checkpoint <= 0:
-                            await self.checkpoint()
-                        elif asyncio.get_running_loop().time() >= self._next_checkpoint_at:
+                        if self._until_checkpoint <= 0 or self._checkpoint_due:
                             await self.checkpoint()
             info = await store.info(stream)
             if info.head > position:
