@@ -154,6 +154,10 @@ class Runtime:
         self._boundary_hook: Callable[[str, int], None] | None = None
         # Harness override of every function's checkpoint_every (check_recoverable).
         self._force_checkpoint_every: int | None = None
+        # Deliberate bugs, switched on only by the simulator's self-tests, to prove the
+        # simulator catches them: "append-without-compare", "checkpoint-before-flush",
+        # "ignore-fencing".
+        self._planted_bugs: frozenset[str] = frozenset()
 
     # -------------------------------------------------------------------- runs
 
@@ -317,6 +321,8 @@ class Runtime:
             for execution_id, (task, execution) in list(self._tasks.items()):
                 if task.done():
                     continue
+                if execution._unfenced:
+                    continue  # planted bug: never notices it lost the lease
                 if not await self.leases.renew(execution_id, execution.epoch):
                     log.warning("worker %s lost the lease of %s", self.worker_id, execution_id)
                     task.cancel()
