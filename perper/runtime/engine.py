@@ -31,6 +31,8 @@ from perper.errors import (
     EncodeError,
     ExecutionFailedError,
     NondeterminismError,
+    StoreError,
+    StoreUnavailableError,
 )
 from perper.runtime.execution import Execution, Stopped
 from perper.runtime.leases import Leases
@@ -111,6 +113,8 @@ class Runtime:
             input items (a function's own ``checkpoint_every`` wins).
         checkpoint_interval: ... or after this many seconds of loop time.
         poll_interval: how often (loop seconds) the worker looks for executions to run.
+        store_retry_limit: seconds of loop time a worker keeps retrying an unavailable
+            store before it gives up with :class:`StoreUnavailableError`.
     """
 
     def __init__(
@@ -127,6 +131,7 @@ class Runtime:
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 5.0,
         poll_interval: float = 0.05,
+        store_retry_limit: float = 60.0,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size={batch_size!r} must be at least 1")
@@ -145,6 +150,7 @@ class Runtime:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = checkpoint_interval
         self.poll_interval = poll_interval
+        self.store_retry_limit = store_retry_limit
         self.leases = Leases(store, self.worker_id, lease_ttl)
         self.stopping = False
         self._tasks: dict[str, tuple[asyncio.Task[None], Execution]] = {}
@@ -232,9 +238,20 @@ class Runtime:
         self.stopping = False
         renewer = loop.create_task(self._renew_forever(), name=f"{self.worker_id} leases")
         poll = self.poll_interval
+        unavailable_since: float | None = None
         try:
             while stop is None or not stop.is_set():
-                result, progressed = await self._step(run)
+                try:
+                    result, progressed = await self._step(run)
+                except StoreUnavailableError as error:
+                    now = loop.time()
+                    unavailable_since = unavailable_since if unavailable_since is not None else now
+                    if now - unavailable_since > self.store_retry_limit:
+                        raise
+                    log.warning("worker %s: store unavailable, retrying: %s", self.worker_id, error)
+                    result, progressed = None, False
+                else:
+                    unavailable_since = None
                 if result is not None:
                     return result
                 poll = self.poll_interval if progressed else min(poll * 2, self.lease_ttl / 2)
@@ -323,7 +340,11 @@ class Runtime:
                     continue
                 if execution._unfenced:
                     continue  # planted bug: never notices it lost the lease
-                if not await self.leases.renew(execution_id, execution.epoch):
+                try:
+                    renewed = await self.leases.renew(execution_id, execution.epoch)
+                except StoreUnavailableError:
+                    continue  # try again next round; the lease may expire meanwhile
+                if not renewed:
                     log.warning("worker %s lost the lease of %s", self.worker_id, execution_id)
                     task.cancel()
 
@@ -409,7 +430,8 @@ class Runtime:
             self._forget(execution)
             raise
         # Anything else (a simulated crash) leaves the lease held, as kill -9 would.
-        await self.leases.release(execution.execution, execution.epoch)
+        with contextlib.suppress(StoreError):  # unreachable store: the lease just expires
+            await self.leases.release(execution.execution, execution.epoch)
         self._forget(execution)
 
     def _forget(self, execution: Execution) -> None:

@@ -29,6 +29,7 @@ from perper.errors import (
     EncodeError,
     FencedError,
     NondeterminismError,
+    StoreUnavailableError,
 )
 from perper.runtime.records import DONE, EFFECTS_SUFFIX, FAILED, ExecutionRecord
 from perper.streamref import StreamRef
@@ -118,6 +119,10 @@ class Execution:
             await self._fail(self._timed_flush_error)
         except Stopped:
             raise
+        except StoreUnavailableError as error:
+            # Transient: drop the execution here; this or another worker resumes it.
+            log.warning("execution %s paused: %s", record.id, error)
+            raise Stopped() from error
         except Exception as error:
             if not isinstance(error, (NondeterminismError, EncodeError, FencedError)):
                 # What the function yielded before it raised is output like any other.
