@@ -22,8 +22,7 @@ import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from perper.store.sqlite import SQLiteStore  # noqa: E402
-
+from perper.store.sqlite import SQLiteStore
 
 SHAPES = {
     # what examples/basic.py's generator yields

@@ -21,8 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import perper  # noqa: E402
-from perper.runtime import Runtime  # noqa: E402
+import perper
+from perper.runtime import Runtime
 
 app = perper.App("pipeline")
 

@@ -20,11 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import perper  # noqa: E402
-from perper.runtime import Runtime  # noqa: E402
-from perper.runtime.leases import Lease  # noqa: E402
-from perper.store.sqlite import SQLiteStore  # noqa: E402
-from perper.streamref import StreamRef  # noqa: E402
+import contextlib
+
+import perper
+from perper.runtime import Runtime
+from perper.runtime.leases import Lease
+from perper.store.sqlite import SQLiteStore
+from perper.streamref import StreamRef
 
 app = perper.App("recovery")
 
@@ -75,10 +77,8 @@ async def measure(path: Path, size: int) -> tuple[float, int]:
             raise Crash()
 
     crashing._boundary_hook = crash
-    try:
+    with contextlib.suppress(Crash):
         await crashing.execute(EXECUTION)
-    except Crash:
-        pass
     stored = await store.head(EXECUTION)
     # The crashed worker's lease has expired (as it would after lease_ttl).
     entry = await store.meta_get("leases", EXECUTION)

@@ -26,9 +26,9 @@ from rich.table import Table
 from perper import codec
 from perper.app import StreamFunction, load_app
 from perper.errors import ConfigError, PerperError
-from perper.runtime import Failure, Runtime, RunResult
-from perper.runtime.records import DONE, FAILED, RUNNING
+from perper.runtime import Failure, RunResult, Runtime
 from perper.runtime.listing import StreamRow, list_streams
+from perper.runtime.records import DONE, FAILED, RUNNING
 from perper.store import LogStore, default_store_url, open_store
 
 T = TypeVar("T")

@@ -170,7 +170,7 @@ def unpack_segment(data: bytes) -> list[Any]:
     items = unpack(data)
     if type(items) is not list:
         raise FormatError("a stored segment is not a msgpack array: the log is corrupt")
-    return items  # type: ignore[no-any-return]
+    return items
 
 
 def canonical(item: Any) -> bytes:

@@ -1,6 +1,6 @@
 """Executing stream functions: the runtime, its records and results."""
 
-from perper.runtime.engine import Failure, Runtime, RunResult
+from perper.runtime.engine import Failure, RunResult, Runtime
 from perper.runtime.records import ExecutionRecord, RunRecord
 
 __all__ = ["ExecutionRecord", "Failure", "RunRecord", "RunResult", "Runtime"]

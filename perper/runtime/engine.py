@@ -306,9 +306,12 @@ class Runtime:
                     return RunResult(run, DONE), True
                 continue
             for record in records:
-                if record.status == RUNNING and record.id not in self._tasks:
-                    if await self._claim_and_spawn(record):
-                        progressed = True
+                if (
+                    record.status == RUNNING
+                    and record.id not in self._tasks
+                    and await self._claim_and_spawn(record)
+                ):
+                    progressed = True
         return None, progressed
 
     async def _cancel_run(self, run: str) -> None:

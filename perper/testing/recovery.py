@@ -11,6 +11,7 @@ with a fresh worker, and compares the final output with the uncrashed one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -225,10 +226,8 @@ async def _crash_and_recover(
             raise _Crash()
 
     crashing._boundary_hook = crash_at_boundary
-    try:
+    with contextlib.suppress(_Crash):
         await crashing.execute(execution)
-    except _Crash:
-        pass
     # The crashed worker never renews again: its lease expires, and the next claim
     # bumps the epoch (fencing it) exactly as after a real expiry.
     entry = await store.meta_get("leases", execution)
