@@ -326,6 +326,8 @@ class Runtime:
         for task, execution in list(self._tasks.values()):
             if execution.blocked or not graceful:
                 task.cancel()
+            else:
+                execution.interrupt()
         pending = [task for task, _ in self._tasks.values() if not task.done()]
         if pending:
             _, late = await asyncio.wait(pending, timeout=max(self.lease_ttl, 1.0))

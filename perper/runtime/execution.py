@@ -76,7 +76,8 @@ class Execution:
         self._checkpointing = False
         self._every = runtime.checkpoint_every
         self._interval = runtime.checkpoint_interval
-        self._until_checkpoint = 0
+        self._countdown = 0
+        self._checkpointed_total = 0
         self._checkpoint_due = False
         self._checkpoint_timer: asyncio.TimerHandle | None = None
         self._unfenced = "ignore-fencing" in runtime._planted_bugs
@@ -154,8 +155,9 @@ class Execution:
         self._arm_checkpoint_timer()
 
     def _arm_checkpoint_timer(self) -> None:
-        self._until_checkpoint = self._every
+        self._checkpointed_total = sum(slot[1] for slot in self._positions)
         self._checkpoint_due = False
+        self._reset_countdown()
         if self._checkpointing:
             if self._checkpoint_timer is not None:
                 self._checkpoint_timer.cancel()
@@ -165,6 +167,7 @@ class Execution:
 
     def _set_checkpoint_due(self) -> None:
         self._checkpoint_due = True
+        self._countdown = 0
 
     async def _restore(self) -> None:
         entry = await self.store.meta_get("checkpoints", self.execution)
@@ -173,6 +176,7 @@ class Execution:
         checkpoint = entry.value
         self.state = checkpoint["state"]
         self._restored = checkpoint["positions"]
+        self._checkpointed_total = sum(position for _, position in self._restored)
         self._out_seq = checkpoint["out"]
         self._effect_position = checkpoint["effects"]
         self._calls = checkpoint["calls"]
@@ -182,13 +186,15 @@ class Execution:
         limit = self.runtime.batch_size
         delay = self.runtime.flush_delay
         loop = asyncio.get_running_loop()
+        append = buffer.append
         async for item in agen:
-            buffer.append(item)
-            if len(buffer) >= limit:
+            append(item)
+            size = len(buffer)
+            if size >= limit:
                 await self.flush()
                 if self.runtime.stopping:
                     raise Stopped()
-            elif self._timer is None:
+            elif size == 1 and self._timer is None:
                 # A loop timer rather than a clock read per item; it flushes even while
                 # the function awaits something else.
                 self._timer = loop.call_later(delay, self._flush_on_timer)
@@ -302,7 +308,6 @@ class Execution:
         slot = [stream, position]
         self._positions.append(slot)
         runtime = self.runtime
-        hook = runtime._boundary_hook
         while True:
             async for _, items in store.read_batches(stream, start=position):
                 for item in items:
@@ -310,22 +315,18 @@ class Execution:
                     slot[1] = position
                     yield item
                     # The function asks for the next item: it has finished with this one,
-                    # so its state and outputs are consistent with the positions.
-                    if hook is not None:
-                        hook(self.execution, position)
-                    if runtime.stopping:
-                        await self._stop()
-                    if self._checkpointing:
-                        self._until_checkpoint -= 1
-                        if self._until_checkpoint <= 0 or self._checkpoint_due:
-                            await self.checkpoint()
+                    # so its state and outputs are consistent with the positions. One
+                    # countdown per item; timers and stop requests zero it.
+                    self._countdown -= 1
+                    if self._countdown <= 0:
+                        await self._boundary(position)
             info = await store.info(stream)
             if info.head > position:
                 continue
             if info.sealed:
                 return
             # About to block: make our own output visible first, or a cycle would stall.
-            if self._checkpointing and self._until_checkpoint < self._every:
+            if self._checkpointing and self._consumed_since_checkpoint() > 0:
                 await self.checkpoint()
             else:
                 await self.flush()
@@ -336,6 +337,33 @@ class Execution:
                 await store.wait(stream, position, timeout=None)
             finally:
                 self.blocked = False
+
+    async def _boundary(self, position: int) -> None:
+        runtime = self.runtime
+        if runtime._boundary_hook is not None:
+            runtime._boundary_hook(self.execution, position)
+        if runtime.stopping:
+            await self._stop()
+        if self._checkpointing and (
+            self._checkpoint_due or self._consumed_since_checkpoint() >= self._every
+        ):
+            await self.checkpoint()
+        self._reset_countdown()
+
+    def _consumed_since_checkpoint(self) -> int:
+        return sum(slot[1] for slot in self._positions) - self._checkpointed_total
+
+    def _reset_countdown(self) -> None:
+        if self.runtime._boundary_hook is not None or self.runtime.stopping:
+            self._countdown = 1
+        elif self._checkpointing:
+            self._countdown = max(self._every - self._consumed_since_checkpoint(), 1)
+        else:
+            self._countdown = 1 << 30
+
+    def interrupt(self) -> None:
+        """Make the function stop at its next item boundary (graceful shutdown)."""
+        self._countdown = 0
 
     async def _stop(self) -> None:
         if self._checkpointing:
