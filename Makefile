@@ -33,6 +33,7 @@ bench: $(STAMP)  ## every benchmark, each beside its baseline
 	$(BIN)/python bench/append.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/recovery.py
+	$(BIN)/python bench/replay.py
 
 clean:
 	rm -rf $(VENV) .perper .pytest_cache .mypy_cache .ruff_cache

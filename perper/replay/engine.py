@@ -1,0 +1,732 @@
+"""Per-execution replay: today's code over recorded inputs, parameters and effects.
+
+Each selected execution runs alone, behind a :class:`~perper.replay.host.ReplayHost`
+wrapped in a real :class:`~perper.Context`; this module drives its async generator and
+compares what it yields with the recorded output stream (the stream named by the
+execution's id). No runtime, no tasks, no writes.
+
+The comparison runs at two speeds. The fast pass compares a whole recorded segment at
+once: the yielded items are packed together and the bytes compared with the stored
+segment (items are compared by :func:`perper.codec.canonical`, and a segment is stored
+as exactly that packing), so the cost per item is a list append. When a segment
+differs, the first differing item is found by decoding it; to report the input
+positions at the moment that item was yielded, the execution is then replayed again,
+item by item, up to that seq — replay is deterministic, so it meets the same item. The
+item-by-item pass also serves ``until`` and the debugger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bdb
+import contextlib
+import logging
+import os
+import pdb
+import sys
+import time
+import traceback
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from perper import codec
+from perper.app import App, Kind, StreamFunction, load_app
+from perper.context import Context
+from perper.diff import structural_diff
+from perper.errors import ConfigError, ReplayError
+from perper.replay.clock import DEFAULT_FROZEN_TIME, FrozenClock
+from perper.replay.host import ReplayHost, ReplayStop
+from perper.replay.log import open_log
+from perper.replay.results import (
+    DIVERGED,
+    EFFECT,
+    EXCEPTION,
+    FAILURE,
+    IDENTICAL,
+    ITEM,
+    LONGER,
+    SHORTER,
+    START,
+    STOPPED,
+    UNREPLAYABLE,
+    Divergence,
+    ReplayResult,
+    ReplayResults,
+    short_repr,
+)
+from perper.runtime.listing import start_order
+from perper.runtime.records import (
+    EFFECTS_SUFFIX,
+    FAILED,
+    RUNNING,
+    ExecutionRecord,
+    RunRecord,
+)
+from perper.store.base import LogStore
+
+#: A divergence kind: the replay reads an input past where the recording stopped reading.
+INPUT = "input"
+
+#: ``progress(execution, items_compared, recorded_items)``, called after each segment.
+Progress = Callable[[str, int, int], None]
+
+# Held in a tuple so freezegun, which patches module attributes, leaves it real.
+_REAL_CLOCK = (time.perf_counter,)
+
+
+def replay(
+    log: str | os.PathLike[str] | LogStore,
+    app: App | str | os.PathLike[str],
+    *,
+    function: str | None = None,
+    execution: str | None = None,
+    run: str | None = None,
+    until: int | None = None,
+    debug: bool = False,
+    freeze_clock: bool = True,
+    progress: Progress | None = None,
+) -> ReplayResults:
+    """Replay recorded executions of ``log`` with today's code of ``app`` and compare.
+
+    Each selected execution runs over its recorded inputs, parameters and effects; its
+    output goes to an in-memory overlay and is compared item by item with the recorded
+    output. The log is opened read-only and never modified.
+
+    Args:
+        log: a SQLite file, a store URL, or an open :class:`~perper.LogStore`.
+        app: the :class:`~perper.App`, or the path of the file defining it.
+        function: replay only the executions of this function.
+        execution: replay only this execution.
+        run: replay only the executions of this run.
+        until: stop each execution just before it yields this seq.
+        debug: open pdb before ``until`` (or at the first divergence, or post-mortem at
+            an exception), with the function's locals and ``ctx`` in reach.
+        freeze_clock: freeze ``time.time()``/``datetime.now()`` at the execution's
+            recorded ``ctx.now()`` values (best effort; needs freezegun).
+        progress: called as ``progress(execution, compared, recorded)`` after each segment.
+
+    Returns:
+        :class:`ReplayResults`, one :class:`ReplayResult` per execution, in start order.
+
+    Raises:
+        ReplayError: the log cannot be opened, holds no executions, or none matches the
+            selection; or this is called inside a running event loop (use
+            :func:`replay_async` there).
+        ConfigError: ``app`` is a file that does not define an app.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise ReplayError(
+            "perper.replay.replay() was called inside a running event loop; "
+            "use 'await perper.replay.replay_async(...)' there"
+        )
+    return asyncio.run(replay_async(
+        log, app, function=function, execution=execution, run=run, until=until,
+        debug=debug, freeze_clock=freeze_clock, progress=progress,
+    ))
+
+
+async def replay_async(
+    log: str | os.PathLike[str] | LogStore,
+    app: App | str | os.PathLike[str],
+    *,
+    function: str | None = None,
+    execution: str | None = None,
+    run: str | None = None,
+    until: int | None = None,
+    debug: bool = False,
+    freeze_clock: bool = True,
+    progress: Progress | None = None,
+) -> ReplayResults:
+    """:func:`replay`, for callers already in an event loop."""
+    if until is not None and until < 0:
+        raise ConfigError(f"until={until!r} must be a seq, 0 or more")
+    application = as_app(app)
+    store, owned = open_log(log)
+    try:
+        records = await recorded_executions(store)
+        selected = select(store, records, function=function, execution=execution, run=run)
+        notes = [
+            f"run {record.name!r} was recorded by app {record.app!r}; replaying it with "
+            f"app {application.name!r}"
+            for record in await recorded_runs(store)
+            if record.app != application.name and any(r.run == record.name for r in selected)
+        ]
+        results = []
+        with FrozenClock(freeze_clock) as clock:
+            if freeze_clock and not clock.available:
+                notes.append("freezegun is not installed: direct time.time() and "
+                             "datetime.now() calls see the real clock (pip install freezegun)")
+            for record in selected:
+                replayer = _ExecutionReplay(store, application, record, records, clock, progress)
+                results.append(await replayer.replay(until=until, debug=debug))
+        return ReplayResults(store.url, application.name, tuple(results), tuple(notes))
+    finally:
+        if owned:
+            await store.close()
+
+
+def as_app(app: App | str | os.PathLike[str]) -> App:
+    """``app`` itself, or the app the file ``app`` defines."""
+    if isinstance(app, App):
+        return app
+    if isinstance(app, (str, os.PathLike)):
+        return load_app(Path(os.fspath(app)))
+    raise ConfigError(f"app={app!r}: pass a perper.App or the path of the file defining it")
+
+
+async def recorded_executions(store: LogStore) -> dict[str, ExecutionRecord]:
+    """Every execution recorded in ``store``, by id."""
+    return {
+        key: ExecutionRecord.from_meta(meta.value)
+        for key, meta in await store.meta_scan("executions")
+    }
+
+
+async def recorded_runs(store: LogStore) -> list[RunRecord]:
+    """Every run recorded in ``store``."""
+    return [RunRecord.from_meta(meta.value) for _, meta in await store.meta_scan("runs")]
+
+
+def select(
+    store: LogStore,
+    records: dict[str, ExecutionRecord],
+    *,
+    function: str | None = None,
+    execution: str | None = None,
+    run: str | None = None,
+) -> list[ExecutionRecord]:
+    """The recorded executions matching the filters, in run and start order.
+
+    Raises:
+        ReplayError: the log holds no executions, or none matches.
+    """
+    if not records:
+        raise ReplayError(
+            f"{store.url} holds no executions to replay: record a run into it "
+            "(perper run --store ...) or export one (perper export)"
+        )
+    chosen = list(records.values())
+    what = []
+    if run is not None:
+        chosen = [r for r in chosen if r.run == run]
+        what.append(f"of run {run!r}")
+    if function is not None:
+        chosen = [r for r in chosen if r.function == function]
+        what.append(f"of function {function!r}")
+    if execution is not None:
+        chosen = [r for r in chosen if r.id == execution]
+        what.append(f"named {execution!r}")
+    if not chosen:
+        functions = sorted({r.function for r in records.values()})
+        runs = sorted({r.run for r in records.values()})
+        raise ReplayError(
+            f"{store.url} has no execution {' '.join(what)}; its functions are "
+            f"{', '.join(functions)} and its runs {', '.join(runs)}"
+        )
+    chosen.sort(key=lambda r: (r.run, start_order(r.id)))
+    return chosen
+
+
+class ReplayPdb(pdb.Pdb):
+    """pdb with ``ctx`` in reach in every frame it stops in."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        self.replay_ctx = ctx
+
+    def setup(self, f: FrameType | None, tb: TracebackType | None) -> None:
+        super().setup(f, tb)
+        namespace = getattr(self, "curframe_locals", None)
+        if isinstance(namespace, dict):
+            namespace.setdefault("ctx", self.replay_ctx)
+
+
+@dataclass
+class _Attempt:
+    """What one pass over an execution saw."""
+
+    host: ReplayHost
+    ctx: Context
+    compared: int = 0
+    error: BaseException | None = None
+    error_positions: dict[str, int] = field(default_factory=dict)
+    mismatch: tuple[int, Any, Any] | None = None  # fast pass: (seq, expected, actual)
+    stopped: bool = False  # until reached (or the debugger quit)
+    cut: bool = False  # the recorded output of an unfinished execution ran out
+
+
+class _Recorded:
+    """The recorded output of one execution, segment by segment, as stored."""
+
+    def __init__(self, log: LogStore, stream: str) -> None:
+        # Raw segments, so a whole segment compares by its bytes and decodes only on a
+        # mismatch (the contract's primitive; read_batches would decode every item).
+        self._segments: AsyncIterator[tuple[int, int, bytes]] = log._segments(
+            stream, 0, None
+        ).__aiter__()
+        self.first = 0
+        self.count = 0
+        self.data: bytes | None = None
+        self._items: list[Any] | None = None
+
+    async def advance(self) -> bool:
+        """Move to the next segment; False (and ``data`` None) at the end."""
+        self.first += self.count
+        try:
+            first, count, data = await self._segments.__anext__()
+        except StopAsyncIteration:
+            self.count = 0
+            self.data = None
+            self._items = None
+            return False
+        self.first, self.count, self.data = first, count, data
+        self._items = None
+        return True
+
+    def items(self) -> list[Any]:
+        if self._items is None:
+            assert self.data is not None
+            self._items = codec.unpack_segment(self.data)
+        return self._items
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    try:
+        return codec.canonical(expected) == codec.canonical(actual)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+class _ExecutionReplay:
+    def __init__(
+        self,
+        log: LogStore,
+        app: App,
+        record: ExecutionRecord,
+        records: dict[str, ExecutionRecord],
+        clock: FrozenClock,
+        progress: Progress | None,
+    ) -> None:
+        self.log = log
+        self.app = app
+        self.record = record
+        self.records = records
+        self.clock = clock
+        self.progress = progress
+        self.complete = record.status != RUNNING
+        self.effects: list[Any] = []
+        self.recorded_items = 0
+        self.fn: StreamFunction | None = None
+        self.params: dict[str, Any] = {}
+
+    def _result(self, outcome: str, started: float, **fields: Any) -> ReplayResult:
+        record = self.record
+        return ReplayResult(
+            execution=record.id,
+            function=record.function,
+            kind=record.kind,
+            recorded_status=record.status,
+            outcome=outcome,
+            recorded_items=self.recorded_items,
+            seconds=_REAL_CLOCK[0]() - started,
+            **fields,
+        )
+
+    async def replay(self, *, until: int | None, debug: bool) -> ReplayResult:
+        started = _REAL_CLOCK[0]()
+        record = self.record
+        self.recorded_items = (await self.log.info(record.id)).head
+        reason = self._check_replayable()
+        if reason is not None:
+            return self._result(UNREPLAYABLE, started, reason=reason)
+        self.effects = [effect async for _, effect in self.log.read(record.id + EFFECTS_SUFFIX)]
+
+        if until is not None:
+            attempt = await self._attempt(stop_before=until, locate=False, debug=debug)
+        else:
+            attempt = await self._attempt(stop_before=None, locate=False, debug=False)
+        notes: list[str] = []
+        divergence = await self._judge(attempt, notes)
+
+        if divergence is None and attempt.mismatch is not None:
+            # Found by the fast pass: replay again item by item to the divergent item,
+            # to know what each input had been consumed up to when it was yielded.
+            seq, expected, actual = attempt.mismatch
+            located = await self._attempt(stop_before=seq, locate=True, debug=debug)
+            divergence = located.host.divergence
+            if divergence is None or divergence.seq != seq:
+                if not located.stopped:  # (stopped: the debugger was quit on the way)
+                    notes.append("a second replay up to this item did not meet it again: "
+                                 "the function is not deterministic even over the recording")
+                divergence = divergence or self._item_divergence(seq, expected, actual, {})
+            attempt.compared = min(attempt.compared, divergence.seq)
+        elif debug and divergence is not None and until is None:
+            if divergence.kind == LONGER:
+                await self._attempt(stop_before=divergence.seq, locate=True, debug=True)
+            elif attempt.error is not None and attempt.error.__traceback__ is not None:
+                _post_mortem(attempt.ctx, attempt.error.__traceback__)
+
+        common = {
+            "items_compared": attempt.compared,
+            "items_read": sum(attempt.host.positions().values()),
+            "starts_compared": attempt.host.starts_compared,
+            "effects_replayed": attempt.host.effect_position,
+        }
+        if divergence is not None:
+            return self._result(DIVERGED, started, divergence=divergence,
+                                notes=tuple(notes), **common)
+        if attempt.stopped:
+            return self._result(STOPPED, started, stopped_before=until, notes=tuple(notes),
+                                **common)
+        return self._result(IDENTICAL, started, notes=tuple(notes), **common)
+
+    def _check_replayable(self) -> str | None:
+        record = self.record
+        app = self.app
+        fn = app.functions.get(record.function)
+        if fn is None:
+            return (
+                f"the app {app.name!r} has no function {record.function!r} (it has "
+                f"{', '.join(sorted(app.functions)) or 'none'}): it was removed or renamed; "
+                f"replay this log with the code that has it, or register it again"
+            )
+        was_launcher = record.kind == Kind.LAUNCHER
+        if was_launcher != (fn.kind == Kind.LAUNCHER):
+            return (
+                f"{record.function!r} was recorded as a {record.kind} but is a {fn.kind} in "
+                f"app {app.name!r}"
+            )
+        params = codec.unpack(record.params)
+        try:
+            bound = fn.bind((), params)
+        except ConfigError as error:
+            cause = error.__cause__ or error
+            return (
+                f"the recorded parameters of {record.function!r}, {short_repr(params)}, no "
+                f"longer fit its signature {fn.name}{fn.signature}: {cause}"
+            )
+        self.fn = fn
+        self.params = bound
+        return None
+
+    # ------------------------------------------------------------ one pass
+
+    async def _attempt(self, *, stop_before: int | None, locate: bool, debug: bool) -> _Attempt:
+        fn = self.fn
+        assert fn is not None
+        host = ReplayHost(
+            self.log, self.app, self.record, records=self.records, effects=self.effects,
+            complete=self.complete, clock=self.clock,
+        )
+        self.clock.move_to(_first_now(self.effects))
+        ctx = Context(host, logging.getLogger(f"{self.app.name}.{fn.name}"))
+        attempt = _Attempt(host, ctx)
+        recorded = _Recorded(self.log, self.record.id)
+        out: list[Any] = []
+        agen: Any = None
+        try:
+            try:
+                if fn.kind == Kind.LAUNCHER:
+                    await fn.fn(ctx, **self.params)
+                else:
+                    result = fn.fn(ctx, **self.params)
+                    if hasattr(result, "__anext__"):
+                        agen = result
+                        if stop_before is None:
+                            await self._drive_fast(agen, recorded, out, attempt)
+                        else:
+                            await self._drive_checked(agen, recorded, attempt, stop_before,
+                                                      locate, debug)
+                    else:
+                        await result
+            except ReplayStop:
+                pass
+            except bdb.BdbQuit:
+                attempt.stopped = True
+            except Exception as error:
+                attempt.error = error
+                attempt.error_positions = host.positions()
+            if out and attempt.mismatch is None:
+                # Items yielded before the function stopped (a start, an effect, an
+                # exception) came first: a mismatch among them is the first divergence.
+                await self._compare_rest(recorded, out, attempt)
+        finally:
+            if agen is not None:
+                with contextlib.suppress(BaseException):
+                    await agen.aclose()
+        return attempt
+
+    async def _drive_fast(
+        self, agen: Any, recorded: _Recorded, out: list[Any], attempt: _Attempt
+    ) -> None:
+        append = out.append
+        # Counting down is the cheapest per-item test there is; the loop does little else.
+        remaining = recorded.count if await recorded.advance() else 1
+        async for item in agen:
+            append(item)
+            remaining -= 1
+            if not remaining:
+                remaining = await self._compare_segment(recorded, out, attempt)
+                if not remaining:
+                    return
+
+    async def _compare_segment(self, recorded: _Recorded, out: list[Any], attempt: _Attempt) -> int:
+        """Compare a segment's worth of yielded items; return the size of the next, 0 to stop."""
+        data = recorded.data
+        seq = recorded.first
+        if data is None:
+            if not self.complete:
+                attempt.cut = True
+                return 0
+            raise attempt.host.diverge(
+                LONGER, seq, None, out[0],
+                f"the replay yielded more items than the {self.recorded_items} recorded",
+            )
+        try:
+            same = codec.canonical(out) == data
+        except (TypeError, ValueError, OverflowError):
+            same = False
+        if not same:
+            for index, (expected, actual) in enumerate(zip(recorded.items(), out, strict=True)):
+                if not _same(expected, actual):
+                    attempt.mismatch = (seq + index, expected, actual)
+                    attempt.compared = seq + index
+                    return 0
+        attempt.compared = seq + len(out)
+        out.clear()
+        if self.progress is not None:
+            self.progress(self.record.id, attempt.compared, self.recorded_items)
+        return recorded.count if await recorded.advance() else 1
+
+    async def _compare_rest(self, recorded: _Recorded, out: list[Any], attempt: _Attempt) -> None:
+        """Compare the items yielded after the last full segment."""
+        if recorded.data is None:
+            if self.complete:
+                attempt.host.diverge(
+                    LONGER, recorded.first, None, out[0],
+                    f"the replay yielded more items than the {self.recorded_items} recorded",
+                )
+            else:
+                attempt.cut = True
+            return
+        for index, (expected, actual) in enumerate(zip(recorded.items(), out, strict=False)):
+            if not _same(expected, actual):
+                attempt.mismatch = (recorded.first + index, expected, actual)
+                attempt.compared = recorded.first + index
+                return
+        attempt.compared = recorded.first + len(out)
+        out.clear()
+
+    async def _drive_checked(
+        self,
+        agen: Any,
+        recorded: _Recorded,
+        attempt: _Attempt,
+        stop_before: int,
+        locate: bool,
+        debug: bool,
+    ) -> None:
+        host = attempt.host
+        seq = 0
+        await recorded.advance()
+        while True:
+            if seq == stop_before:
+                if debug:
+                    _open_debugger(attempt.ctx, agen, self.record, seq, locate)
+                elif not locate:
+                    attempt.stopped = True
+                    return
+            try:
+                item = await agen.__anext__()
+            except StopAsyncIteration:
+                return
+            if seq == stop_before and not locate:
+                attempt.stopped = True  # the debugger has let the function compute it
+                return
+            while recorded.data is not None and seq >= recorded.first + recorded.count:
+                await recorded.advance()
+            if recorded.data is None:
+                if not self.complete:
+                    attempt.cut = True
+                    return
+                raise host.diverge(
+                    LONGER, seq, None, item,
+                    f"the replay yielded more items than the {self.recorded_items} recorded",
+                )
+            expected = recorded.items()[seq - recorded.first]
+            if not _same(expected, item):
+                divergence = self._item_divergence(seq, expected, item, host.positions())
+                host.divergence = divergence
+                return
+            seq += 1
+            attempt.compared = seq
+            if locate and seq > stop_before:
+                return
+
+    # ----------------------------------------------------------- verdicts
+
+    def _item_divergence(
+        self, seq: int, expected: Any, actual: Any, positions: dict[str, int]
+    ) -> Divergence:
+        try:
+            codec.canonical(actual)
+            diff = structural_diff(expected, actual)
+            message = f"the replay yielded a different item at seq {seq}"
+        except (TypeError, ValueError, OverflowError):
+            diff = []
+            message = f"the replay yielded an item at seq {seq} that cannot be encoded"
+        return Divergence(
+            kind=ITEM, execution=self.record.id, function=self.record.function, seq=seq,
+            expected=expected, actual=actual, diff=tuple(diff), input_positions=positions,
+            message=message,
+        )
+
+    async def _recorded_item(self, seq: int) -> Any:
+        async for _, item in self.log.read(self.record.id, start=seq, stop=seq + 1):
+            return item
+        return None
+
+    async def _judge(self, attempt: _Attempt, notes: list[str]) -> Divergence | None:
+        """The first divergence of a pass (other than a fast-pass item mismatch)."""
+        host = attempt.host
+        record = self.record
+        if attempt.mismatch is not None:
+            return None  # located by a second pass
+        if host.divergence is not None:
+            return host.divergence
+        if attempt.stopped:
+            return None
+        if host.end_of_recording is not None:
+            if self.complete:
+                return Divergence(
+                    kind=INPUT, execution=record.id, function=record.function,
+                    seq=attempt.compared, expected=None, actual=host.end_of_recording,
+                    input_positions=host.positions(),
+                    message=f"the replay reads further than the recorded {record.status} "
+                    f"execution did: {host.end_of_recording}",
+                )
+            notes.append(f"the recording ends here ({host.end_of_recording}); "
+                         f"{attempt.compared} of its items were compared")
+            return None
+        if attempt.cut:
+            notes.append(f"the recorded execution was {record.status}: all "
+                         f"{self.recorded_items} of its recorded items were reproduced")
+            return None
+        error = attempt.error
+        recorded_failure = _last_line(record.error) if record.status == FAILED else None
+        if error is not None:
+            text = "".join(traceback.format_exception(error)).rstrip()
+            last = _last_line(text) or type(error).__name__
+            if recorded_failure is not None and attempt.compared >= self.recorded_items:
+                if last == recorded_failure:
+                    notes.append(f"reproduced the recorded failure: {recorded_failure}")
+                    return None
+                return Divergence(
+                    kind=FAILURE, execution=record.id, function=record.function,
+                    seq=attempt.compared, expected=recorded_failure, actual=last,
+                    input_positions=attempt.error_positions, traceback=text,
+                    message="the replay failed otherwise than the recorded execution",
+                )
+            expected = None
+            if attempt.compared < self.recorded_items:
+                expected = await self._recorded_item(attempt.compared)
+            return Divergence(
+                kind=EXCEPTION, execution=record.id, function=record.function,
+                seq=attempt.compared, expected=expected, actual=last,
+                input_positions=attempt.error_positions, traceback=text,
+                message=f"the replay raised {type(error).__name__} after {attempt.compared} "
+                "items, where the recording "
+                + ("has more items" if attempt.compared < self.recorded_items
+                   else "finished without error"),
+            )
+        # The function finished.
+        if attempt.compared < self.recorded_items:
+            return Divergence(
+                kind=SHORTER, execution=record.id, function=record.function,
+                seq=attempt.compared, expected=await self._recorded_item(attempt.compared),
+                actual=None,
+                input_positions=host.positions(),
+                message=f"the replay finished after {attempt.compared} items; the recording "
+                f"has {self.recorded_items}",
+            )
+        if not self.complete:
+            return None
+        if recorded_failure is not None:
+            return Divergence(
+                kind=FAILURE, execution=record.id, function=record.function,
+                seq=attempt.compared, expected=recorded_failure, actual="finished without error",
+                input_positions=host.positions(),
+                message="the recorded execution failed; the replay finished without error",
+            )
+        missing = sorted(
+            (r for r in self.records.values()
+             if r.parent == record.id and r.id not in host.started),
+            key=lambda r: start_order(r.id),
+        )
+        if missing:
+            child = missing[0]
+            return Divergence(
+                kind=START, execution=record.id, function=record.function,
+                seq=host.starts_compared,
+                expected={"function": child.function, "params": codec.unpack(child.params)},
+                actual=None, input_positions=host.positions(),
+                message=f"the recording started {child.id!r} ({child.function}); the replay "
+                f"did not ({len(missing)} recorded starts missing)",
+            )
+        if host.effect_position < len(self.effects):
+            kind, _ = self.effects[host.effect_position]
+            return Divergence(
+                kind=EFFECT, execution=record.id, function=record.function,
+                seq=host.effect_position, expected=f"ctx.{kind}()", actual=None,
+                input_positions=host.positions(),
+                message=f"the replay used {host.effect_position} of the "
+                f"{len(self.effects)} recorded effects",
+            )
+        return None
+
+
+def _first_now(effects: list[Any]) -> float:
+    for kind, value in effects:
+        if kind == "now":
+            return float(value)
+    return DEFAULT_FROZEN_TIME
+
+
+def _last_line(text: str | None) -> str | None:
+    if not text:
+        return None
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else None
+
+
+def _open_debugger(
+    ctx: Context, agen: Any, record: ExecutionRecord, seq: int, locate: bool
+) -> None:
+    why = "the first divergence" if locate else "where you asked to stop"
+    print(
+        f"perper replay: {record.function} ({record.id}) is about to compute the item at "
+        f"seq {seq} ({why}).\n"
+        f"  pdb stops where the function resumes{' after yielding seq ' + str(seq - 1) if seq else ''}"
+        ": 'n' steps towards its next yield, 'p ctx.state' shows its state, 'c' continues.",
+        file=sys.stdout,
+        flush=True,
+    )
+    debugger = ReplayPdb(ctx)
+    # Stops at the first line the generator runs once resumed, in its own frame.
+    debugger.set_trace(agen.ag_frame)
+
+
+def _post_mortem(ctx: Context, tb: TracebackType) -> None:
+    print("perper replay: post-mortem at the replay's exception ('p ctx.state', 'q' quits)",
+          file=sys.stdout, flush=True)
+    debugger = ReplayPdb(ctx)
+    debugger.reset()
+    with contextlib.suppress(bdb.BdbQuit):
+        debugger.interaction(None, tb)
