@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= auto
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,ignite]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ignite,export]'
 	touch $(STAMP)
 
 env: $(STAMP)  ## create .venv with perper and its dev tools
@@ -18,8 +18,15 @@ env: $(STAMP)  ## create .venv with perper and its dev tools
 run: $(STAMP)  ## run examples/basic.py on the embedded SQLite store
 	$(BIN)/perper run examples/basic.py
 
-test: $(STAMP)  ## the whole suite, in parallel
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+# The suite's own Ignite node: ports and work dir apart from a developer's default node.
+IGNITE_NODE := --port 10810 --work-dir fabric/work/test
+IGNITE_PORTS := --discovery-port 47520 --communication-port 47120
+
+test: $(STAMP)  ## the whole suite, in parallel, with a local Ignite node started and stopped
+	-@$(BIN)/perper fabric stop $(IGNITE_NODE) >/dev/null 2>&1
+	$(BIN)/perper fabric start $(IGNITE_NODE) $(IGNITE_PORTS) --no-persistence
+	PERPER_TEST_IGNITE=ignite://127.0.0.1:10810 $(BIN)/python -m pytest -n $(PYTEST_WORKERS); \
+	status=$$?; $(BIN)/perper fabric stop $(IGNITE_NODE); exit $$status
 
 test-fast: $(STAMP)  ## the suite without Java
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not ignite"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +26,9 @@ def store_url(kind: str, tmp_path: Path, name: str = "store") -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / (name + '.db')}"
     # One node serves every test: a namespace per test keeps their streams apart.
-    return f"{os.environ['PERPER_TEST_IGNITE']}?namespace={tmp_path.name}-{name}"
+    # tmp_path names repeat from one session to the next; its full path hashed does not.
+    unique = hashlib.sha1(str(tmp_path).encode()).hexdigest()[:12]
+    return f"{os.environ['PERPER_TEST_IGNITE']}?namespace={unique}-{name}"
 
 
 @pytest.fixture(params=STORE_KINDS)

@@ -419,6 +419,13 @@ class Runtime:
         epoch = await self.leases.claim(record.id)
         if epoch is None:
             return False
+        # The record may be stale: the execution can have finished (here or elsewhere)
+        # between reading it and claiming its lease. Under the lease, re-read it.
+        entry = await self.store.meta_get("executions", record.id)
+        if entry is None or entry.value["status"] != RUNNING or record.id in self._tasks:
+            await self.leases.release(record.id, epoch)
+            return False
+        record = ExecutionRecord.from_meta(entry.value)
         execution = Execution(self, record, epoch)
         task = asyncio.get_running_loop().create_task(self._supervise(execution), name=record.id)
         self._tasks[record.id] = (task, execution)

@@ -1,0 +1,265 @@
+"""Copy one store into another, and keep copying: ``perper export`` and ``perper mirror``.
+
+Segments are copied as stored, without decoding their items: each source segment is read
+with the raw ``_segments`` primitive and written with ``_write_segment`` at the same seq, so a
+copy costs one read and one write per batch, whatever the items are. Only when the
+destination already holds part of a source segment (its head falls inside it, because the
+source was written in other batches, or an earlier copy was interrupted inside a segment
+boundary of another store) is that one segment decoded and its tail appended.
+
+A copy is idempotent and resumable: for every selected stream it starts at the destination's
+head, so running it again after an interruption copies only what is missing, and a finished
+copy run again copies nothing. Sealed flags and lease epochs are carried over. Metadata
+entries (runs, executions, checkpoints, leases) are copied by value; the destination numbers
+its own versions (a version is a compare-and-set token of the store that holds it).
+
+Selection: ``run`` keeps the streams and metadata of one run (stream names and the keys of
+executions, checkpoints and leases start with ``{run}/``; the runs entry is ``{run}``);
+``streams`` is an :mod:`fnmatch` glob over stream names. An internal stream
+``{execution}#effects`` belongs to its execution: it is selected whenever its execution is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from perper import codec
+from perper.errors import StoreError
+from perper.store.base import META_TABLES, HeadMovedError, LogStore, StreamInfo
+
+__all__ = ["CopyStats", "Progress", "copy_store", "follow", "selected_streams"]
+
+#: ``progress(copied, total)``: items copied so far and the items this pass has to copy.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CopyStats:
+    """What one copy (or a whole follow) did.
+
+    Attributes:
+        streams: selected streams in the source.
+        items: items copied.
+        segments: segments written to the destination (raw or re-appended tails).
+        sealed: streams sealed in the destination.
+        metadata: metadata entries written to the destination.
+        passes: copy passes run (1 for :func:`copy_store`).
+    """
+
+    streams: int = 0
+    items: int = 0
+    segments: int = 0
+    sealed: int = 0
+    metadata: int = 0
+    passes: int = 1
+
+    def __add__(self, other: CopyStats) -> CopyStats:
+        return CopyStats(
+            max(self.streams, other.streams),
+            self.items + other.items,
+            self.segments + other.segments,
+            self.sealed + other.sealed,
+            self.metadata + other.metadata,
+            self.passes + other.passes,
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"{self.items} items in {self.segments} segments of {self.streams} streams, "
+            f"{self.sealed} seals, {self.metadata} metadata entries"
+        )
+
+
+def owner(stream: str) -> str:
+    """The execution stream an internal stream (``{execution}#effects``) belongs to."""
+    return stream.partition("#")[0]
+
+
+@dataclass
+class _Selection:
+    run: str | None
+    glob: str | None
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.run}/" if self.run else ""
+
+    def stream(self, name: str) -> bool:
+        if self.run and not name.startswith(self.prefix):
+            return False
+        if self.glob is None:
+            return True
+        return fnmatch.fnmatchcase(owner(name), self.glob) or fnmatch.fnmatchcase(name, self.glob)
+
+    def meta(self, table: str, key: str) -> bool:
+        if table == "runs":
+            if self.run:
+                return key == self.run
+            return True
+        if self.run and not key.startswith(self.prefix):
+            return False
+        return self.glob is None or fnmatch.fnmatchcase(owner(key), self.glob)
+
+
+@dataclass
+class _Mirror:
+    """State kept across the passes of :func:`follow`: what the destination is known to hold."""
+
+    src: LogStore
+    dest: LogStore
+    selection: _Selection
+    heads: dict[str, int] = field(default_factory=dict)
+    sealed: set[str] = field(default_factory=set)
+    meta: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    async def copy(self, progress: Progress | None) -> CopyStats:
+        infos = [
+            info
+            for info in await self.src.streams(prefix=self.selection.prefix)
+            if self.selection.stream(info.name)
+        ]
+        todo: list[tuple[StreamInfo, int]] = []
+        for info in infos:
+            head = self.heads.get(info.name)
+            if head is None or head > info.head:
+                head = self.heads[info.name] = await self.dest.head(info.name)
+            if head > info.head:
+                raise StoreError(
+                    f"stream {info.name!r} holds {head} items in {self.dest.url} but only "
+                    f"{info.head} in {self.src.url}: the destination is not a copy of this "
+                    "source; export into a new file"
+                )
+            todo.append((info, head))
+        total = sum(info.head - head for info, head in todo)
+        copied = segments = sealed = 0
+        if progress:
+            progress(0, total)
+        for info, head in todo:
+            if head < info.head:
+                added, written = await self._copy_stream(info, head, copied, total, progress)
+                copied += added
+                segments += written
+            if info.sealed and info.name not in self.sealed:
+                if not (await self.dest.info(info.name)).sealed:
+                    await self.dest.seal(info.name, epoch=info.epoch)
+                    sealed += 1
+                self.sealed.add(info.name)
+        metadata = await self._copy_metadata()
+        if progress:
+            progress(copied, max(total, copied))
+        return CopyStats(len(infos), copied, segments, sealed, metadata)
+
+    async def _copy_stream(
+        self, info: StreamInfo, head: int, done: int, total: int, progress: Progress | None
+    ) -> tuple[int, int]:
+        name, epoch, stop = info.name, info.epoch, info.head
+        position = head
+        written = 0
+        async for first, count, data in self.src._segments(name, position, stop):
+            if first + count <= position:
+                continue
+            if first == position:
+                try:
+                    await self.dest._write_segment(name, first, count, data, epoch)
+                except HeadMovedError:
+                    # Someone else writes this destination stream too: fall back to the
+                    # checked append, which compares what is already there.
+                    await self.dest.append(name, first, codec.unpack_segment(data), epoch=epoch)
+                self.dest._notify(name)
+                position = first + count
+            else:  # the destination's head falls inside this segment: append its tail
+                items = codec.unpack_segment(data)[position - first :]
+                position = await self.dest.append(name, position, items, epoch=epoch)
+            written += 1
+            self.heads[name] = position
+            if progress:
+                progress(done + position - head, max(total, done + position - head))
+        return position - head, written
+
+    async def _copy_metadata(self) -> int:
+        written = 0
+        for table in META_TABLES:
+            prefix = self.selection.prefix if table != "runs" else (self.selection.run or "")
+            for key, entry in await self.src.meta_scan(table, prefix=prefix):
+                if not self.selection.meta(table, key):
+                    continue
+                remembered = (table, key)
+                encoded = codec.canonical(entry.value)
+                if self.meta.get(remembered) == encoded:
+                    continue
+                while True:
+                    current = await self.dest.meta_get(table, key)
+                    if current is not None and codec.canonical(current.value) == encoded:
+                        break
+                    version = current.version if current else 0
+                    if await self.dest.meta_cas(table, key, entry.value, version=version):
+                        written += 1
+                        break
+                self.meta[remembered] = encoded
+        return written
+
+
+async def selected_streams(
+    store: LogStore, *, run: str | None = None, streams: str | None = None
+) -> list[StreamInfo]:
+    """The streams of ``store`` that :func:`copy_store` copies with the same selection."""
+    selection = _Selection(run, streams)
+    return [i for i in await store.streams(prefix=selection.prefix) if selection.stream(i.name)]
+
+
+async def copy_store(
+    src: LogStore,
+    dest: LogStore,
+    *,
+    run: str | None = None,
+    streams: str | None = None,
+    progress: Progress | None = None,
+) -> CopyStats:
+    """Copy the selected streams and metadata of ``src`` into ``dest``; return what it did.
+
+    Resumable and idempotent: each stream continues from the destination's head.
+
+    Args:
+        src: the store to read.
+        dest: the store to write; it may already hold an earlier (partial) copy.
+        run: only this run's streams and metadata.
+        streams: only streams whose name matches this :mod:`fnmatch` glob (with their
+            ``#effects`` streams, and the metadata of the matching executions).
+        progress: called with ``(items copied, items to copy)`` as the copy advances.
+
+    Raises:
+        StoreError: a destination stream holds more items than its source (not a copy).
+    """
+    return await _Mirror(src, dest, _Selection(run, streams)).copy(progress)
+
+
+async def follow(
+    src: LogStore,
+    dest: LogStore,
+    *,
+    run: str | None = None,
+    streams: str | None = None,
+    poll: float = 0.5,
+    stop: asyncio.Event,
+    progress: Progress | None = None,
+) -> CopyStats:
+    """Copy ``src`` into ``dest`` again and again until ``stop`` is set, then once more.
+
+    The destination lags the source by at most ``poll`` seconds plus one pass; the pass run
+    after ``stop`` is set flushes what arrived meanwhile. Returns the sum of all passes.
+    """
+    mirror = _Mirror(src, dest, _Selection(run, streams))
+    total: CopyStats | None = None
+    while True:
+        stopping = stop.is_set()
+        stats = await mirror.copy(progress)
+        total = stats if total is None else total + stats
+        if stopping:
+            return total
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll)
