@@ -41,6 +41,7 @@ bench: $(STAMP)  ## every benchmark, each beside its baseline
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/recovery.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/ignite.py
 
 clean:
 	rm -rf $(VENV) .perper .pytest_cache .mypy_cache .ruff_cache
