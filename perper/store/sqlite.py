@@ -1,8 +1,9 @@
 """SQLiteStore: the embedded default store, a real SQLite file.
 
-Layout (format 1), readable with the ``sqlite3`` shell:
+Layout (format 2), readable with the ``sqlite3`` shell:
 
-* ``streams(id, name, head, sealed)`` — one row per stream; ``head`` is its length.
+* ``streams(id, name, head, sealed, epoch)`` — one row per stream; ``head`` is its length,
+  ``epoch`` the highest lease epoch that wrote to it (fencing).
 * ``segments(stream_id, first_seq, count, data)`` — one row per appended batch; ``data``
   is a msgpack array of the batch's items.
 * ``runs``, ``executions``, ``checkpoints``, ``leases`` — metadata, ``(key, version,
@@ -38,7 +39,7 @@ from perper.store.base import (
 )
 
 #: The on-disk format this perper reads and writes.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: ``PRAGMA application_id`` of perper logs: "PRPR".
 APPLICATION_ID = 0x50525052
 
