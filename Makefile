@@ -32,7 +32,7 @@ test-fast: $(STAMP)  ## the suite without Java
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not ignite"
 
 lint: $(STAMP)  ## ruff and mypy
-	$(BIN)/ruff check perper tests bench examples
+	$(BIN)/ruff check perper simulator tests bench examples
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## every benchmark, each beside its baseline

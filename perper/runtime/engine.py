@@ -154,6 +154,7 @@ class Runtime:
         self.leases = Leases(store, self.worker_id, lease_ttl)
         self.stopping = False
         self._tasks: dict[str, tuple[asyncio.Task[None], Execution]] = {}
+        self._claiming: set[str] = set()
         self._wake: asyncio.Event | None = None
         # Test hook: called as (execution, items consumed) whenever a function asks its
         # input for the next item; it may raise to simulate a crash there.
@@ -331,8 +332,9 @@ class Runtime:
         pending = [task for task, _ in self._tasks.values() if not task.done()]
         if pending:
             _, late = await asyncio.wait(pending, timeout=max(self.lease_ttl, 1.0))
-            for task in late:
-                task.cancel()
+            for task in pending:  # in a deterministic order, not the set's
+                if task in late:
+                    task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
         self.stopping = False
@@ -416,15 +418,22 @@ class Runtime:
         return record
 
     async def _claim_and_spawn(self, record: ExecutionRecord) -> bool:
-        epoch = await self.leases.claim(record.id)
-        if epoch is None:
+        # ctx.start (attach) and the poll loop (_step) may both try at once.
+        if record.id in self._tasks or record.id in self._claiming:
             return False
-        # The record may be stale: the execution can have finished (here or elsewhere)
-        # between reading it and claiming its lease. Under the lease, re-read it.
-        entry = await self.store.meta_get("executions", record.id)
-        if entry is None or entry.value["status"] != RUNNING or record.id in self._tasks:
-            await self.leases.release(record.id, epoch)
-            return False
+        self._claiming.add(record.id)
+        try:
+            epoch = await self.leases.claim(record.id)
+            if epoch is None:
+                return False
+            # The record may be stale: the execution can have finished (here or
+            # elsewhere) between reading it and claiming its lease. Re-read it.
+            entry = await self.store.meta_get("executions", record.id)
+            if entry is None or entry.value["status"] != RUNNING:
+                await self.leases.release(record.id, epoch)
+                return False
+        finally:
+            self._claiming.discard(record.id)
         record = ExecutionRecord.from_meta(entry.value)
         execution = Execution(self, record, epoch)
         task = asyncio.get_running_loop().create_task(self._supervise(execution), name=record.id)
@@ -442,9 +451,12 @@ class Runtime:
             self._forget(execution)
             raise
         # Anything else (a simulated crash) leaves the lease held, as kill -9 would.
-        with contextlib.suppress(StoreError):  # unreachable store: the lease just expires
-            await self.leases.release(execution.execution, execution.epoch)
-        self._forget(execution)
+        try:
+            with contextlib.suppress(StoreError):  # unreachable store: the lease expires
+                await self.leases.release(execution.execution, execution.epoch)
+        finally:
+            # Also when the renewer cancels us mid-release: never strand the execution.
+            self._forget(execution)
 
     def _forget(self, execution: Execution) -> None:
         current = self._tasks.get(execution.execution)

@@ -115,9 +115,13 @@ class Execution:
                 await self.store.seal(record.id, epoch=self.epoch)
             await self._set_status(DONE)
         except asyncio.CancelledError:
-            if self._timed_flush_error is None:
+            error = self._timed_flush_error
+            if error is None:
                 raise
-            await self._fail(self._timed_flush_error)
+            if isinstance(error, (StoreUnavailableError, Stopped)):
+                log.warning("execution %s paused: %s", record.id, error)
+                raise Stopped() from error
+            await self._fail(error)
         except Stopped:
             raise
         except StoreUnavailableError as error:
@@ -207,7 +211,7 @@ class Execution:
     async def _flush_in_background(self) -> None:
         try:
             await self.flush()
-        except Exception as error:
+        except (Exception, Stopped) as error:
             # Fail the execution with it, wherever the function is waiting.
             self._timed_flush_error = error
             if self._task is not None:
@@ -223,38 +227,73 @@ class Execution:
             await self._flush_locked()
 
     async def _flush_locked(self) -> None:
-        if self._pending_effects:
-            effects = self._pending_effects
-            self._pending_effects = []
-            start = len(self._recorded_effects)
+        # Take the effects and the items together, before any await: an item yielded
+        # while this flush is in flight may depend on an effect taken after it, and
+        # must wait for the next flush with that effect.
+        effects = self._pending_effects
+        self._pending_effects = []
+        items = self._buffer.copy()
+        self._buffer.clear()  # in place: _drain holds a reference to this list
+        try:
+            if effects:
+                await self._append_effects(effects)
+                effects = []
+            if items:
+                await self._append_items(items)
+                items = []
+        finally:
+            # Whatever was not (known to be) written goes back first in line, so nothing
+            # else is written at its positions and the next flush retries it in order.
+            if effects:
+                self._pending_effects[0:0] = effects
+            if items:
+                self._buffer[0:0] = items
+        # Appends to local stores never suspend: give the other executions a turn
+        # after each flush, so a busy producer cannot starve its readers.
+        await asyncio.sleep(0)
+
+    async def _append_effects(self, effects: list[Any]) -> None:
+        start = len(self._recorded_effects)
+        try:
             await self.store.append(self._effects_stream, start, effects, epoch=self.epoch)
-            self._recorded_effects.extend(effects)
-        if self._buffer:
-            items = self._buffer.copy()
-            self._buffer.clear()  # in place: _drain holds a reference to this list
-            seq = self._out_seq
-            if "append-without-compare" in self.runtime._planted_bugs:
-                seq = max(seq, await self.store.head(self.record.id))
-            try:
-                await self.store.append(self.record.id, seq, items, epoch=self.epoch)
-            except ConflictError as conflict:
-                raise NondeterminismError(
-                    execution=self.execution,
-                    function=self.function,
-                    seq=conflict.seq,
-                    stored=conflict.stored,
-                    new=conflict.new,
-                    diff="\n".join(structural_diff(conflict.stored, conflict.new)),
-                ) from None
-            except EncodeError as error:
-                at = seq + (error.index or 0)
-                raise EncodeError(
-                    error.type_name, f"{self.function!r}'s item at seq {at}" + error.path[4:]
-                ) from None
-            self._out_seq = seq + len(items)
-            # Appends to local stores never suspend: give the other executions a turn
-            # after each segment, so a busy producer cannot starve its readers.
-            await asyncio.sleep(0)
+        except ConflictError:
+            await self._raise_if_fenced(self._effects_stream)
+            # Another owner (one whose lease we took over, still running) recorded these
+            # effects first: they are the record. Our computation used other values, so
+            # start again from the record.
+            log.warning("execution %s: effects were recorded concurrently; restarting",
+                        self.execution)
+            raise Stopped() from None
+        self._recorded_effects.extend(effects)
+
+    async def _append_items(self, items: list[Any]) -> None:
+        seq = self._out_seq
+        if "append-without-compare" in self.runtime._planted_bugs:
+            seq = max(seq, await self.store.head(self.record.id))
+        try:
+            await self.store.append(self.record.id, seq, items, epoch=self.epoch)
+        except ConflictError as conflict:
+            await self._raise_if_fenced(self.record.id)
+            raise NondeterminismError(
+                execution=self.execution,
+                function=self.function,
+                seq=conflict.seq,
+                stored=conflict.stored,
+                new=conflict.new,
+                diff="\n".join(structural_diff(conflict.stored, conflict.new)),
+            ) from None
+        except EncodeError as error:
+            at = seq + (error.index or 0)
+            raise EncodeError(
+                error.type_name, f"{self.function!r}'s item at seq {at}" + error.path[4:]
+            ) from None
+        self._out_seq = seq + len(items)
+
+    async def _raise_if_fenced(self, stream: str) -> None:
+        """A conflict caused by a newer owner's writes means we lost the lease."""
+        current = (await self.store.info(stream)).epoch
+        if current > self.epoch and not self._unfenced:
+            raise FencedError(stream, self.epoch, current)
 
     async def checkpoint(self) -> None:
         """Flush, then save positions, output head, state, effects position and epoch."""

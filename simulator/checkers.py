@@ -1,0 +1,281 @@
+"""Checkers: what must hold in every simulated run, checked while it runs.
+
+* **Reference equality** (:class:`OutputChecker`): every segment that lands in an output
+  stream is compared, item by item (msgpack-canonical equality), with the same seqs of
+  the fault-free reference run — a lost, duplicated, reordered or changed item is
+  caught at the step that wrote it. At the end every stream must have the reference's
+  length and be sealed if it was.
+* **Fencing** (:class:`FencingChecker`): once the holder of a newer lease has written a
+  stream, a seal or a checkpoint of an execution, no older holder's write may land.
+* **Errors**: an execution failing (ConflictError, NondeterminismError, GapError, a store
+  error the runtime did not survive, ...) is a violation the moment it is recorded.
+* **Liveness** (in the world): after the faults stop and every worker heals, the run
+  must finish within a bound.
+
+Streams whose values depend on recorded effects (``ctx.now()``, ``ctx.random()``,
+``ctx.uuid()``, directly or through an input) differ legitimately from the reference;
+they are checked by replaying the final log instead (:func:`replay_violations`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from perper import codec
+from perper.runtime.records import EFFECTS_SUFFIX, FAILED, is_internal_stream
+from perper.store.memory import MemoryStore
+from perper.streamref import StreamRef
+
+
+@dataclass(frozen=True)
+class Violation:
+    """The first thing that went wrong in a simulated run.
+
+    Attributes:
+        kind: ``output-mismatch``, ``extra-item``, ``missing-items``, ``not-sealed``,
+            ``unexpected-stream``, ``nondeterminism``, ``conflict``, ``gap``,
+            ``execution-failed``, ``store-error-not-tolerated``, ``worker-error``,
+            ``fencing``, ``liveness``, ``run-status``, ``replay-divergence``,
+            ``step-budget``, ``deadlock``, ``refused``.
+        message: what happened, in words.
+        stream, seq, expected, actual: where and what, when it is about an item.
+        step, time: the simulation step and virtual time it was detected at.
+        worker: the worker whose action showed it, if any.
+    """
+
+    kind: str
+    message: str
+    stream: str | None = None
+    seq: int | None = None
+    expected: Any = None
+    actual: Any = None
+    step: int = 0
+    time: float = 0.0
+    worker: str | None = None
+
+    def describe(self) -> str:
+        where = f"step {self.step}, t={self.time:.4f}s" + (f", worker {self.worker}" if self.worker else "")
+        lines = [f"{self.kind} ({where}): " + self.message]
+        if self.stream is not None:
+            lines.append(f"  stream: {self.stream}" + (f", seq {self.seq}" if self.seq is not None else ""))
+        if self.kind in ("output-mismatch", "extra-item", "missing-items"):
+            lines.append(f"  expected: {_short(self.expected)}")
+            lines.append(f"  actual:   {_short(self.actual)}")
+        return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def error_kind(error_text: str) -> str:
+    """Classify a stored execution error (a traceback) into a violation kind."""
+    last = error_summary(error_text)
+    for name, kind in (
+        ("NondeterminismError", "nondeterminism"),
+        ("ConflictError", "conflict"),
+        ("GapError", "gap"),
+        ("StoreUnavailableError", "store-error-not-tolerated"),
+    ):
+        if name in last:
+            return kind
+    return "execution-failed"
+
+
+def error_summary(error_text: str) -> str:
+    """The exception part of a traceback: its last ``Name: message`` line and the indented
+    lines that continue the message."""
+    lines = error_text.rstrip().splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index] and not lines[index].startswith(" "):
+            return "\n".join(lines[index:])
+    return lines[-1] if lines else ""
+
+
+# -------------------------------------------------------------------- reference
+
+
+@dataclass
+class Reference:
+    """What the fault-free run produced.
+
+    Attributes:
+        outputs: canonical bytes of every item, per output stream (internal streams and
+            effect-dependent streams left out).
+        items: the decoded items, for messages.
+        sealed: the streams that were sealed.
+        tainted: streams whose values depend on recorded effects (not compared item by item).
+        heads: the length of every non-internal stream, tainted ones included.
+        run_status: the run's final status.
+        steps, virtual_time: the size of the fault-free run.
+    """
+
+    outputs: dict[str, list[bytes]] = field(default_factory=dict)
+    items: dict[str, list[Any]] = field(default_factory=dict)
+    sealed: set[str] = field(default_factory=set)
+    tainted: set[str] = field(default_factory=set)
+    heads: dict[str, int] = field(default_factory=dict)
+    run_status: str = "done"
+    steps: int = 0
+    virtual_time: float = 0.0
+
+    @classmethod
+    async def from_store(cls, store: MemoryStore, run: str) -> Reference:
+        ref = cls()
+        executions = {key: meta.value for key, meta in await store.meta_scan("executions", prefix=run + "/")}
+        effects = {
+            info.name[: -len(EFFECTS_SUFFIX)]
+            for info in await store.streams(prefix=run + "/")
+            if info.name.endswith(EFFECTS_SUFFIX) and info.head > 0
+        }
+        tainted: set[str] = set()
+        launcher_tainted = any(v["kind"] == "launcher" and k in effects for k, v in executions.items())
+        changed = True
+        while changed:
+            changed = False
+            for key, value in executions.items():
+                if key in tainted:
+                    continue
+                if launcher_tainted or key in effects or any(
+                    ref_ in tainted for ref_ in _refs(codec.unpack(value["params"]))
+                ):
+                    tainted.add(key)
+                    changed = True
+        ref.tainted = tainted
+        for info in await store.streams(prefix=run + "/"):
+            if is_internal_stream(info.name):
+                continue
+            ref.heads[info.name] = info.head
+            if info.sealed:
+                ref.sealed.add(info.name)
+            if info.name in tainted:
+                continue
+            items = [item async for _, item in store.read(info.name)]
+            ref.items[info.name] = items
+            ref.outputs[info.name] = [codec.canonical(item) for item in items]
+        entry = await store.meta_get("runs", run)
+        ref.run_status = entry.value["status"] if entry else "missing"
+        return ref
+
+
+def _refs(value: Any) -> list[str]:
+    if isinstance(value, StreamRef):
+        return [value.stream]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _refs(v)]
+    if isinstance(value, list | tuple):
+        return [r for v in value for r in _refs(v)]
+    return []
+
+
+# --------------------------------------------------------------------- online
+
+
+class OutputChecker:
+    """Compares every landed segment with the reference (see the module docstring)."""
+
+    def __init__(self, reference: Reference) -> None:
+        self.reference = reference
+
+    def on_segment(self, stream: str, seq: int, data: bytes) -> Violation | None:
+        if "#" in stream or stream in self.reference.tainted:
+            return None
+        expected = self.reference.outputs.get(stream)
+        if expected is None:
+            return Violation("unexpected-stream", f"stream {stream!r} is not in the fault-free run",
+                             stream=stream, seq=seq)
+        items = codec.unpack_segment(data)
+        for offset, item in enumerate(items):
+            position = seq + offset
+            if position >= len(expected):
+                return Violation(
+                    "extra-item",
+                    f"{stream!r} got an item at seq {position}, but the fault-free run has only "
+                    f"{len(expected)} items (a duplicate or an invented item)",
+                    stream=stream, seq=position, expected=None, actual=item,
+                )
+            if codec.canonical(item) != expected[position]:
+                return Violation(
+                    "output-mismatch",
+                    f"{stream!r} holds another item at seq {position} than the fault-free run "
+                    "(lost, duplicated, reordered or changed output)",
+                    stream=stream, seq=position,
+                    expected=self.reference.items[stream][position], actual=item,
+                )
+        return None
+
+    def final(self, heads: dict[str, int], sealed: set[str], items_of: dict[str, list[Any]]) -> Violation | None:
+        ref = self.reference
+        for stream in sorted(ref.heads):
+            head = heads.get(stream, 0)
+            if stream in ref.tainted:
+                if stream in ref.sealed and stream not in sealed:
+                    return Violation("not-sealed", f"{stream!r} was never finished", stream=stream)
+                continue
+            if head < ref.heads[stream]:
+                return Violation(
+                    "missing-items",
+                    f"{stream!r} ends with {head} items; the fault-free run has {ref.heads[stream]}",
+                    stream=stream, seq=head, expected=ref.items[stream][head],
+                    actual=None,
+                )
+            if stream in ref.sealed and stream not in sealed:
+                return Violation("not-sealed", f"{stream!r} has all its items but was never sealed",
+                                 stream=stream)
+        for stream in sorted(heads):
+            if stream not in ref.heads and "#" not in stream:
+                return Violation("unexpected-stream", f"stream {stream!r} is not in the fault-free run",
+                                 stream=stream)
+        return None
+
+
+class FencingChecker:
+    """Once a newer lease holder wrote to an execution's stream, seal or checkpoint, an
+    older holder's write must not land. Lease epochs are learnt from the lease table's
+    writes, not from what the writer claims to carry."""
+
+    def __init__(self) -> None:
+        self._claims: dict[str, dict[str, int]] = {}
+        self._landed: dict[str, tuple[int, str]] = {}
+
+    def on_lease(self, execution: str, value: Any) -> None:
+        owner = value.get("owner")
+        if owner is not None:
+            self._claims.setdefault(execution, {})[owner] = int(value["epoch"])
+
+    def on_write(self, execution: str, what: str, writer: str) -> Violation | None:
+        epoch = self._claims.get(execution, {}).get(writer)
+        if epoch is None:
+            return None
+        last = self._landed.get(what)
+        if last is not None and epoch < last[0] and last[1] != writer:
+            return Violation(
+                "fencing",
+                f"{writer} (lease epoch {epoch} on {execution!r}) wrote {what!r} after {last[1]} "
+                f"(epoch {last[0]}) had: a stale lease holder's write landed (fencing ignored)",
+                stream=what,
+            )
+        if last is None or epoch >= last[0]:
+            self._landed[what] = (epoch, writer)
+        return None
+
+
+def failed_execution(value: dict[str, Any]) -> Violation | None:
+    """A violation for an execution record written with status failed."""
+    if value.get("status") != FAILED:
+        return None
+    error = value.get("error") or ""
+    kind = error_kind(error)
+    summary = error_summary(error)
+    hint = ""
+    if kind == "nondeterminism":
+        hint = ("\n  (the function is not a pure function of its inputs, ctx.state and recorded "
+                "effects — e.g. it keeps memory in local variables while declaring "
+                "recovery='checkpoint')")
+    elif kind == "store-error-not-tolerated":
+        hint = ("\n  (the runtime failed the execution on a transient store error instead of "
+                "dropping it and retrying under its lease)")
+    return Violation(kind, f"execution {value['id']!r} ({value['function']}) failed: {summary}{hint}",
+                     stream=value["id"])

@@ -1,0 +1,627 @@
+"""A simulated deployment: N workers running the real perper runtime, unmodified, on one
+shared :class:`~perper.store.memory.MemoryStore` behind per-worker fault views, in a
+:class:`~simulator.loop.SimulatedLoop`.
+
+A worker is a :class:`perper.runtime.Runtime` with its own owner in the loop (so it can
+be killed or paused as a unit), its own skewed clock, its own entropy and its own
+:class:`~simulator.faults.FaultyStore`; it runs ``Runtime.work(run=...)``. The harness
+records the run first (``prepare_run``). A crashed worker is restarted as a fresh
+Runtime with a new worker id; the leases its predecessor held expire by observation.
+
+:func:`simulate` runs one scenario and returns a :class:`SimulationResult`;
+:func:`reference_run` produces the fault-free :class:`~simulator.checkers.Reference`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from perper.app import App
+from perper.errors import ConfigError, StoreUnavailableError
+from perper.runtime import Runtime
+from perper.runtime.engine import RunResult
+from perper.runtime.records import DONE, EFFECTS_SUFFIX, FAILED
+from perper.store.memory import MemoryStore
+from simulator.checkers import (
+    FencingChecker,
+    OutputChecker,
+    Reference,
+    Violation,
+    error_summary,
+    failed_execution,
+)
+from simulator.faults import (
+    Crash,
+    Errors,
+    Fault,
+    FaultyStore,
+    Latency,
+    Partition,
+    Pause,
+    Scenario,
+    Skew,
+    Timeouts,
+)
+from simulator.loop import ROOT, Deadlock, Owner, SimulatedLoop, SimulationError, StepBudgetExceeded
+
+#: The run name every simulation uses (stream names derive from it).
+RUN = "sim"
+#: What ``ctx.now()`` reads at virtual time 0 on an unskewed worker.
+EPOCH = 1_700_000_000.0
+#: Steps one seed may take before it counts as a livelock.
+DEFAULT_STEP_BUDGET = 2_000_000
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """The outcome of one simulated deployment (one seed).
+
+    Attributes:
+        seed: the seed.
+        scenario: everything derived from it (workers, settings, fault schedule).
+        violation: the first thing that went wrong, or None.
+        fired: the faults that actually happened, in words, in order.
+        steps: scheduling steps run.
+        virtual_time: simulated seconds.
+        wall_time: real seconds the simulation took.
+        trace_hash: SHA-256 of the step trace (empty unless traced).
+        notes: things worth knowing that are not violations.
+    """
+
+    seed: int
+    scenario: Scenario
+    violation: Violation | None
+    fired: tuple[str, ...] = ()
+    steps: int = 0
+    virtual_time: float = 0.0
+    wall_time: float = 0.0
+    trace_hash: str = ""
+    notes: tuple[str, ...] = ()
+    worker_steps: tuple[int, ...] = ()
+    store: MemoryStore | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.violation is None
+
+    def raise_on_failure(self) -> None:
+        """Raise :class:`SimulationFailed` describing the violation, if any."""
+        if self.violation is not None:
+            raise SimulationFailed(self.describe(), self)
+
+    def describe(self) -> str:
+        head = f"seed {self.seed}: " + ("ok" if self.ok else "FAILED")
+        lines = [head, "  derived parameters:"]
+        lines.extend("    " + line for line in self.scenario.describe())
+        lines.append("  fault schedule:")
+        lines.extend("    " + fault.describe() for fault in self.scenario.schedule)
+        if not self.scenario.schedule:
+            lines.append("    (none)")
+        if self.fired:
+            lines.append("  faults that happened:")
+            lines.extend("    " + line for line in self.fired)
+        if self.violation is not None:
+            lines.append("  first violation:")
+            lines.extend("    " + line for line in self.violation.describe().splitlines())
+        lines.extend("  note: " + note for note in self.notes)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+class SimulationFailed(AssertionError):
+    """A simulated run violated a check; ``result`` holds the details."""
+
+    def __init__(self, message: str, result: Any) -> None:
+        self.result = result
+        super().__init__(message)
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Slot:
+    """One worker position: its current incarnation and its faults."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.incarnation = 0
+        self.owner: Owner | None = None
+        self.view: FaultyStore | None = None
+        self.runtime: Runtime | None = None
+        self.finished = False
+        self.result: RunResult | None = None
+        self.restart_pending = False
+        self.offset = 0.0
+        self.rate = 1.0
+        self.latency: Latency | None = None
+        self.errors: Errors | None = None
+        self.timeouts: Timeouts | None = None
+        self.partitions = 0
+        self.partition_event: asyncio.Event | None = None
+        self.interrupts: list[Fault] = []  # crashes and pauses, by step
+        self.steps = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.owner is not None and self.owner.alive
+
+
+class World:
+    """One simulated deployment. Use :func:`simulate`.
+
+    Args:
+        app: the application.
+        params: the launcher's parameters.
+        scenario: workers, settings and fault schedule.
+        reference: the fault-free run to compare with (None: no output checks).
+        planted_bugs: set as ``Runtime._planted_bugs`` on every worker (simulator self-tests).
+        trace: hash every step.
+        step_budget: steps before the run counts as a livelock.
+        liveness_bound: virtual seconds after the faults stop within which the run must
+            finish (default: from the lease TTL and the reference's duration).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        params: Mapping[str, Any],
+        scenario: Scenario,
+        *,
+        reference: Reference | None = None,
+        planted_bugs: frozenset[str] = frozenset(),
+        trace: bool = False,
+        step_budget: int = DEFAULT_STEP_BUDGET,
+        liveness_bound: float | None = None,
+    ) -> None:
+        self.app = app
+        self.params = dict(params)
+        self.scenario = scenario
+        self.reference = reference
+        self.planted_bugs = planted_bugs
+        self.loop = SimulatedLoop(f"perper-simulator/{scenario.seed}/schedule", step_budget=step_budget,
+                                  trace=trace)
+        self.store = MemoryStore("memory://simulated")
+        self.slots = [_Slot(i) for i in range(scenario.workers)]
+        self.outputs = OutputChecker(reference) if reference is not None else None
+        self.fencing = FencingChecker()
+        self.violation: Violation | None = None
+        self.fired: list[str] = []
+        self.notes: list[str] = []
+        self.graveyard: list[Any] = []
+        self.faults_active = True
+        self.finished = False
+        self._tearing_down = False
+        self._done: asyncio.Future[None] | None = None
+        ref_time = reference.virtual_time if reference is not None else 0.0
+        self.liveness_bound = liveness_bound if liveness_bound is not None else (
+            max(30.0, 12 * scenario.lease_ttl) + 4 * ref_time)
+        self._wire_faults()
+
+    # ----------------------------------------------------------------- faults
+
+    def _wire_faults(self) -> None:
+        for fault in self.scenario.schedule:
+            if fault.worker >= len(self.slots):
+                continue
+            slot = self.slots[fault.worker]
+            if isinstance(fault, Skew):
+                slot.offset, slot.rate = fault.offset, fault.rate
+            elif isinstance(fault, Latency):
+                slot.latency = fault
+            elif isinstance(fault, Errors):
+                slot.errors = fault
+            elif isinstance(fault, Timeouts):
+                slot.timeouts = fault
+            elif isinstance(fault, Crash | Pause):
+                slot.interrupts.append(fault)
+        for slot in self.slots:
+            slot.interrupts.sort(key=lambda f: f.step)  # type: ignore[attr-defined]
+
+    def _arm_interrupt(self, slot: _Slot) -> None:
+        owner = slot.owner
+        assert owner is not None
+        while slot.interrupts and slot.interrupts[0].step <= owner.steps:  # type: ignore[attr-defined]
+            slot.interrupts.pop(0)  # passed while paused or dead: it never happens
+        if slot.interrupts and self.faults_active:
+            owner.interrupt_at = slot.interrupts[0].step  # type: ignore[attr-defined]
+            owner.on_interrupt = self._interrupt
+        else:
+            owner.interrupt_at = -1
+
+    def _slot_of(self, owner: Owner) -> _Slot:
+        for slot in self.slots:
+            if slot.owner is owner:
+                return slot
+        raise SimulationError(f"no worker for {owner!r}")
+
+    def _interrupt(self, owner: Owner) -> bool:
+        slot = self._slot_of(owner)
+        fault = slot.interrupts.pop(0)
+        skip = False
+        if self.faults_active and not self.finished:
+            if isinstance(fault, Crash):
+                self._crash(slot, fault)
+                skip = True
+            elif isinstance(fault, Pause) and not owner.paused:
+                self._pause(slot, fault)
+                skip = True
+        if owner.alive:
+            self._arm_interrupt(slot)
+        return skip
+
+    def _crash(self, slot: _Slot, fault: Crash) -> None:
+        owner = slot.owner
+        assert owner is not None and slot.view is not None
+        now = self.loop.virtual_time
+        self.fired.append(f"t={now:.4f}s: {fault.describe()}")
+        slot.steps = owner.steps
+        self.graveyard.extend(self.loop.kill(owner))
+        slot.view.dead = True
+        slot.view.refresh()
+        slot.restart_pending = True
+        when = min(now + fault.restart_after, max(self.scenario.heal_at, now))
+        if when != float("inf"):
+            self.loop.call_at_virtual(when, self._restart, slot)
+
+    def _pause(self, slot: _Slot, fault: Pause) -> None:
+        owner = slot.owner
+        assert owner is not None
+        now = self.loop.virtual_time
+        self.fired.append(f"t={now:.4f}s: {fault.describe()}")
+        self.loop.pause(owner)
+        self.loop.call_at_virtual(min(now + fault.duration, max(self.scenario.heal_at, now)),
+                                  self.loop.resume, owner)
+
+    def _partition_start(self, slot: _Slot, fault: Partition) -> None:
+        if not self.faults_active or self.finished:
+            return
+        self.fired.append(f"t={self.loop.virtual_time:.4f}s: {fault.describe()}")
+        slot.partitions += 1
+        if slot.partition_event is None:
+            slot.partition_event = asyncio.Event()
+        if slot.view is not None:
+            slot.view.partition = slot.partition_event
+            slot.view.refresh()
+
+    def _partition_end(self, slot: _Slot) -> None:
+        if slot.partitions == 0:
+            return
+        slot.partitions -= 1
+        if slot.partitions == 0:
+            self._heal_partition(slot)
+
+    def _heal_partition(self, slot: _Slot) -> None:
+        slot.partitions = 0
+        event, slot.partition_event = slot.partition_event, None
+        if slot.view is not None:
+            slot.view.partition = None
+            slot.view.refresh()
+        if event is not None:
+            event.set()
+
+    def _heal(self) -> None:
+        """The faults stop: restart the dead, resume the paused, heal the partitions."""
+        self.faults_active = False
+        for slot in self.slots:
+            if slot.owner is not None:
+                slot.owner.interrupt_at = -1
+                if slot.owner.paused:
+                    self.loop.resume(slot.owner)
+            self._heal_partition(slot)
+            if slot.view is not None and not slot.view.dead:
+                self._calm(slot.view)
+            if slot.restart_pending:
+                self._restart(slot)
+        self.loop.call_at_virtual(self.loop.virtual_time + self.liveness_bound, self._liveness_deadline)
+
+    @staticmethod
+    def _calm(view: FaultyStore) -> None:
+        view.latency_rate = view.error_rate = view.timeout_rate = 0.0
+        view.refresh()
+
+    # ---------------------------------------------------------------- workers
+
+    def _start_worker(self, slot: _Slot) -> None:
+        seed = self.scenario.seed
+        name = f"w{slot.index}" + (f".{slot.incarnation}" if slot.incarnation else "")
+        owner = Owner(name, offset=slot.offset, rate=slot.rate, steps=slot.steps)
+        view = FaultyStore(self, self.store, slot.index, name,
+                           random.Random(f"perper-simulator/{seed}/store/{name}"))
+        if self.faults_active:
+            if slot.latency is not None:
+                view.latency_rate, view.latency_max = slot.latency.rate, slot.latency.delay
+            if slot.errors is not None:
+                view.error_rate = slot.errors.rate
+            if slot.timeouts is not None:
+                view.timeout_rate = slot.timeouts.rate
+        view.yield_every_call = self.scenario.yield_every_call
+        view.partition = slot.partition_event
+        view.refresh()
+        loop = self.loop
+        scenario = self.scenario
+
+        def clock() -> float:
+            return EPOCH + loop.time()
+
+        runtime = Runtime(
+            view, self.app, clock=clock,
+            entropy=random.Random(f"perper-simulator/{seed}/entropy/{name}"),
+            worker_id=name, batch_size=scenario.batch_size, flush_delay=scenario.flush_delay,
+            lease_ttl=scenario.lease_ttl, checkpoint_every=scenario.checkpoint_every,
+            poll_interval=scenario.poll_interval,
+        )
+        runtime._planted_bugs = self.planted_bugs
+        slot.owner, slot.view, slot.runtime = owner, view, runtime
+        slot.finished, slot.result, slot.restart_pending = False, None, False
+        self._arm_interrupt(slot)
+        loop.spawn(owner, self._worker_main(slot, runtime), name=f"{name} main")
+
+    def _restart(self, slot: _Slot) -> None:
+        if not slot.restart_pending or self.finished:
+            return
+        slot.incarnation += 1
+        self.fired.append(f"t={self.loop.virtual_time:.4f}s: restart worker {slot.index}")
+        self._start_worker(slot)
+
+    async def _worker_main(self, slot: _Slot, runtime: Runtime) -> None:
+        try:
+            result = await runtime.work(run=RUN)
+        except StoreUnavailableError as error:
+            self.violate(Violation(
+                "store-error-not-tolerated",
+                f"worker {runtime.worker_id} died of a transient store error: {error} (the runtime "
+                "does not retry StoreUnavailableError in its worker loop)",
+            ), worker=runtime.worker_id)
+            return
+        except Exception as error:
+            self.violate(Violation(
+                "worker-error", f"worker {runtime.worker_id} died: {type(error).__name__}: {error}",
+            ), worker=runtime.worker_id)
+            return
+        slot.finished, slot.result = True, result
+        if result is not None and result.status == FAILED:
+            first = result.failures[0] if result.failures else None
+            text = error_summary(first.error) if first else "(no failure recorded)"
+            self.violate(Violation(
+                "run-status", f"the run failed: {first.execution if first else '?'}: {text}"),
+                worker=runtime.worker_id)
+            return
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        alive = [slot for slot in self.slots if slot.alive]
+        if alive and all(slot.finished for slot in alive) and not self.finished:
+            self.finished = True
+            if self._done is not None and not self._done.done():
+                self._done.set_result(None)
+
+    def _liveness_deadline(self) -> None:
+        if self.finished or self.violation is not None:
+            return
+        from perper import codec
+
+        unfinished = []
+        leases = self.store._meta.get("leases", {})
+        for key, (_, data) in sorted(self.store._meta.get("executions", {}).items()):
+            record = codec.unpack(data)
+            if record["status"] == DONE:
+                continue
+            stream = self.store._streams.get(key)
+            ref_head = self.reference.heads.get(key) if self.reference else None
+            lease = codec.unpack(leases[key][1]) if key in leases else None
+            unfinished.append(
+                f"{key} {record['status']}, {stream.head if stream else 0}"
+                + (f"/{ref_head}" if ref_head is not None else "") + " items"
+                + (f", lease {lease['owner']}@{lease['epoch']}" if lease else ", no lease")
+            )
+        self.violate(Violation(
+            "liveness",
+            f"the run did not finish within {self.liveness_bound:g}s after the faults stopped; "
+            f"unfinished: {'; '.join(unfinished) or 'none'}; waiting: "
+            + "; ".join(site for site in self.loop.pending_sites() if "World._main" not in site)[:1500],
+        ))
+
+    # --------------------------------------------------------------- checkers
+
+    def violate(self, violation: Violation, *, worker: str | None = None) -> None:
+        if self.violation is not None or self._tearing_down:
+            return
+        current = self.loop.current_owner
+        self.violation = Violation(
+            violation.kind, violation.message, violation.stream, violation.seq, violation.expected,
+            violation.actual, self.loop.steps, self.loop.virtual_time,
+            worker or violation.worker or (current.name if current is not ROOT else None),
+        )
+        self.loop.stop()
+
+    def on_segment(self, view: FaultyStore, stream: str, seq: int, count: int, data: bytes) -> None:
+        view._notify(stream)  # readers learn of a write even if its caller times out
+        if self.outputs is not None:
+            found = self.outputs.on_segment(stream, seq, data)
+            if found is not None:
+                self.violate(found, worker=view.worker_id)
+                return
+        self._fenced_write(view, stream, f"stream {stream}" if "#" not in stream else stream)
+
+    def on_seal(self, view: FaultyStore, stream: str) -> None:
+        self._fenced_write(view, stream, f"seal of {stream}")
+
+    def on_meta(self, view: FaultyStore, table: str, key: str, value: Any) -> None:
+        if table == "leases":
+            self.fencing.on_lease(key, value)
+        elif table == "checkpoints":
+            self._fenced_write(view, key, f"checkpoint of {key}")
+        elif table == "executions":
+            found = failed_execution(value)
+            if found is not None:
+                self.violate(found, worker=view.worker_id)
+
+    def _fenced_write(self, view: FaultyStore, stream: str, what: str) -> None:
+        execution = stream[: -len(EFFECTS_SUFFIX)] if stream.endswith(EFFECTS_SUFFIX) else stream
+        found = self.fencing.on_write(execution, what, view.worker_id)
+        if found is not None:
+            self.violate(found, worker=view.worker_id)
+
+    def note_store_error(self, worker: int, what: str) -> None:
+        self.fired.append(f"t={self.loop.virtual_time:.4f}s: store error for worker {worker} in {what}")
+
+    # -------------------------------------------------------------------- run
+
+    async def start(self) -> bool:
+        """Record the run, start the workers and arm the fault schedule; False if the run
+        was already done."""
+        self._done = self.loop.create_future()
+        harness = Runtime(self.store, self.app, clock=lambda: EPOCH,
+                          entropy=random.Random(0), worker_id="harness")
+        if await harness.prepare_run(RUN, self.params):
+            return False
+        for slot in self.slots:
+            self._start_worker(slot)
+        for fault in self.scenario.schedule:
+            if isinstance(fault, Partition) and fault.worker < len(self.slots):
+                slot = self.slots[fault.worker]
+                start = fault.start
+                if start < self.scenario.heal_at:
+                    self.loop.call_at_virtual(start, self._partition_start, slot, fault)
+                    self.loop.call_at_virtual(min(start + fault.duration, self.scenario.heal_at),
+                                              self._partition_end, slot)
+        if self.scenario.heal_at != float("inf"):
+            self.loop.call_at_virtual(self.scenario.heal_at, self._heal)
+        return True
+
+    async def _main(self) -> None:
+        if await self.start():
+            assert self._done is not None
+            await self._done
+
+    def run(self) -> SimulationResult:
+        started = time.perf_counter()
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # collection points depend on the process's history: keep them out
+        try:
+            try:
+                self.loop.run_until_complete(self._main())
+            except StepBudgetExceeded as error:
+                self.violate(Violation("step-budget", str(error)))
+            except Deadlock as error:
+                self.violate(Violation("deadlock", str(error)))
+            except SimulationError:
+                if self.violation is None:
+                    raise
+            if self.violation is None:
+                self._final_checks()
+            steps, vtime = self.loop.steps, self.loop.virtual_time
+            trace_hash = self.loop.trace_hash
+            if self.loop.refused:
+                self.notes.append("refused: " + "; ".join(self.loop.refused[:5]))
+        finally:
+            self._tearing_down = True
+            for slot in self.slots:
+                if slot.view is not None:
+                    slot.view.dead = True
+                    slot.view.refresh()
+            self.loop.close()
+            self.graveyard.clear()
+            if gc_was_enabled:
+                gc.enable()
+        return SimulationResult(
+            seed=self.scenario.seed, scenario=self.scenario, violation=self.violation,
+            fired=tuple(self.fired), steps=steps, virtual_time=vtime,
+            wall_time=time.perf_counter() - started, trace_hash=trace_hash,
+            notes=tuple(self.notes), store=self.store,
+            worker_steps=tuple(slot.owner.steps if slot.owner else 0 for slot in self.slots),
+        )
+
+    def _final_checks(self) -> None:
+        store = self.store
+        heads = {name: s.head for name, s in store._streams.items() if name.startswith(RUN + "/")}
+        sealed = {name for name, s in store._streams.items() if s.sealed}
+        if self.outputs is not None:
+            found = self.outputs.final(heads, sealed, {})
+            if found is not None:
+                self.violate(found)
+                return
+        runs = store._meta.get("runs", {})
+        if self.reference is not None and RUN in runs:
+            from perper import codec
+
+            status = codec.unpack(runs[RUN][1])["status"]
+            if status != self.reference.run_status:
+                self.violate(Violation(
+                    "run-status", f"the run ended {status!r}; the fault-free run ended "
+                    f"{self.reference.run_status!r}"))
+                return
+        if self.reference is not None and self.reference.tainted:
+            self._check_replay()
+
+    def _check_replay(self) -> None:
+        """Effect-dependent streams: replaying the final log must reproduce them."""
+        from perper.replay import replay_async
+
+        assert self.reference is not None
+
+        async def check() -> Any:
+            return await replay_async(self.store, self.app, run=RUN, freeze_clock=False)
+
+        loop = SimulatedLoop(0)
+        try:
+            results = loop.run_until_complete(check())
+        finally:
+            loop.close()
+        for result in results:
+            if result.execution in self.reference.tainted and not result.ok:
+                self.violate(Violation(
+                    "replay-divergence",
+                    f"replaying {result.execution!r} over its recorded inputs and effects does "
+                    f"not reproduce its output: {result.describe()}", stream=result.execution))
+                return
+
+
+def simulate(
+    app: App,
+    params: Mapping[str, Any],
+    scenario: Scenario,
+    *,
+    reference: Reference | None = None,
+    planted_bugs: frozenset[str] = frozenset(),
+    trace: bool = False,
+    step_budget: int = DEFAULT_STEP_BUDGET,
+) -> SimulationResult:
+    """Run one simulated deployment of ``app`` and check it against ``reference``."""
+    return World(app, params, scenario, reference=reference, planted_bugs=planted_bugs,
+                 trace=trace, step_budget=step_budget).run()
+
+
+def reference_run(app: App, params: Mapping[str, Any], *, step_budget: int = DEFAULT_STEP_BUDGET) -> Reference:
+    """Run ``app`` fault-free on one simulated worker and record what it produced.
+
+    Raises:
+        ConfigError: the app fails even without faults (nothing to compare with).
+    """
+    scenario = Scenario(seed=0, workers=1, kinds=(), lease_ttl=2.0, batch_size=1000,
+                        flush_delay=0.05, checkpoint_every=1000, poll_interval=0.05, heal_at=0.0)
+    world = World(app, params, scenario, reference=None, step_budget=step_budget)
+    result = world.run()
+    if result.violation is not None:
+        raise ConfigError(
+            f"app {app.name!r} fails without any fault, so there is nothing to compare with:\n"
+            + result.violation.describe()
+        )
+    loop = SimulatedLoop(0)
+    try:
+        ref = loop.run_until_complete(Reference.from_store(world.store, RUN))
+    finally:
+        loop.close()
+    ref.steps, ref.virtual_time = result.steps, result.virtual_time
+    if ref.run_status != DONE:
+        raise ConfigError(f"app {app.name!r} ends its fault-free run {ref.run_status!r}, not done")
+    return ref

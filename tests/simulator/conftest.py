@@ -1,0 +1,27 @@
+"""Fixtures of the simulator's tests: the ones perper.testing offers, and app paths."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from perper.testing.simulation import perper_store, sim  # noqa: F401 - fixtures
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+EXAMPLES = ROOT / "examples"
+APPS = Path(__file__).resolve().parent / "apps"
+
+
+@pytest.fixture(autouse=True)
+def quiet_runtime_logs() -> Iterator[None]:
+    """Lost leases and stopped executions are routine under faults; keep them quiet."""
+    logger = logging.getLogger("perper")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,103 @@
+"""perper.testing's simulation helpers: strategies, run_function, the deployment state
+machine, the perper_store and sim fixtures, seed shards."""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from perper import codec
+from perper.app import load_app
+from perper.store import LogStore
+from perper.testing.simulation import (
+    DeploymentMachine,
+    SimHelper,
+    input_logs,
+    items,
+    run_function,
+    seed_shards,
+)
+
+from .conftest import APPS, EXAMPLES
+
+basic = load_app(EXAMPLES / "basic.py")
+totals_app = load_app(APPS / "totals.py")
+
+
+def test_run_function_returns_what_the_function_yields() -> None:
+    batches = run_function(basic.functions["processor"], [{"value": i} for i in range(7)], batch_size=3)
+    assert batches == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_run_function_is_deterministic_with_effects() -> None:
+    effects = load_app(EXAMPLES / "effects.py")
+    first = run_function(effects.functions["orders"], {}, count=5)
+    assert first == run_function(effects.functions["orders"], {}, count=5)
+    assert len(first) == 5
+
+
+@settings(max_examples=40, deadline=None)
+@given(logs=input_logs(elements=st.integers(-100, 100), max_size=20), size=st.integers(1, 5))
+def test_the_processor_batches_every_input_in_order(logs: dict[str, list[int]], size: int) -> None:
+    values = logs["source"]
+    out = run_function(basic.functions["processor"], [{"value": v} for v in values], batch_size=size)
+    assert [v for batch in out for v in batch] == values
+    assert all(len(batch) == size for batch in out[:-1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(item=items())
+def test_generated_items_round_trip_through_the_codec(item: object) -> None:
+    assert codec.canonical(codec.unpack(codec.pack(item))) == codec.canonical(item)
+
+
+class TotalsMachine(DeploymentMachine):
+    app = totals_app
+    ingest_param = "source"
+    elements = st.integers(min_value=-50, max_value=50)
+
+
+def test_the_deployment_state_machine_agrees_with_fault_free_runs() -> None:
+    run_state_machine_as_test(
+        TotalsMachine, settings=settings(max_examples=15, stateful_step_count=12, deadline=None))
+
+
+def test_a_stepped_deployment_shows_a_planted_bug() -> None:
+    from perper import StreamRef
+    from simulator.deployment import SimulatedDeployment
+
+    params = {"source": StreamRef("ingest/source")}
+    with SimulatedDeployment(totals_app, params, workers=1,
+                             planted_bugs=frozenset({"append-without-compare"})) as deployment:
+        deployment.append("ingest/source", [1, 2, 3, 4])
+        deployment.advance(0.2)
+        deployment.crash(0)
+        deployment.restart(0)
+        deployment.append("ingest/source", [5])
+        deployment.seal("ingest/source")
+        deployment.finish()
+        outputs = deployment.outputs()
+        # evens replays from the start after the crash: the bug re-appends instead of comparing
+        assert outputs["sim/totals-0"] == [1, 3, 6, 10, 15]
+        assert outputs["sim/evens-1"] != [6, 10]
+
+
+async def test_perper_store_gives_an_empty_store_of_each_kind(perper_store: LogStore) -> None:
+    assert await perper_store.streams() == []
+    await perper_store.append("s", 0, [1, 2])
+    assert await perper_store.head("s") == 2
+
+
+def test_sim_runs_seeds_and_fails_the_test_with_the_seed(sim: SimHelper) -> None:
+    assert sim.run(EXAMPLES / "basic.py", seeds=range(5)).ok
+    with pytest.raises(AssertionError, match=r"seed \d+: FAILED"):
+        sim.run(EXAMPLES / "running_total.py", seeds=range(200))
+
+
+def test_seed_shards_cover_every_seed_once() -> None:
+    shards = seed_shards(range(10_000), 8)
+    assert len(shards) == 8
+    assert sorted(s for shard in shards for s in shard) == list(range(10_000))
+    assert sorted(s for shard in seed_shards([5, 3, 9], 2) for s in shard) == [3, 5, 9]
