@@ -22,7 +22,7 @@ from perper.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from perper.runtime import Runtime, RunResult
+from perper.runtime import RunResult, Runtime
 from perper.store import LogStore, open_store
 from perper.streamref import StreamRef
 

@@ -159,7 +159,7 @@ class Execution:
         self._arm_checkpoint_timer()
 
     def _arm_checkpoint_timer(self) -> None:
-        self._checkpointed_total = sum(slot[1] for slot in self._positions)
+        self._checkpointed_total = self._consumed_total()
         self._checkpoint_due = False
         self._reset_countdown()
         if self._checkpointing:
@@ -389,8 +389,12 @@ class Execution:
             await self.checkpoint()
         self._reset_countdown()
 
+    def _consumed_total(self) -> int:
+        total: int = sum(slot[1] for slot in self._positions)
+        return total
+
     def _consumed_since_checkpoint(self) -> int:
-        return sum(slot[1] for slot in self._positions) - self._checkpointed_total
+        return self._consumed_total() - self._checkpointed_total
 
     def _reset_countdown(self) -> None:
         if self.runtime._boundary_hook is not None or self.runtime.stopping:
