@@ -18,7 +18,7 @@ from perper.diff import structural_diff
 from perper.errors import ConfigError, EncodeError
 from perper.replay.clock import FrozenClock
 from perper.replay.results import EFFECT, START, Divergence
-from perper.runtime.records import ExecutionRecord
+from perper.runtime.records import ExecutionRecord, child_stream
 from perper.store.base import LogStore
 from perper.streamref import StreamRef
 
@@ -180,16 +180,9 @@ class ReplayHost:
             )
 
     def reserve_call(self, fn: StreamFunction) -> StreamRef:
-        if not isinstance(fn, StreamFunction) or fn.app is not self.app:
-            raise ConfigError(
-                f"{self.function!r} started {fn!r}: ctx.start and ctx.declare take a function "
-                f"decorated with @app.stream or @app.action of app {self.app.name!r}"
-            )
-        if fn.kind == Kind.LAUNCHER:
-            raise ConfigError(f"{self.function!r} cannot start the launcher {fn.name!r}")
         index = self._calls
+        ref = StreamRef(child_stream(self.app, self.function, fn, self._prefix, index))
         self._calls += 1
-        ref = StreamRef(f"{self._prefix}/{fn.name}-{index}")
         self._call_index[ref.stream] = index
         return ref
 

@@ -24,14 +24,13 @@ from perper.app import Kind, StreamFunction
 from perper.context import Context
 from perper.diff import structural_diff
 from perper.errors import (
-    ConfigError,
     ConflictError,
     EncodeError,
     FencedError,
     NondeterminismError,
     StoreUnavailableError,
 )
-from perper.runtime.records import DONE, EFFECTS_SUFFIX, FAILED, ExecutionRecord
+from perper.runtime.records import DONE, EFFECTS_SUFFIX, FAILED, ExecutionRecord, child_stream
 from perper.streamref import StreamRef
 
 if TYPE_CHECKING:
@@ -416,16 +415,9 @@ class Execution:
         raise Stopped()
 
     def reserve_call(self, fn: StreamFunction) -> StreamRef:
-        if not isinstance(fn, StreamFunction) or fn.app is not self.runtime.app:
-            raise ConfigError(
-                f"{self.function!r} started {fn!r}: ctx.start and ctx.declare take a function "
-                f"decorated with @app.stream or @app.action of app {self.runtime.app.name!r}"
-            )
-        if fn.kind == Kind.LAUNCHER:
-            raise ConfigError(f"{self.function!r} cannot start the launcher {fn.name!r}")
-        index = self._calls
+        stream = child_stream(self.runtime.app, self.function, fn, self._prefix, self._calls)
         self._calls += 1
-        return StreamRef(f"{self._prefix}/{fn.name}-{index}")
+        return StreamRef(stream)
 
     async def start_reserved(
         self, ref: StreamRef, fn: StreamFunction, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from perper.app import App, Kind, StreamFunction
 from perper.errors import ConfigError
 
 RUNNING = "running"
@@ -30,6 +31,24 @@ def check_run_name(run: str) -> str:
             "starting with a letter or digit"
         )
     return run
+
+
+def child_stream(app: App, caller: str, fn: object, prefix: str, index: int) -> str:
+    """The id (and stream name) of the ``index``-th start call made by ``caller``:
+    ``{prefix}/{function}-{index}``, where the prefix is the run for the launcher and the
+    caller's own id below it. Deterministic, so a re-run re-attaches.
+
+    Raises:
+        ConfigError: ``fn`` is not a stream function or action of ``app``.
+    """
+    if not isinstance(fn, StreamFunction) or fn.app is not app:
+        raise ConfigError(
+            f"{caller!r} started {fn!r}: ctx.start and ctx.declare take a function "
+            f"decorated with @app.stream or @app.action of app {app.name!r}"
+        )
+    if fn.kind == Kind.LAUNCHER:
+        raise ConfigError(f"{caller!r} cannot start the launcher {fn.name!r}")
+    return f"{prefix}/{fn.name}-{index}"
 
 
 def is_internal_stream(name: str) -> bool:

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from perper import codec
 from perper.errors import FormatError, StoreError, StoreUnavailableError
@@ -74,15 +75,22 @@ class SQLiteStore(LogStore):
     Args:
         path: the database file; its folder is created if needed.
         url: the URL it was opened with (for messages).
+        read_only: open an existing log without ever writing to it or beside it: a log
+            closed cleanly (no ``-wal`` file) is opened ``immutable`` (no locks, no
+            ``-shm``/``-wal`` files), one whose ``-wal`` exists ``mode=ro`` so the items
+            still in the WAL are read too. Writes raise :class:`StoreError`.
     """
 
     _poll_interval_min = 0.001
     _poll_interval_max = 0.1
 
-    def __init__(self, path: str | os.PathLike[str], *, url: str | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, url: str | None = None, read_only: bool = False
+    ) -> None:
         super().__init__()
         self.path = Path(path)
         self.url = url or f"sqlite:///{self.path}"
+        self.read_only = read_only
         self._ids: dict[str, int] = {}
         self._db = self._open()
 
@@ -100,13 +108,21 @@ class SQLiteStore(LogStore):
                     f"{self.url}: {path} is not a SQLite database (corrupt, or another kind of "
                     "file); point --store at a perper log or at a new file"
                 )
+        elif self.read_only:
+            raise StoreUnavailableError(f"{self.url}: {path} does not exist")
         else:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise StoreUnavailableError(f"{self.url}: cannot create {path.parent}: {error}") from error
         try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            if self.read_only:
+                wal = path.with_name(path.name + "-wal")
+                mode = "mode=ro" if wal.exists() else "immutable=1"
+                db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?{mode}", uri=True,
+                                     isolation_level=None, check_same_thread=False)
+            else:
+                db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as error:
             raise StoreUnavailableError(f"{self.url}: cannot open {path}: {error}") from error
         try:
@@ -114,7 +130,7 @@ class SQLiteStore(LogStore):
             app_id = db.execute("PRAGMA application_id").fetchone()[0]
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if app_id == 0 and tables == 0:
+            if app_id == 0 and tables == 0 and not self.read_only:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA.split(";"):
@@ -134,8 +150,9 @@ class SQLiteStore(LogStore):
                     f"{FORMAT_VERSION}; open it with the perper version that wrote it, or "
                     "export it into a new file with that version"
                 )
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")
+            if not self.read_only:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
             db.execute("SELECT count(*) FROM streams").fetchone()
         except sqlite3.DatabaseError as error:
             db.close()

@@ -132,30 +132,40 @@ def check_recoverable(
     Raises:
         ConfigError: bad arguments, or the function fails even without a crash.
     """
-    check = asyncio.run(_check(fn, _input_map(fn, inputs, params), params))
+    check = asyncio.run(_check(fn, input_map(fn, inputs, params), params))
     if raise_on_failure:
         check.raise_on_failure()
     return check
 
 
-def _input_map(
-    fn: StreamFunction, inputs: Mapping[str, Sequence[Any]] | Sequence[Any], params: dict[str, Any]
+def input_map(
+    fn: StreamFunction,
+    inputs: Mapping[str, Sequence[Any]] | Sequence[Any],
+    params: Mapping[str, Any],
+    *,
+    caller: str = "check_recoverable",
 ) -> dict[str, list[Any]]:
+    """The items of each input stream by parameter name (shared by the harnesses).
+
+    Raises:
+        ConfigError: ``fn`` is not a stream function, or the inputs do not name
+            parameters it has (a plain sequence needs exactly one free parameter).
+    """
     if not isinstance(fn, StreamFunction):
-        raise ConfigError(f"check_recoverable({fn!r}): pass a function decorated with @app.stream")
+        raise ConfigError(f"{caller}({fn!r}): pass a function decorated with @app.stream")
     if isinstance(inputs, Mapping):
         mapped = {name: list(items) for name, items in inputs.items()}
     else:
         free = [name for name in fn.signature.parameters if name not in params]
         if len(free) != 1:
             raise ConfigError(
-                f"check_recoverable({fn.name}): name the input streams, e.g. "
+                f"{caller}({fn.name}): name the input streams, e.g. "
                 f"inputs={{'{free[0] if free else 'source'}': [...]}} (free parameters: {free})"
             )
         mapped = {free[0]: list(inputs)}
     for name in mapped:
         if name not in fn.signature.parameters:
-            raise ConfigError(f"check_recoverable({fn.name}): it has no parameter {name!r}")
+            raise ConfigError(f"{caller}({fn.name}): it has no parameter {name!r}")
     return mapped
 
 

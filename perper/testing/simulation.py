@@ -34,6 +34,7 @@ from perper.runtime.engine import Runtime
 from perper.store.base import LogStore
 from perper.store.memory import MemoryStore
 from perper.streamref import StreamRef
+from perper.testing.recovery import input_map
 
 if TYPE_CHECKING:
     from simulator.campaign import CampaignResult, Simulation
@@ -117,29 +118,8 @@ def run_function(
     """
     from simulator.loop import run_simulated
 
-    mapped = _input_map(fn, inputs, params)
+    mapped = input_map(fn, inputs, params, caller="run_function")
     return run_simulated(_run_function(fn, mapped, params), seed=0)
-
-
-def _input_map(
-    fn: StreamFunction, inputs: Mapping[str, Sequence[Any]] | Sequence[Any], params: Mapping[str, Any]
-) -> dict[str, list[Any]]:
-    if not isinstance(fn, StreamFunction):
-        raise ConfigError(f"run_function({fn!r}): pass a function decorated with @app.stream")
-    if isinstance(inputs, Mapping):
-        mapped = {name: list(values) for name, values in inputs.items()}
-    else:
-        free = [name for name in fn.signature.parameters if name not in params]
-        if len(free) != 1:
-            raise ConfigError(
-                f"run_function({fn.name}): name the input streams, e.g. "
-                f"{{'{free[0] if free else 'source'}': [...]}} (free parameters: {free})"
-            )
-        mapped = {free[0]: list(inputs)}
-    for name in mapped:
-        if name not in fn.signature.parameters:
-            raise ConfigError(f"run_function({fn.name}): it has no parameter {name!r}")
-    return mapped
 
 
 async def _run_function(fn: StreamFunction, inputs: dict[str, list[Any]], params: Mapping[str, Any]) -> list[Any]:

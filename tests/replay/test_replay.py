@@ -263,7 +263,7 @@ def test_parameters_that_no_longer_fit_cannot_be_replayed_and_say_why(
 def test_a_log_that_is_not_a_perper_log_cannot_be_replayed(tmp_path: Path, basic: App) -> None:
     other = tmp_path / "other.db"
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
-    with pytest.raises(ReplayError, match="is not a perper log"):
+    with pytest.raises(ReplayError, match="not a perper log"):
         replay(other, basic)
     with pytest.raises(ReplayError, match="does not exist"):
         replay(tmp_path / "missing.db", basic)
