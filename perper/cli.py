@@ -161,15 +161,21 @@ def run(app_file: str, store_url: str | None, run_name: str | None, params: tupl
 
     async def body(store: LogStore) -> int:
         runtime = Runtime(store, app, worker_id=_worker_id(), lease_ttl=lease_ttl)
-        if workers:
-            if await runtime.prepare_run(run_name, arguments):
-                result = RunResult(run_name, DONE, already_done=True)
+        progress = asyncio.ensure_future(_show_progress(store, run_name, console))
+        try:
+            if workers:
+                if await runtime.prepare_run(run_name, arguments):
+                    result = RunResult(run_name, DONE, already_done=True)
+                else:
+                    result = await supervise_workers(
+                        store, app_file, url, run_name, workers, lease_ttl, console, quiet=quiet
+                    )
             else:
-                result = await supervise_workers(
-                    store, app_file, url, run_name, workers, lease_ttl, console, quiet=quiet
-                )
-        else:
-            result = await runtime.run(run_name, arguments)
+                result = await runtime.run(run_name, arguments)
+        finally:
+            progress.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress
         rows = await list_streams(store, run=run_name)
         Console().print(_streams_table(rows))
         if result.already_done:
@@ -183,6 +189,25 @@ def run(app_file: str, store_url: str | None, run_name: str | None, params: tupl
 
     code = _run_async(_with_store(store_url, body))
     sys.exit(code)
+
+
+async def _show_progress(store: LogStore, run: str, console: Console) -> None:
+    """On a terminal, keep one status line with the items stored so far per stream."""
+    if not console.is_terminal:
+        return
+    await asyncio.sleep(1.0)  # short runs finish without a status line
+    with console.status("") as status:
+        while True:
+            rows = await list_streams(store, run=run)
+            total = sum(row.items for row in rows)
+            busy = [row for row in rows if row.status == RUNNING]
+            line = f"run {run}: {total:,} items in {len(rows)} streams, {len(busy)} running"
+            if busy:
+                line += " (" + ", ".join(
+                    f"{row.name.rsplit('/', 1)[-1]} {row.items:,}" for row in busy[:3]
+                ) + ")"
+            status.update(line)
+            await asyncio.sleep(0.5)
 
 
 def _worker_id() -> str:
