@@ -68,6 +68,9 @@ async def _with_store(url: str | None, body: Callable[[LogStore], Awaitable[T]])
 @click.version_option(package_name="perper")
 def main() -> None:
     """Perper: stream processing over durable, ordered, replayable logs."""
+    # pyignite logs every failed connection attempt with a traceback; IgniteStore retries
+    # and reports what matters as one StoreUnavailableError.
+    logging.getLogger("pyignite").setLevel(logging.CRITICAL)
 
 
 # ------------------------------------------------------------------------- run
