@@ -67,7 +67,7 @@ class _OverlayStore(MemoryStore):
         self.blocked: dict[str, int] = {}
         self.writes = 0
 
-    async def wait(self, stream: str, seq: int, *, timeout: float | None) -> bool:
+    async def wait(self, stream: str, seq: int, timeout: float | None = None) -> bool:
         task = asyncio.current_task()
         name = task.get_name() if task is not None else ""
         self.blocked[name] = self.blocked.get(name, 0) + 1

@@ -197,38 +197,28 @@ class LogStore(ABC):
         self._notify(stream)
 
     async def read_batches(
-        self, stream: str, *, start: int = 0, stop: int | None = None
+        self, stream: str, start: int = 0, stop: int | None = None
     ) -> AsyncIterator[tuple[int, list[Any]]]:
         """Yield ``(first_seq, items)`` runs of decoded items in ``[start, stop)``, in order.
 
         Reads what is stored now; it does not wait for more.
         """
         async for first, count, data in self._segments(stream, start, stop):
-            items = codec.unpack_segment(data)
-            if first < start or (stop is not None and first + count > stop):
-                lo = max(start - first, 0)
-                hi = count if stop is None else min(stop - first, count)
-                items = items[lo:hi]
-                first += lo
+            first, items = _decode_slice(first, count, data, start, stop)
             if items:
                 yield first, items
 
     async def read(
-        self, stream: str, *, start: int = 0, stop: int | None = None
+        self, stream: str, start: int = 0, stop: int | None = None
     ) -> AsyncIterator[tuple[int, Any]]:
         """Yield ``(seq, item)`` for the items stored in ``[start, stop)``, in seq order."""
-        # Inlined rather than built on read_batches: one async generator per item, not two.
+        # Not built on read_batches: one async generator per item, not two.
         async for first, count, data in self._segments(stream, start, stop):
-            items = codec.unpack_segment(data)
-            if first < start or (stop is not None and first + count > stop):
-                lo = max(start - first, 0)
-                hi = count if stop is None else min(stop - first, count)
-                items = items[lo:hi]
-                first += lo
+            first, items = _decode_slice(first, count, data, start, stop)
             for seq, item in enumerate(items, first):
                 yield seq, item
 
-    async def wait(self, stream: str, seq: int, *, timeout: float | None) -> bool:
+    async def wait(self, stream: str, seq: int, timeout: float | None = None) -> bool:
         """Return True once ``head(stream) > seq`` or the stream is sealed, or False when
         ``timeout`` seconds of loop time pass first (None: wait forever)."""
         loop = asyncio.get_running_loop()
@@ -298,6 +288,19 @@ class LogStore(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _decode_slice(
+    first: int, count: int, data: bytes, start: int, stop: int | None
+) -> tuple[int, list[Any]]:
+    """Decode a segment and cut it to ``[start, stop)``; return its first seq and items."""
+    items = codec.unpack_segment(data)
+    if first < start or (stop is not None and first + count > stop):
+        lo = max(start - first, 0)
+        hi = count if stop is None else min(stop - first, count)
+        items = items[lo:hi]
+        first += lo
+    return first, items
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

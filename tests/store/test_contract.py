@@ -205,3 +205,10 @@ async def test_a_writer_with_an_older_epoch_is_fenced(store: LogStore) -> None:
         await store.seal("s", epoch=1)
     await store.seal("s", epoch=2)
     assert await store.head("s") == 3
+
+
+async def test_the_calls_read_as_the_design_writes_them(store: LogStore) -> None:
+    await store.append("s", 0, ["a", "b", "c", "d"])
+    assert [pair async for pair in store.read("s", 1, 3)] == [(1, "b"), (2, "c")]
+    assert await store.wait("s", 3, 0.01) is True
+    assert await store.wait("s", 4, 0.01) is False
