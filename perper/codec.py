@@ -11,7 +11,7 @@ record per batch, decoded with a single C call.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import msgpack
@@ -178,21 +178,21 @@ def canonical(item: Any) -> bytes:
     return _pack(item)
 
 
-def to_jsonable(value: Any, *, bytes_as: Callable[[bytes], Any] | None = None) -> Any:
+def to_jsonable(value: Any) -> Any:
     """Turn a decoded item into plain JSON types (for ``perper streams cat``)."""
     kind = type(value)
     if value is None or kind in (bool, int, float, str):
         return value
     if kind is bytes:
-        return bytes_as(value) if bytes_as else {"__bytes__": value.hex()}
+        return {"__bytes__": value.hex()}
     if kind in (list, tuple):
-        return [to_jsonable(v, bytes_as=bytes_as) for v in value]
+        return [to_jsonable(v) for v in value]
     if kind is dict:
-        return {str(k): to_jsonable(v, bytes_as=bytes_as) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if kind is StreamRef:
         return {"__stream__": value.stream}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
         name = _names_by_type.get(kind, kind.__qualname__)
-        return {"__type__": name, **to_jsonable(fields, bytes_as=bytes_as)}
+        return {"__type__": name, **to_jsonable(fields)}
     return repr(value)

@@ -206,7 +206,7 @@ class OutputChecker:
                 )
         return None
 
-    def final(self, heads: dict[str, int], sealed: set[str], items_of: dict[str, list[Any]]) -> Violation | None:
+    def final(self, heads: dict[str, int], sealed: set[str]) -> Violation | None:
         ref = self.reference
         for stream in sorted(ref.heads):
             head = heads.get(stream, 0)

@@ -546,7 +546,7 @@ class World:
         heads = {name: s.head for name, s in store._streams.items() if name.startswith(RUN + "/")}
         sealed = {name for name, s in store._streams.items() if s.sealed}
         if self.outputs is not None:
-            found = self.outputs.final(heads, sealed, {})
+            found = self.outputs.final(heads, sealed)
             if found is not None:
                 self.violate(found)
                 return

@@ -109,7 +109,6 @@ class ReplayHost:
         self._calls = 0
         self._call_index: dict[str, int] = {}
         self._entropy = random.Random(record.id)
-        self.items_yielded = 0  # set by the driver before it raises or reports
 
     # --------------------------------------------------------------- reporting
 

@@ -305,11 +305,7 @@ class ReplayResults:
     def raise_on_failure(self) -> None:
         """Raise :class:`ReplayError` when an execution cannot be replayed, else
         :class:`ReplayDivergedError` when one diverged; return when all reproduced."""
-        code = self.exit_code
-        if code == EXIT_UNREPLAYABLE:
-            raise ReplayError(self.describe())
-        if code == EXIT_DIVERGED:
-            raise ReplayDivergedError(self.describe(), self)
+        _raise_for(self.exit_code, self)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -459,11 +455,7 @@ class GraphReplayResults:
 
     def raise_on_failure(self) -> None:
         """Like :meth:`ReplayResults.raise_on_failure`."""
-        code = self.exit_code
-        if code == EXIT_UNREPLAYABLE:
-            raise ReplayError(self.describe())
-        if code == EXIT_DIVERGED:
-            raise ReplayDivergedError(self.describe(), self)
+        _raise_for(self.exit_code, self)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -474,3 +466,10 @@ class GraphReplayResults:
             "runs": [run.to_json() for run in self.runs],
             "notes": list(self.notes),
         }
+
+
+def _raise_for(code: int, results: ReplayResults | GraphReplayResults) -> None:
+    if code == EXIT_UNREPLAYABLE:
+        raise ReplayError(results.describe())
+    if code == EXIT_DIVERGED:
+        raise ReplayDivergedError(results.describe(), results)

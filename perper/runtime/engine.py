@@ -462,10 +462,10 @@ class Runtime:
         current = self._tasks.get(execution.execution)
         if current is not None and current[1] is execution:
             del self._tasks[execution.execution]
-        if self._wake is not None:
-            self._wake.set()
+        self._wake_up()
 
-    def _failed(self, record: ExecutionRecord, error: str) -> None:
+    def _wake_up(self) -> None:
+        """Make the work loop look at the run again (an execution ended or failed)."""
         if self._wake is not None:
             self._wake.set()
 
@@ -484,10 +484,8 @@ class Runtime:
         if epoch is None:
             raise ConfigError(f"execution {execution!r} is leased by another worker")
         runner = Execution(self, record, epoch)
-        try:
+        with contextlib.suppress(Stopped):  # paused or fenced: give the lease back all the same
             await runner.main()
-        except Stopped:
-            return
         await self.leases.release(execution, epoch)
         if runner.record.status == FAILED:
             raise ExecutionFailedError(execution, record.function, runner.record.error or "")

@@ -145,7 +145,7 @@ class Execution:
         text = "".join(traceback.format_exception(error)).rstrip()
         log.debug("execution %s failed: %s", self.execution, text)
         await self._set_status(FAILED, text)
-        self.runtime._failed(self.record, text)
+        self.runtime._wake_up()
 
     def _configure(self, fn: StreamFunction) -> None:
         self._checkpointing = fn.recovery == "checkpoint"
