@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -318,7 +319,8 @@ async def perper_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         url = f"sqlite:///{tmp_path / 'store.db'}"
     else:
         request.applymarker(pytest.mark.ignite)
-        url = f"{os.environ['PERPER_TEST_IGNITE']}?namespace={tmp_path.name}"
+        # A namespace of its own: the node outlives the test session, tmp_path names repeat.
+        url = f"{os.environ['PERPER_TEST_IGNITE']}?namespace=test-{uuid.uuid4().hex}"
     store = open_store(url)
     try:
         yield store

@@ -189,10 +189,3 @@ def test_a_simulation_can_run_inside_a_running_event_loop() -> None:
 
 def test_the_root_owner_is_never_paused_or_killed() -> None:
     assert ROOT.alive and not ROOT.paused
-
-
-@pytest.mark.slow
-def test_the_loop_runs_well_over_100_000_steps_per_second() -> None:
-    from simulator.bench import loop_steps_per_second
-
-    assert loop_steps_per_second(1.0) > 100_000
