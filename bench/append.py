@@ -2,10 +2,10 @@
 
     python bench/append.py [--items 1000000] [--batch 1000]
 
-The baseline is what one would write by hand: stdlib sqlite3, one msgpack row per item,
-``executemany`` of a batch per transaction, WAL, ``synchronous=NORMAL``. Both sides
-append the same small dict items in the same batches, to fresh files in the same folder,
-in the same process.
+The baseline is what one would write by hand: stdlib sqlite3, one msgpack row per item
+(packed with ormsgpack, perper's encoder), ``executemany`` of a batch per transaction,
+WAL, ``synchronous=NORMAL``. Both sides append the same small dict items in the same
+batches, to fresh files in the same folder, in the same process.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import msgpack
+import ormsgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -50,7 +50,7 @@ def baseline(path: Path, batches: list[list[dict[str, object]]]) -> tuple[float,
     for batch in batches:
         rows = []
         for item in batch:
-            rows.append(("s", seq, msgpack.packb(item)))
+            rows.append(("s", seq, ormsgpack.packb(item)))
             seq += 1
         db.execute("BEGIN")
         db.executemany("INSERT INTO items VALUES (?, ?, ?)", rows)
@@ -59,7 +59,7 @@ def baseline(path: Path, batches: list[list[dict[str, object]]]) -> tuple[float,
     started = time.perf_counter()
     count = 0
     for (data,) in db.execute("SELECT data FROM items WHERE stream = 's' ORDER BY seq"):
-        msgpack.unpackb(data)
+        ormsgpack.unpackb(data)
         count += 1
     read = time.perf_counter() - started
     assert count == seq

@@ -6,7 +6,7 @@ Without --url it starts its own single node with perper.fabric (persistence on, 
 temporary work directory, on ports no default node uses) and stops it afterwards.
 
 The baselines are what one would write by hand with pyignite: encode each batch with msgpack
-(the same bytes IgniteStore stores) and ``put_all`` it under its own key, one request per
+(ormsgpack: the same bytes IgniteStore stores) and ``put_all`` it under its own key, one request per
 batch; read back with ``get_all`` of 64 keys at a time, decoding every segment. They run with
 pyignite's AioClient (what IgniteStore uses) and with its sync Client, so the numbers also show
 what the asyncio client costs. Two more lines break the append down: the raw
@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import msgpack
+import ormsgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -80,14 +80,14 @@ async def one_round(url: str, batches: list[Batch]) -> dict[str, tuple[float, fl
             seq = await store.append("s", seq, batches[n])
 
         async def aio_append(n: int) -> None:
-            await aio_cache.put_all({keys["aio"][n]: msgpack.packb(batches[n], use_bin_type=True)})
+            await aio_cache.put_all({keys["aio"][n]: ormsgpack.packb(batches[n])})
 
         async def pia_append(n: int) -> None:
-            data = msgpack.packb(batches[n], use_bin_type=True)
+            data = ormsgpack.packb(batches[n])
             assert await aio_cache.put_if_absent(keys["pia"][n], data)
 
         async def sync_append(n: int) -> None:
-            sync_cache.put_all({keys["sync"][n]: msgpack.packb(batches[n], use_bin_type=True)})
+            sync_cache.put_all({keys["sync"][n]: ormsgpack.packb(batches[n])})
 
         async def bytes_append(n: int) -> None:
             await aio_cache.put_all({keys["bytes"][n]: encoded[n]})

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from perper import codec
-from perper.errors import ConfigError, EncodeError
+from perper.errors import ConfigError, EncodeError, FormatError
 from perper.streamref import StreamRef
+
+
+class Color(enum.Enum):
+    RED = 1
 
 
 @codec.register(name="tests.Point")
@@ -47,6 +54,62 @@ def test_a_segment_error_names_the_index_of_the_bad_item() -> None:
     with pytest.raises(EncodeError) as caught:
         codec.pack_segment([1, 2, object()])
     assert caught.value.index == 2 and caught.value.type_name == "object"
+
+
+@pytest.mark.parametrize(
+    ("value", "type_name"),
+    [
+        (datetime.datetime(2026, 1, 1), "datetime"),
+        (uuid.UUID(int=7), "UUID"),
+        (Color.RED, "Color"),
+        ({1, 2}, "set"),
+    ],
+)
+def test_values_msgpack_cannot_round_trip_are_refused_not_converted(
+    value: object, type_name: str
+) -> None:
+    # ormsgpack on its own would store a datetime or UUID as a string and an enum as its
+    # value, so they would come back as another type: perper refuses them instead.
+    with pytest.raises(EncodeError) as caught:
+        codec.pack({"k": value})
+    assert caught.value.type_name == type_name
+    assert "['k']" in str(caught.value)
+
+
+def test_the_encoding_is_plain_msgpack() -> None:
+    # What a reader without perper sees: fixed ints, str keys, bin for bytes.
+    assert codec.pack({"a": 1}) == b"\x81\xa1a\x01"
+    assert codec.pack([b"\x00", -1, 1.5]) == b"\x93\xc4\x01\x00\xff\xcb?\xf8\x00\x00\x00\x00\x00\x00"
+    assert codec.pack(StreamRef("s")) == b"\xd4\x02s"
+
+
+def test_corrupt_data_and_unknown_ext_types_raise_format_errors() -> None:
+    with pytest.raises(FormatError, match="not valid msgpack"):
+        codec.unpack(b"\x93\x01")
+    with pytest.raises(FormatError, match="unknown msgpack ext type 9"):
+        codec.unpack(b"\xd4\x09x")
+    with pytest.raises(FormatError, match="not a msgpack array"):
+        codec.unpack_segment(codec.pack({"a": 1}))
+
+
+def test_a_registered_dataclass_whose_fields_changed_fails_with_its_own_error() -> None:
+    @dataclass
+    class Shape:
+        a: int
+
+    codec.register(Shape, name="tests.Shape")
+    data = codec.pack(Shape(1))
+
+    @dataclass
+    class Shape2:
+        b: int
+
+    codec._types_by_name["tests.Shape"] = Shape2
+    try:
+        with pytest.raises(TypeError, match="unexpected keyword argument 'a'"):
+            codec.unpack(data)
+    finally:
+        del codec._types_by_name["tests.Shape"]
 
 
 def test_registering_a_non_dataclass_is_refused() -> None:

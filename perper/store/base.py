@@ -21,7 +21,14 @@ from types import TracebackType
 from typing import Any
 
 from perper import codec
-from perper.errors import ConflictError, FencedError, GapError, SealedError, StoreError
+from perper.errors import (
+    ConflictError,
+    FencedError,
+    FormatError,
+    GapError,
+    SealedError,
+    StoreError,
+)
 
 #: Metadata tables every store provides.
 META_TABLES = ("runs", "executions", "checkpoints", "leases")
@@ -295,6 +302,9 @@ def _decode_slice(
 ) -> tuple[int, list[Any]]:
     """Decode a segment and cut it to ``[start, stop)``; return its first seq and items."""
     items = codec.unpack_segment(data)
+    if len(items) != count:
+        raise FormatError(f"a stored segment at seq {first} holds {len(items)} items, not "
+                          f"the {count} its header says: the log is corrupt")
     if first < start or (stop is not None and first + count > stop):
         lo = max(start - first, 0)
         hi = count if stop is None else min(stop - first, count)

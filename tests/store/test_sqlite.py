@@ -42,6 +42,21 @@ async def test_one_row_per_appended_batch_readable_by_plain_sqlite(tmp_path: Pat
     db.close()
 
 
+async def test_a_segment_whose_data_disagrees_with_its_count_is_reported_corrupt(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log.db"
+    async with SQLiteStore(path) as store:
+        await store.append("s", 0, [1, 2, 3])
+    db = sqlite3.connect(path)
+    db.execute("UPDATE segments SET data = X'920102'")  # a two-item array under count 3
+    db.commit()
+    db.close()
+    async with SQLiteStore(path) as store:
+        with pytest.raises(FormatError, match="holds 2 items, not the 3"):
+            [item async for _, item in store.read("s")]
+
+
 async def test_a_file_of_another_format_version_is_refused_clearly(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
     async with SQLiteStore(path):
