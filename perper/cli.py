@@ -26,7 +26,8 @@ from rich.table import Table
 from perper import codec
 from perper.app import StreamFunction, load_app
 from perper.errors import ConfigError, PerperError
-from perper.runtime import Failure, RunResult, Runtime
+from perper.runtime import RunResult, Runtime
+from perper.runtime.engine import failures_of, run_executions
 from perper.runtime.listing import StreamRow, list_streams
 from perper.runtime.records import DONE, FAILED, RUNNING
 from perper.store import LogStore, default_store_url, open_store
@@ -266,12 +267,7 @@ async def supervise_workers(
     entry = await store.meta_get("runs", run)
     if entry is not None and entry.value["status"] == DONE:
         return RunResult(run, DONE)
-    failures = tuple(
-        Failure(key, meta.value["function"], meta.value["error"] or "")
-        for key, meta in await store.meta_scan("executions", prefix=run + "/")
-        if meta.value["status"] == FAILED
-    )
-    return RunResult(run, FAILED, failures=failures)
+    return RunResult(run, FAILED, failures=failures_of(await run_executions(store, run)))
 
 
 @main.command()

@@ -58,6 +58,19 @@ class Failure:
     error: str
 
 
+async def run_executions(store: LogStore, run: str) -> list[ExecutionRecord]:
+    """Every execution record of ``run``, by id."""
+    return [
+        ExecutionRecord.from_meta(meta.value)
+        for _, meta in await store.meta_scan("executions", prefix=run + "/")
+    ]
+
+
+def failures_of(records: list[ExecutionRecord]) -> tuple[Failure, ...]:
+    """The failed executions among ``records``, with their stored tracebacks."""
+    return tuple(Failure(r.id, r.function, r.error or "") for r in records if r.status == FAILED)
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What :meth:`Runtime.run` returns.
@@ -287,16 +300,12 @@ class Runtime:
         progressed = False
         for run in runs:
             entry = await store.meta_get("runs", run)
-            records = [
-                ExecutionRecord.from_meta(meta.value)
-                for _, meta in await store.meta_scan("executions", prefix=run + "/")
-            ]
-            failed = [r for r in records if r.status == FAILED]
-            if failed or (entry is not None and entry.value["status"] == FAILED):
+            records = await run_executions(store, run)
+            failures = failures_of(records)
+            if failures or (entry is not None and entry.value["status"] == FAILED):
                 await self._cancel_run(run)
                 await self._set_run_status(run, FAILED)
                 if run == only_run:
-                    failures = tuple(Failure(r.id, r.function, r.error or "") for r in failed)
                     return RunResult(run, FAILED, failures=failures), True
                 continue
             if (records and all(r.status == DONE for r in records)) or (
