@@ -111,8 +111,10 @@ class Pause(Fault):
 
 @dataclass(frozen=True)
 class Partition(Fault):
-    """Cut the worker off the store from ``start`` for ``duration`` seconds: its store
-    calls hang until the partition heals."""
+    """Cut the worker off the store from ``start`` for ``duration`` seconds. Its store
+    calls wait for the heal, as a client retries a lost connection; one that has waited a
+    lease TTL gives up with :class:`~perper.errors.StoreUnavailableError`, as
+    IgniteStore does after its bounded retry."""
 
     start: float = 0.0
     duration: float = 1.0
@@ -356,7 +358,8 @@ class FaultyStore(LogStore):
     """One worker's view of the shared store, with that worker's faults.
 
     Latency is ``await asyncio.sleep(d)`` in virtual time before and/or after a call; a
-    partition makes calls wait for the heal; errors raise
+    partition makes calls wait for the heal, for ``partition_give_up`` seconds at most,
+    then raise :class:`~perper.errors.StoreUnavailableError`; errors raise
     :class:`~perper.errors.StoreUnavailableError` before the call; timeouts perform a
     write and then raise it. Writes are reported to the world's checkers.
     """
@@ -385,6 +388,7 @@ class FaultyStore(LogStore):
         self.timeout_rate = 0.0
         self.yield_every_call = False
         self.partition: asyncio.Event | None = None
+        self.partition_give_up = 1.0
         self.faulty = False
 
     def refresh(self) -> None:
@@ -399,13 +403,25 @@ class FaultyStore(LogStore):
             raise WorkerDead()
         if self.yield_every_call:
             await asyncio.sleep(0)
-        while self.partition is not None:
-            await self.partition.wait()
+        if self.partition is not None:
+            await self._wait_out_partition(what)
         if self.latency_rate and self._rng.random() < self.latency_rate:
             await asyncio.sleep(self._rng.random() * self.latency_max)
         if self.error_rate and self._rng.random() < self.error_rate:
             self._world.note_store_error(self.worker, what)
             raise StoreUnavailableError(f"simulated store error in {what} (worker {self.worker})")
+
+    async def _wait_out_partition(self, what: str) -> None:
+        try:
+            async with asyncio.timeout(self.partition_give_up):
+                while self.partition is not None:  # healed, then cut off again: wait on
+                    await self.partition.wait()
+        except TimeoutError:
+            self._world.note_store_error(self.worker, what + " (partitioned)")
+            raise StoreUnavailableError(
+                f"simulated partition: worker {self.worker} could not reach the store for "
+                f"{what} (gave up after {self.partition_give_up:g}s)"
+            ) from None
 
     async def _after(self, what: str, *, write: bool = False) -> None:
         if self.dead:

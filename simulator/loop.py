@@ -33,6 +33,7 @@ import contextlib
 import contextvars
 import hashlib
 import heapq
+import math
 import random
 import sys
 import threading
@@ -288,6 +289,11 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
     ) -> SimHandle:
         caller = self._current
         virtual = (when - caller.offset) / caller.rate
+        # Rounding may land a hair before ``when`` on the caller's clock; a real clock is
+        # past the deadline when its timer runs, and code that re-waits for the remainder
+        # would otherwise spin forever at one instant of virtual time.
+        while caller.offset + caller.rate * virtual < when:
+            virtual = math.nextafter(virtual, math.inf)
         return self._call_at_virtual(max(virtual, self._now), callback, args, context)
 
     def call_at_virtual(

@@ -345,6 +345,7 @@ class World:
                 view.timeout_rate = slot.timeouts.rate
         view.yield_every_call = self.scenario.yield_every_call
         view.partition = slot.partition_event
+        view.partition_give_up = self.scenario.lease_ttl
         view.refresh()
         loop = self.loop
         scenario = self.scenario

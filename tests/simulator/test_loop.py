@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -174,6 +175,37 @@ def test_a_paused_owner_resumes_where_it_stopped_and_its_clock_went_on() -> None
     # ticks due at virtual 0.5 (paused then), 1.0 ... the first runs at resume (t=5.25)
     assert seen[0] == 100.0 + 2.0 * 5.25
     assert seen[1] - seen[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("offset", "rate"), [(-7.373, 1.0), (-52.545, 0.764), (3.1, 1.06)])
+def test_a_deadline_on_a_skewed_clock_has_passed_when_its_timer_runs(
+    offset: float, rate: float
+) -> None:
+    loop = SimulatedLoop(0, step_budget=10_000)
+    skewed = Owner("skewed", offset=offset, rate=rate)
+    late: list[float] = []
+
+    async def wait_until(deadline: float) -> None:
+        # Re-wait for whatever is left, as code with a deadline does: it must not spin.
+        here = asyncio.get_running_loop()
+        while (left := deadline - here.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await asyncio.Event().wait()
+            late.append(here.time() - deadline)
+
+    async def waits() -> None:
+        here = asyncio.get_running_loop()
+        for step in range(200):
+            await asyncio.sleep(step * 0.0137 % 0.9)
+            await wait_until(here.time() + 1.0)
+
+    async def main() -> None:
+        await loop.spawn(skewed, waits())
+
+    loop.run_until_complete(main())
+    loop.close()
+    assert late and all(lateness >= 0 for lateness in late)
 
 
 def test_a_simulation_can_run_inside_a_running_event_loop() -> None:

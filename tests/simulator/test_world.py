@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from perper.app import load_app
 from perper.cli import main as perper_cli
 from perper.testing.simulation import SimHelper, seed_shards
-from simulator import Crash, Simulation, save_sqlite
+from simulator import Crash, Partition, Simulation, save_sqlite
 from simulator.faults import FAULT_KINDS, derive_scenario, format_schedule, parse_schedule
 
 from .conftest import APPS, EXAMPLES
@@ -104,6 +104,15 @@ def test_a_crash_restarts_the_worker_and_the_run_still_matches() -> None:
     assert any("crash worker 0" in line for line in result.fired)
     assert any("restart worker 0" in line for line in result.fired)
     assert any("crash worker 1" in line for line in result.fired)
+
+
+def test_a_long_partition_makes_store_calls_give_up_and_the_run_still_matches() -> None:
+    simulation = Simulation(load_app(EXAMPLES / "basic.py"), {"count": 50}, workers=1)
+    # Cut the only worker off from the start until the faults stop (heal_at is at least
+    # two lease TTLs, the give-up time): its calls fail, it retries, and it finishes.
+    result = simulation.run_seed(0, schedule=(Partition("partition", 0, 0.0, 1000.0),))
+    assert result.ok, result.describe()
+    assert any("(partitioned)" in line for line in result.fired), result.fired
 
 
 def test_seeds_derive_everything_and_describe_it_in_words() -> None:
