@@ -5,16 +5,18 @@ saving a failing run's store as a SQLite log.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import multiprocessing
 import os
+import sys
 import time
+import traceback
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from perper import codec
 from perper.app import App
 from perper.store.memory import MemoryStore
 from perper.store.sqlite import SQLiteStore
@@ -180,12 +182,35 @@ class Simulation:
         return CampaignResult(tuple(outcomes), wall, first)
 
     def _run_parallel(self, seeds: list[int], jobs: int, trace: bool) -> list[SeedOutcome]:
-        chunks = [seeds[i::jobs] for i in range(jobs)]
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_job,
-                                 initargs=(self,)) as pool:
-            parts = list(pool.map(_run_chunk, chunks, [trace] * len(chunks)))
-        by_seed = {o.seed: o for part in parts for o in part}
+        """Fork ``jobs`` children (each inherits the app and the reference run), give each
+        every ``jobs``-th seed, and read their outcomes back from pipes as msgpack: no
+        pickle crosses the process boundary. POSIX only (``os.fork``)."""
+        if not hasattr(os, "fork"):
+            raise RuntimeError("--jobs needs os.fork (Linux or macOS); run with --jobs 1")
+        children: list[tuple[int, int]] = []
+        for chunk in (seeds[i::jobs] for i in range(jobs)):
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: simulate its seeds, report, exit without cleanup
+                os.close(read_end)
+                _run_child(self, chunk, trace, write_end)
+            os.close(write_end)
+            children.append((pid, read_end))
+        by_seed: dict[int, SeedOutcome] = {}
+        errors = []
+        for pid, read_end in children:
+            with os.fdopen(read_end, "rb") as pipe:
+                data = pipe.read()
+            _, status = os.waitpid(pid, 0)
+            if os.waitstatus_to_exitcode(status) != 0 or not data:
+                errors.append(f"simulator job {pid} exited with status "
+                              f"{os.waitstatus_to_exitcode(status)}")
+                continue
+            for fields in codec.unpack(data):
+                outcome = SeedOutcome(**fields)
+                by_seed[outcome.seed] = outcome
+        if errors:
+            raise RuntimeError("; ".join(errors) + " (see its output above)")
         return [by_seed[s] for s in seeds]
 
     def sweep(self, *, seed: int = 0, workers: int = 1, limit: int | None = None) -> CampaignResult:
@@ -215,18 +240,21 @@ class Simulation:
         return CampaignResult(tuple(outcomes), time.perf_counter() - started, first)
 
 
-_JOB: Simulation | None = None
-
-
-def _init_job(simulation: Simulation) -> None:
-    global _JOB
-    _JOB = simulation
-    logging.disable(logging.CRITICAL)
-
-
-def _run_chunk(seeds: list[int], trace: bool) -> list[SeedOutcome]:
-    assert _JOB is not None
-    return [_outcome(_JOB.run_seed(seed, trace=trace)) for seed in seeds]
+def _run_child(simulation: Simulation, seeds: list[int], trace: bool, pipe: int) -> None:
+    """In a forked child: simulate ``seeds``, write the outcomes to ``pipe``, and exit."""
+    code = 1
+    try:
+        logging.disable(logging.CRITICAL)
+        outcomes = [_outcome(simulation.run_seed(seed, trace=trace)) for seed in seeds]
+        data = codec.pack([dataclasses.asdict(outcome) for outcome in outcomes])
+        with os.fdopen(pipe, "wb") as out:
+            out.write(data)
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _outcome(result: SimulationResult) -> SeedOutcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from perper.app import load_app
+from simulator import Simulation
 from simulator.cli import main
 
 from .conftest import APPS, EXAMPLES, ROOT
@@ -69,6 +72,29 @@ def test_jobs_spread_seeds_over_processes_with_the_same_outcome() -> None:
     hashes = [line for line in out.splitlines() if "trace hash" in line]
     assert hashes == [line for line in out1.splitlines() if "trace hash" in line]
     assert len(hashes) == 30
+
+
+def test_jobs_report_the_same_failures_as_one_process() -> None:
+    args = (str(EXAMPLES / "running_total.py"), "--seeds", "0..59")
+    code, out = invoke(*args, "--jobs", "2")
+    code1, out1 = invoke(*args)
+    assert code == code1 == 1
+    summary = re.compile(r"60 seeds run, (\d+) failures")
+    found, found1 = summary.search(out), summary.search(out1)
+    assert found and found1 and found.group(1) == found1.group(1) != "0", out
+    assert "reproduce: python -m simulator run" in out
+
+
+def test_a_job_that_dies_is_reported_not_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    from simulator import campaign
+
+    def die(*args: object) -> None:
+        os._exit(3)
+
+    monkeypatch.setattr(campaign, "_outcome", die)
+    simulation = Simulation(load_app(EXAMPLES / "basic.py"), {"count": 5})
+    with pytest.raises(RuntimeError, match="exited with status 3"):
+        simulation.run_seeds(range(4), jobs=2)
 
 
 @pytest.mark.parametrize(("args", "message"), [
