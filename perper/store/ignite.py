@@ -19,8 +19,8 @@ modes if a cluster lacks them):
   stream, ``"{namespace}|h|{stream}"``, holds a **hint** of its end: ``(segment count, head,
   epoch)`` as three int64.
 * ``perper_meta`` (TRANSACTIONAL) holds the metadata tables at
-  ``"{namespace}|m|{table}|{key}"`` (value: version as int64, then msgpack), one registry
-  entry per stream at ``"{namespace}|streams|{stream}"`` (what ``streams()`` lists), and the
+  ``"{namespace}|m|{table}|{key}"`` (value: version as int64, then msgpack), the
+  **directory** that ``streams()`` and ``meta_scan()`` list from (below), and the
   namespace's format record ``"{namespace}|format"``, checked on connect so a namespace of
   another layout is refused, never misread.
 
@@ -68,7 +68,7 @@ knows (or the hint), ``get`` segment ``n``; while present, learn its header and 
 :data:`HINT_EVERY` segments, as a task on the loop beside a segment's ``put_if_absent`` that
 no append waits for (``close`` does); a cold probe walks at most a few windows, and a lost
 hint costs only probes.
-The registry entry and the hint are written (``put_if_absent``) before segment 0.
+The stream's directory entry and its hint are written before segment 0.
 
 Reads by seq never scan a stream: :meth:`IgniteStore._segments` finds the segment holding
 ``start`` from the segment starts this process has seen (an in-memory sorted index per stream,
@@ -80,11 +80,14 @@ segments also land in a small LRU cache (``cache_mb``, default 16 MiB): they are
 it never needs invalidating, and a process that reads what it just wrote (the runtime) or
 tails a stream it probed skips the second fetch.
 
-``meta_scan`` and ``streams`` use a scan query over ``perper_meta`` filtered here by key
-prefix: the thin client cannot run a server-side filter without Java code on the server, and
-SQL would need ``ignite-indexing``. So they read every namespace's metadata (never segments):
-fine for what they serve (starting or listing a run, never per item), but it grows with all
-the metadata in the cluster.
+``meta_scan`` and ``streams`` read a directory, not the cache: names (stream names, or the
+keys of one metadata table: an "area") are grouped by their first path segment, the run
+(``""`` for names without ``/``). ``"{namespace}|d|{area}|{group}"`` holds the group's sorted
+names and ``"{namespace}|g|{area}"`` the area's sorted groups, both msgpack lists updated by
+compare-and-set before the entry they list is created (a name whose writer died in between
+has no entry: listings skip it). A prefix with a ``/`` names its group, so listing a run is
+two requests whatever else the cluster holds; the thin client could only filter a scan
+with Java code on the server, and SQL would need ``ignite-indexing``.
 
 Client: AioClient, not the sync Client
 --------------------------------------
@@ -115,7 +118,6 @@ import asyncio
 import bisect
 import contextlib
 import logging
-import re
 import struct
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -126,9 +128,6 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from pyignite import AioClient
 from pyignite.api import (
     cache_get_all_async,
-    resource_close_async,
-    scan_async,
-    scan_cursor_get_page_async,
 )
 from pyignite.datatypes.cache_config import CacheAtomicityMode, CacheMode, WriteSynchronizationMode
 from pyignite.datatypes.cluster_state import ClusterState
@@ -153,11 +152,11 @@ from perper.store.base import HeadMovedError, LogStore, Meta, StreamInfo, check_
 
 __all__ = ["FORMAT", "HINT_EVERY", "META_CACHE", "SEGMENTS_CACHE", "URL_OPTIONS", "IgniteStore"]
 
-#: The cache of segments and hints (ATOMIC), and of metadata, registry and format (TRANSACTIONAL).
+#: The cache of segments and hints (ATOMIC), and of metadata, directory and format (TRANSACTIONAL).
 SEGMENTS_CACHE = "perper_segments"
 META_CACHE = "perper_meta"
 #: The key layout this module reads and writes, stored once per namespace.
-FORMAT = b"perper-ignite/1"
+FORMAT = b"perper-ignite/2"
 #: A writer refreshes a stream's hint every this many segments.
 HINT_EVERY = 16
 
@@ -194,7 +193,7 @@ _HINT = struct.Struct(">qqq")  # segment count, head, epoch of the last segment
 _VERSION = struct.Struct(">q")
 
 _MAX_WINDOW = 64
-_SCAN_PAGE = 1024
+_STREAMS_AREA = "streams"  # the directory area of stream names (tables are the others)
 _PROBE_CONCURRENCY = 32
 
 # What a request can fail with when the connection, not the request, is at fault.
@@ -372,9 +371,14 @@ class IgniteStore(LogStore):
         self._closed = False
         self._hints: set[asyncio.Task[None]] = set()
         self._segment_prefix = f"{namespace}|s|"
-        self._registry_prefix = f"{namespace}|streams|"
         self._hint_prefix = f"{namespace}|h|"
         self._meta_prefix = f"{namespace}|m|"
+        self._directory_prefix = f"{namespace}|d|"
+        self._groups_prefix = f"{namespace}|g|"
+        # What this process has seen in the directory, (area, name) and (area, group):
+        # each is indexed once.
+        self._indexed: set[tuple[str, str]] = set()
+        self._indexed_groups: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ opening
 
@@ -628,8 +632,11 @@ class IgniteStore(LogStore):
     def _meta_key(self, table: str, key: str) -> str:
         return f"{self._meta_prefix}{table}|{_escape(key)}"
 
-    def _registry_key(self, stream: str) -> str:
-        return self._registry_prefix + _escape(stream)
+    def _directory_key(self, area: str, group: str) -> str:
+        return f"{self._directory_prefix}{area}|{_escape(group)}"
+
+    def _groups_key(self, area: str) -> str:
+        return self._groups_prefix + area
 
     def _hint_key(self, stream: str) -> str:
         return self._hint_prefix + _escape(stream)
@@ -641,15 +648,77 @@ class IgniteStore(LogStore):
         return state
 
     async def _register(self, stream: str, state: _Stream) -> None:
-        """Create the stream's registry entry (for ``streams``) and its hint, before its first
-        segment; both writes are idempotent."""
+        """List the stream in the directory (for ``streams``) and create its hint, before its
+        first segment; both writes are idempotent."""
         if not state.registered:
             what = f"registering {stream!r}"
             await asyncio.gather(
-                self._put_if_absent(META_CACHE, self._registry_key(stream), b"\x01", what),
+                self._index(_STREAMS_AREA, stream),
                 self._put_if_absent(SEGMENTS_CACHE, self._hint_key(stream), _HINT.pack(0, 0, 0), what),
             )
             state.registered = True
+
+    # ------------------------------------------------------------------ directory
+
+    async def _index(self, area: str, name: str) -> None:
+        """Add ``name`` to the directory of ``area`` (a metadata table, or the streams):
+        to its group's bucket, and its group to the area's list of groups. Idempotent, and
+        done before the entry itself is written: a listed name may lack an entry (its
+        writer died in between; listings skip it), but no entry is ever left unlisted."""
+        if (area, name) in self._indexed:
+            return
+        group = _group(name)
+        what = f"indexing {name!r}"
+        if (area, group) not in self._indexed_groups:
+            await self._add_member(self._groups_key(area), group, what)
+            _remember(self._indexed_groups, (area, group))
+        await self._add_member(self._directory_key(area, group), name, what)
+        _remember(self._indexed, (area, name))
+
+    async def _add_member(self, key: str, member: str, what: str) -> None:
+        """Insert ``member`` into the sorted msgpack list at ``key`` (compare-and-set)."""
+        while True:
+            raw = await self._get(META_CACHE, key, what)
+            if raw is None:
+                if await self._put_if_absent(META_CACHE, key, codec.pack([member]), what):
+                    return
+                continue
+            members = _members(key, raw)
+            at = bisect.bisect_left(members, member)
+            if at < len(members) and members[at] == member:
+                return
+            members.insert(at, member)
+            if await self._replace(META_CACHE, key, raw, codec.pack(members), what):
+                return
+
+    async def _listed(self, area: str, prefix: str, what: str) -> list[str]:
+        """The names in the directory of ``area`` that start with ``prefix``, sorted."""
+        if "/" in prefix:
+            groups = [_group(prefix)]
+        else:
+            # A name without "/" is in group ""; a name with one starts with a prefix
+            # without one only if its group does.
+            raw = await self._get(META_CACHE, self._groups_key(area), what)
+            known = _members(self._groups_key(area), raw) if raw is not None else []
+            groups = [group for group in known if group == "" or group.startswith(prefix)]
+        if not groups:
+            return []
+        keys = [self._directory_key(area, group) for group in groups]
+        found = await self._get_all(META_CACHE, keys, what)
+        names = [
+            name
+            for key in keys
+            if key in found
+            for name in _members(key, found[key])
+            if name.startswith(prefix)
+        ]
+        for group, key in zip(groups, keys, strict=True):
+            if key in found:  # a bucket is written after its group is listed
+                _remember(self._indexed_groups, (area, group))
+        for name in names:
+            _remember(self._indexed, (area, name))
+        names.sort()
+        return names
 
     async def _probe(self, stream: str, state: _Stream) -> None:
         """Advance ``state`` to the stream's current end, seal marker included."""
@@ -875,8 +944,7 @@ class IgniteStore(LogStore):
                 return True
 
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
-        entries = await self._scan(self._registry_key(prefix), "listing streams")
-        names = sorted(_unescape(key[len(self._registry_prefix) :]) for key, _ in entries)
+        names = await self._listed(_STREAMS_AREA, prefix, "listing streams")
         for i in range(0, len(names), 256):
             chunk = [name for name in names[i : i + 256] if not self._stream(name).registered]
             keys = [self._hint_key(name) for name in chunk]
@@ -916,6 +984,7 @@ class IgniteStore(LogStore):
         new = _VERSION.pack(version + 1) + codec.pack(value, what="metadata")
         what = f"writing {table} {key!r}"
         if version == 0:
+            await self._index(table, key)
             if await self._put_if_absent(META_CACHE, full, new, what):
                 self._remember(full, new)
                 return 1
@@ -934,13 +1003,18 @@ class IgniteStore(LogStore):
 
     async def meta_scan(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
         check_table(table)
-        start = self._meta_key(table, "")
-        entries = await self._scan(self._meta_key(table, prefix), f"scanning {table}")
+        what = f"scanning {table}"
+        names = await self._listed(table, prefix, what)
         result = []
-        for full, raw in entries:
-            self._remember(full, raw)
-            result.append((_unescape(full[len(start) :]), _meta(full, raw)))
-        result.sort(key=lambda pair: pair[0])
+        for i in range(0, len(names), 256):
+            chunk = names[i : i + 256]
+            keys = [self._meta_key(table, name) for name in chunk]
+            found = await self._get_all(META_CACHE, keys, what)
+            for name, full in zip(chunk, keys, strict=True):
+                raw = found.get(full)
+                if raw is not None:  # listed, but its writer died before writing it
+                    self._remember(full, raw)
+                    result.append((name, _meta(full, raw)))
         return result
 
     async def close(self) -> None:
@@ -968,38 +1042,6 @@ class IgniteStore(LogStore):
             self._meta_seen.clear()
         self._meta_seen[full] = raw
 
-    async def _scan(self, prefix: str, what: str) -> list[tuple[str, Any]]:
-        """Every ``perper_meta`` entry whose key starts with ``prefix``, in no order."""
-
-        async def scan(conn: _Connection) -> list[tuple[str, Any]]:
-            # pyignite's AioScanCursor spawns two tasks per entry to unwrap binary objects;
-            # our values are plain byte arrays, so read the pages directly.
-            node = await conn.client.random_node()
-            result = await scan_async(node, conn.meta.cache_info, _SCAN_PAGE)
-            if result.status != 0:
-                raise CacheError(result.message)
-            cursor, more, data = result.value["cursor"], result.value["more"], result.value["data"]
-            found = []
-            try:
-                while True:
-                    for key, value in data.items():
-                        if type(key) is str and key.startswith(prefix):
-                            found.append((key, value))
-                    if not more:
-                        break
-                    page = await scan_cursor_get_page_async(node, cursor)
-                    if page.status != 0:
-                        raise CacheError(page.message)
-                    more, data = page.value["more"], page.value["data"]
-            finally:
-                if more:
-                    with contextlib.suppress(Exception):
-                        await resource_close_async(node, cursor)
-            return found
-
-        found, _ = await self._request(what, scan)
-        return found
-
 
 # ---------------------------------------------------------------------- helpers
 
@@ -1015,17 +1057,26 @@ def _escape(text: str) -> str:
     return text
 
 
-def _unescape(text: str) -> str:
-    if "%" in text:
-        text = _ESCAPED.sub(lambda m: _UNESCAPE[m.group(0)], text)
-    return text
+def _group(name: str) -> str:
+    """The directory bucket of a name: its first path segment (a run), or "" if it has none."""
+    return name.split("/", 1)[0] if "/" in name else ""
 
 
-_UNESCAPE = {"%25": "%", "%7C": "|", "%00": "\0"}
-_ESCAPED = re.compile("%25|%7C|%00")
+def _remember(seen: set[tuple[str, str]], pair: tuple[str, str]) -> None:
+    if len(seen) >= 65536:  # bounded: forgetting costs one idempotent re-index
+        seen.clear()
+    seen.add(pair)
+
+
+def _members(key: str, raw: Any) -> list[str]:
+    members = codec.unpack(raw) if type(raw) is bytes else None
+    if type(members) is not list:
+        raise FormatError(f"Ignite entry {key!r} is not a perper directory: the namespace is corrupt")
+    return members
 
 
 def _cache(conn: _Connection, name: str) -> Any:
+
     return conn.segments if name == SEGMENTS_CACHE else conn.meta
 
 

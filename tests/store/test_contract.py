@@ -178,6 +178,17 @@ async def test_meta_scan_returns_sorted_keys_by_prefix(store: LogStore) -> None:
     assert scanned[0][1].value == {"key": "r1/a"}
 
 
+async def test_prefixes_match_across_path_segments(store: LogStore) -> None:
+    keys = ["a", "ab", "ab/1", "abc/2", "b/3", "r/x/y"]
+    for key in keys:
+        await store.meta_put("executions", key, {"key": key})
+        await store.append(key, 0, [key])
+    for prefix in ["", "a", "ab", "ab/", "abc", "b/", "r/x", "r/x/", "zz"]:
+        expected = sorted(key for key in keys if key.startswith(prefix))
+        assert [key for key, _ in await store.meta_scan("executions", prefix=prefix)] == expected
+        assert [s.name for s in await store.streams(prefix=prefix)] == expected
+
+
 async def test_an_unknown_metadata_table_is_refused(store: LogStore) -> None:
     with pytest.raises(StoreError, match="unknown metadata table"):
         await store.meta_get("nope", "k")

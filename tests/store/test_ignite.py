@@ -20,6 +20,7 @@ pytest.importorskip("pyignite")
 
 from perper.errors import ConfigError, ConflictError, FormatError, StoreUnavailableError
 from perper.store import open_store
+from perper.store.base import LogStore
 from perper.store.ignite import HINT_EVERY, IgniteStore
 
 NODE = os.environ.get("PERPER_TEST_IGNITE", "")
@@ -332,6 +333,67 @@ async def test_stream_names_and_keys_with_separators_and_nul_stay_distinct(
         assert entry.value == i
     assert [s.name for s in await store.streams(prefix="a")] == sorted(names)
     assert [k for k, _ in await store.meta_scan("executions", prefix="a%")] == ["a%7Cb", "a%b"]
+
+
+@pytest.mark.ignite
+async def test_listings_read_their_namespaces_directory_not_the_whole_cluster(node: str) -> None:
+    async with open_store(fresh_url(node)) as crowded, open_store(fresh_url(node)) as store:
+        for n in range(300):  # another namespace's metadata: never read by our listings
+            await crowded.meta_put("executions", f"big/e-{n}", {"n": n})
+        await store.meta_put("executions", "r1/a", {"n": 1})
+        await store.meta_put("executions", "r2/b", {"n": 2})
+        await store.append("r1/a", 0, [1])
+        assert isinstance(store, IgniteStore)
+        requests: list[str] = []
+        real = store._request
+
+        async def counted(what: str, call: Any) -> Any:
+            requests.append(what)
+            return await real(what, call)
+
+        store._request = counted  # type: ignore[method-assign]
+        fetched: list[str] = []
+        real_get_all = store._get_all
+
+        async def recorded(cache: str, keys: list[str], what: str) -> dict[str, Any]:
+            fetched.extend(keys)
+            return await real_get_all(cache, keys, what)
+
+        store._get_all = recorded  # type: ignore[method-assign]
+        assert [key for key, _ in await store.meta_scan("executions", prefix="r1/")] == ["r1/a"]
+        assert len(requests) == 2  # the run's bucket, then its entries
+        requests.clear()
+        assert [key for key, _ in await store.meta_scan("executions")] == ["r1/a", "r2/b"]
+        assert len(requests) == 3  # the list of runs, their buckets, the entries
+        assert [s.name for s in await store.streams()] == ["r1/a"]
+        assert fetched and all(key.startswith(store.namespace + "|") for key in fetched)
+        assert len(fetched) < 10
+
+
+@pytest.mark.ignite
+async def test_a_name_listed_by_a_writer_that_died_before_writing_it_is_skipped(
+    node: str,
+) -> None:
+    async with open_store(fresh_url(node)) as store:
+        assert isinstance(store, IgniteStore)
+        await store._index("executions", "r/died")  # indexed, then the writer died
+        await store.meta_put("executions", "r/kept", {"ok": True})
+        assert [key for key, _ in await store.meta_scan("executions", prefix="r/")] == ["r/kept"]
+
+
+@pytest.mark.ignite
+async def test_writers_racing_to_list_names_in_one_run_lose_none(node: str) -> None:
+    url = fresh_url(node)
+    async with open_store(url) as a, open_store(url) as b:
+
+        async def create(store: LogStore, who: str) -> None:
+            for n in range(25):
+                await store.meta_put("leases", f"run/{who}-{n}", {"by": who})
+
+        await asyncio.gather(create(a, "a"), create(b, "b"))
+        async with open_store(url) as reader:
+            listed = [key for key, _ in await reader.meta_scan("leases", prefix="run/")]
+        assert listed == sorted(f"run/{who}-{n}" for who in "ab" for n in range(25))
 
 
 @pytest.mark.ignite
