@@ -16,8 +16,9 @@ perper/store/ignite.py) and the transport alone (bytes encoded before the clock)
 A shared two-core box is noisy (the node's JVM, its checkpoints, other processes), so the
 contenders are interleaved batch by batch, in a rotating order, each timing only its own
 requests: a pause hits them all alike. Each writes to fresh keys; ``--warmup`` rounds let a
-fresh JVM compile its hot paths, then ``--rounds`` repeat the whole run and the median is
-printed.
+fresh JVM compile its hot paths, then ``--rounds`` repeat the whole run. Rates are the
+median over rounds; a ratio is the median of the rounds' own ratios, each taken between
+contenders interleaved in that round, so a round slowed as a whole cancels out.
 """
 
 from __future__ import annotations
@@ -191,6 +192,10 @@ def run(url: str, items: int, batch: int, rounds: int, warmup: int, note: str) -
     def rate(name: str, which: int) -> float:
         return items / statistics.median(r[name][which] for r in results)
 
+    def paired(name: str, baseline: str, which: int) -> float:
+        """The median over rounds of ``name``'s rate / ``baseline``'s in the same round."""
+        return statistics.median(r[baseline][which] / r[name][which] for r in results)
+
     def line(label: str, value: float, note: str = "") -> None:
         print(f"{label:<42}{value:>12,.0f} items/s{note}")
 
@@ -205,14 +210,14 @@ def run(url: str, items: int, batch: int, rounds: int, warmup: int, note: str) -
     line("append   raw AioClient put_if_absent", rate("pia", 0), " (IgniteStore's commit)")
     line("append   raw AioClient put_all, bytes only", rate("bytes", 0), " (pre-encoded)")
     line("append   IgniteStore, 4 streams at once", items / statistics.median(concurrent))
-    ratio("append   ratio store / raw AioClient", rate("store", 0) / rate("aio", 0))
-    ratio("append   ratio store / raw put_if_absent", rate("store", 0) / rate("pia", 0))
-    ratio("append   ratio raw AioClient / raw sync", rate("aio", 0) / rate("sync", 0))
+    ratio("append   ratio store / raw AioClient", paired("store", "aio", 0))
+    ratio("append   ratio store / raw put_if_absent", paired("store", "pia", 0))
+    ratio("append   ratio raw AioClient / raw sync", paired("aio", "sync", 0))
     line("read     IgniteStore.read_batches", rate("store", 1), " (decoded)")
     line(f"read     raw AioClient get_all/{CHUNK}", rate("aio", 1), " (decoded)")
     line(f"read     raw sync Client get_all/{CHUNK}", rate("sync", 1), " (decoded)")
-    ratio("read     ratio store / raw AioClient", rate("store", 1) / rate("aio", 1))
-    ratio("read     ratio raw AioClient / raw sync", rate("aio", 1) / rate("sync", 1))
+    ratio("read     ratio store / raw AioClient", paired("store", "aio", 1))
+    ratio("read     ratio raw AioClient / raw sync", paired("aio", "sync", 1))
     print()
 
 

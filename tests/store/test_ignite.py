@@ -21,7 +21,7 @@ pytest.importorskip("pyignite")
 from perper.errors import ConfigError, ConflictError, FormatError, StoreUnavailableError
 from perper.store import open_store
 from perper.store.base import LogStore
-from perper.store.ignite import HINT_EVERY, IgniteStore
+from perper.store.ignite import HINT_EVERY, IgniteStore, _Connection
 
 NODE = os.environ.get("PERPER_TEST_IGNITE", "")
 
@@ -135,6 +135,31 @@ async def test_a_silent_server_times_out_instead_of_hanging() -> None:
         writer.close()
     server.close()
     await server.wait_closed()
+
+
+async def test_the_request_watchdog_times_out_only_overdue_requests() -> None:
+    conn = _Connection(None, None, None, asyncio.get_running_loop())
+
+    async def slow(_: Any) -> None:
+        await asyncio.sleep(10)
+
+    async def quick(_: Any) -> int:
+        await asyncio.sleep(0.1)
+        return 2
+
+    with pytest.raises(TimeoutError):
+        await conn.request(slow, 0.05)
+    overdue = asyncio.ensure_future(conn.request(slow, 0.05))
+    in_time = asyncio.ensure_future(conn.request(quick, 1.0))
+    with pytest.raises(TimeoutError):
+        await overdue
+    assert await in_time == 2
+    cancelled = asyncio.ensure_future(conn.request(slow, 5.0))
+    await asyncio.sleep(0.01)
+    cancelled.cancel()  # a cancel from outside stays a cancel, not a timeout
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert not conn.inflight and not conn.expired
 
 
 # --------------------------------------------------------------------- with a node
