@@ -42,6 +42,7 @@ bench: $(STAMP)  ## every benchmark, each beside its baseline
 	$(BIN)/python bench/recovery.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/ignite.py
+	$(BIN)/python bench/simulator.py
 
 clean:
 	rm -rf $(VENV) .perper .pytest_cache .mypy_cache .ruff_cache
