@@ -325,6 +325,7 @@ class _Connection:
             raise
         finally:
             self.inflight.pop(task, None)
+            self.expired.discard(task)  # a cancel the call swallowed is forgotten too
 
     def _expire(self) -> None:
         """Cancel the tasks whose request is past its deadline; re-arm for the next one."""
