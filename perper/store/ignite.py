@@ -82,12 +82,14 @@ tails a stream it probed skips the second fetch.
 
 ``meta_scan`` and ``streams`` read a directory, not the cache: names (stream names, or the
 keys of one metadata table: an "area") are grouped by their first path segment, the run
-(``""`` for names without ``/``). ``"{namespace}|d|{area}|{group}"`` holds the group's sorted
-names and ``"{namespace}|g|{area}"`` the area's sorted groups, both msgpack lists updated by
+(``""`` for names without ``/``), and spread over :data:`DIRECTORY_SHARDS` buckets by CRC-32:
+``"{namespace}|d|{area}|{group}|{shard}"`` holds a bucket's sorted names and
+``"{namespace}|g|{area}"`` the area's sorted groups, all msgpack lists updated by
 compare-and-set before the entry they list is created (a name whose writer died in between
 has no entry: listings skip it). A prefix with a ``/`` names its group, so listing a run is
-two requests whatever else the cluster holds; the thin client could only filter a scan
-with Java code on the server, and SQL would need ``ignite-indexing``.
+two requests (its buckets, then its entries) whatever else the cluster holds; the thin
+client could only filter a scan with Java code on the server, and SQL would need
+``ignite-indexing``.
 
 Client: AioClient, not the sync Client
 --------------------------------------
@@ -119,6 +121,7 @@ import bisect
 import contextlib
 import logging
 import struct
+import zlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -150,7 +153,15 @@ from perper import codec
 from perper.errors import ConfigError, FormatError, StoreError, StoreUnavailableError
 from perper.store.base import HeadMovedError, LogStore, Meta, StreamInfo, check_table
 
-__all__ = ["FORMAT", "HINT_EVERY", "META_CACHE", "SEGMENTS_CACHE", "URL_OPTIONS", "IgniteStore"]
+__all__ = [
+    "DIRECTORY_SHARDS",
+    "FORMAT",
+    "HINT_EVERY",
+    "META_CACHE",
+    "SEGMENTS_CACHE",
+    "URL_OPTIONS",
+    "IgniteStore",
+]
 
 #: The cache of segments and hints (ATOMIC), and of metadata, directory and format (TRANSACTIONAL).
 SEGMENTS_CACHE = "perper_segments"
@@ -159,6 +170,9 @@ META_CACHE = "perper_meta"
 FORMAT = b"perper-ignite/2"
 #: A writer refreshes a stream's hint every this many segments.
 HINT_EVERY = 16
+#: A run's names in one directory area are spread over this many buckets (by CRC-32), so
+#: adding a name rewrites a sixteenth of the run's list, and listing it is one get_all.
+DIRECTORY_SHARDS = 16
 
 #: Options an ``ignite://`` URL accepts after ``?``.
 URL_OPTIONS = {
@@ -670,8 +684,8 @@ class IgniteStore(LogStore):
     def _meta_key(self, table: str, key: str) -> str:
         return f"{self._meta_prefix}{table}|{_escape(key)}"
 
-    def _directory_key(self, area: str, group: str) -> str:
-        return f"{self._directory_prefix}{area}|{_escape(group)}"
+    def _directory_key(self, area: str, group: str, shard: int) -> str:
+        return f"{self._directory_prefix}{area}|{_escape(group)}|{shard}"
 
     def _groups_key(self, area: str) -> str:
         return self._groups_prefix + area
@@ -710,7 +724,7 @@ class IgniteStore(LogStore):
         if (area, group) not in self._indexed_groups:
             await self._add_member(self._groups_key(area), group, what)
             _remember(self._indexed_groups, (area, group))
-        await self._add_member(self._directory_key(area, group), name, what)
+        await self._add_member(self._directory_key(area, group, _shard(name)), name, what)
         _remember(self._indexed, (area, name))
 
     async def _add_member(self, key: str, member: str, what: str) -> None:
@@ -741,8 +755,14 @@ class IgniteStore(LogStore):
             groups = [group for group in known if group == "" or group.startswith(prefix)]
         if not groups:
             return []
-        keys = [self._directory_key(area, group) for group in groups]
-        found = await self._get_all(META_CACHE, keys, what)
+        keys = [
+            self._directory_key(area, group, shard)
+            for group in groups
+            for shard in range(DIRECTORY_SHARDS)
+        ]
+        found: dict[str, Any] = {}
+        for i in range(0, len(keys), 1024):
+            found.update(await self._get_all(META_CACHE, keys[i : i + 1024], what))
         names = [
             name
             for key in keys
@@ -750,8 +770,9 @@ class IgniteStore(LogStore):
             for name in _members(key, found[key])
             if name.startswith(prefix)
         ]
-        for group, key in zip(groups, keys, strict=True):
-            if key in found:  # a bucket is written after its group is listed
+        for i, group in enumerate(groups):
+            shards = keys[i * DIRECTORY_SHARDS : (i + 1) * DIRECTORY_SHARDS]
+            if any(key in found for key in shards):  # written after its group is listed
                 _remember(self._indexed_groups, (area, group))
         for name in names:
             _remember(self._indexed, (area, name))
@@ -1096,8 +1117,13 @@ def _escape(text: str) -> str:
 
 
 def _group(name: str) -> str:
-    """The directory bucket of a name: its first path segment (a run), or "" if it has none."""
+    """The directory group of a name: its first path segment (a run), or "" if it has none."""
     return name.split("/", 1)[0] if "/" in name else ""
+
+
+def _shard(name: str) -> int:
+    """The bucket of a name within its group: stable across processes and versions."""
+    return zlib.crc32(name.encode("utf-8", "surrogatepass")) % DIRECTORY_SHARDS
 
 
 def _remember(seen: set[tuple[str, str]], pair: tuple[str, str]) -> None:
