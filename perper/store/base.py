@@ -78,6 +78,10 @@ class LogStore(ABC):
 
     def __init__(self) -> None:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        # The last stored segment an append compared against, decoded: (stream, first
+        # seq, items). Segments never change once written, so it cannot go stale; a
+        # recovering writer re-yielding in small flushes reads each segment once.
+        self._compared: tuple[str, int, list[Any]] | None = None
 
     # ----------------------------------------------------------------- primitives
 
@@ -183,15 +187,30 @@ class LogStore(ABC):
             return seq + len(items)
 
     async def _check_overlap(self, stream: str, seq: int, items: list[Any]) -> None:
-        position = seq
-        async for first, stored in self.read_batches(stream, start=seq, stop=seq + len(items)):
-            for offset, old in enumerate(stored):
-                new = items[first - seq + offset]
-                if codec.canonical(old) != codec.pack(new, what="item"):
-                    raise ConflictError(stream, first + offset, old, new)
-            position = first + len(stored)
-        if position != seq + len(items):
+        position, end = seq, seq + len(items)
+        compared = self._compared
+        if compared is not None and compared[0] == stream and compared[1] <= seq < end <= (
+            compared[1] + len(compared[2])
+        ):
+            self._compare(stream, seq, items, compared[1], compared[2])
+            return
+        async for first, count, data in self._segments(stream, seq, end):
+            _, stored = _decode_slice(first, count, data, first, None)
+            self._compared = (stream, first, stored)
+            self._compare(stream, seq, items, first, stored)
+            position = first + count
+        if position < end:
             raise StoreError(f"stream {stream!r} is missing stored items near seq {position}")
+
+    @staticmethod
+    def _compare(stream: str, seq: int, items: list[Any], first: int, stored: list[Any]) -> None:
+        """Compare ``items`` (from ``seq``) with the ``stored`` ones (from ``first``) where
+        their positions overlap."""
+        lo, hi = max(seq, first), min(seq + len(items), first + len(stored))
+        for position in range(lo, hi):
+            old, new = stored[position - first], items[position - seq]
+            if codec.canonical(old) != codec.pack(new, what="item"):
+                raise ConflictError(stream, position, old, new)
 
     async def seal(self, stream: str, *, epoch: int = 0) -> None:
         """Mark the stream finished at its current head; appends past it are refused.

@@ -62,6 +62,31 @@ async def test_a_different_item_at_an_existing_seq_raises_conflict_naming_both(
     assert await store.head("s") == 2
 
 
+async def test_re_appending_stored_items_one_by_one_reads_each_segment_once(
+    store: LogStore,
+) -> None:
+    # As a recovering writer does when it re-yields what it had stored, in small flushes.
+    await store.append("s", 0, list(range(100)))
+    await store.append("s", 100, list(range(100, 150)))
+    reads: list[tuple[object, ...]] = []
+    real = store._segments
+
+    def counted(*args: object) -> object:
+        reads.append(args)
+        return real(*args)  # type: ignore[arg-type]
+
+    store._segments = counted  # type: ignore[assignment, method-assign]
+    for seq in range(150):
+        assert await store.append("s", seq, [seq]) == 150
+    assert len(reads) == 2  # one per stored segment
+    with pytest.raises(ConflictError) as caught:  # from the remembered segment, too
+        await store.append("s", 120, [120, 999])
+    assert (caught.value.seq, caught.value.stored, caught.value.new) == (121, 121, 999)
+    assert await store.append("s", 98, [98, 99, 100, 101]) == 150  # across segments
+    assert await store.append("s", 149, [149, 150]) == 151  # the stored part, then a new one
+    assert [item async for _, item in store.read("s", start=148)] == [148, 149, 150]
+
+
 async def test_a_tuple_reappended_over_the_list_it_encodes_to_is_equal(store: LogStore) -> None:
     await store.append("s", 0, [[1, 2]])
     await store.append("s", 0, [(1, 2)])
