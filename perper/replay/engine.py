@@ -65,7 +65,7 @@ from perper.runtime.records import (
     ExecutionRecord,
     RunRecord,
 )
-from perper.store.base import LogStore
+from perper.store.base import LogStore, decode_segment
 
 #: A divergence kind: the replay reads an input past where the recording stopped reading.
 INPUT = "input"
@@ -130,6 +130,36 @@ def replay(
         log, app, function=function, execution=execution, run=run, until=until,
         debug=debug, freeze_clock=freeze_clock, progress=progress,
     ))
+
+
+def resolve_record(
+    app: App, record: ExecutionRecord
+) -> tuple[StreamFunction, dict[str, Any]] | str:
+    """Today's function of a recorded execution and its recorded parameters bound to it,
+    or the reason it cannot be replayed (removed, changed kind, parameters no longer fit)."""
+    fn = app.functions.get(record.function)
+    if fn is None:
+        return (
+            f"the app {app.name!r} has no function {record.function!r} (it has "
+            f"{', '.join(sorted(app.functions)) or 'none'}; recorded as {record.id!r}): it "
+            "was removed or renamed; replay this log with the code that has it, or register "
+            "it again"
+        )
+    if (record.kind == Kind.LAUNCHER) != (fn.kind == Kind.LAUNCHER):
+        return (
+            f"{record.function!r} was recorded as a {record.kind} but is a {fn.kind} in "
+            f"app {app.name!r}"
+        )
+    params = codec.unpack(record.params)
+    try:
+        bound = fn.bind((), params)
+    except ConfigError as error:
+        cause = error.__cause__ or error
+        return (
+            f"the recorded parameters of {record.id!r}, {short_repr(params)}, no longer "
+            f"fit its signature {fn.name}{fn.signature}: {cause}"
+        )
+    return fn, bound
 
 
 async def replay_async(
@@ -293,7 +323,7 @@ class _Recorded:
     def items(self) -> list[Any]:
         if self._items is None:
             assert self.data is not None
-            self._items = codec.unpack_segment(self.data)
+            self._items = decode_segment(self.first, self.count, self.data)
         return self._items
 
 
@@ -388,32 +418,10 @@ class _ExecutionReplay:
         return self._result(IDENTICAL, started, notes=tuple(notes), **common)
 
     def _check_replayable(self) -> str | None:
-        record = self.record
-        app = self.app
-        fn = app.functions.get(record.function)
-        if fn is None:
-            return (
-                f"the app {app.name!r} has no function {record.function!r} (it has "
-                f"{', '.join(sorted(app.functions)) or 'none'}): it was removed or renamed; "
-                f"replay this log with the code that has it, or register it again"
-            )
-        was_launcher = record.kind == Kind.LAUNCHER
-        if was_launcher != (fn.kind == Kind.LAUNCHER):
-            return (
-                f"{record.function!r} was recorded as a {record.kind} but is a {fn.kind} in "
-                f"app {app.name!r}"
-            )
-        params = codec.unpack(record.params)
-        try:
-            bound = fn.bind((), params)
-        except ConfigError as error:
-            cause = error.__cause__ or error
-            return (
-                f"the recorded parameters of {record.function!r}, {short_repr(params)}, no "
-                f"longer fit its signature {fn.name}{fn.signature}: {cause}"
-            )
-        self.fn = fn
-        self.params = bound
+        resolved = resolve_record(self.app, self.record)
+        if isinstance(resolved, str):
+            return resolved
+        self.fn, self.params = resolved
         return None
 
     # ------------------------------------------------------------ one pass

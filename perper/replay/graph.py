@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 from perper import codec
@@ -22,7 +21,7 @@ from perper.app import App
 from perper.diff import structural_diff
 from perper.errors import ConfigError, ReplayError
 from perper.replay.clock import DEFAULT_FROZEN_TIME, FrozenClock
-from perper.replay.engine import as_app, recorded_executions, recorded_runs
+from perper.replay.engine import as_app, recorded_executions, recorded_runs, resolve_record
 from perper.replay.log import open_log
 from perper.replay.results import (
     DIVERGED,
@@ -38,7 +37,6 @@ from perper.replay.results import (
     RunFailure,
     RunReplayResult,
     StreamResult,
-    short_repr,
 )
 from perper.runtime import Runtime
 from perper.runtime.listing import start_order
@@ -152,16 +150,9 @@ def _unreplayable_reason(app: App, run: RunRecord, records: dict[str, ExecutionR
         return (f"run {run.name!r} was launched by {run.launcher!r}; the app's launcher is "
                 f"{app.launcher_name!r}")
     for record in sorted(records.values(), key=lambda r: start_order(r.id)):
-        fn = app.functions.get(record.function)
-        if fn is None:
-            return (f"the app {app.name!r} has no function {record.function!r} (recorded as "
-                    f"{record.id!r}): it was removed or renamed")
-        params = codec.unpack(record.params)
-        try:
-            fn.bind((), params)
-        except ConfigError as error:
-            return (f"the recorded parameters of {record.id!r}, {short_repr(params)}, no longer "
-                    f"fit {fn.name}{fn.signature}: {error.__cause__ or error}")
+        resolved = resolve_record(app, record)
+        if isinstance(resolved, str):
+            return resolved
     return None
 
 
@@ -257,12 +248,6 @@ async def _until_done_or_stuck(task: asyncio.Future[Any], overlay: _OverlayStore
     return []
 
 
-async def _items(store: LogStore, stream: str) -> AsyncIterator[Any]:
-    async for _, items in store.read_batches(stream):
-        for item in items:
-            yield item
-
-
 async def _compare_stream(
     log: LogStore,
     overlay: LogStore,
@@ -295,8 +280,8 @@ async def _compare_stream(
         )
     # An unfinished recorded execution had not written all its output yet.
     allow_longer = owner is not None and owner.status == RUNNING
-    expected_items = _items(log, name).__aiter__()
-    actual_items = _items(overlay, name).__aiter__()
+    expected_items = (item async for _, item in log.read(name))
+    actual_items = (item async for _, item in overlay.read(name))
     seq = 0
     while True:
         expected = await anext(expected_items, _END)

@@ -195,7 +195,7 @@ class LogStore(ABC):
             self._compare(stream, seq, items, compared[1], compared[2])
             return
         async for first, count, data in self._segments(stream, seq, end):
-            _, stored = _decode_slice(first, count, data, first, None)
+            stored = decode_segment(first, count, data)
             self._compared = (stream, first, stored)
             self._compare(stream, seq, items, first, stored)
             position = first + count
@@ -316,14 +316,24 @@ class LogStore(ABC):
         await self.close()
 
 
-def _decode_slice(
-    first: int, count: int, data: bytes, start: int, stop: int | None
-) -> tuple[int, list[Any]]:
-    """Decode a segment and cut it to ``[start, stop)``; return its first seq and items."""
+def decode_segment(first: int, count: int, data: bytes) -> list[Any]:
+    """Decode a stored segment's items, checking there are as many as its header says.
+
+    Raises:
+        FormatError: the data is not a segment of ``count`` items (a corrupt log).
+    """
     items = codec.unpack_segment(data)
     if len(items) != count:
         raise FormatError(f"a stored segment at seq {first} holds {len(items)} items, not "
                           f"the {count} its header says: the log is corrupt")
+    return items
+
+
+def _decode_slice(
+    first: int, count: int, data: bytes, start: int, stop: int | None
+) -> tuple[int, list[Any]]:
+    """Decode a segment and cut it to ``[start, stop)``; return its first seq and items."""
+    items = decode_segment(first, count, data)
     if first < start or (stop is not None and first + count > stop):
         lo = max(start - first, 0)
         hi = count if stop is None else min(stop - first, count)

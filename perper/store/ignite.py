@@ -656,24 +656,27 @@ class IgniteStore(LogStore):
 
     async def _put_if_absent(self, cache: str, key: str, value: bytes, what: str) -> bool:
         """True if ``value`` is now stored at ``key`` because of us (or an equal write)."""
-        done, uncertain = await self._request(
-            what, lambda c: _cache(c, cache).put_if_absent(key, value)
+        return await self._conditional(
+            cache, key, value, what, lambda c: _cache(c, cache).put_if_absent(key, value)
         )
-        if done:
-            return True
-        if uncertain:  # an earlier attempt may have landed: is what is stored ours?
-            return bool(await self._get(cache, key, what) == value)
-        return False
 
     async def _replace(self, cache: str, key: str, old: bytes, new: bytes, what: str) -> bool:
         """Compare-and-set: True if ``key`` held ``old`` and now holds ``new`` because of us."""
-        done, uncertain = await self._request(
-            what, lambda c: _cache(c, cache).replace_if_equals(key, old, new)
+        return await self._conditional(
+            cache, key, new, what, lambda c: _cache(c, cache).replace_if_equals(key, old, new)
         )
+
+    async def _conditional(
+        self, cache: str, key: str, written: bytes, what: str,
+        call: Callable[[_Connection], Awaitable[bool]],
+    ) -> bool:
+        """Run a conditional write; if an earlier attempt's outcome is unknown (it may have
+        landed), whether ``key`` now holds ``written`` decides."""
+        done, uncertain = await self._request(what, call)
         if done:
             return True
         if uncertain:
-            return bool(await self._get(cache, key, what) == new)
+            return bool(await self._get(cache, key, what) == written)
         return False
 
     # --------------------------------------------------------------- keys, state

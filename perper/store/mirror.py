@@ -30,7 +30,7 @@ from typing import Any
 
 from perper import codec
 from perper.errors import StoreError
-from perper.store.base import META_TABLES, HeadMovedError, LogStore, StreamInfo
+from perper.store.base import META_TABLES, HeadMovedError, LogStore, StreamInfo, decode_segment
 
 __all__ = ["CopyStats", "Progress", "copy_store", "follow", "selected_streams"]
 
@@ -169,11 +169,11 @@ class _Mirror:
                 except HeadMovedError:
                     # Someone else writes this destination stream too: fall back to the
                     # checked append, which compares what is already there.
-                    await self.dest.append(name, first, codec.unpack_segment(data), epoch=epoch)
+                    await self.dest.append(name, first, decode_segment(first, count, data), epoch=epoch)
                 self.dest._notify(name)
                 position = first + count
             else:  # the destination's head falls inside this segment: append its tail
-                items = codec.unpack_segment(data)[position - first :]
+                items = decode_segment(first, count, data)[position - first :]
                 position = await self.dest.append(name, position, items, epoch=epoch)
             written += 1
             self.heads[name] = position

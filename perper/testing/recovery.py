@@ -169,21 +169,34 @@ def input_map(
     return mapped
 
 
+async def stage_execution(
+    runtime: Runtime,
+    fn: StreamFunction,
+    inputs: Mapping[str, list[Any]],
+    params: Mapping[str, Any],
+    run: str,
+) -> str:
+    """Write each input as a sealed stream of ``run`` in ``runtime``'s store and record
+    one execution of ``fn`` over them (with ``params``); return its id. The test
+    harnesses' common setup."""
+    store = runtime.store
+    refs: dict[str, StreamRef] = {}
+    for name, items in inputs.items():
+        stream = f"{run}/input-{name}"
+        await store.append(stream, 0, items)
+        await store.seal(stream)
+        refs[name] = StreamRef(stream)
+    execution = f"{run}/{fn.name}-0"
+    packed = runtime._pack_params(fn, fn.bind((), {**params, **refs}))
+    await runtime.create_execution(execution, run, fn, packed, parent=None)
+    return execution
+
+
 async def _fresh(fn: StreamFunction, inputs: dict[str, list[Any]], params: dict[str, Any]) -> tuple[
     LogStore, str
 ]:
     store = MemoryStore()
-    refs: dict[str, Any] = {}
-    for name, items in inputs.items():
-        stream = f"{_RUN}/input-{name}"
-        await store.append(stream, 0, items)
-        await store.seal(stream)
-        refs[name] = StreamRef(stream)
-    runtime = _runtime(store, fn, "setup")
-    execution = f"{_RUN}/{fn.name}-0"
-    packed = runtime._pack_params(fn, fn.bind((), {**params, **refs}))
-    await runtime.create_execution(execution, _RUN, fn, packed, parent=None)
-    return store, execution
+    return store, await stage_execution(_runtime(store, fn, "setup"), fn, inputs, params, _RUN)
 
 
 def _runtime(store: LogStore, fn: StreamFunction, worker: str) -> Runtime:

@@ -35,7 +35,7 @@ from perper.runtime.engine import Runtime
 from perper.store.base import LogStore
 from perper.store.memory import MemoryStore
 from perper.streamref import StreamRef
-from perper.testing.recovery import input_map
+from perper.testing.recovery import input_map, stage_execution
 
 if TYPE_CHECKING:
     from simulator.campaign import CampaignResult, Simulation
@@ -127,18 +127,10 @@ async def _run_function(fn: StreamFunction, inputs: dict[str, list[Any]], params
     import asyncio
 
     store = MemoryStore()
-    refs: dict[str, StreamRef] = {}
-    for name, values in inputs.items():
-        stream = f"{_RUN}/input-{name}"
-        await store.append(stream, 0, values)
-        await store.seal(stream)
-        refs[name] = StreamRef(stream)
     loop = asyncio.get_running_loop()
     runtime = Runtime(store, fn.app, clock=lambda: 1_700_000_000.0 + loop.time(),
                       entropy=random.Random(0), worker_id="run_function")
-    execution = f"{_RUN}/{fn.name}-0"
-    packed = runtime._pack_params(fn, fn.bind((), {**params, **refs}))
-    await runtime.create_execution(execution, _RUN, fn, packed, parent=None)
+    execution = await stage_execution(runtime, fn, inputs, params, _RUN)
     await runtime.execute(execution)
     return [item async for _, item in store.read(execution)]
 
