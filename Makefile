@@ -19,20 +19,25 @@ run: $(STAMP)  ## run examples/basic.py on the embedded SQLite store
 	$(BIN)/perper run examples/basic.py
 
 # The suite's own Ignite node: ports and work dir apart from a developer's default node.
-IGNITE_NODE := --port 10810 --work-dir fabric/work/test
-IGNITE_PORTS := --discovery-port 47520 --communication-port 47120
+# Override IGNITE_TEST_PORT etc. to run two suites side by side on one machine.
+IGNITE_TEST_PORT ?= 10810
+IGNITE_DISCOVERY_PORT ?= 47520
+IGNITE_COMMUNICATION_PORT ?= 47120
+IGNITE_NODE := --port $(IGNITE_TEST_PORT) --work-dir fabric/work/test-$(IGNITE_TEST_PORT)
+IGNITE_PORTS := --discovery-port $(IGNITE_DISCOVERY_PORT) --communication-port $(IGNITE_COMMUNICATION_PORT)
 
 test: $(STAMP)  ## the whole suite, in parallel, with a local Ignite node started and stopped
 	-@$(BIN)/perper fabric stop $(IGNITE_NODE) >/dev/null 2>&1
 	$(BIN)/perper fabric start $(IGNITE_NODE) $(IGNITE_PORTS) --no-persistence
-	PERPER_TEST_IGNITE=ignite://127.0.0.1:10810 $(BIN)/python -m pytest -n $(PYTEST_WORKERS); \
+	PERPER_TEST_IGNITE=ignite://127.0.0.1:$(IGNITE_TEST_PORT) $(BIN)/python -m pytest -n $(PYTEST_WORKERS); \
 	status=$$?; $(BIN)/perper fabric stop $(IGNITE_NODE); exit $$status
 
 test-fast: $(STAMP)  ## the suite without Java
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not ignite"
 
-lint: $(STAMP)  ## ruff and mypy
-	$(BIN)/ruff check perper simulator tests bench examples
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check perper simulator tests bench examples fixtures
+	$(BIN)/ruff format --check perper simulator tests bench examples fixtures
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## every benchmark, each beside its baseline

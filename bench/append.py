@@ -44,7 +44,9 @@ def baseline(path: Path, batches: list[list[dict[str, object]]]) -> tuple[float,
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
-    db.execute("CREATE TABLE items (stream TEXT, seq INTEGER, data BLOB, PRIMARY KEY (stream, seq))")
+    db.execute(
+        "CREATE TABLE items (stream TEXT, seq INTEGER, data BLOB, PRIMARY KEY (stream, seq))"
+    )
     started = time.perf_counter()
     seq = 0
     for batch in batches:
@@ -67,7 +69,9 @@ def baseline(path: Path, batches: list[list[dict[str, object]]]) -> tuple[float,
     return append, read
 
 
-async def perper_store(path: Path, batches: list[list[dict[str, object]]]) -> tuple[float, float, float]:
+async def perper_store(
+    path: Path, batches: list[list[dict[str, object]]]
+) -> tuple[float, float, float]:
     store = SQLiteStore(path)
     started = time.perf_counter()
     seq = 0
@@ -93,8 +97,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1_000)
-    parser.add_argument("--shape", choices=[*SHAPES, "all"], default="all",
-                        help="item shape: value = {'value': i}, record = 3 fields")
+    parser.add_argument(
+        "--shape",
+        choices=[*SHAPES, "all"],
+        default="all",
+        help="item shape: value = {'value': i}, record = 3 fields",
+    )
     args = parser.parse_args()
     for shape in SHAPES if args.shape == "all" else [args.shape]:
         run(args.items, args.batch, shape)
@@ -104,7 +112,9 @@ def run(n: int, batch: int, shape: str) -> None:
     batches = make_batches(n, batch, shape)
     with tempfile.TemporaryDirectory() as folder:
         base_append, base_read = baseline(Path(folder) / "baseline.db", batches)
-        append, read_batches, read_items = asyncio.run(perper_store(Path(folder) / "perper.db", batches))
+        append, read_batches, read_items = asyncio.run(
+            perper_store(Path(folder) / "perper.db", batches)
+        )
 
     def rate(seconds: float) -> float:
         return n / seconds

@@ -140,13 +140,12 @@ async def one_round(url: str, batches: list[Batch]) -> dict[str, tuple[float, fl
     finally:
         await aio.close()
         sync.close()
-    return {
-        name: (append_time[name], read_time.get(name, 0.0))
-        for name in append_time
-    }
+    return {name: (append_time[name], read_time.get(name, 0.0)) for name in append_time}
 
 
-async def interleave(steps: dict[str, Callable[[int], Awaitable[None]]], count: int) -> dict[str, float]:
+async def interleave(
+    steps: dict[str, Callable[[int], Awaitable[None]]], count: int
+) -> dict[str, float]:
     spent = dict.fromkeys(steps, 0.0)
     names = list(steps)
     for n in range(count):
@@ -202,8 +201,10 @@ def run(url: str, items: int, batch: int, rounds: int, warmup: int, note: str) -
     def ratio(label: str, value: float) -> None:
         print(f"{label:<42}{value:>12.2f}x")
 
-    print(f"items: {items:,} of shape {batches[0][0]} in batches of {batch:,}, median of "
-          f"{rounds} rounds, against {url} ({note})")
+    print(
+        f"items: {items:,} of shape {batches[0][0]} in batches of {batch:,}, median of "
+        f"{rounds} rounds, against {url} ({note})"
+    )
     line("append   IgniteStore.append", rate("store", 0))
     line("append   raw AioClient put_all per batch", rate("aio", 0))
     line("append   raw sync Client put_all per batch", rate("sync", 0))
@@ -242,11 +243,19 @@ def main() -> None:
             "discovery_port": args.discovery_port,
             "communication_port": args.communication_port,
         }
-        print(f"starting an Ignite node on 127.0.0.1:{args.port} in {work_dir} ...", file=sys.stderr)
+        print(
+            f"starting an Ignite node on 127.0.0.1:{args.port} in {work_dir} ...", file=sys.stderr
+        )
         fabric.start(persistence=True, **options)
         try:
-            run(f"ignite://127.0.0.1:{args.port}", args.items, args.batch, args.rounds,
-                args.warmup, "own node, persistence on")
+            run(
+                f"ignite://127.0.0.1:{args.port}",
+                args.items,
+                args.batch,
+                args.rounds,
+                args.warmup,
+                "own node, persistence on",
+            )
         finally:
             fabric.stop(port=args.port, work_dir=work_dir)
 

@@ -118,8 +118,12 @@ def bytewax_run(folder: Path, count: int) -> float | None:
 def main_() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="rounds; each side's best round is compared (the median is shown)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds; each side's best round is compared (the median is shown)",
+    )
     args = parser.parse_args()
     n = args.items
     ours_rounds, memory_rounds, peer_rounds = [], [], []
@@ -136,8 +140,10 @@ def main_() -> None:
     ours, memory = min(ours_rounds), min(memory_rounds)
     peer = min(peer_rounds) if peer_rounds else None
     median = sorted(ours_rounds)[len(ours_rounds) // 2]
-    print(f"items: {n:,}, generator -> processor -> consumer, checkpoints every 1,000, "
-          f"best of {args.repeat} rounds (perper median {n / median:,.0f} items/s)")
+    print(
+        f"items: {n:,}, generator -> processor -> consumer, checkpoints every 1,000, "
+        f"best of {args.repeat} rounds (perper median {n / median:,.0f} items/s)"
+    )
     print(f"perper, durable on SQLite       {n / ours:>12,.0f} items/s end to end")
     print(f"async generators in memory      {n / memory:>12,.0f} items/s")
     print(f"overhead ratio (memory/perper)  {ours / memory:>12.2f}x")

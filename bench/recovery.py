@@ -50,7 +50,9 @@ class TimedStore(SQLiteStore):
     watch_head = -1
     first_new_at: float | None = None
 
-    async def _write_segment(self, stream: str, seq: int, count: int, data: bytes, epoch: int) -> None:
+    async def _write_segment(
+        self, stream: str, seq: int, count: int, data: bytes, epoch: int
+    ) -> None:
         await super()._write_segment(stream, seq, count, data, epoch)
         if self.first_new_at is None and stream == EXECUTION and seq + count > self.watch_head >= 0:
             self.first_new_at = time.perf_counter()
@@ -63,7 +65,9 @@ async def measure(path: Path, size: int) -> tuple[float, int]:
     store = TimedStore(path)
     source = "bench/input"
     for first in range(0, size, 10_000):
-        await store.append(source, first, [{"value": i} for i in range(first, min(first + 10_000, size))])
+        await store.append(
+            source, first, [{"value": i} for i in range(first, min(first + 10_000, size))]
+        )
     await store.seal(source)
     setup = Runtime(store, app, worker_id="setup")
     params = setup._pack_params(running_total, {"source": StreamRef(source)})
@@ -112,8 +116,10 @@ def main() -> None:
                 for i in range(args.repeat)
             )
             results[size] = best
-            print(f"stream of {size:>9,} items: restart to first new output {best * 1000:8.2f} ms"
-                  f" (best of {args.repeat})")
+            print(
+                f"stream of {size:>9,} items: restart to first new output {best * 1000:8.2f} ms"
+                f" (best of {args.repeat})"
+            )
     shortest, longest = min(results), max(results)
     print(f"ratio {longest:,} / {shortest:,} items: {results[longest] / results[shortest]:.2f}x")
 

@@ -92,14 +92,18 @@ def main_() -> None:
             plains.append(time.perf_counter() - started)
             plains_cpu.append(time.process_time() - started_cpu)
     best_replay, best_plain = min(replays), min(plains)
-    print(f"items: {n:,} yielded by a map function over {n:,} recorded input items "
-          f"(recorded in {recorded:.1f} s)")
+    print(
+        f"items: {n:,} yielded by a map function over {n:,} recorded input items "
+        f"(recorded in {recorded:.1f} s)"
+    )
     print(f"replay   perper.replay (read, run, compare) {n / best_replay:>12,.0f} items/s")
     print(f"plain    loop over decoded items, no compare {n / best_plain:>12,.0f} items/s")
     print(f"ratio    replay / plain                      {best_plain / best_replay:>12.2f}x")
     # On a shared machine wall-clock rates swing with the load; CPU time much less.
-    print(f"cpu      replay {n / min(replays_cpu):,.0f} items/s, plain "
-          f"{n / min(plains_cpu):,.0f} items/s (rates by process CPU time)")
+    print(
+        f"cpu      replay {n / min(replays_cpu):,.0f} items/s, plain "
+        f"{n / min(plains_cpu):,.0f} items/s (rates by process CPU time)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The seed example: a generator feeding a batching processor feeding a logging consumer.
 
-    perper run examples/basic.py --param count=10
+perper run examples/basic.py --param count=10
 """
 
 import perper

@@ -80,9 +80,7 @@ class StreamFunction:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as error:
-            raise ConfigError(
-                f"cannot start {self.name}{self.signature}: {error}"
-            ) from error
+            raise ConfigError(f"cannot start {self.name}{self.signature}: {error}") from error
         bound.apply_defaults()
         return dict(bound.arguments)
 
@@ -248,7 +246,9 @@ def load_app(path: str | Path, *, name: str | None = None) -> App:
     except PerperErrorTypes:
         raise
     except Exception as error:
-        raise ConfigError(f"importing {str(path)!r} failed: {type(error).__name__}: {error}") from error
+        raise ConfigError(
+            f"importing {str(path)!r} failed: {type(error).__name__}: {error}"
+        ) from error
     apps = [value for value in vars(module).values() if isinstance(value, App)]
     if name is not None:
         apps = [a for a in apps if a.name == name]

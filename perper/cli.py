@@ -136,16 +136,38 @@ def _convert(key: str, raw: str, value: Any, expected: Any) -> Any:
 @click.argument("app_file", metavar="APP.py", type=click.Path(dir_okay=False))
 @click.option("--store", "store_url", metavar="URL", help=STORE_HELP)
 @click.option("--run", "run_name", metavar="NAME", help="Run name; the same name resumes it.")
-@click.option("--param", "params", metavar="KEY=VALUE", multiple=True,
-              help="A launcher parameter (repeatable); values are JSON or strings.")
-@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Worker processes to run it on (0: in this process).")
-@click.option("--lease-ttl", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
-              help="Seconds without renewal after which a dead worker's executions move.")
+@click.option(
+    "--param",
+    "params",
+    metavar="KEY=VALUE",
+    multiple=True,
+    help="A launcher parameter (repeatable); values are JSON or strings.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Worker processes to run it on (0: in this process).",
+)
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds without renewal after which a dead worker's executions move.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings from the app's loggers.")
 @_handle_errors
-def run(app_file: str, store_url: str | None, run_name: str | None, params: tuple[str, ...],
-        workers: int, lease_ttl: float, quiet: bool) -> None:
+def run(
+    app_file: str,
+    store_url: str | None,
+    run_name: str | None,
+    params: tuple[str, ...],
+    workers: int,
+    lease_ttl: float,
+    quiet: bool,
+) -> None:
     """Run APP.py's launcher and every stream it starts, until all finite ones finish.
 
     Running the same --run NAME again resumes an unfinished run (items already stored are
@@ -207,9 +229,11 @@ async def _show_progress(store: LogStore, run: str, console: Console) -> None:
             busy = [row for row in rows if row.status == RUNNING]
             line = f"run {run}: {total:,} items in {len(rows)} streams, {len(busy)} running"
             if busy:
-                line += " (" + ", ".join(
-                    f"{row.name.rsplit('/', 1)[-1]} {row.items:,}" for row in busy[:3]
-                ) + ")"
+                line += (
+                    " ("
+                    + ", ".join(f"{row.name.rsplit('/', 1)[-1]} {row.items:,}" for row in busy[:3])
+                    + ")"
+                )
             status.update(line)
             await asyncio.sleep(0.5)
 
@@ -219,16 +243,35 @@ def _worker_id() -> str:
 
 
 async def supervise_workers(
-    store: LogStore, app_file: str, url: str, run: str, count: int, lease_ttl: float,
-    console: Console, *, quiet: bool = False,
+    store: LogStore,
+    app_file: str,
+    url: str,
+    run: str,
+    count: int,
+    lease_ttl: float,
+    console: Console,
+    *,
+    quiet: bool = False,
 ) -> RunResult:
     """Start ``count`` worker processes on ``run`` and wait until it is done or failed.
 
     A worker killed by a signal is started again; its executions move to a live worker
     when their leases expire.
     """
-    command = [sys.executable, "-m", "perper.cli", "worker", app_file, "--store", url,
-               "--run", run, "--lease-ttl", str(lease_ttl), *(["--quiet"] if quiet else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "perper.cli",
+        "worker",
+        app_file,
+        "--store",
+        url,
+        "--run",
+        run,
+        "--lease-ttl",
+        str(lease_ttl),
+        *(["--quiet"] if quiet else []),
+    ]
 
     async def spawn() -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL)
@@ -243,8 +286,10 @@ async def supervise_workers(
                 break
             for index, process in enumerate(processes):
                 if process.returncode is not None and process.returncode < 0 and restarts < 1000:
-                    console.print(f"worker {process.pid} was killed by signal "
-                                  f"{-process.returncode}; starting another")
+                    console.print(
+                        f"worker {process.pid} was killed by signal "
+                        f"{-process.returncode}; starting another"
+                    )
                     restarts += 1
                     processes[index] = await spawn()
             if all(p.returncode is not None and p.returncode >= 0 for p in processes):
@@ -273,14 +318,19 @@ async def supervise_workers(
 @main.command()
 @click.argument("app_file", metavar="APP.py", type=click.Path(dir_okay=False))
 @click.option("--store", "store_url", metavar="URL", help=STORE_HELP)
-@click.option("--run", "run_name", metavar="NAME",
-              help="Only this run; exit once it has ended.")
-@click.option("--lease-ttl", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
-              help="Seconds without renewal after which a dead worker's executions move.")
+@click.option("--run", "run_name", metavar="NAME", help="Only this run; exit once it has ended.")
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds without renewal after which a dead worker's executions move.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings from the app's loggers.")
 @_handle_errors
-def worker(app_file: str, store_url: str | None, run_name: str | None, lease_ttl: float,
-           quiet: bool) -> None:
+def worker(
+    app_file: str, store_url: str | None, run_name: str | None, lease_ttl: float, quiet: bool
+) -> None:
     """Join a store and run unfinished executions of APP.py's runs until stopped.
 
     SIGINT/SIGTERM stop it gracefully: each execution finishes its current batch,
@@ -336,10 +386,15 @@ def streams_ls(store_url: str | None, run_name: str | None, as_json: bool) -> No
 
     rows = _run_async(_with_store(store_url, body))
     if as_json:
-        click.echo(json.dumps([
-            {"name": r.name, "function": r.function, "items": r.items, "status": r.status}
-            for r in rows
-        ], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {"name": r.name, "function": r.function, "items": r.items, "status": r.status}
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
     else:
         Console().print(_streams_table(rows))
 
@@ -347,10 +402,12 @@ def streams_ls(store_url: str | None, run_name: str | None, as_json: bool) -> No
 @streams.command("cat")
 @click.argument("name")
 @click.option("--store", "store_url", metavar="URL", help=STORE_HELP)
-@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
-              help="First seq to print.")
-@click.option("--limit", type=click.IntRange(min=0), default=None,
-              help="Print at most this many items.")
+@click.option(
+    "--start", type=click.IntRange(min=0), default=0, show_default=True, help="First seq to print."
+)
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=None, help="Print at most this many items."
+)
 @_handle_errors
 def streams_cat(name: str, store_url: str | None, start: int, limit: int | None) -> None:
     """Print the items of stream NAME, one JSON value per line."""

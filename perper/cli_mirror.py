@@ -124,7 +124,9 @@ def _same(src: str, dest: str) -> bool:
     return not src.startswith("memory://") and norm(src) == norm(dest)
 
 
-_run_option = click.option("--run", "run_name", metavar="NAME", help="Only this run's streams and metadata.")
+_run_option = click.option(
+    "--run", "run_name", metavar="NAME", help="Only this run's streams and metadata."
+)
 _streams_option = click.option(
     "--streams", "glob", metavar="GLOB",
     help="Only streams whose name matches this glob, e.g. 'r1/generator-*' (quote it).",
@@ -140,7 +142,9 @@ _streams_option = click.option(
     "--flat", is_flag=True,
     help="Also write each stream as a plain table (seq + item fields) for sqlite3/Datasette.",
 )  # fmt: skip
-def export_command(src_url: str, dest: str, run_name: str | None, glob: str | None, flat: bool) -> None:
+def export_command(
+    src_url: str, dest: str, run_name: str | None, glob: str | None, flat: bool
+) -> None:
     """Copy streams and metadata of SRC_URL into the SQLite log DEST.sqlite.
 
     Segments are copied without decoding items. Running the same export again resumes it
@@ -159,7 +163,9 @@ def export_command(src_url: str, dest: str, run_name: str | None, glob: str | No
             destination = _open(dest_url, "DEST")
             try:
                 with _Bar(f"export {src.url}") as bar:
-                    stats = await copy_store(src, destination, run=run_name, streams=glob, progress=bar)
+                    stats = await copy_store(
+                        src, destination, run=run_name, streams=glob, progress=bar
+                    )
                 if flat:
                     await write_flat_tables(destination, path, run=run_name, streams=glob)
             finally:
@@ -178,12 +184,27 @@ def export_command(src_url: str, dest: str, run_name: str | None, glob: str | No
 @click.argument("dest_url", metavar="DEST_URL")
 @_run_option
 @_streams_option
-@click.option("--follow", "following", is_flag=True,
-              help="Keep copying new items until SIGINT/SIGTERM, then flush and exit.")
-@click.option("--poll", type=click.FloatRange(min=0.01), default=0.5, show_default=True,
-              help="With --follow: seconds between passes (the bound on the lag).")
-def mirror_command(src_url: str, dest_url: str, run_name: str | None, glob: str | None,
-                   following: bool, poll: float) -> None:
+@click.option(
+    "--follow",
+    "following",
+    is_flag=True,
+    help="Keep copying new items until SIGINT/SIGTERM, then flush and exit.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.01),
+    default=0.5,
+    show_default=True,
+    help="With --follow: seconds between passes (the bound on the lag).",
+)
+def mirror_command(
+    src_url: str,
+    dest_url: str,
+    run_name: str | None,
+    glob: str | None,
+    following: bool,
+    poll: float,
+) -> None:
     """Copy streams and metadata of SRC_URL into the store DEST_URL (any kind).
 
     Resumable and idempotent like export. With --follow it keeps the copy within --poll
@@ -223,7 +244,9 @@ def mirror_command(src_url: str, dest_url: str, run_name: str | None, glob: str 
 
 def _warn_if_empty(stats: CopyStats, src_url: str, run: str | None, glob: str | None) -> None:
     if stats.streams == 0:
-        what = " ".join(f"{flag} {value}" for flag, value in (("--run", run), ("--streams", glob)) if value)
+        what = " ".join(
+            f"{flag} {value}" for flag, value in (("--run", run), ("--streams", glob)) if value
+        )
         click.echo(
             f"note: {src_url} holds no streams{' matching ' + what if what else ''}; check the "
             "URL (for Ignite, its namespace) and the selection",

@@ -45,15 +45,29 @@ _STYLES = {IDENTICAL: "green", DIVERGED: "bold red", UNREPLAYABLE: "yellow", STO
 @click.option("--function", metavar="NAME", help="Replay only the executions of this function.")
 @click.option("--execution", metavar="ID", help="Replay only this execution.")
 @click.option("--run", "run_name", metavar="NAME", help="Replay only this run.")
-@click.option("--until", type=click.IntRange(min=0), metavar="SEQ",
-              help="Stop just before the function yields SEQ.")
-@click.option("--pdb", "debug", is_flag=True,
-              help="Open pdb there (with --until), else at the first divergence.")
+@click.option(
+    "--until",
+    type=click.IntRange(min=0),
+    metavar="SEQ",
+    help="Stop just before the function yields SEQ.",
+)
+@click.option(
+    "--pdb",
+    "debug",
+    is_flag=True,
+    help="Open pdb there (with --until), else at the first divergence.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (for CI).")
-@click.option("--graph", is_flag=True,
-              help="Re-run whole runs from their ingest streams and compare every stream.")
-@click.option("--no-freeze-clock", is_flag=True,
-              help="Let direct time.time()/datetime.now() calls see the real clock.")
+@click.option(
+    "--graph",
+    is_flag=True,
+    help="Re-run whole runs from their ingest streams and compare every stream.",
+)
+@click.option(
+    "--no-freeze-clock",
+    is_flag=True,
+    help="Let direct time.time()/datetime.now() calls see the real clock.",
+)
 def replay_command(
     log: str,
     app_file: str,
@@ -75,8 +89,10 @@ def replay_command(
     Exit status: 0 all reproduce the log, 1 a divergence, 2 the log cannot be replayed.
     """
     if graph and (function or execution or until is not None or debug):
-        _fail("--graph replays whole runs: it takes --run, not --function, --execution, "
-              "--until or --pdb")
+        _fail(
+            "--graph replays whole runs: it takes --run, not --function, --execution, "
+            "--until or --pdb"
+        )
     if debug and as_json:
         _fail("--pdb is interactive and --json is for machines: use one of them")
     try:
@@ -93,8 +109,15 @@ def replay_command(
             sys.exit(graph_results.exit_code)
         with _progress(enabled=not (as_json or debug) and err.is_terminal, console=err) as bar:
             results = replay(
-                log, app, function=function, execution=execution, run=run_name, until=until,
-                debug=debug, freeze_clock=not no_freeze_clock, progress=bar,
+                log,
+                app,
+                function=function,
+                execution=execution,
+                run=run_name,
+                until=until,
+                debug=debug,
+                freeze_clock=not no_freeze_clock,
+                progress=bar,
             )
     except PerperError as error:
         _fail(str(error))
@@ -132,8 +155,12 @@ def _progress(*, enabled: bool, console: Console) -> Iterator[_Bar | None]:
         yield None
         return
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=console, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
     )
     with progress:
         yield _Bar(progress)
@@ -144,7 +171,9 @@ def _print_results(results: ReplayResults) -> None:
     table = Table("execution", "function", "items compared", "result")
     for result in results:
         table.add_row(
-            Text(result.execution), Text(result.function), str(result.items_compared),
+            Text(result.execution),
+            Text(result.function),
+            str(result.items_compared),
             Text(_cell(result), style=_STYLES[result.outcome]),
         )
     out.print(table)
@@ -160,15 +189,20 @@ def _print_results(results: ReplayResults) -> None:
     for note in results.notes:
         out.print(Text(f"note: {note}", style="dim"))
     counts = {o: sum(1 for r in results if r.outcome == o) for o in _STYLES}
-    verdict = {0: "the code reproduces the log", 1: "the code diverges from the log",
-               2: "the log cannot be replayed"}[results.exit_code]
-    out.print(Text(
-        f"\n{len(results)} execution{'' if len(results) == 1 else 's'}: {counts[IDENTICAL]} identical, {counts[DIVERGED]} "
-        f"diverged, {counts[UNREPLAYABLE]} cannot be replayed"
-        + (f", {counts[STOPPED]} stopped" if counts[STOPPED] else "")
-        + f" — {verdict}",
-        style=_STYLES[IDENTICAL] if results.exit_code == 0 else "bold",
-    ))
+    verdict = {
+        0: "the code reproduces the log",
+        1: "the code diverges from the log",
+        2: "the log cannot be replayed",
+    }[results.exit_code]
+    out.print(
+        Text(
+            f"\n{len(results)} execution{'' if len(results) == 1 else 's'}: {counts[IDENTICAL]} identical, {counts[DIVERGED]} "
+            f"diverged, {counts[UNREPLAYABLE]} cannot be replayed"
+            + (f", {counts[STOPPED]} stopped" if counts[STOPPED] else "")
+            + f" — {verdict}",
+            style=_STYLES[IDENTICAL] if results.exit_code == 0 else "bold",
+        )
+    )
 
 
 def _cell(result: ReplayResult) -> str:
@@ -187,27 +221,40 @@ def _print_graph(results: GraphReplayResults) -> None:
         if run.outcome == UNREPLAYABLE:
             out.print(Text(f"run {run.run} cannot be replayed: {run.reason}", style="yellow"))
             continue
-        table = Table("stream", "function", "recorded", "replayed", "result",
-                      title=f"run {run.run}")
+        table = Table(
+            "stream", "function", "recorded", "replayed", "result", title=f"run {run.run}"
+        )
         for stream in run.streams:
             result = stream.outcome
             if stream.divergence is not None:
                 result += f" ({stream.divergence.kind}) at {stream.divergence.seq}"
-            table.add_row(Text(stream.stream), Text(stream.function), str(stream.recorded_items),
-                          str(stream.replayed_items), Text(result, style=_STYLES[stream.outcome]))
+            table.add_row(
+                Text(stream.stream),
+                Text(stream.function),
+                str(stream.recorded_items),
+                str(stream.replayed_items),
+                Text(result, style=_STYLES[stream.outcome]),
+            )
         out.print(table)
         for stream in run.streams:
             if stream.divergence is not None:
                 out.print(Text(f"\n{stream.stream} diverged:", style="bold red"))
                 out.print(Text("  " + stream.divergence.describe("    ")))
         for failure in run.failures:
-            out.print(Text(f"\n{failure.execution} ({failure.function}) failed in the replay:",
-                           style="bold red"))
+            out.print(
+                Text(
+                    f"\n{failure.execution} ({failure.function}) failed in the replay:",
+                    style="bold red",
+                )
+            )
             out.print(Text("\n".join("  " + line for line in failure.error.splitlines())))
         for note in run.notes:
             out.print(Text(f"note: {note}", style="dim"))
     for note in results.notes:
         out.print(Text(f"note: {note}", style="dim"))
-    verdict = {0: "every stream reproduces the log", 1: "the run diverges from the log",
-               2: "the log cannot be replayed"}[results.exit_code]
+    verdict = {
+        0: "every stream reproduces the log",
+        1: "the run diverges from the log",
+        2: "the log cannot be replayed",
+    }[results.exit_code]
     out.print(Text(verdict, style=_STYLES[IDENTICAL] if results.exit_code == 0 else "bold"))

@@ -55,10 +55,15 @@ def register(cls: type[T] | None = None, *, name: str | None = None) -> Any:
             )
         key = name or klass.__qualname__
         existing = _types_by_name.get(key)
-        if existing is not None and existing is not klass and (
-            existing.__module__,
-            existing.__qualname__,
-        ) != (klass.__module__, klass.__qualname__):
+        if (
+            existing is not None
+            and existing is not klass
+            and (
+                existing.__module__,
+                existing.__qualname__,
+            )
+            != (klass.__module__, klass.__qualname__)
+        ):
             raise ConfigError(
                 f"codec name {key!r} is already registered for {existing.__module__}."
                 f"{existing.__qualname__}; pass register(..., name='Other') to pick another"
@@ -93,8 +98,10 @@ def _ext_hook(code: int, data: bytes) -> Any:
             # Decoding without the app at hand (perper streams cat): keep the data.
             return {"__type__": name, **fields}
         return cls(**fields)
-    raise FormatError(f"unknown msgpack ext type {code} in stored data: the log is corrupt "
-                      "or was written by a newer perper")
+    raise FormatError(
+        f"unknown msgpack ext type {code} in stored data: the log is corrupt "
+        "or was written by a newer perper"
+    )
 
 
 # Plain msgpack only: every type ormsgpack would encode lossily (a datetime as a string,
@@ -182,8 +189,9 @@ def unpack(data: bytes) -> Any:
     except ValueError as error:
         if failed:
             raise failed[0] from None
-        raise FormatError(f"stored data is not valid msgpack ({error}): the log is "
-                          "corrupt") from None
+        raise FormatError(
+            f"stored data is not valid msgpack ({error}): the log is corrupt"
+        ) from None
 
 
 def pack_segment(items: Sequence[Any]) -> bytes:

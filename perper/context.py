@@ -93,9 +93,7 @@ class Context:
         ref = self._host.reserve_call(fn)
         return await self._host.start_reserved(ref, fn, args, kwargs)
 
-    def declare(
-        self, fn: StreamFunction
-    ) -> tuple[StreamRef, Callable[..., Awaitable[StreamRef]]]:
+    def declare(self, fn: StreamFunction) -> tuple[StreamRef, Callable[..., Awaitable[StreamRef]]]:
         """Reserve the output stream of ``fn`` before starting it, for cyclic graphs.
 
         Returns ``(ref, start)``: pass ``ref`` to other functions now and call
@@ -119,6 +117,7 @@ class Context:
 
     def uuid(self) -> _uuid.UUID:
         """A random UUID (version 4), recorded like :meth:`now`."""
-        raw = self._host.effect("uuid", lambda: _uuid.UUID(
-            bytes=self._host.entropy_bytes(16), version=4).hex)
+        raw = self._host.effect(
+            "uuid", lambda: _uuid.UUID(bytes=self._host.entropy_bytes(16), version=4).hex
+        )
         return _uuid.UUID(hex=raw)

@@ -39,17 +39,25 @@ def _diff(expected: Any, actual: Any, path: str, lines: list[str]) -> None:
         for index, (old, new) in enumerate(zip(expected, actual, strict=False)):
             _diff(old, new, f"{path}[{index}]", lines)
         if len(expected) > len(actual):
-            lines.append(f"{path}: {len(expected) - len(actual)} fewer elements "
-                         f"(missing {list(expected[len(actual):])!r})")
+            lines.append(
+                f"{path}: {len(expected) - len(actual)} fewer elements "
+                f"(missing {list(expected[len(actual) :])!r})"
+            )
         elif len(actual) > len(expected):
-            lines.append(f"{path}: {len(actual) - len(expected)} more elements "
-                         f"(extra {list(actual[len(expected):])!r})")
+            lines.append(
+                f"{path}: {len(actual) - len(expected)} more elements "
+                f"(extra {list(actual[len(expected) :])!r})"
+            )
         return
     if type(expected) is not type(actual) and not (
-        isinstance(expected, (int, float)) and isinstance(actual, (int, float))
-        and not isinstance(expected, bool) and not isinstance(actual, bool)
+        isinstance(expected, (int, float))
+        and isinstance(actual, (int, float))
+        and not isinstance(expected, bool)
+        and not isinstance(actual, bool)
     ):
-        lines.append(f"{path}: expected {expected!r} ({type(expected).__name__}), "
-                     f"got {actual!r} ({type(actual).__name__})")
+        lines.append(
+            f"{path}: expected {expected!r} ({type(expected).__name__}), "
+            f"got {actual!r} ({type(actual).__name__})"
+        )
     elif expected != actual:
         lines.append(f"{path}: expected {expected!r}, got {actual!r}")

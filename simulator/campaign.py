@@ -143,23 +143,42 @@ class Simulation:
 
     def scenario(self, seed: int, schedule: Sequence[Fault] | None = None) -> Scenario:
         """The scenario ``seed`` derives (with ``schedule`` instead of the drawn one)."""
-        scenario = derive_scenario(seed, kinds=self.kinds, workers=self.workers,
-                                   reference_steps=self.reference.steps, swarm=self.swarm)
+        scenario = derive_scenario(
+            seed,
+            kinds=self.kinds,
+            workers=self.workers,
+            reference_steps=self.reference.steps,
+            swarm=self.swarm,
+        )
         if schedule is not None:
             scenario = scenario.with_schedule(schedule)
         return scenario
 
     def run_scenario(self, scenario: Scenario, *, trace: bool = False) -> SimulationResult:
-        return simulate(self.app, self.params, scenario, reference=self.reference,
-                        planted_bugs=self.planted_bugs, trace=trace, step_budget=self.step_budget)
+        return simulate(
+            self.app,
+            self.params,
+            scenario,
+            reference=self.reference,
+            planted_bugs=self.planted_bugs,
+            trace=trace,
+            step_budget=self.step_budget,
+        )
 
-    def run_seed(self, seed: int, *, trace: bool = False,
-                 schedule: Sequence[Fault] | None = None) -> SimulationResult:
+    def run_seed(
+        self, seed: int, *, trace: bool = False, schedule: Sequence[Fault] | None = None
+    ) -> SimulationResult:
         """Simulate one seed (optionally with an explicit fault schedule)."""
         return self.run_scenario(self.scenario(seed, schedule), trace=trace)
 
-    def run_seeds(self, seeds: Iterable[int], *, jobs: int = 1, trace: bool = False,
-                  stop_on_failure: bool = False) -> CampaignResult:
+    def run_seeds(
+        self,
+        seeds: Iterable[int],
+        *,
+        jobs: int = 1,
+        trace: bool = False,
+        stop_on_failure: bool = False,
+    ) -> CampaignResult:
         """Simulate every seed; with ``jobs`` > 1, spread them over processes. The lowest
         failing seed is re-run here (runs are deterministic) for its full result."""
         seeds = list(seeds)
@@ -203,8 +222,9 @@ class Simulation:
                 data = pipe.read()
             _, status = os.waitpid(pid, 0)
             if os.waitstatus_to_exitcode(status) != 0 or not data:
-                errors.append(f"simulator job {pid} exited with status "
-                              f"{os.waitstatus_to_exitcode(status)}")
+                errors.append(
+                    f"simulator job {pid} exited with status {os.waitstatus_to_exitcode(status)}"
+                )
                 continue
             for fields in codec.unpack(data):
                 outcome = SeedOutcome(**fields)
@@ -222,8 +242,15 @@ class Simulation:
         """
         # Buffers flush on blocking and at checkpoints only (big batches, no timer), so a
         # crash can land between a checkpoint and the flush of the items it covers.
-        base = replace(self.scenario(seed), workers=workers, kinds=("crash",), schedule=(),
-                       yield_every_call=True, flush_delay=60.0, batch_size=1000)
+        base = replace(
+            self.scenario(seed),
+            workers=workers,
+            kinds=("crash",),
+            schedule=(),
+            yield_every_call=True,
+            flush_delay=60.0,
+            batch_size=1000,
+        )
         started = time.perf_counter()
         clean = self.run_scenario(base)
         outcomes = [_outcome(clean)]
@@ -259,10 +286,14 @@ def _run_child(simulation: Simulation, seeds: list[int], trace: bool, pipe: int)
 
 def _outcome(result: SimulationResult) -> SeedOutcome:
     return SeedOutcome(
-        seed=result.seed, ok=result.ok,
+        seed=result.seed,
+        ok=result.ok,
         kind=result.violation.kind if result.violation else None,
-        steps=result.steps, virtual_time=result.virtual_time, wall_time=result.wall_time,
-        trace_hash=result.trace_hash, report="" if result.ok else result.describe(),
+        steps=result.steps,
+        virtual_time=result.virtual_time,
+        wall_time=result.wall_time,
+        trace_hash=result.trace_hash,
+        report="" if result.ok else result.describe(),
     )
 
 
@@ -277,7 +308,9 @@ def parse_seeds(text: str) -> range:
         else:
             first = last = int(text)
     except ValueError:
-        raise ConfigError(f"--seeds {text!r}: write A..B, e.g. 0..199 (both ends included)") from None
+        raise ConfigError(
+            f"--seeds {text!r}: write A..B, e.g. 0..199 (both ends included)"
+        ) from None
     if last < first:
         raise ConfigError(f"--seeds {text!r}: the range is empty ({last} < {first})")
     return range(first, last + 1)
@@ -312,8 +345,13 @@ def save_sqlite(store: MemoryStore, path: str | os.PathLike[str]) -> Path:
 
 
 def reproduce_command(
-    app_path: str, seed: int, *, kinds: Sequence[str], workers: int | None,
-    params: Sequence[str], schedule: Sequence[Fault] | None = None,
+    app_path: str,
+    seed: int,
+    *,
+    kinds: Sequence[str],
+    workers: int | None,
+    params: Sequence[str],
+    schedule: Sequence[Fault] | None = None,
 ) -> str:
     """The one-line command that re-runs exactly this seed."""
     parts = ["python -m simulator run", app_path, f"--seed {seed}"]

@@ -55,10 +55,14 @@ class Violation:
     worker: str | None = None
 
     def describe(self) -> str:
-        where = f"step {self.step}, t={self.time:.4f}s" + (f", worker {self.worker}" if self.worker else "")
+        where = f"step {self.step}, t={self.time:.4f}s" + (
+            f", worker {self.worker}" if self.worker else ""
+        )
         lines = [f"{self.kind} ({where}): " + self.message]
         if self.stream is not None:
-            lines.append(f"  stream: {self.stream}" + (f", seq {self.seq}" if self.seq is not None else ""))
+            lines.append(
+                f"  stream: {self.stream}" + (f", seq {self.seq}" if self.seq is not None else "")
+            )
         if self.kind in ("output-mismatch", "extra-item", "missing-items"):
             lines.append(f"  expected: {_short(self.expected)}")
             lines.append(f"  actual:   {_short(self.actual)}")
@@ -124,22 +128,28 @@ class Reference:
     @classmethod
     async def from_store(cls, store: MemoryStore, run: str) -> Reference:
         ref = cls()
-        executions = {key: meta.value for key, meta in await store.meta_scan("executions", prefix=run + "/")}
+        executions = {
+            key: meta.value for key, meta in await store.meta_scan("executions", prefix=run + "/")
+        }
         effects = {
             info.name[: -len(EFFECTS_SUFFIX)]
             for info in await store.streams(prefix=run + "/")
             if info.name.endswith(EFFECTS_SUFFIX) and info.head > 0
         }
         tainted: set[str] = set()
-        launcher_tainted = any(v["kind"] == "launcher" and k in effects for k, v in executions.items())
+        launcher_tainted = any(
+            v["kind"] == "launcher" and k in effects for k, v in executions.items()
+        )
         changed = True
         while changed:
             changed = False
             for key, value in executions.items():
                 if key in tainted:
                     continue
-                if launcher_tainted or key in effects or any(
-                    ref_ in tainted for ref_ in _refs(codec.unpack(value["params"]))
+                if (
+                    launcher_tainted
+                    or key in effects
+                    or any(ref_ in tainted for ref_ in _refs(codec.unpack(value["params"])))
                 ):
                     tainted.add(key)
                     changed = True
@@ -184,8 +194,12 @@ class OutputChecker:
             return None
         expected = self.reference.outputs.get(stream)
         if expected is None:
-            return Violation("unexpected-stream", f"stream {stream!r} is not in the fault-free run",
-                             stream=stream, seq=seq)
+            return Violation(
+                "unexpected-stream",
+                f"stream {stream!r} is not in the fault-free run",
+                stream=stream,
+                seq=seq,
+            )
         items = codec.unpack_segment(data)
         for offset, item in enumerate(items):
             position = seq + offset
@@ -194,15 +208,20 @@ class OutputChecker:
                     "extra-item",
                     f"{stream!r} got an item at seq {position}, but the fault-free run has only "
                     f"{len(expected)} items (a duplicate or an invented item)",
-                    stream=stream, seq=position, expected=None, actual=item,
+                    stream=stream,
+                    seq=position,
+                    expected=None,
+                    actual=item,
                 )
             if codec.canonical(item) != expected[position]:
                 return Violation(
                     "output-mismatch",
                     f"{stream!r} holds another item at seq {position} than the fault-free run "
                     "(lost, duplicated, reordered or changed output)",
-                    stream=stream, seq=position,
-                    expected=self.reference.items[stream][position], actual=item,
+                    stream=stream,
+                    seq=position,
+                    expected=self.reference.items[stream][position],
+                    actual=item,
                 )
         return None
 
@@ -218,16 +237,24 @@ class OutputChecker:
                 return Violation(
                     "missing-items",
                     f"{stream!r} ends with {head} items; the fault-free run has {ref.heads[stream]}",
-                    stream=stream, seq=head, expected=ref.items[stream][head],
+                    stream=stream,
+                    seq=head,
+                    expected=ref.items[stream][head],
                     actual=None,
                 )
             if stream in ref.sealed and stream not in sealed:
-                return Violation("not-sealed", f"{stream!r} has all its items but was never sealed",
-                                 stream=stream)
+                return Violation(
+                    "not-sealed",
+                    f"{stream!r} has all its items but was never sealed",
+                    stream=stream,
+                )
         for stream in sorted(heads):
             if stream not in ref.heads and "#" not in stream:
-                return Violation("unexpected-stream", f"stream {stream!r} is not in the fault-free run",
-                                 stream=stream)
+                return Violation(
+                    "unexpected-stream",
+                    f"stream {stream!r} is not in the fault-free run",
+                    stream=stream,
+                )
         return None
 
 
@@ -271,11 +298,18 @@ def failed_execution(value: dict[str, Any]) -> Violation | None:
     summary = error_summary(error)
     hint = ""
     if kind == "nondeterminism":
-        hint = ("\n  (the function is not a pure function of its inputs, ctx.state and recorded "
-                "effects — e.g. it keeps memory in local variables while declaring "
-                "recovery='checkpoint')")
+        hint = (
+            "\n  (the function is not a pure function of its inputs, ctx.state and recorded "
+            "effects — e.g. it keeps memory in local variables while declaring "
+            "recovery='checkpoint')"
+        )
     elif kind == "store-error-not-tolerated":
-        hint = ("\n  (the runtime failed the execution on a transient store error instead of "
-                "dropping it and retrying under its lease)")
-    return Violation(kind, f"execution {value['id']!r} ({value['function']}) failed: {summary}{hint}",
-                     stream=value["id"])
+        hint = (
+            "\n  (the runtime failed the execution on a transient store error instead of "
+            "dropping it and retrying under its lease)"
+        )
+    return Violation(
+        kind,
+        f"execution {value['id']!r} ({value['function']}) failed: {summary}{hint}",
+        stream=value["id"],
+    )

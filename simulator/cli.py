@@ -1,8 +1,8 @@
 """``python -m simulator``: run an app through hundreds of seeded, faulty deployments.
 
-    python -m simulator run examples/basic.py --seeds 0..199
-    python -m simulator run examples/running_total.py --seed 17 --shrink
-    python -m simulator bench
+python -m simulator run examples/basic.py --seeds 0..199
+python -m simulator run examples/running_total.py --seed 17 --shrink
+python -m simulator bench
 """
 
 from __future__ import annotations
@@ -45,31 +45,85 @@ def main() -> None:
 
 @main.command()
 @click.argument("app_file", metavar="APP.py", type=click.Path(dir_okay=False))
-@click.option("--seeds", "seed_range", metavar="A..B", default=None,
-              help="Seeds to run, both ends included [default: 0..99].")
+@click.option(
+    "--seeds",
+    "seed_range",
+    metavar="A..B",
+    default=None,
+    help="Seeds to run, both ends included [default: 0..99].",
+)
 @click.option("--seed", type=int, default=None, help="Run this one seed (reproduce a failure).")
-@click.option("--faults", "faults", metavar="KINDS", default=",".join(DEFAULT_FAULTS),
-              show_default=True,
-              help=f"Fault kinds a seed may enable, comma-separated, from: {', '.join(FAULT_KINDS)} "
-                   "(or all, none).")
-@click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
-              help="Workers per deployment [default: drawn per seed, 1-4].")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes to spread seeds over.")
-@click.option("--trace", is_flag=True, help="Hash every scheduling step; print each seed's trace hash.")
-@click.option("--shrink", is_flag=True, help="Shrink the first failure's fault schedule to a minimal one.")
-@click.option("--sweep", is_flag=True,
-              help="Crash the deployment at every scheduling step of a short run, one run each.")
-@click.option("--param", "params", metavar="KEY=VALUE", multiple=True,
-              help="A launcher parameter (repeatable), as for 'perper run'.")
-@click.option("--schedule", "schedule_spec", metavar="SPEC", default=None,
-              help="Use this fault schedule instead of the seed's (as printed by a failure).")
-@click.option("--save", "save_path", metavar="PATH.db", default=None,
-              help=f"Where to save a failing run's store [default: {DEFAULT_SAVE_DIR}/APP-seedN.db].")
+@click.option(
+    "--faults",
+    "faults",
+    metavar="KINDS",
+    default=",".join(DEFAULT_FAULTS),
+    show_default=True,
+    help=f"Fault kinds a seed may enable, comma-separated, from: {', '.join(FAULT_KINDS)} "
+    "(or all, none).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    default=None,
+    help="Workers per deployment [default: drawn per seed, 1-4].",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes to spread seeds over.",
+)
+@click.option(
+    "--trace", is_flag=True, help="Hash every scheduling step; print each seed's trace hash."
+)
+@click.option(
+    "--shrink", is_flag=True, help="Shrink the first failure's fault schedule to a minimal one."
+)
+@click.option(
+    "--sweep",
+    is_flag=True,
+    help="Crash the deployment at every scheduling step of a short run, one run each.",
+)
+@click.option(
+    "--param",
+    "params",
+    metavar="KEY=VALUE",
+    multiple=True,
+    help="A launcher parameter (repeatable), as for 'perper run'.",
+)
+@click.option(
+    "--schedule",
+    "schedule_spec",
+    metavar="SPEC",
+    default=None,
+    help="Use this fault schedule instead of the seed's (as printed by a failure).",
+)
+@click.option(
+    "--save",
+    "save_path",
+    metavar="PATH.db",
+    default=None,
+    help=f"Where to save a failing run's store [default: {DEFAULT_SAVE_DIR}/APP-seedN.db].",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show the runtime's log messages.")
-def run(app_file: str, seed_range: str | None, seed: int | None, faults: str, workers: int | None,
-        jobs: int, trace: bool, shrink: bool, sweep: bool, params: tuple[str, ...],
-        schedule_spec: str | None, save_path: str | None, verbose: bool) -> None:
+def run(
+    app_file: str,
+    seed_range: str | None,
+    seed: int | None,
+    faults: str,
+    workers: int | None,
+    jobs: int,
+    trace: bool,
+    shrink: bool,
+    sweep: bool,
+    params: tuple[str, ...],
+    schedule_spec: str | None,
+    save_path: str | None,
+    verbose: bool,
+) -> None:
     """Simulate APP.py under faults, seed after seed, and check every output against a
     fault-free run. Exit status 1 if a seed fails."""
     if verbose:
@@ -78,8 +132,20 @@ def run(app_file: str, seed_range: str | None, seed: int | None, faults: str, wo
         # Lost leases and stopped executions are routine under faults.
         logging.disable(logging.CRITICAL)
     try:
-        code = _run(app_file, seed_range, seed, faults, workers, jobs, trace, shrink, sweep,
-                    params, schedule_spec, save_path)
+        code = _run(
+            app_file,
+            seed_range,
+            seed,
+            faults,
+            workers,
+            jobs,
+            trace,
+            shrink,
+            sweep,
+            params,
+            schedule_spec,
+            save_path,
+        )
     except (ConfigError, PerperError) as error:
         click.echo(f"error: {error}", err=True)
         code = 2
@@ -89,9 +155,20 @@ def run(app_file: str, seed_range: str | None, seed: int | None, faults: str, wo
     sys.exit(code)
 
 
-def _run(app_file: str, seed_range: str | None, seed: int | None, faults: str, workers: int | None,
-         jobs: int, trace: bool, shrink: bool, sweep: bool, params: tuple[str, ...],
-         schedule_spec: str | None, save_path: str | None) -> int:
+def _run(
+    app_file: str,
+    seed_range: str | None,
+    seed: int | None,
+    faults: str,
+    workers: int | None,
+    jobs: int,
+    trace: bool,
+    shrink: bool,
+    sweep: bool,
+    params: tuple[str, ...],
+    schedule_spec: str | None,
+    save_path: str | None,
+) -> int:
     from perper.cli import parse_params
 
     if seed is not None and seed_range is not None:
@@ -109,15 +186,23 @@ def _run(app_file: str, seed_range: str | None, seed: int | None, faults: str, w
     )
 
     def command(s: int, sched: Any = None) -> str:
-        return reproduce_command(app_file, s, kinds=kinds, workers=workers, params=params,
-                                 schedule=sched)
+        return reproduce_command(
+            app_file, s, kinds=kinds, workers=workers, params=params, schedule=sched
+        )
 
     if sweep:
         result = simulation.sweep(seed=seed or 0, workers=workers or 1)
-        click.echo(f"sweep: crashed the run at each of its {len(result.outcomes) - 1} scheduling steps")
+        click.echo(
+            f"sweep: crashed the run at each of its {len(result.outcomes) - 1} scheduling steps"
+        )
         click.echo(result.summary())
         if result.first_failure is not None:
-            _report_failure(result.first_failure, app_file, save_path, command(seed or 0, result.first_failure.scenario.schedule))
+            _report_failure(
+                result.first_failure,
+                app_file,
+                save_path,
+                command(seed or 0, result.first_failure.scenario.schedule),
+            )
             return 1
         click.echo("ok: every crash point recovered to the fault-free output")
         return 0
@@ -125,8 +210,9 @@ def _run(app_file: str, seed_range: str | None, seed: int | None, faults: str, w
     if schedule is not None:
         started = time.perf_counter()
         one = simulation.run_seed(seeds[0], trace=trace, schedule=schedule)
-        campaign = CampaignResult((_light(one),), time.perf_counter() - started,
-                                  None if one.ok else one)
+        campaign = CampaignResult(
+            (_light(one),), time.perf_counter() - started, None if one.ok else one
+        )
     else:
         campaign = simulation.run_seeds(seeds, jobs=jobs, trace=trace)
     if trace:
@@ -138,11 +224,12 @@ def _run(app_file: str, seed_range: str | None, seed: int | None, faults: str, w
         click.echo("ok: every output equals the fault-free run")
         return 0
     others = [o.seed for o in campaign.failures if o.seed != failure.seed]
-    _report_failure(failure, app_file, save_path,
-                    command(failure.seed, schedule))
+    _report_failure(failure, app_file, save_path, command(failure.seed, schedule))
     if others:
-        click.echo(f"other failing seeds: {', '.join(map(str, others[:30]))}"
-                   + (" ..." if len(others) > 30 else ""))
+        click.echo(
+            f"other failing seeds: {', '.join(map(str, others[:30]))}"
+            + (" ..." if len(others) > 30 else "")
+        )
     if shrink:
         assert failure.violation is not None
         shrunk = shrink_schedule(
@@ -163,12 +250,18 @@ def _light(result: SimulationResult) -> Any:
     return _outcome(result)
 
 
-def _report_failure(result: SimulationResult, app_file: str, save_path: str | None, command: str) -> None:
+def _report_failure(
+    result: SimulationResult, app_file: str, save_path: str | None, command: str
+) -> None:
     click.echo("")
     click.echo(result.describe())
     click.echo(f"  schedule spec: {format_schedule(result.scenario.schedule)}")
     if result.store is not None:
-        path = Path(save_path) if save_path else DEFAULT_SAVE_DIR / f"{Path(app_file).stem}-seed{result.seed}.db"
+        path = (
+            Path(save_path)
+            if save_path
+            else DEFAULT_SAVE_DIR / f"{Path(app_file).stem}-seed{result.seed}.db"
+        )
         saved = save_sqlite(result.store, path)
         click.echo(f"  store saved: {saved}  (perper streams ls --store sqlite:///{saved})")
     click.echo(f"reproduce: {command}")

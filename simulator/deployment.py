@@ -67,9 +67,15 @@ class SimulatedDeployment:
         planted_bugs: frozenset[str] = frozenset(),
     ) -> None:
         scenario = Scenario(
-            seed=seed, workers=workers, kinds=("crash",), lease_ttl=lease_ttl,
-            batch_size=batch_size, flush_delay=flush_delay, checkpoint_every=checkpoint_every,
-            poll_interval=poll_interval, heal_at=math.inf,
+            seed=seed,
+            workers=workers,
+            kinds=("crash",),
+            lease_ttl=lease_ttl,
+            batch_size=batch_size,
+            flush_delay=flush_delay,
+            checkpoint_every=checkpoint_every,
+            poll_interval=poll_interval,
+            heal_at=math.inf,
         )
         self.world = World(app, params or {}, scenario, planted_bugs=planted_bugs)
         self.world.loop.run_until_complete(self.world.start())
@@ -145,7 +151,9 @@ class SimulatedDeployment:
         result: dict[str, list[Any]] = {}
         for name, stream in sorted(store._streams.items()):
             if name.startswith(RUN + "/") and not is_internal_stream(name):
-                result[name] = [item for _, data in stream.data for item in codec.unpack_segment(data)]
+                result[name] = [
+                    item for _, data in stream.data for item in codec.unpack_segment(data)
+                ]
         return result
 
     def close(self) -> None:

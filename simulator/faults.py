@@ -31,8 +31,15 @@ FAULT_KINDS = ("crash", "lease-expiry", "partition", "latency", "skew", "errors"
 #: The kinds on unless ``--faults`` says otherwise: all of them.
 DEFAULT_FAULTS = FAULT_KINDS
 
-_ALIASES = {"pause": "lease-expiry", "partitions": "partition", "crashes": "crash",
-            "error": "errors", "timeout": "timeouts", "clock-skew": "skew", "all": "all"}
+_ALIASES = {
+    "pause": "lease-expiry",
+    "partitions": "partition",
+    "crashes": "crash",
+    "error": "errors",
+    "timeout": "timeouts",
+    "clock-skew": "skew",
+    "all": "all",
+}
 
 
 def parse_fault_kinds(text: str) -> tuple[str, ...]:
@@ -86,8 +93,10 @@ class Crash(Fault):
     restart_after: float = 0.0
 
     def describe(self) -> str:
-        return (f"crash worker {self.worker} at its step {self.step}, "
-                f"restart it {self.restart_after:.3g}s later")
+        return (
+            f"crash worker {self.worker} at its step {self.step}, "
+            f"restart it {self.restart_after:.3g}s later"
+        )
 
     def spec(self) -> str:
         return f"crash:{self.worker}:{self.step}:{self.restart_after:g}"
@@ -102,8 +111,10 @@ class Pause(Fault):
     duration: float = 1.0
 
     def describe(self) -> str:
-        return (f"pause worker {self.worker} at its step {self.step} for {self.duration:.3g}s "
-                "(its leases expire)")
+        return (
+            f"pause worker {self.worker} at its step {self.step} for {self.duration:.3g}s "
+            "(its leases expire)"
+        )
 
     def spec(self) -> str:
         return f"pause:{self.worker}:{self.step}:{self.duration:g}"
@@ -120,8 +131,10 @@ class Partition(Fault):
     duration: float = 1.0
 
     def describe(self) -> str:
-        return (f"partition worker {self.worker} from the store at {self.start:.3g}s "
-                f"for {self.duration:.3g}s")
+        return (
+            f"partition worker {self.worker} from the store at {self.start:.3g}s "
+            f"for {self.duration:.3g}s"
+        )
 
     def spec(self) -> str:
         return f"partition:{self.worker}:{self.start:g}:{self.duration:g}"
@@ -136,8 +149,10 @@ class Latency(Fault):
     delay: float = 0.01
 
     def describe(self) -> str:
-        return (f"delay {self.rate:.0%} of worker {self.worker}'s store calls by up to "
-                f"{self.delay:.3g}s")
+        return (
+            f"delay {self.rate:.0%} of worker {self.worker}'s store calls by up to "
+            f"{self.delay:.3g}s"
+        )
 
     def spec(self) -> str:
         return f"latency:{self.worker}:{self.rate:g}:{self.delay:g}"
@@ -151,7 +166,9 @@ class Skew(Fault):
     rate: float = 1.0
 
     def describe(self) -> str:
-        return f"skew worker {self.worker}'s clock by {self.offset:+.3g}s, running at {self.rate:.3g}x"
+        return (
+            f"skew worker {self.worker}'s clock by {self.offset:+.3g}s, running at {self.rate:.3g}x"
+        )
 
     def spec(self) -> str:
         return f"skew:{self.worker}:{self.offset:g}:{self.rate:g}"
@@ -179,8 +196,10 @@ class Timeouts(Fault):
     rate: float = 0.02
 
     def describe(self) -> str:
-        return (f"time out {self.rate:.1%} of worker {self.worker}'s writes after they "
-                "landed (unknown outcome)")
+        return (
+            f"time out {self.rate:.1%} of worker {self.worker}'s writes after they "
+            "landed (unknown outcome)"
+        )
 
     def spec(self) -> str:
         return f"timeouts:{self.worker}:{self.rate:g}"
@@ -223,7 +242,9 @@ def parse_schedule(text: str) -> tuple[Fault, ...]:
             )
         cls, fields = entry
         try:
-            values = {name: convert(raw) for (name, convert), raw in zip(fields, parts[2:], strict=True)}
+            values = {
+                name: convert(raw) for (name, convert), raw in zip(fields, parts[2:], strict=True)
+            }
             kind = "lease-expiry" if parts[0] == "pause" else parts[0]
             faults.append(cls(kind=kind, worker=int(parts[1]), **values))
         except ValueError as error:
@@ -302,36 +323,56 @@ def derive_scenario(
     schedule: list[Fault] = []
     if "crash" in enabled:
         for _ in range(rng.choice((1, 1, 2, 3))):
-            schedule.append(Crash(
-                "crash", rng.randrange(n), rng.randint(1, reach),
-                round(rng.choice((0.0, rng.uniform(0.0, 2.0 * ttl))), 3),
-            ))
+            schedule.append(
+                Crash(
+                    "crash",
+                    rng.randrange(n),
+                    rng.randint(1, reach),
+                    round(rng.choice((0.0, rng.uniform(0.0, 2.0 * ttl))), 3),
+                )
+            )
     if "lease-expiry" in enabled and n > 1:
         for _ in range(rng.choice((1, 1, 2))):
-            schedule.append(Pause(
-                "lease-expiry", rng.randrange(n), rng.randint(1, reach),
-                round(rng.uniform(1.2, 3.0) * ttl, 3),
-            ))
+            schedule.append(
+                Pause(
+                    "lease-expiry",
+                    rng.randrange(n),
+                    rng.randint(1, reach),
+                    round(rng.uniform(1.2, 3.0) * ttl, 3),
+                )
+            )
     if "partition" in enabled:
         for _ in range(rng.choice((1, 2))):
-            schedule.append(Partition(
-                "partition", rng.randrange(n), round(rng.uniform(0.0, heal_at), 3),
-                round(rng.uniform(0.1, 2.5) * ttl, 3),
-            ))
+            schedule.append(
+                Partition(
+                    "partition",
+                    rng.randrange(n),
+                    round(rng.uniform(0.0, heal_at), 3),
+                    round(rng.uniform(0.1, 2.5) * ttl, 3),
+                )
+            )
     if "latency" in enabled:
         for worker in range(n):
             if rng.random() < 0.7:
-                schedule.append(Latency(
-                    "latency", worker, rng.choice((0.1, 0.3, 0.7, 1.0)),
-                    rng.choice((0.0, 0.001, 0.01, 0.1)),
-                ))
+                schedule.append(
+                    Latency(
+                        "latency",
+                        worker,
+                        rng.choice((0.1, 0.3, 0.7, 1.0)),
+                        rng.choice((0.0, 0.001, 0.01, 0.1)),
+                    )
+                )
     if "skew" in enabled:
         for worker in range(n):
             if rng.random() < 0.7:
-                schedule.append(Skew(
-                    "skew", worker, round(rng.uniform(-100.0, 100.0), 3),
-                    round(rng.choice((rng.uniform(0.5, 2.0), 1.0)), 3),
-                ))
+                schedule.append(
+                    Skew(
+                        "skew",
+                        worker,
+                        round(rng.uniform(-100.0, 100.0), 3),
+                        round(rng.choice((rng.uniform(0.5, 2.0), 1.0)), 3),
+                    )
+                )
     if "errors" in enabled:
         for worker in range(n):
             if rng.random() < 0.5:
@@ -341,9 +382,16 @@ def derive_scenario(
             if rng.random() < 0.5:
                 schedule.append(Timeouts("timeouts", worker, rng.choice((0.01, 0.05))))
     return Scenario(
-        seed=seed, workers=n, kinds=enabled, lease_ttl=ttl, batch_size=batch_size,
-        flush_delay=flush_delay, checkpoint_every=checkpoint_every, poll_interval=poll,
-        heal_at=heal_at, schedule=tuple(schedule),
+        seed=seed,
+        workers=n,
+        kinds=enabled,
+        lease_ttl=ttl,
+        batch_size=batch_size,
+        flush_delay=flush_delay,
+        checkpoint_every=checkpoint_every,
+        poll_interval=poll,
+        heal_at=heal_at,
+        schedule=tuple(schedule),
     )
 
 
@@ -370,8 +418,9 @@ class FaultyStore(LogStore):
     _poll_interval_min = 0.001
     _poll_interval_max = 0.1
 
-    def __init__(self, world: World, backing: MemoryStore, worker: int, worker_id: str,
-                 rng: random.Random) -> None:
+    def __init__(
+        self, world: World, backing: MemoryStore, worker: int, worker_id: str, rng: random.Random
+    ) -> None:
         super().__init__()
         self.url = f"simulated://w{worker}"
         self._world = world
@@ -394,8 +443,12 @@ class FaultyStore(LogStore):
     def refresh(self) -> None:
         """Recompute whether any per-call fault is on (the fast path skips the gate)."""
         self.faulty = bool(
-            self.dead or self.partition is not None or self.latency_rate or self.error_rate
-            or self.timeout_rate or self.yield_every_call
+            self.dead
+            or self.partition is not None
+            or self.latency_rate
+            or self.error_rate
+            or self.timeout_rate
+            or self.yield_every_call
         )
 
     async def _gate(self, what: str, *, write: bool = False) -> None:
@@ -444,7 +497,9 @@ class FaultyStore(LogStore):
             return result
         return await self._backing.info(stream)
 
-    def _segments(self, stream: str, start: int, stop: int | None) -> AsyncIterator[tuple[int, int, bytes]]:
+    def _segments(
+        self, stream: str, start: int, stop: int | None
+    ) -> AsyncIterator[tuple[int, int, bytes]]:
         if self.faulty:
             return self._faulty_segments(stream, start, stop)
         return self._backing._segments(stream, start, stop)
@@ -458,7 +513,9 @@ class FaultyStore(LogStore):
         for segment in segments:
             yield segment
 
-    async def _write_segment(self, stream: str, seq: int, count: int, data: bytes, epoch: int) -> None:
+    async def _write_segment(
+        self, stream: str, seq: int, count: int, data: bytes, epoch: int
+    ) -> None:
         if self.faulty:
             await self._gate("append", write=True)
         await self._backing._write_segment(stream, seq, count, data, epoch)

@@ -92,11 +92,21 @@ class Owner:
     """
 
     __slots__ = (
-        "alive", "context", "interrupt_at", "name", "offset", "on_interrupt", "paused",
-        "rate", "stash", "steps",
+        "alive",
+        "context",
+        "interrupt_at",
+        "name",
+        "offset",
+        "on_interrupt",
+        "paused",
+        "rate",
+        "stash",
+        "steps",
     )
 
-    def __init__(self, name: str, *, offset: float = 0.0, rate: float = 1.0, steps: int = 0) -> None:
+    def __init__(
+        self, name: str, *, offset: float = 0.0, rate: float = 1.0, steps: int = 0
+    ) -> None:
         self.name = name
         self.alive = True
         self.paused = False
@@ -128,8 +138,12 @@ class SimHandle:
     __slots__ = ("_args", "_callback", "_cancelled", "_context", "_owner", "_when")
 
     def __init__(
-        self, callback: Callable[..., Any], args: tuple[Any, ...], context: contextvars.Context,
-        owner: Owner, when: float = 0.0,
+        self,
+        callback: Callable[..., Any],
+        args: tuple[Any, ...],
+        context: contextvars.Context,
+        owner: Owner,
+        when: float = 0.0,
     ) -> None:
         self._callback = callback
         self._args = args
@@ -179,8 +193,11 @@ def await_site(task: asyncio.Task[Any]) -> str:
     seen = 0
     while coro is not None and seen < 64:
         seen += 1
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None) or getattr(
-            coro, "gi_frame", None)
+        frame = (
+            getattr(coro, "cr_frame", None)
+            or getattr(coro, "ag_frame", None)
+            or getattr(coro, "gi_frame", None)
+        )
         if frame is not None:
             code = frame.f_code
             frame_desc = f"{code.co_qualname} at {code.co_filename}:{frame.f_lineno}"
@@ -210,7 +227,11 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
     """
 
     def __init__(
-        self, seed: int | str = 0, *, step_budget: int | None = None, trace: bool = False,
+        self,
+        seed: int | str = 0,
+        *,
+        step_budget: int | None = None,
+        trace: bool = False,
         step_time: float = 0.0,
     ) -> None:
         self.seed = seed
@@ -224,8 +245,12 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         self._running = False
         self._stopping = False
         self._debug = False
-        self._exception_handler: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], Any] | None = None
-        self._task_owners: weakref.WeakKeyDictionary[asyncio.Task[Any], Owner] = weakref.WeakKeyDictionary()
+        self._exception_handler: (
+            Callable[[asyncio.AbstractEventLoop, dict[str, Any]], Any] | None
+        ) = None
+        self._task_owners: weakref.WeakKeyDictionary[asyncio.Task[Any], Owner] = (
+            weakref.WeakKeyDictionary()
+        )
         self._agen_owners: weakref.WeakKeyDictionary[Any, Owner] = weakref.WeakKeyDictionary()
         self.step_budget = step_budget
         self.step_time = step_time
@@ -276,7 +301,10 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         return handle
 
     def call_later(  # type: ignore[override]
-        self, delay: float, callback: Callable[..., Any], *args: Any,
+        self,
+        delay: float,
+        callback: Callable[..., Any],
+        *args: Any,
         context: contextvars.Context | None = None,
     ) -> SimHandle:
         # The delay is measured on the caller's clock.
@@ -284,7 +312,10 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         return self._call_at_virtual(self._now + max(delay, 0.0) / rate, callback, args, context)
 
     def call_at(  # type: ignore[override]
-        self, when: float, callback: Callable[..., Any], *args: Any,
+        self,
+        when: float,
+        callback: Callable[..., Any],
+        *args: Any,
         context: contextvars.Context | None = None,
     ) -> SimHandle:
         caller = self._current
@@ -303,7 +334,10 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         return self._call_at_virtual(max(when, self._now), callback, args, owner.context.copy())
 
     def _call_at_virtual(
-        self, when: float, callback: Callable[..., Any], args: tuple[Any, ...],
+        self,
+        when: float,
+        callback: Callable[..., Any],
+        args: tuple[Any, ...],
         context: contextvars.Context | None,
     ) -> SimHandle:
         if context is None:
@@ -319,7 +353,8 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         return handle
 
     def call_soon_threadsafe(  # type: ignore[override]
-        self, callback: Callable[..., Any], *args: Any, context: Any = None) -> Any:
+        self, callback: Callable[..., Any], *args: Any, context: Any = None
+    ) -> Any:
         raise SimulationRefused(
             f"call_soon_threadsafe({describe_callback(callback)}): the simulation runs on one "
             "thread and cannot take callbacks from other threads; do the work in a coroutine"
@@ -331,7 +366,10 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         return asyncio.Future(loop=self)
 
     def create_task(
-        self, coro: Coroutine[Any, Any, T] | Generator[Any, None, T], *, name: str | None = None,
+        self,
+        coro: Coroutine[Any, Any, T] | Generator[Any, None, T],
+        *,
+        name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[T]:
         if self._closed:
@@ -341,13 +379,19 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         self._task_owners[task] = context.get(OWNER, ROOT) if context is not None else self._current
         return task
 
-    def spawn(self, owner: Owner, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
+    def spawn(
+        self, owner: Owner, coro: Coroutine[Any, Any, T], *, name: str | None = None
+    ) -> asyncio.Task[T]:
         """Start ``coro`` as a task of ``owner`` (and so are the tasks it starts)."""
         return self.create_task(coro, name=name, context=owner.context.copy())
 
     def tasks_of(self, owner: Owner) -> list[asyncio.Task[Any]]:
         """The pending tasks that belong to ``owner``."""
-        return [task for task, who in list(self._task_owners.items()) if who is owner and not task.done()]
+        return [
+            task
+            for task, who in list(self._task_owners.items())
+            if who is owner and not task.done()
+        ]
 
     def owner_of(self, task: asyncio.Task[Any]) -> Owner:
         return self._task_owners.get(task, ROOT)
@@ -389,7 +433,8 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
     # ------------------------------------------------------------------ running
 
     def run_until_complete(  # type: ignore[override]
-        self, future: Awaitable[T]) -> T:
+        self, future: Awaitable[T]
+    ) -> T:
         """Run until ``future`` (a coroutine or future) is done; return its result.
 
         May be called while another event loop runs in this thread (the simulation runs
@@ -427,7 +472,9 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         previous_current = self._current
         self._running = True
         asyncio.events._set_running_loop(self)
-        sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter, finalizer=self._asyncgen_finalizer)
+        sys.set_asyncgen_hooks(
+            firstiter=self._asyncgen_firstiter, finalizer=self._asyncgen_finalizer
+        )
         start = threading.Thread.start
         sim_thread = threading.get_ident()
 
@@ -518,11 +565,13 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
             except (SystemExit, KeyboardInterrupt, SimulationError):
                 raise
             except BaseException as error:
-                self.call_exception_handler({
-                    "message": f"exception in callback {describe_callback(handle._callback)}",
-                    "exception": error,
-                    "handle": handle,
-                })
+                self.call_exception_handler(
+                    {
+                        "message": f"exception in callback {describe_callback(handle._callback)}",
+                        "exception": error,
+                        "handle": handle,
+                    }
+                )
             self._current = ROOT
             if step_time:
                 self._now += step_time
@@ -625,7 +674,8 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         )
 
     def run_in_executor(  # type: ignore[override]
-        self, executor: Any, func: Any, *args: Any) -> Any:
+        self, executor: Any, func: Any, *args: Any
+    ) -> Any:
         return self._refuse(f"run_in_executor({describe_callback(func)}) (also asyncio.to_thread)")
 
     def set_default_executor(self, executor: Any) -> None:
@@ -689,14 +739,16 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         return self._refuse("sock_sendfile (sockets)")
 
     def add_reader(  # type: ignore[override]
-        self, *args: Any, **kwargs: Any) -> Any:
+        self, *args: Any, **kwargs: Any
+    ) -> Any:
         return self._refuse("add_reader (file descriptors)")
 
     def remove_reader(self, *args: Any, **kwargs: Any) -> Any:
         return self._refuse("remove_reader (file descriptors)")
 
     def add_writer(  # type: ignore[override]
-        self, *args: Any, **kwargs: Any) -> Any:
+        self, *args: Any, **kwargs: Any
+    ) -> Any:
         return self._refuse("add_writer (file descriptors)")
 
     def remove_writer(self, *args: Any, **kwargs: Any) -> Any:
@@ -715,7 +767,8 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         return self._refuse("subprocess_shell (processes)")
 
     def add_signal_handler(  # type: ignore[override]
-        self, *args: Any, **kwargs: Any) -> Any:
+        self, *args: Any, **kwargs: Any
+    ) -> Any:
         return self._refuse("add_signal_handler (signals)")
 
     def remove_signal_handler(self, *args: Any, **kwargs: Any) -> Any:
@@ -723,7 +776,10 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
 
 
 def run_simulated(
-    main: Coroutine[Any, Any, T], *, seed: int | str = 0, step_budget: int | None = 10_000_000,
+    main: Coroutine[Any, Any, T],
+    *,
+    seed: int | str = 0,
+    step_budget: int | None = 10_000_000,
     trace: bool = False,
 ) -> T:
     """Run ``main`` on a fresh :class:`SimulatedLoop` and close it (``asyncio.run`` for

@@ -47,7 +47,9 @@ def ddmin(items: Sequence[Fault], fails: Callable[[Sequence[Fault]], bool]) -> l
     n = 2
     while len(current) >= 2:
         size = len(current) // n
-        chunks = [current[i:i + size] for i in range(0, len(current), size)] if size else [current]
+        chunks = (
+            [current[i : i + size] for i in range(0, len(current), size)] if size else [current]
+        )
         reduced = False
         for chunk in chunks:
             if fails(chunk):
@@ -101,7 +103,7 @@ def shrink(
     minimal = ddmin(list(schedule), fails)
     for index in range(len(minimal)):
         for simpler in _simpler(minimal[index]):
-            candidate = [*minimal[:index], simpler, *minimal[index + 1:]]
+            candidate = [*minimal[:index], simpler, *minimal[index + 1 :]]
             if fails(candidate):
                 minimal = candidate
                 break

@@ -187,8 +187,9 @@ class World:
         self.scenario = scenario
         self.reference = reference
         self.planted_bugs = planted_bugs
-        self.loop = SimulatedLoop(f"perper-simulator/{scenario.seed}/schedule", step_budget=step_budget,
-                                  trace=trace)
+        self.loop = SimulatedLoop(
+            f"perper-simulator/{scenario.seed}/schedule", step_budget=step_budget, trace=trace
+        )
         self.store = MemoryStore("memory://simulated")
         self.slots = [_Slot(i) for i in range(scenario.workers)]
         self.outputs = OutputChecker(reference) if reference is not None else None
@@ -202,8 +203,11 @@ class World:
         self._tearing_down = False
         self._done: asyncio.Future[None] | None = None
         ref_time = reference.virtual_time if reference is not None else 0.0
-        self.liveness_bound = liveness_bound if liveness_bound is not None else (
-            max(30.0, 12 * scenario.lease_ttl) + 4 * ref_time)
+        self.liveness_bound = (
+            liveness_bound
+            if liveness_bound is not None
+            else (max(30.0, 12 * scenario.lease_ttl) + 4 * ref_time)
+        )
         self._wire_faults()
 
     # ----------------------------------------------------------------- faults
@@ -278,8 +282,9 @@ class World:
         now = self.loop.virtual_time
         self.fired.append(f"t={now:.4f}s: {fault.describe()}")
         self.loop.pause(owner)
-        self.loop.call_at_virtual(min(now + fault.duration, max(self.scenario.heal_at, now)),
-                                  self.loop.resume, owner)
+        self.loop.call_at_virtual(
+            min(now + fault.duration, max(self.scenario.heal_at, now)), self.loop.resume, owner
+        )
 
     def _partition_start(self, slot: _Slot, fault: Partition) -> None:
         if not self.faults_active or self.finished:
@@ -321,7 +326,9 @@ class World:
                 self._calm(slot.view)
             if slot.restart_pending:
                 self._restart(slot)
-        self.loop.call_at_virtual(self.loop.virtual_time + self.liveness_bound, self._liveness_deadline)
+        self.loop.call_at_virtual(
+            self.loop.virtual_time + self.liveness_bound, self._liveness_deadline
+        )
 
     @staticmethod
     def _calm(view: FaultyStore) -> None:
@@ -334,8 +341,13 @@ class World:
         seed = self.scenario.seed
         name = f"w{slot.index}" + (f".{slot.incarnation}" if slot.incarnation else "")
         owner = Owner(name, offset=slot.offset, rate=slot.rate, steps=slot.steps)
-        view = FaultyStore(self, self.store, slot.index, name,
-                           random.Random(f"perper-simulator/{seed}/store/{name}"))
+        view = FaultyStore(
+            self,
+            self.store,
+            slot.index,
+            name,
+            random.Random(f"perper-simulator/{seed}/store/{name}"),
+        )
         if self.faults_active:
             if slot.latency is not None:
                 view.latency_rate, view.latency_max = slot.latency.rate, slot.latency.delay
@@ -354,10 +366,15 @@ class World:
             return EPOCH + loop.time()
 
         runtime = Runtime(
-            view, self.app, clock=clock,
+            view,
+            self.app,
+            clock=clock,
             entropy=random.Random(f"perper-simulator/{seed}/entropy/{name}"),
-            worker_id=name, batch_size=scenario.batch_size, flush_delay=scenario.flush_delay,
-            lease_ttl=scenario.lease_ttl, checkpoint_every=scenario.checkpoint_every,
+            worker_id=name,
+            batch_size=scenario.batch_size,
+            flush_delay=scenario.flush_delay,
+            lease_ttl=scenario.lease_ttl,
+            checkpoint_every=scenario.checkpoint_every,
             poll_interval=scenario.poll_interval,
         )
         runtime._planted_bugs = self.planted_bugs
@@ -377,24 +394,34 @@ class World:
         try:
             result = await runtime.work(run=RUN)
         except StoreUnavailableError as error:
-            self.violate(Violation(
-                "store-error-not-tolerated",
-                f"worker {runtime.worker_id} died of a transient store error: {error} (the runtime "
-                "does not retry StoreUnavailableError in its worker loop)",
-            ), worker=runtime.worker_id)
+            self.violate(
+                Violation(
+                    "store-error-not-tolerated",
+                    f"worker {runtime.worker_id} died of a transient store error: {error} (the runtime "
+                    "does not retry StoreUnavailableError in its worker loop)",
+                ),
+                worker=runtime.worker_id,
+            )
             return
         except Exception as error:
-            self.violate(Violation(
-                "worker-error", f"worker {runtime.worker_id} died: {type(error).__name__}: {error}",
-            ), worker=runtime.worker_id)
+            self.violate(
+                Violation(
+                    "worker-error",
+                    f"worker {runtime.worker_id} died: {type(error).__name__}: {error}",
+                ),
+                worker=runtime.worker_id,
+            )
             return
         slot.finished, slot.result = True, result
         if result is not None and result.status == FAILED:
             first = result.failures[0] if result.failures else None
             text = error_summary(first.error) if first else "(no failure recorded)"
-            self.violate(Violation(
-                "run-status", f"the run failed: {first.execution if first else '?'}: {text}"),
-                worker=runtime.worker_id)
+            self.violate(
+                Violation(
+                    "run-status", f"the run failed: {first.execution if first else '?'}: {text}"
+                ),
+                worker=runtime.worker_id,
+            )
             return
         self._maybe_done()
 
@@ -421,15 +448,20 @@ class World:
             lease = codec.unpack(leases[key][1]) if key in leases else None
             unfinished.append(
                 f"{key} {record['status']}, {stream.head if stream else 0}"
-                + (f"/{ref_head}" if ref_head is not None else "") + " items"
+                + (f"/{ref_head}" if ref_head is not None else "")
+                + " items"
                 + (f", lease {lease['owner']}@{lease['epoch']}" if lease else ", no lease")
             )
-        self.violate(Violation(
-            "liveness",
-            f"the run did not finish within {self.liveness_bound:g}s after the faults stopped; "
-            f"unfinished: {'; '.join(unfinished) or 'none'}; waiting: "
-            + "; ".join(site for site in self.loop.pending_sites() if "World._main" not in site)[:1500],
-        ))
+        self.violate(
+            Violation(
+                "liveness",
+                f"the run did not finish within {self.liveness_bound:g}s after the faults stopped; "
+                f"unfinished: {'; '.join(unfinished) or 'none'}; waiting: "
+                + "; ".join(
+                    site for site in self.loop.pending_sites() if "World._main" not in site
+                )[:1500],
+            )
+        )
 
     # --------------------------------------------------------------- checkers
 
@@ -438,8 +470,14 @@ class World:
             return
         current = self.loop.current_owner
         self.violation = Violation(
-            violation.kind, violation.message, violation.stream, violation.seq, violation.expected,
-            violation.actual, self.loop.steps, self.loop.virtual_time,
+            violation.kind,
+            violation.message,
+            violation.stream,
+            violation.seq,
+            violation.expected,
+            violation.actual,
+            self.loop.steps,
+            self.loop.virtual_time,
             worker or violation.worker or (current.name if current is not ROOT else None),
         )
         self.loop.stop()
@@ -473,7 +511,9 @@ class World:
             self.violate(found, worker=view.worker_id)
 
     def note_store_error(self, worker: int, what: str) -> None:
-        self.fired.append(f"t={self.loop.virtual_time:.4f}s: store error for worker {worker} in {what}")
+        self.fired.append(
+            f"t={self.loop.virtual_time:.4f}s: store error for worker {worker} in {what}"
+        )
 
     # -------------------------------------------------------------------- run
 
@@ -481,8 +521,9 @@ class World:
         """Record the run, start the workers and arm the fault schedule; False if the run
         was already done."""
         self._done = self.loop.create_future()
-        harness = Runtime(self.store, self.app, clock=lambda: EPOCH,
-                          entropy=random.Random(0), worker_id="harness")
+        harness = Runtime(
+            self.store, self.app, clock=lambda: EPOCH, entropy=random.Random(0), worker_id="harness"
+        )
         if await harness.prepare_run(RUN, self.params):
             return False
         for slot in self.slots:
@@ -493,8 +534,11 @@ class World:
                 start = fault.start
                 if start < self.scenario.heal_at:
                     self.loop.call_at_virtual(start, self._partition_start, slot, fault)
-                    self.loop.call_at_virtual(min(start + fault.duration, self.scenario.heal_at),
-                                              self._partition_end, slot)
+                    self.loop.call_at_virtual(
+                        min(start + fault.duration, self.scenario.heal_at),
+                        self._partition_end,
+                        slot,
+                    )
         if self.scenario.heal_at != float("inf"):
             self.loop.call_at_virtual(self.scenario.heal_at, self._heal)
         return True
@@ -535,10 +579,16 @@ class World:
             if gc_was_enabled:
                 gc.enable()
         return SimulationResult(
-            seed=self.scenario.seed, scenario=self.scenario, violation=self.violation,
-            fired=tuple(self.fired), steps=steps, virtual_time=vtime,
-            wall_time=time.perf_counter() - started, trace_hash=trace_hash,
-            notes=tuple(self.notes), store=self.store,
+            seed=self.scenario.seed,
+            scenario=self.scenario,
+            violation=self.violation,
+            fired=tuple(self.fired),
+            steps=steps,
+            virtual_time=vtime,
+            wall_time=time.perf_counter() - started,
+            trace_hash=trace_hash,
+            notes=tuple(self.notes),
+            store=self.store,
             worker_steps=tuple(slot.owner.steps if slot.owner else 0 for slot in self.slots),
         )
 
@@ -557,9 +607,13 @@ class World:
 
             status = codec.unpack(runs[RUN][1])["status"]
             if status != self.reference.run_status:
-                self.violate(Violation(
-                    "run-status", f"the run ended {status!r}; the fault-free run ended "
-                    f"{self.reference.run_status!r}"))
+                self.violate(
+                    Violation(
+                        "run-status",
+                        f"the run ended {status!r}; the fault-free run ended "
+                        f"{self.reference.run_status!r}",
+                    )
+                )
                 return
         if self.reference is not None and self.reference.tainted:
             self._check_replay()
@@ -580,10 +634,14 @@ class World:
             loop.close()
         for result in results:
             if result.execution in self.reference.tainted and not result.ok:
-                self.violate(Violation(
-                    "replay-divergence",
-                    f"replaying {result.execution!r} over its recorded inputs and effects does "
-                    f"not reproduce its output: {result.describe()}", stream=result.execution))
+                self.violate(
+                    Violation(
+                        "replay-divergence",
+                        f"replaying {result.execution!r} over its recorded inputs and effects does "
+                        f"not reproduce its output: {result.describe()}",
+                        stream=result.execution,
+                    )
+                )
                 return
 
 
@@ -598,18 +656,36 @@ def simulate(
     step_budget: int = DEFAULT_STEP_BUDGET,
 ) -> SimulationResult:
     """Run one simulated deployment of ``app`` and check it against ``reference``."""
-    return World(app, params, scenario, reference=reference, planted_bugs=planted_bugs,
-                 trace=trace, step_budget=step_budget).run()
+    return World(
+        app,
+        params,
+        scenario,
+        reference=reference,
+        planted_bugs=planted_bugs,
+        trace=trace,
+        step_budget=step_budget,
+    ).run()
 
 
-def reference_run(app: App, params: Mapping[str, Any], *, step_budget: int = DEFAULT_STEP_BUDGET) -> Reference:
+def reference_run(
+    app: App, params: Mapping[str, Any], *, step_budget: int = DEFAULT_STEP_BUDGET
+) -> Reference:
     """Run ``app`` fault-free on one simulated worker and record what it produced.
 
     Raises:
         ConfigError: the app fails even without faults (nothing to compare with).
     """
-    scenario = Scenario(seed=0, workers=1, kinds=(), lease_ttl=2.0, batch_size=1000,
-                        flush_delay=0.05, checkpoint_every=1000, poll_interval=0.05, heal_at=0.0)
+    scenario = Scenario(
+        seed=0,
+        workers=1,
+        kinds=(),
+        lease_ttl=2.0,
+        batch_size=1000,
+        flush_delay=0.05,
+        checkpoint_every=1000,
+        poll_interval=0.05,
+        heal_at=0.0,
+    )
     world = World(app, params, scenario, reference=None, step_budget=step_budget)
     result = world.run()
     if result.violation is not None:

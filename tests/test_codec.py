@@ -79,7 +79,9 @@ def test_values_msgpack_cannot_round_trip_are_refused_not_converted(
 def test_the_encoding_is_plain_msgpack() -> None:
     # What a reader without perper sees: fixed ints, str keys, bin for bytes.
     assert codec.pack({"a": 1}) == b"\x81\xa1a\x01"
-    assert codec.pack([b"\x00", -1, 1.5]) == b"\x93\xc4\x01\x00\xff\xcb?\xf8\x00\x00\x00\x00\x00\x00"
+    assert (
+        codec.pack([b"\x00", -1, 1.5]) == b"\x93\xc4\x01\x00\xff\xcb?\xf8\x00\x00\x00\x00\x00\x00"
+    )
     assert codec.pack(StreamRef("s")) == b"\xd4\x02s"
 
 

@@ -126,10 +126,19 @@ def replay(
             "perper.replay.replay() was called inside a running event loop; "
             "use 'await perper.replay.replay_async(...)' there"
         )
-    return asyncio.run(replay_async(
-        log, app, function=function, execution=execution, run=run, until=until,
-        debug=debug, freeze_clock=freeze_clock, progress=progress,
-    ))
+    return asyncio.run(
+        replay_async(
+            log,
+            app,
+            function=function,
+            execution=execution,
+            run=run,
+            until=until,
+            debug=debug,
+            freeze_clock=freeze_clock,
+            progress=progress,
+        )
+    )
 
 
 def resolve_record(
@@ -191,8 +200,10 @@ async def replay_async(
         results = []
         with FrozenClock(freeze_clock) as clock:
             if freeze_clock and not clock.available:
-                notes.append("freezegun is not installed: direct time.time() and "
-                             "datetime.now() calls see the real clock (pip install freezegun)")
+                notes.append(
+                    "freezegun is not installed: direct time.time() and "
+                    "datetime.now() calls see the real clock (pip install freezegun)"
+                )
             for record in selected:
                 replayer = _ExecutionReplay(store, application, record, records, clock, progress)
                 results.append(await replayer.replay(until=until, debug=debug))
@@ -393,8 +404,10 @@ class _ExecutionReplay:
             divergence = located.host.divergence
             if divergence is None or divergence.seq != seq:
                 if not located.stopped:  # (stopped: the debugger was quit on the way)
-                    notes.append("a second replay up to this item did not meet it again: "
-                                 "the function is not deterministic even over the recording")
+                    notes.append(
+                        "a second replay up to this item did not meet it again: "
+                        "the function is not deterministic even over the recording"
+                    )
                 divergence = divergence or self._item_divergence(seq, expected, actual, {})
             attempt.compared = min(attempt.compared, divergence.seq)
         elif debug and divergence is not None and until is None:
@@ -410,11 +423,13 @@ class _ExecutionReplay:
             "effects_replayed": attempt.host.effect_position,
         }
         if divergence is not None:
-            return self._result(DIVERGED, started, divergence=divergence,
-                                notes=tuple(notes), **common)
+            return self._result(
+                DIVERGED, started, divergence=divergence, notes=tuple(notes), **common
+            )
         if attempt.stopped:
-            return self._result(STOPPED, started, stopped_before=until, notes=tuple(notes),
-                                **common)
+            return self._result(
+                STOPPED, started, stopped_before=until, notes=tuple(notes), **common
+            )
         return self._result(IDENTICAL, started, notes=tuple(notes), **common)
 
     def _check_replayable(self) -> str | None:
@@ -430,8 +445,13 @@ class _ExecutionReplay:
         fn = self.fn
         assert fn is not None
         host = ReplayHost(
-            self.log, self.app, self.record, records=self.records, effects=self.effects,
-            complete=self.complete, clock=self.clock,
+            self.log,
+            self.app,
+            self.record,
+            records=self.records,
+            effects=self.effects,
+            complete=self.complete,
+            clock=self.clock,
         )
         self.clock.move_to(_first_now(self.effects))
         ctx = Context(host, logging.getLogger(f"{self.app.name}.{fn.name}"))
@@ -450,8 +470,9 @@ class _ExecutionReplay:
                         if stop_before is None:
                             await self._drive_fast(agen, recorded, out, attempt)
                         else:
-                            await self._drive_checked(agen, recorded, attempt, stop_before,
-                                                      locate, debug)
+                            await self._drive_checked(
+                                agen, recorded, attempt, stop_before, locate, debug
+                            )
                     else:
                         await result
             except ReplayStop:
@@ -494,7 +515,10 @@ class _ExecutionReplay:
                 attempt.cut = True
                 return 0
             raise attempt.host.diverge(
-                LONGER, seq, None, out[0],
+                LONGER,
+                seq,
+                None,
+                out[0],
                 f"the replay yielded more items than the {self.recorded_items} recorded",
             )
         try:
@@ -518,7 +542,10 @@ class _ExecutionReplay:
         if recorded.data is None:
             if self.complete:
                 attempt.host.diverge(
-                    LONGER, recorded.first, None, out[0],
+                    LONGER,
+                    recorded.first,
+                    None,
+                    out[0],
                     f"the replay yielded more items than the {self.recorded_items} recorded",
                 )
             else:
@@ -565,7 +592,10 @@ class _ExecutionReplay:
                     attempt.cut = True
                     return
                 raise host.diverge(
-                    LONGER, seq, None, item,
+                    LONGER,
+                    seq,
+                    None,
+                    item,
                     f"the replay yielded more items than the {self.recorded_items} recorded",
                 )
             expected = recorded.items()[seq - recorded.first]
@@ -591,8 +621,14 @@ class _ExecutionReplay:
             diff = []
             message = f"the replay yielded an item at seq {seq} that cannot be encoded"
         return Divergence(
-            kind=ITEM, execution=self.record.id, function=self.record.function, seq=seq,
-            expected=expected, actual=actual, diff=tuple(diff), input_positions=positions,
+            kind=ITEM,
+            execution=self.record.id,
+            function=self.record.function,
+            seq=seq,
+            expected=expected,
+            actual=actual,
+            diff=tuple(diff),
+            input_positions=positions,
             message=message,
         )
 
@@ -614,18 +650,26 @@ class _ExecutionReplay:
         if host.end_of_recording is not None:
             if self.complete:
                 return Divergence(
-                    kind=INPUT, execution=record.id, function=record.function,
-                    seq=attempt.compared, expected=None, actual=host.end_of_recording,
+                    kind=INPUT,
+                    execution=record.id,
+                    function=record.function,
+                    seq=attempt.compared,
+                    expected=None,
+                    actual=host.end_of_recording,
                     input_positions=host.positions(),
                     message=f"the replay reads further than the recorded {record.status} "
                     f"execution did: {host.end_of_recording}",
                 )
-            notes.append(f"the recording ends here ({host.end_of_recording}); "
-                         f"{attempt.compared} of its items were compared")
+            notes.append(
+                f"the recording ends here ({host.end_of_recording}); "
+                f"{attempt.compared} of its items were compared"
+            )
             return None
         if attempt.cut:
-            notes.append(f"the recorded execution was {record.status}: all "
-                         f"{self.recorded_items} of its recorded items were reproduced")
+            notes.append(
+                f"the recorded execution was {record.status}: all "
+                f"{self.recorded_items} of its recorded items were reproduced"
+            )
             return None
         error = attempt.error
         recorded_failure = _last_line(record.error) if record.status == FAILED else None
@@ -637,28 +681,44 @@ class _ExecutionReplay:
                     notes.append(f"reproduced the recorded failure: {recorded_failure}")
                     return None
                 return Divergence(
-                    kind=FAILURE, execution=record.id, function=record.function,
-                    seq=attempt.compared, expected=recorded_failure, actual=last,
-                    input_positions=attempt.error_positions, traceback=text,
+                    kind=FAILURE,
+                    execution=record.id,
+                    function=record.function,
+                    seq=attempt.compared,
+                    expected=recorded_failure,
+                    actual=last,
+                    input_positions=attempt.error_positions,
+                    traceback=text,
                     message="the replay failed otherwise than the recorded execution",
                 )
             expected = None
             if attempt.compared < self.recorded_items:
                 expected = await self._recorded_item(attempt.compared)
             return Divergence(
-                kind=EXCEPTION, execution=record.id, function=record.function,
-                seq=attempt.compared, expected=expected, actual=last,
-                input_positions=attempt.error_positions, traceback=text,
+                kind=EXCEPTION,
+                execution=record.id,
+                function=record.function,
+                seq=attempt.compared,
+                expected=expected,
+                actual=last,
+                input_positions=attempt.error_positions,
+                traceback=text,
                 message=f"the replay raised {type(error).__name__} after {attempt.compared} "
                 "items, where the recording "
-                + ("has more items" if attempt.compared < self.recorded_items
-                   else "finished without error"),
+                + (
+                    "has more items"
+                    if attempt.compared < self.recorded_items
+                    else "finished without error"
+                ),
             )
         # The function finished.
         if attempt.compared < self.recorded_items:
             return Divergence(
-                kind=SHORTER, execution=record.id, function=record.function,
-                seq=attempt.compared, expected=await self._recorded_item(attempt.compared),
+                kind=SHORTER,
+                execution=record.id,
+                function=record.function,
+                seq=attempt.compared,
+                expected=await self._recorded_item(attempt.compared),
                 actual=None,
                 input_positions=host.positions(),
                 message=f"the replay finished after {attempt.compared} items; the recording "
@@ -668,31 +728,45 @@ class _ExecutionReplay:
             return None
         if recorded_failure is not None:
             return Divergence(
-                kind=FAILURE, execution=record.id, function=record.function,
-                seq=attempt.compared, expected=recorded_failure, actual="finished without error",
+                kind=FAILURE,
+                execution=record.id,
+                function=record.function,
+                seq=attempt.compared,
+                expected=recorded_failure,
+                actual="finished without error",
                 input_positions=host.positions(),
                 message="the recorded execution failed; the replay finished without error",
             )
         missing = sorted(
-            (r for r in self.records.values()
-             if r.parent == record.id and r.id not in host.started),
+            (
+                r
+                for r in self.records.values()
+                if r.parent == record.id and r.id not in host.started
+            ),
             key=lambda r: start_order(r.id),
         )
         if missing:
             child = missing[0]
             return Divergence(
-                kind=START, execution=record.id, function=record.function,
+                kind=START,
+                execution=record.id,
+                function=record.function,
                 seq=host.starts_compared,
                 expected={"function": child.function, "params": codec.unpack(child.params)},
-                actual=None, input_positions=host.positions(),
+                actual=None,
+                input_positions=host.positions(),
                 message=f"the recording started {child.id!r} ({child.function}); the replay "
                 f"did not ({len(missing)} recorded starts missing)",
             )
         if host.effect_position < len(self.effects):
             kind, _ = self.effects[host.effect_position]
             return Divergence(
-                kind=EFFECT, execution=record.id, function=record.function,
-                seq=host.effect_position, expected=f"ctx.{kind}()", actual=None,
+                kind=EFFECT,
+                execution=record.id,
+                function=record.function,
+                seq=host.effect_position,
+                expected=f"ctx.{kind}()",
+                actual=None,
                 input_positions=host.positions(),
                 message=f"the replay used {host.effect_position} of the "
                 f"{len(self.effects)} recorded effects",
@@ -732,8 +806,11 @@ def _open_debugger(
 
 
 def _post_mortem(ctx: Context, tb: TracebackType) -> None:
-    print("perper replay: post-mortem at the replay's exception ('p ctx.state', 'q' quits)",
-          file=sys.stdout, flush=True)
+    print(
+        "perper replay: post-mortem at the replay's exception ('p ctx.state', 'q' quits)",
+        file=sys.stdout,
+        flush=True,
+    )
     debugger = ReplayPdb(ctx)
     debugger.reset()
     with contextlib.suppress(bdb.BdbQuit):

@@ -125,7 +125,8 @@ async def replay_graph_async(
             runs = [r for r in runs if r.name == run]
         if not runs:
             raise ReplayError(
-                f"{store.url} has no run" + (f" named {run!r}" if run else "s")
+                f"{store.url} has no run"
+                + (f" named {run!r}" if run else "s")
                 + " to replay: a whole-run replay needs the run's record (perper export "
                 "copies it)"
             )
@@ -134,8 +135,10 @@ async def replay_graph_async(
         results = []
         with FrozenClock(freeze_clock) as clock:
             if freeze_clock and not clock.available:
-                notes.append("freezegun is not installed: direct time.time() and "
-                             "datetime.now() calls see the real clock")
+                notes.append(
+                    "freezegun is not installed: direct time.time() and "
+                    "datetime.now() calls see the real clock"
+                )
             for record in runs:
                 ofrun = {k: r for k, r in records.items() if r.run == record.name}
                 results.append(await _replay_run(store, application, record, ofrun, clock))
@@ -145,10 +148,14 @@ async def replay_graph_async(
             await store.close()
 
 
-def _unreplayable_reason(app: App, run: RunRecord, records: dict[str, ExecutionRecord]) -> str | None:
+def _unreplayable_reason(
+    app: App, run: RunRecord, records: dict[str, ExecutionRecord]
+) -> str | None:
     if app.launcher_name != run.launcher:
-        return (f"run {run.name!r} was launched by {run.launcher!r}; the app's launcher is "
-                f"{app.launcher_name!r}")
+        return (
+            f"run {run.name!r} was launched by {run.launcher!r}; the app's launcher is "
+            f"{app.launcher_name!r}"
+        )
     for record in sorted(records.values(), key=lambda r: start_order(r.id)):
         resolved = resolve_record(app, record)
         if isinstance(resolved, str):
@@ -216,12 +223,17 @@ async def _replay_run(
         streams.append(await _compare_stream(log, overlay, name, records, replayed))
     diverged = bool(failures) or any(not s.ok for s in streams)
     return RunReplayResult(
-        run.name, DIVERGED if diverged else IDENTICAL, tuple(streams), tuple(failures),
+        run.name,
+        DIVERGED if diverged else IDENTICAL,
+        tuple(streams),
+        tuple(failures),
         notes=tuple(notes),
     )
 
 
-async def _until_done_or_stuck(task: asyncio.Future[Any], overlay: _OverlayStore, run: str) -> list[str]:
+async def _until_done_or_stuck(
+    task: asyncio.Future[Any], overlay: _OverlayStore, run: str
+) -> list[str]:
     """Wait for the run; if every running execution waits for input and nothing is
     written for two checks in a row, cancel it and return those executions."""
     idle = 0
@@ -231,7 +243,8 @@ async def _until_done_or_stuck(task: asyncio.Future[Any], overlay: _OverlayStore
         if task.done():
             break
         running = {
-            key for key, meta in await overlay.meta_scan("executions", prefix=run + "/")
+            key
+            for key, meta in await overlay.meta_scan("executions", prefix=run + "/")
             if meta.value["status"] == RUNNING
         }
         blocked = {name for name, count in overlay.blocked.items() if count > 0}
@@ -265,18 +278,41 @@ async def _compare_stream(
     replayed_head = (await overlay.info(name)).head
     if name not in replayed and name in records:
         return StreamResult(
-            name, function, DIVERGED, 0, recorded_head, replayed_head,
-            Divergence(MISSING_STREAM, name, function, 0, None, None,
-                       message=f"the replayed run never started {name!r} ({function})"),
+            name,
+            function,
+            DIVERGED,
+            0,
+            recorded_head,
+            replayed_head,
+            Divergence(
+                MISSING_STREAM,
+                name,
+                function,
+                0,
+                None,
+                None,
+                message=f"the replayed run never started {name!r} ({function})",
+            ),
         )
     if name in replayed and name not in records and not name.endswith(EFFECTS_SUFFIX):
         started = replayed[name]
         return StreamResult(
-            name, started.function, DIVERGED, 0, recorded_head, replayed_head,
-            Divergence(EXTRA_STREAM, name, started.function, 0, None,
-                       {"function": started.function, "params": codec.unpack(started.params)},
-                       message=f"the replayed run started {name!r} ({started.function}), which "
-                       "the recording does not have"),
+            name,
+            started.function,
+            DIVERGED,
+            0,
+            recorded_head,
+            replayed_head,
+            Divergence(
+                EXTRA_STREAM,
+                name,
+                started.function,
+                0,
+                None,
+                {"function": started.function, "params": codec.unpack(started.params)},
+                message=f"the replayed run started {name!r} ({started.function}), which "
+                "the recording does not have",
+            ),
         )
     # An unfinished recorded execution had not written all its output yet.
     allow_longer = owner is not None and owner.status == RUNNING
@@ -292,28 +328,46 @@ async def _compare_stream(
             if allow_longer:
                 break
             divergence = Divergence(
-                LONGER, name, function, seq, None, actual,
+                LONGER,
+                name,
+                function,
+                seq,
+                None,
+                actual,
                 message=f"the replayed run wrote {replayed_head} items to {name!r}; the "
                 f"recording has {recorded_head}",
             )
-            return StreamResult(name, function, DIVERGED, seq, recorded_head, replayed_head,
-                                divergence)
+            return StreamResult(
+                name, function, DIVERGED, seq, recorded_head, replayed_head, divergence
+            )
         if actual is _END:
             divergence = Divergence(
-                SHORTER, name, function, seq, expected, None,
+                SHORTER,
+                name,
+                function,
+                seq,
+                expected,
+                None,
                 message=f"the replayed run wrote {replayed_head} items to {name!r}; the "
                 f"recording has {recorded_head}",
             )
-            return StreamResult(name, function, DIVERGED, seq, recorded_head, replayed_head,
-                                divergence)
+            return StreamResult(
+                name, function, DIVERGED, seq, recorded_head, replayed_head, divergence
+            )
         if codec.canonical(expected) != codec.canonical(actual):
             divergence = Divergence(
-                ITEM, name, function, seq, expected, actual,
+                ITEM,
+                name,
+                function,
+                seq,
+                expected,
+                actual,
                 diff=tuple(structural_diff(expected, actual)),
                 message=f"the replayed run wrote a different item to {name!r} at seq {seq}",
             )
-            return StreamResult(name, function, DIVERGED, seq, recorded_head, replayed_head,
-                                divergence)
+            return StreamResult(
+                name, function, DIVERGED, seq, recorded_head, replayed_head, divergence
+            )
         seq += 1
     return StreamResult(name, function, IDENTICAL, seq, recorded_head, replayed_head)
 

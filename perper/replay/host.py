@@ -198,14 +198,20 @@ class ReplayHost:
         actual = {"function": fn.name, "params": params}
         if recorded is None:
             raise self.diverge(
-                START, index, None, actual,
+                START,
+                index,
+                None,
+                actual,
                 f"the replay started {fn.name} as {ref.stream!r}, which the recording never started",
                 diff=[],
             )
         if recorded.function != fn.name or recorded.params != packed:
             expected = {"function": recorded.function, "params": codec.unpack(recorded.params)}
             raise self.diverge(
-                START, index, expected, actual,
+                START,
+                index,
+                expected,
+                actual,
                 f"the replay started {ref.stream!r} with another function or parameters "
                 "than the recording",
                 diff=structural_diff(expected, actual, path="start"),
@@ -221,7 +227,10 @@ class ReplayHost:
             recorded_kind, value = effects[position]
             if recorded_kind != kind:
                 raise self.diverge(
-                    EFFECT, position, f"ctx.{recorded_kind}()", f"ctx.{kind}()",
+                    EFFECT,
+                    position,
+                    f"ctx.{recorded_kind}()",
+                    f"ctx.{kind}()",
                     f"the replay asked for ctx.{kind}() where the recording has "
                     f"ctx.{recorded_kind}() (effect {position})",
                     diff=[],
@@ -233,7 +242,10 @@ class ReplayHost:
         if not self.complete:
             raise self.end(f"effect {position} (ctx.{kind}()) was not recorded yet")
         raise self.diverge(
-            EFFECT, position, None, f"ctx.{kind}()",
+            EFFECT,
+            position,
+            None,
+            f"ctx.{kind}()",
             f"the replay asked for ctx.{kind}() beyond the {len(effects)} recorded effects",
             diff=[],
         )

@@ -49,7 +49,7 @@ def open_log(log: str | os.PathLike[str] | LogStore) -> tuple[LogStore, bool]:
         if "://" not in text:
             return ReadOnlySQLiteStore(Path(text), url=f"sqlite:///{text}"), True
         if text.startswith("sqlite:///"):
-            return ReadOnlySQLiteStore(Path(text[len("sqlite:///"):]), url=text), True
+            return ReadOnlySQLiteStore(Path(text[len("sqlite:///") :]), url=text), True
         if text.startswith("memory://"):
             raise ReplayError(
                 f"{text} is a fresh, empty store: replay a SQLite log (perper export) instead"

@@ -290,8 +290,10 @@ class ReplayResults:
         """A multi-line human description: a line per execution, then the failures."""
         compared = sum(r.items_compared for r in self.results)
         count = len(self.results)
-        lines = [f"replay of {self.log} with app {self.app!r}: {count} execution"
-                 f"{'' if count == 1 else 's'}, {compared} items compared"]
+        lines = [
+            f"replay of {self.log} with app {self.app!r}: {count} execution"
+            f"{'' if count == 1 else 's'}, {compared} items compared"
+        ]
         for result in self.results:
             lines.append(f"  {result.execution} ({result.function}): {result.summary()}")
         for result in self.results:
@@ -398,8 +400,10 @@ class RunReplayResult:
         if self.outcome == UNREPLAYABLE:
             return f"run {self.run}: cannot replay: {self.reason}"
         compared = sum(s.items_compared for s in self.streams)
-        lines = [f"run {self.run}: {self.outcome} ({len(self.streams)} streams, "
-                 f"{compared} items compared)"]
+        lines = [
+            f"run {self.run}: {self.outcome} ({len(self.streams)} streams, "
+            f"{compared} items compared)"
+        ]
         for stream in self.streams:
             if stream.divergence is not None:
                 lines.append(f"  {stream.stream}: {stream.outcome}")

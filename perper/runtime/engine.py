@@ -294,7 +294,8 @@ class Runtime:
             runs = [only_run]
         else:
             runs = [
-                key for key, meta in await store.meta_scan("runs")
+                key
+                for key, meta in await store.meta_scan("runs")
                 if meta.value["app"] == self.app.name and meta.value["status"] == RUNNING
             ]
         progressed = False

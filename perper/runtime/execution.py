@@ -260,8 +260,9 @@ class Execution:
             # Another owner (one whose lease we took over, still running) recorded these
             # effects first: they are the record. Our computation used other values, so
             # start again from the record.
-            log.warning("execution %s: effects were recorded concurrently; restarting",
-                        self.execution)
+            log.warning(
+                "execution %s: effects were recorded concurrently; restarting", self.execution
+            )
             raise Stopped() from None
         self._recorded_effects.extend(effects)
 
@@ -315,7 +316,9 @@ class Execution:
         while True:
             entry = await store.meta_get("checkpoints", self.execution)
             if entry is not None and entry.value["epoch"] > self.epoch and not self._unfenced:
-                raise FencedError(f"checkpoint of {self.execution}", self.epoch, entry.value["epoch"])
+                raise FencedError(
+                    f"checkpoint of {self.execution}", self.epoch, entry.value["epoch"]
+                )
             version = entry.version if entry else 0
             if await store.meta_cas("checkpoints", self.execution, value, version=version):
                 break
@@ -330,7 +333,9 @@ class Execution:
             current = ExecutionRecord.from_meta(entry.value) if entry else self.record
             updated = current.with_status(status, error)
             version = entry.version if entry else 0
-            if await store.meta_cas("executions", self.execution, updated.to_meta(), version=version):
+            if await store.meta_cas(
+                "executions", self.execution, updated.to_meta(), version=version
+            ):
                 self.record = updated
                 return
 

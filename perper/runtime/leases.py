@@ -75,7 +75,10 @@ class Leases:
             if now - seen[1] < self.ttl:
                 return None
         claimed = Lease(self.owner, current.epoch + 1)
-        if await store.meta_cas("leases", execution, claimed.to_meta(), version=entry.version) is None:
+        if (
+            await store.meta_cas("leases", execution, claimed.to_meta(), version=entry.version)
+            is None
+        ):
             return None
         self._seen.pop(execution, None)
         return claimed.epoch

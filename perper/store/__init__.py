@@ -12,7 +12,15 @@ from perper.store.memory import MemoryStore
 #: Where ``perper`` keeps its log when neither ``--store`` nor ``$PERPER_STORE`` say.
 DEFAULT_STORE_URL = "sqlite:///.perper/perper.db"
 
-__all__ = ["DEFAULT_STORE_URL", "LogStore", "MemoryStore", "Meta", "StreamInfo", "default_store_url", "open_store"]
+__all__ = [
+    "DEFAULT_STORE_URL",
+    "LogStore",
+    "MemoryStore",
+    "Meta",
+    "StreamInfo",
+    "default_store_url",
+    "open_store",
+]
 
 
 def default_store_url() -> str:
@@ -48,9 +56,7 @@ def open_store(url: str | None = None) -> LogStore:
     if scheme == "ignite":
         parsed = urlparse(url)
         if not parsed.netloc:
-            raise ConfigError(
-                f"store URL {url!r} names no node: write ignite://127.0.0.1:10800"
-            )
+            raise ConfigError(f"store URL {url!r} names no node: write ignite://127.0.0.1:10800")
         try:
             from perper.store.ignite import IgniteStore
         except ImportError as error:

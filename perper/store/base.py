@@ -90,9 +90,9 @@ class LogStore(ABC):
         """Return the stream's head and sealed flag (head 0 for a stream never written)."""
 
     @abstractmethod
-    def _segments(self, stream: str, start: int, stop: int | None) -> AsyncIterator[
-        tuple[int, int, bytes]
-    ]:
+    def _segments(
+        self, stream: str, start: int, stop: int | None
+    ) -> AsyncIterator[tuple[int, int, bytes]]:
         """Yield ``(first_seq, count, data)`` of the segments overlapping ``[start, stop)``,
         in seq order."""
 
@@ -142,9 +142,7 @@ class LogStore(ABC):
         """Return the next free seq of ``stream`` (its number of items)."""
         return (await self.info(stream)).head
 
-    async def append(
-        self, stream: str, seq: int, items: Sequence[Any], *, epoch: int = 0
-    ) -> int:
+    async def append(self, stream: str, seq: int, items: Sequence[Any], *, epoch: int = 0) -> int:
         """Write ``items`` at ``seq, seq + 1, ...`` and return the new head.
 
         Idempotent: items equal to those already stored at their positions are skipped.
@@ -189,8 +187,10 @@ class LogStore(ABC):
     async def _check_overlap(self, stream: str, seq: int, items: list[Any]) -> None:
         position, end = seq, seq + len(items)
         compared = self._compared
-        if compared is not None and compared[0] == stream and compared[1] <= seq < end <= (
-            compared[1] + len(compared[2])
+        if (
+            compared is not None
+            and compared[0] == stream
+            and compared[1] <= seq < end <= (compared[1] + len(compared[2]))
         ):
             self._compare(stream, seq, items, compared[1], compared[2])
             return
@@ -324,8 +324,10 @@ def decode_segment(first: int, count: int, data: bytes) -> list[Any]:
     """
     items = codec.unpack_segment(data)
     if len(items) != count:
-        raise FormatError(f"a stored segment at seq {first} holds {len(items)} items, not "
-                          f"the {count} its header says: the log is corrupt")
+        raise FormatError(
+            f"a stored segment at seq {first} holds {len(items)} items, not "
+            f"the {count} its header says: the log is corrupt"
+        )
     return items
 
 
@@ -350,4 +352,6 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def check_table(table: str) -> None:
     """Refuse metadata tables that are not part of the contract."""
     if table not in META_TABLES:
-        raise StoreError(f"unknown metadata table {table!r}; the tables are {', '.join(META_TABLES)}")
+        raise StoreError(
+            f"unknown metadata table {table!r}; the tables are {', '.join(META_TABLES)}"
+        )

@@ -279,7 +279,12 @@ class _Stream:
             return None
         if self.starts[i] == seq:
             return self.numbers[i]
-        lo_seq, lo_n, hi_seq, hi_n = self.starts[i - 1], self.numbers[i - 1], self.starts[i], self.numbers[i]
+        lo_seq, lo_n, hi_seq, hi_n = (
+            self.starts[i - 1],
+            self.numbers[i - 1],
+            self.starts[i],
+            self.numbers[i],
+        )
         return lo_n + -(-(seq - lo_seq) * (hi_n - lo_n) // (hi_seq - lo_seq))
 
 
@@ -631,7 +636,9 @@ class IgniteStore(LogStore):
             except (CacheError, ClusterError) as error:
                 message = str(error)
                 kind = StoreUnavailableError if "inactive" in message.lower() else StoreError
-                raise kind(f"{self.url}: Ignite at {self.where} refused {what}: {message}") from error
+                raise kind(
+                    f"{self.url}: Ignite at {self.where} refused {what}: {message}"
+                ) from error
 
     async def _get(self, cache: str, key: str, what: str) -> Any:
         value, _ = await self._request(what, lambda c: _cache(c, cache).get(key))
@@ -667,7 +674,11 @@ class IgniteStore(LogStore):
         )
 
     async def _conditional(
-        self, cache: str, key: str, written: bytes, what: str,
+        self,
+        cache: str,
+        key: str,
+        written: bytes,
+        what: str,
         call: Callable[[_Connection], Awaitable[bool]],
     ) -> bool:
         """Run a conditional write; if an earlier attempt's outcome is unknown (it may have
@@ -709,7 +720,9 @@ class IgniteStore(LogStore):
             what = f"registering {stream!r}"
             await asyncio.gather(
                 self._index(_STREAMS_AREA, stream),
-                self._put_if_absent(SEGMENTS_CACHE, self._hint_key(stream), _HINT.pack(0, 0, 0), what),
+                self._put_if_absent(
+                    SEGMENTS_CACHE, self._hint_key(stream), _HINT.pack(0, 0, 0), what
+                ),
             )
             state.registered = True
 
@@ -953,9 +966,7 @@ class IgniteStore(LogStore):
         key = self._hint_key(stream)
         await self._request(f"updating the end of {stream!r}", lambda c: c.segments.put(key, hint))
 
-    async def append(
-        self, stream: str, seq: int, items: Sequence[Any], *, epoch: int = 0
-    ) -> int:
+    async def append(self, stream: str, seq: int, items: Sequence[Any], *, epoch: int = 0) -> int:
         """See :meth:`LogStore.append`.
 
         Fast path: when this process knows the stream ends exactly at ``seq`` (it wrote or read
@@ -1138,7 +1149,9 @@ def _remember(seen: set[tuple[str, str]], pair: tuple[str, str]) -> None:
 def _members(key: str, raw: Any) -> list[str]:
     members = codec.unpack(raw) if type(raw) is bytes else None
     if type(members) is not list:
-        raise FormatError(f"Ignite entry {key!r} is not a perper directory: the namespace is corrupt")
+        raise FormatError(
+            f"Ignite entry {key!r} is not a perper directory: the namespace is corrupt"
+        )
     return members
 
 
@@ -1209,7 +1222,9 @@ def _parse_address(url: str, part: str) -> tuple[str, int]:
     else:
         host, port_text = part, ""
     if not host:
-        raise ConfigError(f"store URL {_mask(url)!r} has an empty host in {part!r}: write host:port")
+        raise ConfigError(
+            f"store URL {_mask(url)!r} has an empty host in {part!r}: write host:port"
+        )
     if not port_text:
         return host, _DEFAULT_PORT
     try:
@@ -1241,5 +1256,7 @@ def _parse_seconds(url: str, name: str, value: str | None, default: float) -> fl
     except ValueError:
         number = -1.0
     if not number > 0:
-        raise ConfigError(f"store URL {_mask(url)!r}: option {name}={value!r} must be a positive number")
+        raise ConfigError(
+            f"store URL {_mask(url)!r}: option {name}={value!r} must be a positive number"
+        )
     return number

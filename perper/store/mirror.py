@@ -169,7 +169,9 @@ class _Mirror:
                 except HeadMovedError:
                     # Someone else writes this destination stream too: fall back to the
                     # checked append, which compares what is already there.
-                    await self.dest.append(name, first, decode_segment(first, count, data), epoch=epoch)
+                    await self.dest.append(
+                        name, first, decode_segment(first, count, data), epoch=epoch
+                    )
                 self.dest._notify(name)
                 position = first + count
             else:  # the destination's head falls inside this segment: append its tail

@@ -114,13 +114,19 @@ class SQLiteStore(LogStore):
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise StoreUnavailableError(f"{self.url}: cannot create {path.parent}: {error}") from error
+                raise StoreUnavailableError(
+                    f"{self.url}: cannot create {path.parent}: {error}"
+                ) from error
         try:
             if self.read_only:
                 wal = path.with_name(path.name + "-wal")
                 mode = "mode=ro" if wal.exists() else "immutable=1"
-                db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?{mode}", uri=True,
-                                     isolation_level=None, check_same_thread=False)
+                db = sqlite3.connect(
+                    f"file:{quote(str(path.resolve()))}?{mode}",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
             else:
                 db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as error:

@@ -20,7 +20,12 @@ from perper.testing.replay import assert_replays, assert_replays_async
 # fixtures `sim` and `perper_store` register with `pytest_plugins =
 # ["perper.testing.simulation"]` in a conftest.py.
 _SIMULATION = (
-    "DeploymentMachine", "SimHelper", "input_logs", "items", "run_function", "seed_shards",
+    "DeploymentMachine",
+    "SimHelper",
+    "input_logs",
+    "items",
+    "run_function",
+    "seed_shards",
 )
 
 

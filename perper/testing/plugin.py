@@ -45,19 +45,33 @@ _APPS = pytest.StashKey[dict[str, App]]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("perper", "perper: recorded logs as tests")
     group.addoption(
-        "--perper-replay-dir", action="append", default=[], dest="perper_replay_dirs",
+        "--perper-replay-dir",
+        action="append",
+        default=[],
+        dest="perper_replay_dirs",
         metavar="DIR",
         help="Collect every log in DIR as tests, one per recorded execution (repeatable).",
     )
     group.addoption(
-        "--perper-replay-app", action="append", default=[], dest="perper_replay_apps",
+        "--perper-replay-app",
+        action="append",
+        default=[],
+        dest="perper_replay_apps",
         metavar="APP.py",
         help="An app file whose code replays the logs of its app (repeatable).",
     )
-    parser.addini("perper_replay_dirs", type="paths", default=[],
-                  help="Folders of logs collected as replay tests.")
-    parser.addini("perper_replay_apps", type="paths", default=[],
-                  help="App files whose code replays the logs.")
+    parser.addini(
+        "perper_replay_dirs",
+        type="paths",
+        default=[],
+        help="Folders of logs collected as replay tests.",
+    )
+    parser.addini(
+        "perper_replay_apps",
+        type="paths",
+        default=[],
+        help="App files whose code replays the logs.",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

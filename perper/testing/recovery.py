@@ -192,17 +192,22 @@ async def stage_execution(
     return execution
 
 
-async def _fresh(fn: StreamFunction, inputs: dict[str, list[Any]], params: dict[str, Any]) -> tuple[
-    LogStore, str
-]:
+async def _fresh(
+    fn: StreamFunction, inputs: dict[str, list[Any]], params: dict[str, Any]
+) -> tuple[LogStore, str]:
     store = MemoryStore()
     return store, await stage_execution(_runtime(store, fn, "setup"), fn, inputs, params, _RUN)
 
 
 def _runtime(store: LogStore, fn: StreamFunction, worker: str) -> Runtime:
     runtime = Runtime(
-        store, fn.app, clock=lambda: 1_700_000_000.0, entropy=random.Random(0),
-        worker_id=worker, batch_size=1000, checkpoint_every=1,
+        store,
+        fn.app,
+        clock=lambda: 1_700_000_000.0,
+        entropy=random.Random(0),
+        worker_id=worker,
+        batch_size=1000,
+        checkpoint_every=1,
     )
     runtime._force_checkpoint_every = 1
     return runtime
@@ -256,7 +261,9 @@ async def _crash_and_recover(
     entry = await store.meta_get("leases", execution)
     assert entry is not None
     held = Lease.from_meta(entry.value)
-    await store.meta_cas("leases", execution, Lease(None, held.epoch).to_meta(), version=entry.version)
+    await store.meta_cas(
+        "leases", execution, Lease(None, held.epoch).to_meta(), version=entry.version
+    )
     error: str | None = None
     try:
         await _runtime(store, fn, "recovering").execute(execution)
@@ -269,7 +276,8 @@ async def _crash_and_recover(
     if len(actual) != len(expected):
         seq = min(len(actual), len(expected))
         return RecoveryDivergence(
-            boundary, seq,
+            boundary,
+            seq,
             expected[seq] if seq < len(expected) else None,
             actual[seq] if seq < len(actual) else None,
             error,

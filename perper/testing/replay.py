@@ -34,8 +34,9 @@ def assert_replays(
         ReplayError: the log cannot be replayed (a function missing, parameters that no
             longer fit, not a perper log); the message says why.
     """
-    results = replay(log, app, function=function, execution=execution, run=run,
-                     freeze_clock=freeze_clock)
+    results = replay(
+        log, app, function=function, execution=execution, run=run, freeze_clock=freeze_clock
+    )
     results.raise_on_failure()
     return results
 
@@ -50,7 +51,8 @@ async def assert_replays_async(
     freeze_clock: bool = True,
 ) -> ReplayResults:
     """:func:`assert_replays`, for async tests."""
-    results = await replay_async(log, app, function=function, execution=execution, run=run,
-                                 freeze_clock=freeze_clock)
+    results = await replay_async(
+        log, app, function=function, execution=execution, run=run, freeze_clock=freeze_clock
+    )
     results.raise_on_failure()
     return results

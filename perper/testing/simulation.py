@@ -123,13 +123,20 @@ def run_function(
     return run_simulated(_run_function(fn, mapped, params), seed=0)
 
 
-async def _run_function(fn: StreamFunction, inputs: dict[str, list[Any]], params: Mapping[str, Any]) -> list[Any]:
+async def _run_function(
+    fn: StreamFunction, inputs: dict[str, list[Any]], params: Mapping[str, Any]
+) -> list[Any]:
     import asyncio
 
     store = MemoryStore()
     loop = asyncio.get_running_loop()
-    runtime = Runtime(store, fn.app, clock=lambda: 1_700_000_000.0 + loop.time(),
-                      entropy=random.Random(0), worker_id="run_function")
+    runtime = Runtime(
+        store,
+        fn.app,
+        clock=lambda: 1_700_000_000.0 + loop.time(),
+        entropy=random.Random(0),
+        worker_id="run_function",
+    )
     execution = await stage_execution(runtime, fn, inputs, params, _RUN)
     await runtime.execute(execution)
     return [item async for _, item in store.read(execution)]
@@ -178,10 +185,13 @@ class DeploymentMachine(RuleBasedStateMachine):
         from simulator.deployment import SimulatedDeployment
 
         if self.app is None:
-            raise ConfigError(f"{type(self).__name__}: set the class attribute app = <your perper.App>")
+            raise ConfigError(
+                f"{type(self).__name__}: set the class attribute app = <your perper.App>"
+            )
         self.inputs: list[Any] = []
         self.deployment: SimulatedDeployment = SimulatedDeployment(
-            self.app, self._launch_params(), workers=self.workers)
+            self.app, self._launch_params(), workers=self.workers
+        )
 
     def _launch_params(self) -> dict[str, Any]:
         return {**self.params, self.ingest_param: StreamRef(self.ingest_stream)}
@@ -221,7 +231,8 @@ class DeploymentMachine(RuleBasedStateMachine):
         for stream, actual in self.deployment.outputs().items():
             assert stream in expected, f"unexpected stream {stream!r}"
             assert actual == expected[stream][: len(actual)], (
-                f"{stream}: {actual!r} is not a prefix of the fault-free {expected[stream]!r}")
+                f"{stream}: {actual!r} is not a prefix of the fault-free {expected[stream]!r}"
+            )
 
     def teardown(self) -> None:
         try:
@@ -247,8 +258,11 @@ def seed_shards(seeds: Sequence[int] | range, shards: int) -> list[range | list[
         raise ConfigError(f"seed_shards(shards={shards}): need at least one shard")
     if isinstance(seeds, range) and seeds.step == 1:
         size = math.ceil(len(seeds) / shards)
-        return [range(seeds.start + i * size, min(seeds.start + (i + 1) * size, seeds.stop))
-                for i in range(shards) if seeds.start + i * size < seeds.stop]
+        return [
+            range(seeds.start + i * size, min(seeds.start + (i + 1) * size, seeds.stop))
+            for i in range(shards)
+            if seeds.start + i * size < seeds.stop
+        ]
     listed = list(seeds)
     return [listed[i::shards] for i in range(shards) if listed[i::shards]]
 
@@ -257,8 +271,12 @@ class SimHelper:
     """What the ``sim`` fixture gives a test: simulate apps over seeds."""
 
     def simulation(
-        self, app: App | str | os.PathLike[str], params: Mapping[str, Any] | None = None, *,
-        faults: Sequence[str] | None = None, workers: int | None = None,
+        self,
+        app: App | str | os.PathLike[str],
+        params: Mapping[str, Any] | None = None,
+        *,
+        faults: Sequence[str] | None = None,
+        workers: int | None = None,
     ) -> Simulation:
         """A :class:`simulator.Simulation` of ``app`` (an App or the path of its file)."""
         from perper.app import load_app
@@ -266,13 +284,22 @@ class SimHelper:
         from simulator.faults import DEFAULT_FAULTS
 
         application = app if isinstance(app, App) else load_app(Path(app))
-        return Simulation(application, params, kinds=tuple(faults) if faults is not None else DEFAULT_FAULTS,
-                          workers=workers)
+        return Simulation(
+            application,
+            params,
+            kinds=tuple(faults) if faults is not None else DEFAULT_FAULTS,
+            workers=workers,
+        )
 
     def run(
-        self, app: App | str | os.PathLike[str], params: Mapping[str, Any] | None = None, *,
-        seeds: Sequence[int] | range = range(100), faults: Sequence[str] | None = None,
-        workers: int | None = None, raise_on_failure: bool = True,
+        self,
+        app: App | str | os.PathLike[str],
+        params: Mapping[str, Any] | None = None,
+        *,
+        seeds: Sequence[int] | range = range(100),
+        faults: Sequence[str] | None = None,
+        workers: int | None = None,
+        raise_on_failure: bool = True,
     ) -> CampaignResult:
         """Simulate ``seeds`` of ``app`` and (by default) fail the test on a violation,
         with the seed, the fault schedule and the first violation in the message."""
@@ -281,7 +308,9 @@ class SimHelper:
             result.raise_on_failure()
         return result
 
-    def deployment(self, app: App, params: Mapping[str, Any] | None = None, **options: Any) -> SimulatedDeployment:
+    def deployment(
+        self, app: App, params: Mapping[str, Any] | None = None, **options: Any
+    ) -> SimulatedDeployment:
         """A :class:`simulator.deployment.SimulatedDeployment` driven step by step."""
         from simulator.deployment import SimulatedDeployment
 
@@ -318,4 +347,3 @@ async def perper_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield store
     finally:
         await store.close()
-

@@ -15,10 +15,16 @@ from tests.conftest import EXAMPLES
 BASIC = str(EXAMPLES / "basic.py")
 
 
-def perper(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def perper(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "perper.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120, env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
 
 
@@ -31,7 +37,9 @@ def test_run_prints_every_batch_and_ls_lists_the_streams(tmp_path: Path) -> None
     listed = perper("streams", "ls", "--json", cwd=tmp_path)
     rows = json.loads(listed.stdout)
     assert [(r["function"], r["items"], r["status"]) for r in rows] == [
-        ("generator", 10, "done"), ("processor", 4, "done"), ("consumer", 0, "done"),
+        ("generator", 10, "done"),
+        ("processor", 4, "done"),
+        ("consumer", 0, "done"),
     ]
     assert set(rows[0]) == {"name", "function", "items", "status"}
     table = perper("streams", "ls", cwd=tmp_path)
@@ -39,7 +47,17 @@ def test_run_prints_every_batch_and_ls_lists_the_streams(tmp_path: Path) -> None
 
 
 def test_a_named_run_is_catted_in_order_and_rerunning_it_duplicates_nothing(tmp_path: Path) -> None:
-    args = ["run", BASIC, "--store", "sqlite:///t.db", "--run", "r1", "--param", "count=20000", "-q"]
+    args = [
+        "run",
+        BASIC,
+        "--store",
+        "sqlite:///t.db",
+        "--run",
+        "r1",
+        "--param",
+        "count=20000",
+        "-q",
+    ]
     first = perper(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     cat = perper("streams", "cat", "r1/generator-0", "--store", "sqlite:///t.db", cwd=tmp_path)
@@ -55,8 +73,18 @@ def test_a_named_run_is_catted_in_order_and_rerunning_it_duplicates_nothing(tmp_
 
 def test_cat_honours_start_and_limit(tmp_path: Path) -> None:
     perper("run", BASIC, "--store", "sqlite:///t.db", "--run", "r", "-q", cwd=tmp_path)
-    cat = perper("streams", "cat", "r/generator-0", "--store", "sqlite:///t.db",
-                 "--start", "3", "--limit", "2", cwd=tmp_path)
+    cat = perper(
+        "streams",
+        "cat",
+        "r/generator-0",
+        "--store",
+        "sqlite:///t.db",
+        "--start",
+        "3",
+        "--limit",
+        "2",
+        cwd=tmp_path,
+    )
     assert cat.stdout.splitlines() == ['{"value": 3}', '{"value": 4}']
 
 

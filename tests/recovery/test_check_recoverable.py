@@ -50,13 +50,18 @@ async def pairs(ctx: perper.Context, left: perper.StreamRef, right: perper.Strea
             yield ctx.state["a"] + b
 
 
-def test_a_local_running_total_in_checkpoint_mode_is_reported_with_the_first_diverging_seq() -> None:
+def test_a_local_running_total_in_checkpoint_mode_is_reported_with_the_first_diverging_seq() -> (
+    None
+):
     check = check_recoverable(local_total, [5, 7, 11, 13])
     assert not check.ok
     divergence = check.divergence
     assert divergence is not None
     assert (divergence.boundary, divergence.seq, divergence.expected, divergence.actual) == (
-        2, 1, 12, 7,
+        2,
+        1,
+        12,
+        7,
     )
     text = str(check)
     assert "local_total" in text and "output seq 1 differs" in text and "ctx.state" in text

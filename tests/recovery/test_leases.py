@@ -81,7 +81,8 @@ async def test_checkpoint_mode_resumes_from_the_checkpoint_not_the_start(store: 
     task = asyncio.ensure_future(first.run("c", {"count": 100}))
     while not any(
         isinstance(t.exception(), Crash)
-        for t, _ in first._tasks.values() if t.done() and not t.cancelled()
+        for t, _ in first._tasks.values()
+        if t.done() and not t.cancelled()
     ):
         await asyncio.sleep(0.01)
     task.cancel()  # the rest of the worker goes away too (its lease on the sum stays)

@@ -28,7 +28,9 @@ class FlakyStore(MemoryStore):
             self.refused += 1
             raise StoreUnavailableError(f"{self.url}: simulated timeout on write {self.writes}")
 
-    async def _write_segment(self, stream: str, seq: int, count: int, data: bytes, epoch: int) -> None:
+    async def _write_segment(
+        self, stream: str, seq: int, count: int, data: bytes, epoch: int
+    ) -> None:
         self._maybe_fail()
         await super()._write_segment(stream, seq, count, data, epoch)
 
@@ -45,4 +47,6 @@ async def test_transient_store_errors_delay_a_run_but_lose_and_duplicate_nothing
     assert result.ok
     assert flaky.refused > 5
     for stream in ["r/generator-0", "r/processor-1"]:
-        assert [i async for _, i in flaky.read(stream)] == [i async for _, i in reference.read(stream)]
+        assert [i async for _, i in flaky.read(stream)] == [
+            i async for _, i in reference.read(stream)
+        ]

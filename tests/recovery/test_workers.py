@@ -17,7 +17,7 @@ import perper
 from perper.runtime import Runtime
 from tests.conftest import EXAMPLES
 
-SLOW_APP = '''
+SLOW_APP = """
 import asyncio
 import perper
 
@@ -38,7 +38,7 @@ async def total(ctx, source):
 @app.launcher
 async def main(ctx, count: int = 1000):
     await ctx.start(total, await ctx.start(ticks, count=count))
-'''
+"""
 
 
 def perper_command(*args: str) -> list[str]:
@@ -68,8 +68,9 @@ def test_sigterm_stops_a_worker_gracefully_and_another_finishes_the_run(tmp_path
             assert not await Runtime(store, app).prepare_run("w", {"count": 3000})
 
     asyncio.run(prepare())
-    worker = subprocess.Popen(perper_command("worker", str(app_file), "--store", url, "-q"),
-                              stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        perper_command("worker", str(app_file), "--store", url, "-q"), stderr=subprocess.DEVNULL
+    )
     try:
         wait_until(lambda: asyncio.run(head(url, "w/total-1")) > 100)
         worker.send_signal(signal.SIGTERM)
@@ -91,7 +92,9 @@ def test_sigterm_stops_a_worker_gracefully_and_another_finishes_the_run(tmp_path
 
     finisher = subprocess.run(
         perper_command("worker", str(app_file), "--store", url, "--run", "w", "-q"),
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert finisher.returncode == 0, finisher.stderr
 
@@ -107,23 +110,53 @@ def test_sigkilled_workers_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     basic = str(EXAMPLES / "basic.py")
     count = "60000"
     reference = subprocess.run(
-        perper_command("run", basic, "--run", "k", "--param", f"count={count}",
-                       "--store", "sqlite:///ref.db", "-q"),
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        perper_command(
+            "run",
+            basic,
+            "--run",
+            "k",
+            "--param",
+            f"count={count}",
+            "--store",
+            "sqlite:///ref.db",
+            "-q",
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert reference.returncode == 0, reference.stderr
-    command = perper_command("run", basic, "--workers", "2", "--run", "k", "--param",
-                             f"count={count}", "--store", "sqlite:///k.db", "-q",
-                             "--lease-ttl", "0.5")
+    command = perper_command(
+        "run",
+        basic,
+        "--workers",
+        "2",
+        "--run",
+        "k",
+        "--param",
+        f"count={count}",
+        "--store",
+        "sqlite:///k.db",
+        "-q",
+        "--lease-ttl",
+        "0.5",
+    )
     rng = random.Random(int(os.environ.get("PERPER_KILL_SEED", "11")))
     kills, parent_kills = 0, 0
     for _ in range(20):
-        parent = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        parent = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         while parent.poll() is None and kills < 8:
             time.sleep(rng.uniform(0.05, 0.4))
-            children = subprocess.run(["pgrep", "-P", str(parent.pid)],
-                                      capture_output=True, text=True).stdout.split()
+            children = subprocess.run(
+                ["pgrep", "-P", str(parent.pid)], capture_output=True, text=True
+            ).stdout.split()
             if children:
                 try:
                     os.kill(int(rng.choice(children)), signal.SIGKILL)
@@ -142,8 +175,15 @@ def test_sigkilled_workers_lose_and_duplicate_nothing(tmp_path: Path) -> None:
         pytest.fail("the run never finished")
     assert kills >= 1
     for name in ["k/generator-0", "k/processor-1", "k/consumer-2"]:
-        cat = [subprocess.run(perper_command("streams", "cat", name, "--store", store),
-                              cwd=tmp_path, capture_output=True, text=True, timeout=120).stdout
-               for store in ("sqlite:///k.db", "sqlite:///ref.db")]
+        cat = [
+            subprocess.run(
+                perper_command("streams", "cat", name, "--store", store),
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
+            for store in ("sqlite:///k.db", "sqlite:///ref.db")
+        ]
         assert cat[0] == cat[1], name
     assert len(cat[0].splitlines()) == 0  # the consumer yields nothing

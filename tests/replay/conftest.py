@@ -23,16 +23,27 @@ EFFECTS = EXAMPLES / "effects.py"
 
 
 def record(
-    path: Path, app: App, params: dict[str, Any] | None = None, *, run: str = "r",
-    batch_size: int = 100, expect_failure: bool = False,
+    path: Path,
+    app: App,
+    params: dict[str, Any] | None = None,
+    *,
+    run: str = "r",
+    batch_size: int = 100,
+    expect_failure: bool = False,
 ) -> Path:
     """Record a run of ``app`` into the SQLite file ``path`` (deterministic effects)."""
     ticks = itertools.count(1_600_000_000.0, 1.0)
 
     async def body() -> None:
         async with SQLiteStore(path) as store:
-            runtime = Runtime(store, app, clock=lambda: next(ticks), entropy=random.Random(7),
-                              batch_size=batch_size, flush_delay=3600.0)
+            runtime = Runtime(
+                store,
+                app,
+                clock=lambda: next(ticks),
+                entropy=random.Random(7),
+                batch_size=batch_size,
+                flush_delay=3600.0,
+            )
             result = await runtime.run(run, params or {})
             if expect_failure:
                 assert result.status == FAILED
@@ -54,23 +65,23 @@ def variant(tmp_path: Path, name: str, replacements: dict[str, str], source: Pat
     return load_app(path)
 
 
-def variant_file(tmp_path: Path, name: str, replacements: dict[str, str],
-                 source: Path = BASIC) -> Path:
+def variant_file(
+    tmp_path: Path, name: str, replacements: dict[str, str], source: Path = BASIC
+) -> Path:
     variant(tmp_path, name, replacements, source)
     return tmp_path / f"{source.stem}_{name}.py"
 
 
 #: examples/basic.py whose processor doubles values from 50 on.
 CHANGED_PROCESSOR = {
-    "            yield list(batch)\n            batch.clear()\n    if batch":
-        "            yield [v * 2 if v >= 50 else v for v in batch]\n"
-        "            batch.clear()\n    if batch",
+    "            yield list(batch)\n            batch.clear()\n    if batch": "            yield [v * 2 if v >= 50 else v for v in batch]\n"
+    "            batch.clear()\n    if batch",
 }
 #: examples/basic.py without its consumer (the launcher no longer starts it).
 NO_CONSUMER = {
     "@app.action\nasync def consumer(ctx: perper.Context, source: perper.StreamRef):\n"
     "    async for batch in ctx.read(source):\n"
-    "        ctx.log.info(\"consumer received %s\", batch)\n": "",
+    '        ctx.log.info("consumer received %s", batch)\n': "",
     "    await ctx.start(consumer, proc)\n": "",
 }
 #: examples/basic.py whose processor's parameter batch_size is now called size.

@@ -19,10 +19,16 @@ from tests.replay.conftest import (
 )
 
 
-def perper(*args: str | Path, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def perper(
+    *args: str | Path, cwd: Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "perper.cli", *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=120, input=stdin,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        input=stdin,
     )
 
 
@@ -83,8 +89,12 @@ def test_json_lists_every_execution_for_ci(basic_log: Path, tmp_path: Path) -> N
     assert data["exit_code"] == 1
     assert data["ok"] is False
     by_id = {e["execution"]: e for e in data["executions"]}
-    assert set(by_id) == {"clean/main", "clean/generator-0", "clean/processor-1",
-                          "clean/consumer-2"}
+    assert set(by_id) == {
+        "clean/main",
+        "clean/generator-0",
+        "clean/processor-1",
+        "clean/consumer-2",
+    }
     divergence = by_id["clean/processor-1"]["divergence"]
     assert divergence["seq"] == 16
     assert divergence["function"] == "processor"
@@ -95,8 +105,17 @@ def test_json_lists_every_execution_for_ci(basic_log: Path, tmp_path: Path) -> N
 
 
 def test_function_and_until_stop_just_before_that_seq(basic_log: Path, tmp_path: Path) -> None:
-    done = perper("replay", basic_log, BASIC, "--function", "processor", "--until", "7", "--json",
-                  cwd=tmp_path)
+    done = perper(
+        "replay",
+        basic_log,
+        BASIC,
+        "--function",
+        "processor",
+        "--until",
+        "7",
+        "--json",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     [result] = json.loads(done.stdout)["executions"]
     assert result["outcome"] == "stopped"
@@ -105,10 +124,22 @@ def test_function_and_until_stop_just_before_that_seq(basic_log: Path, tmp_path:
     assert result["items_read"] == 21
 
 
-def test_pdb_opens_before_the_seq_with_locals_and_ctx_at_hand(basic_log: Path, tmp_path: Path) -> None:
+def test_pdb_opens_before_the_seq_with_locals_and_ctx_at_hand(
+    basic_log: Path, tmp_path: Path
+) -> None:
     commands = "p ctx.execution\np sorted(ctx.state)\np batch\nn\nn\np batch\nc\n"
-    done = perper("replay", basic_log, BASIC, "--function", "processor", "--until", "2", "--pdb",
-                  cwd=tmp_path, stdin=commands)
+    done = perper(
+        "replay",
+        basic_log,
+        BASIC,
+        "--function",
+        "processor",
+        "--until",
+        "2",
+        "--pdb",
+        cwd=tmp_path,
+        stdin=commands,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "is about to compute the item at seq 2" in out
@@ -124,7 +155,10 @@ def test_graph_reruns_the_whole_run_and_diffs_every_stream(basic_log: Path, tmp_
     [run] = json.loads(clean.stdout)["runs"]
     assert run["outcome"] == "identical"
     assert {s["stream"]: s["items_compared"] for s in run["streams"]} == {
-        "clean/generator-0": 1000, "clean/processor-1": 334, "clean/consumer-2": 0}
+        "clean/generator-0": 1000,
+        "clean/processor-1": 334,
+        "clean/consumer-2": 0,
+    }
 
     changed = variant_file(tmp_path, "changed", CHANGED_PROCESSOR)
     diverged = perper("replay", basic_log, changed, "--graph", cwd=tmp_path)
@@ -153,8 +187,16 @@ def test_pdb_without_until_opens_before_the_first_divergent_item(
     basic_log: Path, tmp_path: Path
 ) -> None:
     changed = variant_file(tmp_path, "changed", CHANGED_PROCESSOR)
-    done = perper("replay", basic_log, changed, "--function", "processor", "--pdb",
-                  cwd=tmp_path, stdin="p batch\nc\n")
+    done = perper(
+        "replay",
+        basic_log,
+        changed,
+        "--function",
+        "processor",
+        "--pdb",
+        cwd=tmp_path,
+        stdin="p batch\nc\n",
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "about to compute the item at seq 16 (the first divergence)" in done.stdout
     assert "[45, 46, 47]" in done.stdout  # the batch just yielded as seq 15

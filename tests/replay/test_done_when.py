@@ -14,8 +14,13 @@ COUNT = 100_000
 
 
 def perper(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "perper.cli", *map(str, args)],
-                          cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "perper.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def copy_of_basic(tmp_path: Path, name: str, replacements: dict[str, str]) -> Path:
@@ -33,17 +38,31 @@ def test_a_100k_run_replays_clean_diverges_when_changed_and_refuses_when_unfit(
     tmp_path: Path,
 ) -> None:
     log = tmp_path / "run.sqlite"
-    recorded = perper("run", BASIC, "--store", f"sqlite:///{log}", "--run", "prod",
-                      "--param", f"count={COUNT}", "-q", cwd=tmp_path)
+    recorded = perper(
+        "run",
+        BASIC,
+        "--store",
+        f"sqlite:///{log}",
+        "--run",
+        "prod",
+        "--param",
+        f"count={COUNT}",
+        "-q",
+        cwd=tmp_path,
+    )
     assert recorded.returncode == 0, recorded.stderr
 
     clean = perper("replay", log, BASIC, cwd=tmp_path)
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
-    changed = copy_of_basic(tmp_path, "changed", {
-        "            yield list(batch)\n            batch.clear()\n    if batch":
-        "            yield [v + 1 if v >= 50_000 else v for v in batch]\n"
-        "            batch.clear()\n    if batch"})
+    changed = copy_of_basic(
+        tmp_path,
+        "changed",
+        {
+            "            yield list(batch)\n            batch.clear()\n    if batch": "            yield [v + 1 if v >= 50_000 else v for v in batch]\n"
+            "            batch.clear()\n    if batch"
+        },
+    )
     diverged = perper("replay", log, changed, cwd=tmp_path)
     assert diverged.returncode == 1, diverged.stdout + diverged.stderr
     out = diverged.stdout

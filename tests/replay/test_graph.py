@@ -36,8 +36,11 @@ def test_a_changed_function_shows_in_its_stream_with_the_first_difference(
     assert streams["clean/generator-0"].ok
     divergence = streams["clean/processor-1"].divergence
     assert divergence is not None
-    assert (divergence.seq, divergence.expected, divergence.actual) == (16, [48, 49, 50],
-                                                                        [48, 49, 100])
+    assert (divergence.seq, divergence.expected, divergence.actual) == (
+        16,
+        [48, 49, 50],
+        [48, 49, 100],
+    )
 
 
 def test_a_run_whose_function_is_gone_cannot_be_replayed(basic_log: Path, tmp_path: Path) -> None:

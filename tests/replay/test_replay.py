@@ -130,18 +130,26 @@ def test_an_old_recording_diverges_from_the_new_code_at_its_first_item(basic: Ap
     assert [r.outcome for r in results].count(IDENTICAL) == 3
 
 
-def test_a_divergence_deep_in_a_long_segment_is_located_exactly(
-    tmp_path: Path, basic: App
-) -> None:
+def test_a_divergence_deep_in_a_long_segment_is_located_exactly(tmp_path: Path, basic: App) -> None:
     # Big segments: the fast pass finds the segment, the second pass the exact item.
     log = record(tmp_path / "big.db", basic, {"count": 3000}, batch_size=1000)
-    results = replay(log, variant(tmp_path, "changed", {
-        "yield list(batch)\n            batch.clear()":
-        "yield [v + 1 if v == 2500 else v for v in batch]\n            batch.clear()"}))
+    results = replay(
+        log,
+        variant(
+            tmp_path,
+            "changed",
+            {
+                "yield list(batch)\n            batch.clear()": "yield [v + 1 if v == 2500 else v for v in batch]\n            batch.clear()"
+            },
+        ),
+    )
     divergence = results["r/processor-1"].divergence
     assert divergence is not None
     assert (divergence.seq, divergence.expected, divergence.actual) == (
-        833, [2499, 2500, 2501], [2499, 2501, 2501])
+        833,
+        [2499, 2500, 2501],
+        [2499, 2501, 2501],
+    )
     assert divergence.input_positions == {"r/generator-0": 2502}
     assert results["r/processor-1"].items_compared == 833
 
@@ -149,7 +157,9 @@ def test_a_divergence_deep_in_a_long_segment_is_located_exactly(
 def test_output_shorter_than_recorded_is_reported_at_the_first_missing_item(
     basic_log: Path, tmp_path: Path
 ) -> None:
-    shorter = variant(tmp_path, "shorter", {"    if batch:  # the last": "    if False:  # the last"})
+    shorter = variant(
+        tmp_path, "shorter", {"    if batch:  # the last": "    if False:  # the last"}
+    )
     result = replay(basic_log, shorter)["clean/processor-1"]
     assert result.outcome == DIVERGED
     assert result.items_compared == 333
@@ -162,9 +172,13 @@ def test_output_shorter_than_recorded_is_reported_at_the_first_missing_item(
 def test_output_longer_than_recorded_is_reported_at_the_first_extra_item(
     basic_log: Path, tmp_path: Path
 ) -> None:
-    longer = variant(tmp_path, "longer", {
-        "        yield list(batch)\n        batch.clear()\n":
-        "        yield list(batch)\n        batch.clear()\n    yield ['end']\n"})
+    longer = variant(
+        tmp_path,
+        "longer",
+        {
+            "        yield list(batch)\n        batch.clear()\n": "        yield list(batch)\n        batch.clear()\n    yield ['end']\n"
+        },
+    )
     result = replay(basic_log, longer)["clean/processor-1"]
     assert result.divergence is not None
     assert (result.divergence.kind, result.divergence.seq) == ("longer", 334)
@@ -176,10 +190,14 @@ def test_output_longer_than_recorded_is_reported_at_the_first_extra_item(
 def test_an_exception_during_replay_is_reported_with_its_traceback(
     basic_log: Path, tmp_path: Path
 ) -> None:
-    raising = variant(tmp_path, "raising", {
-        "        batch.append(item[\"value\"])\n":
-        "        batch.append(item[\"value\"])\n"
-        "        if item[\"value\"] == 500:\n            raise KeyError('lost item 500')\n"})
+    raising = variant(
+        tmp_path,
+        "raising",
+        {
+            '        batch.append(item["value"])\n': '        batch.append(item["value"])\n'
+            "        if item[\"value\"] == 500:\n            raise KeyError('lost item 500')\n"
+        },
+    )
     result = replay(basic_log, raising)["clean/processor-1"]
     divergence = result.divergence
     assert divergence is not None
@@ -208,9 +226,13 @@ def test_a_start_with_other_parameters_is_a_divergence_of_the_launcher(
 def test_a_start_the_recording_lacks_and_a_missing_start_are_divergences(
     basic_log: Path, tmp_path: Path
 ) -> None:
-    extra = variant(tmp_path, "extra", {
-        "    await ctx.start(consumer, proc)\n":
-        "    await ctx.start(consumer, proc)\n    await ctx.start(consumer, gen)\n"})
+    extra = variant(
+        tmp_path,
+        "extra",
+        {
+            "    await ctx.start(consumer, proc)\n": "    await ctx.start(consumer, proc)\n    await ctx.start(consumer, gen)\n"
+        },
+    )
     divergence = replay(basic_log, extra)["clean/main"].divergence
     assert divergence is not None
     assert divergence.kind == "start"
@@ -247,17 +269,19 @@ def test_a_function_missing_from_the_app_cannot_be_replayed_and_says_why(
 def test_parameters_that_no_longer_fit_cannot_be_replayed_and_say_why(
     basic_log: Path, tmp_path: Path
 ) -> None:
-    results = replay(basic_log, variant(tmp_path, "renamed", {
-        **RENAMED_PARAMETER, "batch_size=3": "size=3"}))
+    results = replay(
+        basic_log, variant(tmp_path, "renamed", {**RENAMED_PARAMETER, "batch_size=3": "size=3"})
+    )
     result = results["clean/processor-1"]
     assert result.outcome == UNREPLAYABLE
     assert results.exit_code == 2
     assert result.reason is not None
-    assert "no longer fit its signature processor(source: perper.streamref.StreamRef, " \
-           "size: int)" in result.reason
+    assert (
+        "no longer fit its signature processor(source: perper.streamref.StreamRef, "
+        "size: int)" in result.reason
+    )
     assert "'batch_size': 3" in result.reason
-    assert "missing a required argument: 'size'" in (
-        result.reason)
+    assert "missing a required argument: 'size'" in (result.reason)
 
 
 def test_a_log_that_is_not_a_perper_log_cannot_be_replayed(tmp_path: Path, basic: App) -> None:
@@ -270,13 +294,18 @@ def test_a_log_that_is_not_a_perper_log_cannot_be_replayed(tmp_path: Path, basic
 
 
 def test_selecting_an_unknown_function_says_what_the_log_has(basic_log: Path, basic: App) -> None:
-    with pytest.raises(ReplayError, match="has no execution of function 'nope'; its functions "
-                                          "are consumer, generator, main, processor"):
+    with pytest.raises(
+        ReplayError,
+        match="has no execution of function 'nope'; its functions "
+        "are consumer, generator, main, processor",
+    ):
         replay(basic_log, basic, function="nope")
     assert [r.execution for r in replay(basic_log, basic, function="generator")] == [
-        "clean/generator-0"]
+        "clean/generator-0"
+    ]
     assert [r.execution for r in replay(basic_log, basic, execution="clean/consumer-2")] == [
-        "clean/consumer-2"]
+        "clean/consumer-2"
+    ]
     with pytest.raises(ReplayError, match="has no execution of run 'other'"):
         replay(basic_log, basic, run="other")
 
@@ -336,10 +365,14 @@ def test_recorded_effects_are_handed_back_in_order(tmp_path: Path) -> None:
 
 
 def test_asking_for_effects_in_another_order_is_a_divergence(tmp_path: Path) -> None:
-    swapped = variant(tmp_path, "swapped", {
-        '"id": str(ctx.uuid()),\n            "amount": round(ctx.random() * 100, 2),':
-        '"amount": round(ctx.random() * 100, 2),\n            "id": str(ctx.uuid()),'},
-        source=FIXTURES.parent / "examples" / "effects.py")
+    swapped = variant(
+        tmp_path,
+        "swapped",
+        {
+            '"id": str(ctx.uuid()),\n            "amount": round(ctx.random() * 100, 2),': '"amount": round(ctx.random() * 100, 2),\n            "id": str(ctx.uuid()),'
+        },
+        source=FIXTURES.parent / "examples" / "effects.py",
+    )
     divergence = replay(FIXTURES / "effects.db", swapped)["effects/orders-0"].divergence
     assert divergence is not None
     assert (divergence.kind, divergence.seq) == ("effect", 0)
@@ -348,8 +381,9 @@ def test_asking_for_effects_in_another_order_is_a_divergence(tmp_path: Path) -> 
 
 def test_asking_for_more_effects_than_recorded_is_a_divergence(tmp_path: Path) -> None:
     source = FIXTURES.parent / "examples" / "effects.py"
-    more = variant(tmp_path, "more", {'"at": ctx.now(),': '"at": ctx.now() + 0 * ctx.now(),'},
-                   source=source)
+    more = variant(
+        tmp_path, "more", {'"at": ctx.now(),': '"at": ctx.now() + 0 * ctx.now(),'}, source=source
+    )
     divergence = replay(FIXTURES / "effects.db", more)["effects/orders-0"].divergence
     assert divergence is not None
     assert divergence.kind == "effect"
@@ -483,8 +517,9 @@ def test_an_unfinished_execution_is_compared_as_far_as_it_was_recorded(
     async def body(output: list[list[int]]) -> None:
         # As exported mid-run: input not finished, output lagging behind it.
         async with SQLiteStore(path) as store:
-            await store.meta_cas("runs", "r", RunRecord("r", "basic", "main", pack({})).to_meta(),
-                                 version=0)
+            await store.meta_cas(
+                "runs", "r", RunRecord("r", "basic", "main", pack({})).to_meta(), version=0
+            )
             await store.append("r/generator-0", 0, [{"value": i} for i in range(10)])
             params = pack({"source": perper.StreamRef("r/generator-0"), "batch_size": 3})
             record_ = ExecutionRecord("r/processor-1", "r", "processor", "stream", params)
@@ -525,7 +560,8 @@ def test_the_frozen_clock_follows_each_recorded_now_and_is_restored_after() -> N
         clock.move_to(1_700_000_000.25)
         assert time.time() == 1_700_000_000.25
         assert datetime.datetime.now(datetime.UTC).isoformat() == (
-            "2023-11-14T22:13:20.250000+00:00")
+            "2023-11-14T22:13:20.250000+00:00"
+        )
         clock.move_to(1_700_000_003.0)
         assert time.time() == 1_700_000_003.0
     assert time.time() > 1_700_000_003.0  # the real clock again

@@ -248,7 +248,9 @@ async def test_a_function_reading_the_wall_clock_is_caught_on_re_execution(
     result = await Runtime(store, effects).run("w", {"function": "wall_clock"})
     [failure] = result.failures
     assert "NondeterminismError" in failure.error
-    assert "execution 'w/wall_clock-0' (function 'wall_clock') is not deterministic" in failure.error
+    assert (
+        "execution 'w/wall_clock-0' (function 'wall_clock') is not deterministic" in failure.error
+    )
     assert "at seq 0" in failure.error and "item['now']: expected" in failure.error
     assert len(await items(store, "w/wall_clock-0")) == 4  # nothing overwritten
 

@@ -12,7 +12,9 @@ from .conftest import ROOT
 def test_the_simulator_benchmark_prints_rates_and_ratios_against_asyncio() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "simulator.py"), "--seconds", "0.2"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout

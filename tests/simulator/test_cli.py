@@ -26,14 +26,19 @@ def invoke(*args: str, cwd: Path | None = None) -> tuple[int, str]:
 def test_a_passing_range_prints_the_summary_and_exits_0() -> None:
     code, out = invoke(str(EXAMPLES / "basic.py"), "--seeds", "0..19")
     assert code == 0, out
-    assert re.search(r"20 seeds run, 0 failures; [\d,]+ steps in .* steps/s, .* seeds/s\); "
-                     r"simulated .* \([\d,.]+x real time\)", out), out
+    assert re.search(
+        r"20 seeds run, 0 failures; [\d,]+ steps in .* steps/s, .* seeds/s\); "
+        r"simulated .* \([\d,.]+x real time\)",
+        out,
+    ), out
     assert "ok: every output equals the fault-free run" in out
 
 
 def test_a_failure_prints_seed_parameters_schedule_violation_and_command(tmp_path: Path) -> None:
     saved = tmp_path / "failure.db"
-    code, out = invoke(str(EXAMPLES / "running_total.py"), "--seeds", "0..199", "--save", str(saved))
+    code, out = invoke(
+        str(EXAMPLES / "running_total.py"), "--seeds", "0..199", "--save", str(saved)
+    )
     assert code == 1
     assert "derived parameters:" in out and "workers:" in out and "lease_ttl:" in out
     assert "fault schedule:" in out and "first violation:" in out
@@ -51,8 +56,14 @@ def test_a_failure_prints_seed_parameters_schedule_violation_and_command(tmp_pat
 
 
 def test_shrink_prints_a_schedule_of_at_most_two_faults(tmp_path: Path) -> None:
-    code, out = invoke(str(EXAMPLES / "running_total.py"), "--seeds", "0..199", "--shrink",
-                       "--save", str(tmp_path / "f.db"))
+    code, out = invoke(
+        str(EXAMPLES / "running_total.py"),
+        "--seeds",
+        "0..199",
+        "--shrink",
+        "--save",
+        str(tmp_path / "f.db"),
+    )
     assert code == 1
     found = re.search(r"shrunk (\d+) faults to (\d+) in \d+ runs:", out)
     assert found is not None and 1 <= int(found.group(2)) <= 2, out
@@ -97,12 +108,15 @@ def test_a_job_that_dies_is_reported_not_ignored(monkeypatch: pytest.MonkeyPatch
         simulation.run_seeds(range(4), jobs=2)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--faults", "meteor"], "unknown fault kind 'meteor'"),
-    (["--seeds", "9..3"], "the range is empty"),
-    (["--param", "nope=1"], "has no parameter 'nope'"),
-    (["--schedule", "crash:x"], "cannot read fault"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--faults", "meteor"], "unknown fault kind 'meteor'"),
+        (["--seeds", "9..3"], "the range is empty"),
+        (["--param", "nope=1"], "has no parameter 'nope'"),
+        (["--schedule", "crash:x"], "cannot read fault"),
+    ],
+)
 def test_bad_options_say_what_to_write_instead(args: list[str], message: str) -> None:
     code, out = invoke(str(EXAMPLES / "basic.py"), *args)
     assert code == 2 and message in out
@@ -112,6 +126,9 @@ def test_bad_options_say_what_to_write_instead(args: list[str], message: str) ->
 def test_python_dash_m_simulator_runs_the_done_when_command() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "simulator", "run", "examples/basic.py", "--seeds", "0..199"],
-        capture_output=True, text=True, cwd=ROOT, check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
     ).stdout
     assert "200 seeds run, 0 failures" in out

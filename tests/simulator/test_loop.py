@@ -59,9 +59,23 @@ def test_the_trace_hash_is_the_same_across_processes_and_hash_seeds() -> None:
     for hash_seed in ("1", "2", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         out = subprocess.run(
-            [sys.executable, "-m", "simulator", "run", str(EXAMPLES / "basic.py"), "--seed", "3",
-             "--trace", "--param", "count=30"],
-            capture_output=True, text=True, env=env, cwd=REPO, check=True,
+            [
+                sys.executable,
+                "-m",
+                "simulator",
+                "run",
+                str(EXAMPLES / "basic.py"),
+                "--seed",
+                "3",
+                "--trace",
+                "--param",
+                "count=30",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            check=True,
         ).stdout
         line = next(line for line in out.splitlines() if "trace hash" in line)
         hashes.add(line.split()[-1])

@@ -27,7 +27,9 @@ totals_app = load_app(APPS / "totals.py")
 
 
 def test_run_function_returns_what_the_function_yields() -> None:
-    batches = run_function(basic.functions["processor"], [{"value": i} for i in range(7)], batch_size=3)
+    batches = run_function(
+        basic.functions["processor"], [{"value": i} for i in range(7)], batch_size=3
+    )
     assert batches == [[0, 1, 2], [3, 4, 5], [6]]
 
 
@@ -42,7 +44,9 @@ def test_run_function_is_deterministic_with_effects() -> None:
 @given(logs=input_logs(elements=st.integers(-100, 100), max_size=20), size=st.integers(1, 5))
 def test_the_processor_batches_every_input_in_order(logs: dict[str, list[int]], size: int) -> None:
     values = logs["source"]
-    out = run_function(basic.functions["processor"], [{"value": v} for v in values], batch_size=size)
+    out = run_function(
+        basic.functions["processor"], [{"value": v} for v in values], batch_size=size
+    )
     assert [v for batch in out for v in batch] == values
     assert all(len(batch) == size for batch in out[:-1])
 
@@ -61,7 +65,8 @@ class TotalsMachine(DeploymentMachine):
 
 def test_the_deployment_state_machine_agrees_with_fault_free_runs() -> None:
     run_state_machine_as_test(
-        TotalsMachine, settings=settings(max_examples=15, stateful_step_count=12, deadline=None))
+        TotalsMachine, settings=settings(max_examples=15, stateful_step_count=12, deadline=None)
+    )
 
 
 def test_a_stepped_deployment_shows_a_planted_bug() -> None:
@@ -69,8 +74,9 @@ def test_a_stepped_deployment_shows_a_planted_bug() -> None:
     from simulator.deployment import SimulatedDeployment
 
     params = {"source": StreamRef("ingest/source")}
-    with SimulatedDeployment(totals_app, params, workers=1,
-                             planted_bugs=frozenset({"append-without-compare"})) as deployment:
+    with SimulatedDeployment(
+        totals_app, params, workers=1, planted_bugs=frozenset({"append-without-compare"})
+    ) as deployment:
         deployment.append("ingest/source", [1, 2, 3, 4])
         deployment.advance(0.2)
         deployment.crash(0)

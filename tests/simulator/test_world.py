@@ -17,8 +17,16 @@ from simulator.faults import FAULT_KINDS, derive_scenario, format_schedule, pars
 from .conftest import APPS, EXAMPLES
 
 BUGS = [
-    ("append-without-compare", EXAMPLES / "basic.py", {"extra-item", "output-mismatch", "nondeterminism"}),
-    ("checkpoint-before-flush", APPS / "checkpointed.py", {"gap", "missing-items", "output-mismatch"}),
+    (
+        "append-without-compare",
+        EXAMPLES / "basic.py",
+        {"extra-item", "output-mismatch", "nondeterminism"},
+    ),
+    (
+        "checkpoint-before-flush",
+        APPS / "checkpointed.py",
+        {"gap", "missing-items", "output-mismatch"},
+    ),
     ("ignore-fencing", EXAMPLES / "basic.py", {"fencing"}),
 ]
 
@@ -36,7 +44,9 @@ def test_other_correct_apps_pass_their_seeds(sim: SimHelper, app: str) -> None:
 
 
 @pytest.mark.parametrize(("bug", "app", "kinds"), BUGS, ids=[bug for bug, _, _ in BUGS])
-def test_each_planted_bug_is_caught_within_1000_seeds(bug: str, app: object, kinds: set[str]) -> None:
+def test_each_planted_bug_is_caught_within_1000_seeds(
+    bug: str, app: object, kinds: set[str]
+) -> None:
     simulation = Simulation(load_app(app), planted_bugs={bug})  # type: ignore[arg-type]
     result = simulation.run_seeds(range(1000), stop_on_failure=True)
     assert not result.ok, f"planted bug {bug} survived 1000 seeds"
@@ -73,14 +83,18 @@ def test_shrinking_a_failing_schedule_leaves_at_most_two_faults() -> None:
     simulation = Simulation(load_app(EXAMPLES / "running_total.py"))
     failure = simulation.run_seeds(range(200), stop_on_failure=True).first_failure
     assert failure is not None and failure.violation is not None
-    shrunk = shrink(failure.scenario.schedule,
-                    lambda schedule: simulation.run_seed(failure.seed, schedule=schedule),
-                    failure.violation.kind)
+    shrunk = shrink(
+        failure.scenario.schedule,
+        lambda schedule: simulation.run_seed(failure.seed, schedule=schedule),
+        failure.violation.kind,
+    )
     assert 1 <= len(shrunk.schedule) <= 2
     assert shrunk.result.violation is not None
     assert shrunk.result.violation.kind == failure.violation.kind
     # the compact spec reproduces it
-    again = simulation.run_seed(failure.seed, schedule=parse_schedule(format_schedule(shrunk.schedule)))
+    again = simulation.run_seed(
+        failure.seed, schedule=parse_schedule(format_schedule(shrunk.schedule))
+    )
     assert again.violation == shrunk.result.violation
 
 
@@ -89,7 +103,9 @@ def test_a_failing_runs_store_opens_with_perper_streams_ls(tmp_path: object) -> 
     failure = simulation.run_seeds(range(200), stop_on_failure=True).first_failure
     assert failure is not None and failure.store is not None
     path = save_sqlite(failure.store, tmp_path / "failure.db")  # type: ignore[operator]
-    result = CliRunner().invoke(perper_cli, ["streams", "ls", "--store", f"sqlite:///{path}", "--json"])
+    result = CliRunner().invoke(
+        perper_cli, ["streams", "ls", "--store", f"sqlite:///{path}", "--json"]
+    )
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert rows["sim/running_total-1"]["status"] == "failed"

@@ -40,7 +40,9 @@ def node(request: pytest.FixtureRequest) -> str:
 
 
 def fresh_url(node: str, **options: str) -> str:
-    query = "&".join(f"{k}={v}" for k, v in {"namespace": f"t-{uuid.uuid4().hex}", **options}.items())
+    query = "&".join(
+        f"{k}={v}" for k, v in {"namespace": f"t-{uuid.uuid4().hex}", **options}.items()
+    )
     return f"{node}?{query}"
 
 
@@ -164,6 +166,7 @@ async def test_the_request_watchdog_times_out_only_overdue_requests() -> None:
 
 # --------------------------------------------------------------------- with a node
 
+
 @pytest.mark.ignite
 async def test_namespaces_isolate_streams_and_metadata(node: str) -> None:
     async with open_store(fresh_url(node)) as a, open_store(fresh_url(node)) as b:
@@ -218,7 +221,12 @@ async def test_a_writer_whose_hints_never_landed_leaves_a_stream_others_read_who
         assert await recovered.head("s") == count
         assert await recovered.append("s", count - 1, [count - 1]) == count  # a no-op
         assert await recovered.append("s", count, [count]) == count + 1
-        assert await items_of(recovered, "s", start=count - 3) == [count - 3, count - 2, count - 1, count]
+        assert await items_of(recovered, "s", start=count - 3) == [
+            count - 3,
+            count - 2,
+            count - 1,
+            count,
+        ]
         assert await items_of(recovered, "s") == list(range(count + 1))
 
 

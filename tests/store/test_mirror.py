@@ -45,7 +45,9 @@ async def fill(store: LogStore) -> None:
     assert (await Runtime(store, basic, batch_size=7).run("r1", {"count": 60})).ok
     assert (await Runtime(store, effects).run("r2", {"count": 30, "rate": 0.5})).ok
     for first in range(0, 250, 25):
-        await store.append("loose/odd", first, [{"n": n, "nested": {"l": [n]}} for n in range(first, first + 25)])
+        await store.append(
+            "loose/odd", first, [{"n": n, "nested": {"l": [n]}} for n in range(first, first + 25)]
+        )
     await store.append("loose/bytes", 0, [b"\x00\x01", "text", 3, None, [1, [2]]])
     await store.seal("loose/bytes", epoch=4)
 
@@ -81,7 +83,11 @@ async def test_segments_are_copied_as_stored_without_re_batching(tmp_path: Path)
         stats = await copy_store(src, dest)
     assert (stats.items, stats.segments) == (1000, 10)
     db = sqlite3.connect(tmp_path / "d.db")
-    assert db.execute("SELECT count(*), min(count), max(count) FROM segments").fetchone() == (10, 100, 100)
+    assert db.execute("SELECT count(*), min(count), max(count) FROM segments").fetchone() == (
+        10,
+        100,
+        100,
+    )
     db.close()
 
 
@@ -196,7 +202,9 @@ async def test_an_ignite_store_exports_into_sqlite_item_for_item(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     async with open_store(sqlite_url(tmp_path, "cli.sqlite")) as exported:
         assert [i.name for i in await exported.streams()] == [
-            "r1/consumer-2", "r1/generator-0", "r1/processor-1"
+            "r1/consumer-2",
+            "r1/generator-0",
+            "r1/processor-1",
         ]
 
 
@@ -252,7 +260,9 @@ async def test_flat_tables_are_queryable_with_plain_sqlite3(tmp_path: Path) -> N
     assert db.execute('SELECT value FROM "loose/bytes" ORDER BY seq').fetchall() == [
         (b"\x00\x01",), ("text",), (3,), (None,), ("[1, [2]]",)
     ]  # fmt: skip
-    orders = db.execute('SELECT "order", id, amount, at FROM "r2/orders-0" WHERE seq = 0').fetchone()
+    orders = db.execute(
+        'SELECT "order", id, amount, at FROM "r2/orders-0" WHERE seq = 0'
+    ).fetchone()
     assert orders[0] == 0
     assert len(orders[1]) == 36
     assert isinstance(orders[2], float)

@@ -64,7 +64,9 @@ async def test_a_file_of_another_format_version_is_refused_clearly(tmp_path: Pat
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version = {FORMAT_VERSION + 1}")
     db.close()
-    with pytest.raises(FormatError, match=f"format {FORMAT_VERSION + 1}, this perper reads format {FORMAT_VERSION}"):
+    with pytest.raises(
+        FormatError, match=f"format {FORMAT_VERSION + 1}, this perper reads format {FORMAT_VERSION}"
+    ):
         SQLiteStore(path)
 
 

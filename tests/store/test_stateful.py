@@ -86,7 +86,9 @@ class StoresAgreeWithAModel(RuleBasedStateMachine):
 
         assert self.each(read) == [("ok", expected)] * len(self.stores)
 
-    @rule(key=st.sampled_from(["x", "y"]), value=st.integers(-(2**63), 2**63 - 1), stale=st.booleans())
+    @rule(
+        key=st.sampled_from(["x", "y"]), value=st.integers(-(2**63), 2**63 - 1), stale=st.booleans()
+    )
     def compare_and_set(self, key: str, value: int, stale: bool) -> None:
         version = self.meta.get(key, (0, None))[0]
         asked = version + 1 if stale else version
