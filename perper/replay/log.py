@@ -9,6 +9,7 @@ from typing import Any
 from perper.errors import FormatError, ReplayError, StoreUnavailableError
 from perper.store import LogStore, open_store
 from perper.store.sqlite import SQLiteStore
+from perper.store.urls import sqlite_path, sqlite_url
 
 
 class ReadOnlySQLiteStore(SQLiteStore):
@@ -47,9 +48,10 @@ def open_log(log: str | os.PathLike[str] | LogStore) -> tuple[LogStore, bool]:
     text = os.fspath(log)
     try:
         if "://" not in text:
-            return ReadOnlySQLiteStore(Path(text), url=f"sqlite:///{text}"), True
-        if text.startswith("sqlite:///"):
-            return ReadOnlySQLiteStore(Path(text[len("sqlite:///") :]), url=text), True
+            return ReadOnlySQLiteStore(Path(text), url=sqlite_url(text)), True
+        path = sqlite_path(text)
+        if path is not None:
+            return ReadOnlySQLiteStore(path, url=text), True
         if text.startswith("memory://"):
             raise ReplayError(
                 f"{text} is a fresh, empty store: replay a SQLite log (perper export) instead"
