@@ -4,10 +4,13 @@ Stream functions are async generators whose every ``yield`` appends one item to 
 durable log (SQLite locally, Apache Ignite when distributed). See ``README.md``.
 """
 
+from perper.agents import AgentRef, AgentState, call
 from perper.app import App, StreamFunction, load_app
 from perper.codec import register
 from perper.context import Context
 from perper.errors import (
+    AgentDestroyedError,
+    CallFailedError,
     ConfigError,
     ConflictError,
     EncodeError,
@@ -29,7 +32,11 @@ from perper.streamref import StreamRef
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentDestroyedError",
+    "AgentRef",
+    "AgentState",
     "App",
+    "CallFailedError",
     "ConfigError",
     "ConflictError",
     "Context",
@@ -49,6 +56,7 @@ __all__ = [
     "StoreUnavailableError",
     "StreamFunction",
     "StreamRef",
+    "call",
     "load_app",
     "open_store",
     "register",

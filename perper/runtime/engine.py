@@ -34,6 +34,7 @@ from perper.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from perper.runtime.calls import CallSupport
 from perper.runtime.execution import Execution, Stopped
 from perper.runtime.leases import Leases
 from perper.runtime.records import (
@@ -178,6 +179,8 @@ class Runtime:
         # simulator catches them: "append-without-compare", "checkpoint-before-flush",
         # "ignore-fencing".
         self._planted_bugs: frozenset[str] = frozenset()
+        # The runtimes of other Apps (agent types) this worker runs instances of.
+        self.calls = CallSupport(self)
 
     # -------------------------------------------------------------------- runs
 
@@ -287,6 +290,7 @@ class Runtime:
             if not renewer.done():
                 renewer.cancel()
                 await self._shutdown(graceful=True)
+            await self.calls.close(self)
 
     async def _step(self, only_run: str | None) -> tuple[RunResult | None, bool]:
         store = self.store

@@ -30,6 +30,8 @@ from perper.errors import (
     NondeterminismError,
     StoreUnavailableError,
 )
+from perper.agents import Caller
+from perper.runtime.calls import CALL_KINDS, ExecutionCalls, run_call
 from perper.runtime.records import DONE, EFFECTS_SUFFIX, FAILED, ExecutionRecord, child_stream
 from perper.streamref import StreamRef
 
@@ -79,6 +81,7 @@ class Execution:
         self._checkpointed_total = 0
         self._checkpoint_due = False
         self._checkpoint_timer: asyncio.TimerHandle | None = None
+        self._caller: ExecutionCalls | None = None
         self._unfenced = "ignore-fencing" in runtime._planted_bugs
         if self._unfenced:
             self.epoch = 0  # writes that every store accepts, whoever holds the lease
@@ -92,6 +95,9 @@ class Execution:
         record = self.record
         self._task = asyncio.current_task()
         try:
+            if record.kind in CALL_KINDS:
+                await run_call(self)
+                return
             fn = runtime.app.function(record.function)
             params = codec.unpack(record.params)
             self._configure(fn)
@@ -458,3 +464,9 @@ class Execution:
 
     def wall_clock(self) -> float:
         return self.runtime.clock()
+
+    def caller(self) -> Caller:
+        """Calls, agents and agent state for this execution (:mod:`perper.runtime.calls`)."""
+        if self._caller is None:
+            self._caller = ExecutionCalls(self)
+        return self._caller
