@@ -3,7 +3,7 @@ check every answer, destroy both.
 
     perper run examples/agents/usage.py --run usage-1
 
-prints ``127 calls answered correctly (64 by container 0, 63 by container 1)`` and
+prints ``127 calls answered correctly (63 by container 0, 64 by container 1)`` and
 ``destroyed 2 containers``.
 """
 
