@@ -5,6 +5,7 @@
 * :mod:`perper.cli.replay` — ``perper replay``
 * :mod:`perper.cli.mirror` — ``perper export``, ``perper mirror``
 * :mod:`perper.cli.fabric` — ``perper fabric start|stop|status``
+* :mod:`perper.cli.call` — ``perper call``; :mod:`perper.cli.agents` — ``perper agents ls``
 * :mod:`perper.cli.common` — what they share: exit codes, ``fail``, ``--store``, masking
 
 A new command group is a new module here with one ``main.add_command`` line below. The
@@ -20,6 +21,8 @@ import logging
 
 import click
 
+from perper.cli.agents import agents_group
+from perper.cli.call import call_command
 from perper.cli.fabric import fabric_group
 from perper.cli.mirror import export_command, mirror_command
 from perper.cli.replay import replay_command
@@ -46,3 +49,5 @@ main.add_command(export_command, "export")
 main.add_command(mirror_command, "mirror")
 main.add_command(replay_command, "replay")
 main.add_command(fabric_group, "fabric")
+main.add_command(call_command, "call")
+main.add_command(agents_group, "agents")

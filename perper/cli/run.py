@@ -13,7 +13,7 @@ import sys
 import click
 from rich.console import Console
 
-from perper.app import load_app
+from perper.app import load_apps
 from perper.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -85,7 +85,7 @@ def run_command(
     its executions over once its leases expire).
     """
     configure_logging(logging.WARNING if quiet else logging.INFO)
-    app = load_app(app_file)
+    app, *agent_types = load_apps(app_file)
     launcher = app.launcher_function
     arguments = parse_params(launcher, params)
     if run_name is None:
@@ -96,6 +96,8 @@ def run_command(
 
     async def body(store: LogStore) -> int:
         runtime = Runtime(store, app, worker_id=_worker_id(), lease_ttl=lease_ttl)
+        for agent_type in agent_types if not workers else ():
+            runtime.calls.runtime_for(agent_type)  # imported apps serve their instances here
         progress = asyncio.ensure_future(_show_progress(store, run_name, console))
         try:
             if workers:
@@ -164,11 +166,13 @@ def worker_command(
 ) -> None:
     """Join a store and run unfinished executions of APP.py's runs until stopped.
 
+    It serves the App APP.py defines and every App it imports (agent types).
+
     SIGINT/SIGTERM stop it gracefully: each execution finishes its current batch,
     checkpoints and gives its lease back; then it exits 0.
     """
     configure_logging(logging.WARNING if quiet else logging.INFO)
-    app = load_app(app_file)
+    app, *agent_types = load_apps(app_file)
 
     async def body(store: LogStore) -> None:
         stop = asyncio.Event()
@@ -176,6 +180,8 @@ def worker_command(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         runtime = Runtime(store, app, worker_id=_worker_id(), lease_ttl=lease_ttl)
+        for agent_type in agent_types:  # every App APP.py imports is served too
+            runtime.calls.runtime_for(agent_type)
         await runtime.work(run=run_name, stop=stop)
 
     run_async(with_store(store_url, body))

@@ -28,6 +28,7 @@ import hashlib
 import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from perper import codec
@@ -624,6 +625,8 @@ async def _outcome(fn: StreamFunction, ctx: Context, params: dict[str, Any]) -> 
 
 __all__ = [
     "CALL_KINDS",
+    "AgentRow",
+    "list_agents",
     "DESTROYED",
     "CallSupport",
     "ExecutionCalls",
@@ -633,3 +636,52 @@ __all__ = [
     "run_call",
     "state_stream",
 ]
+
+
+# ------------------------------------------------------------------ listing
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRow:
+    """One agent instance as ``perper agents ls`` shows it.
+
+    Attributes:
+        instance: the instance id (its run name).
+        app: its App (agent type).
+        status: ``running``, ``done`` (its launcher returned, nothing runs now; it still
+            serves calls), ``failed`` or ``destroyed``.
+        parent: the execution that started it (empty for a top-level run).
+        calls_made: calls its executions made (on any instance).
+        calls_served: calls executed by it.
+    """
+
+    instance: str
+    app: str
+    status: str
+    parent: str
+    calls_made: int
+    calls_served: int
+
+
+async def list_agents(store: LogStore) -> list[AgentRow]:
+    """Every agent instance (run) in ``store``, by name."""
+    runs = await store.meta_scan("runs")
+    records = [ExecutionRecord.from_meta(meta.value) for _, meta in await store.meta_scan("executions")]
+    by_run: dict[str, list[ExecutionRecord]] = {}
+    made: dict[str, int] = {}
+    for record in records:
+        by_run.setdefault(record.run, []).append(record)
+        if record.kind in CALL_KINDS and record.parent:
+            caller_run = record.parent.split("/", 1)[0]
+            made[caller_run] = made.get(caller_run, 0) + 1
+    rows = []
+    for name, meta in sorted(runs):
+        value = meta.value
+        launcher = f"{name}/{value['launcher']}"
+        executions = by_run.get(name, [])
+        parent = next((r.parent or "" for r in executions if r.id == launcher), "")
+        served = sum(1 for r in executions if r.kind in CALL_KINDS)
+        rows.append(
+            AgentRow(name, value["app"], value["status"], parent, made.get(name, 0), served)
+        )
+    return rows
