@@ -34,9 +34,7 @@ async def report(ctx: perper.Context, lines: list[str]) -> None:
 @app.launcher
 async def main(ctx: perper.Context) -> None:
     boxes = [await ctx.start_agent(container), await ctx.start_agent(container)]
-    answers = await asyncio.gather(
-        *(boxes[route(i)].call("test", i) for i in range(1, CALLS + 1))
-    )
+    answers = await asyncio.gather(*(boxes[route(i)].call("test", i) for i in range(1, CALLS + 1)))
     ids: list[set[str]] = [set(), set()]
     for i, (ident, x) in zip(range(1, CALLS + 1), answers, strict=True):
         if x != i:

@@ -37,7 +37,5 @@ def agents_ls(store_url: str | None, as_json: bool) -> None:
         return
     table = Table("instance", "app", "status", "parent", "calls made", "calls served")
     for r in rows:
-        table.add_row(
-            r.instance, r.app, r.status, r.parent, str(r.calls_made), str(r.calls_served)
-        )
+        table.add_row(r.instance, r.app, r.status, r.parent, str(r.calls_made), str(r.calls_served))
     Console().print(table)

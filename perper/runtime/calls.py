@@ -395,9 +395,7 @@ class ExecutionCalls:
                 )
             target.bind(args, kwargs)  # a clear error at the call site
         params = pack_call_params(function, args, kwargs)
-        execution = call_id(
-            target_run, function, self._reserve(), x.execution, x.run, x._prefix
-        )
+        execution = call_id(target_run, function, self._reserve(), x.execution, x.run, x._prefix)
         return self._call(execution, target_run, function, target, params, agent)
 
     async def _call(
@@ -517,9 +515,7 @@ class ExecutionCalls:
         app = self.support.app_named(agent.app)
         if app is not None and app.stop_name is not None:
             stop = app.functions[app.stop_name]
-            execution = call_id(
-                agent.instance, stop.name, index, x.execution, x.run, x._prefix
-            )
+            execution = call_id(agent.instance, stop.name, index, x.execution, x.run, x._prefix)
             params = pack_call_params(stop.name, (), {})
             runtime = self.support.runtime_for(app)
             await runtime.attach(execution, agent.instance, stop, params, parent=x.execution)
@@ -586,17 +582,26 @@ async def run_call(x: Execution) -> None:
     """Run call execution ``x`` to its end: one outcome item, the seal, done."""
     runtime = x.runtime
     record = x.record
-    try:
-        fn: StreamFunction | None = runtime.app.function(record.function)
-    except ConfigError as error:
-        fn, missing = None, error
-    if fn is not None and fn.kind not in (Kind.CALL, Kind.STOP):
-        fn, missing = None, ConfigError(f"{record.function!r} is a {fn.kind}, not a call")
+    fn = runtime.app.functions.get(record.function)
+    missing: ConfigError | None = None
+    if fn is None:
+        missing = ConfigError(
+            f"app {runtime.app.name!r} has no function {record.function!r}; its calls are "
+            + (
+                ", ".join(
+                    sorted(n for n, f in runtime.app.functions.items() if f.kind == Kind.CALL)
+                )
+                or "none"
+            )
+        )
+    elif fn.kind not in (Kind.CALL, Kind.STOP):
+        missing = ConfigError(f"{record.function!r} is a {fn.kind}, not a call")
     params = codec.unpack(record.params)
     x._recorded_effects = [effect async for _, effect in x.store.read(x._effects_stream)]
-    if fn is None:
+    if missing is not None:
         outcome: AsyncIterator[Any] = _constant(outcome_error(missing))
     else:
+        assert fn is not None
         ctx = Context(x, logging.getLogger(f"{fn.app.name}.{fn.name}"))
         outcome = _outcome(fn, ctx, params)
     await x._drain(outcome)
@@ -625,13 +630,13 @@ async def _outcome(fn: StreamFunction, ctx: Context, params: dict[str, Any]) -> 
 
 __all__ = [
     "CALL_KINDS",
-    "AgentRow",
-    "list_agents",
     "DESTROYED",
+    "AgentRow",
     "CallSupport",
     "ExecutionCalls",
     "await_outcome",
     "call_id",
+    "list_agents",
     "outside_call",
     "run_call",
     "state_stream",
@@ -666,7 +671,9 @@ class AgentRow:
 async def list_agents(store: LogStore) -> list[AgentRow]:
     """Every agent instance (run) in ``store``, by name."""
     runs = await store.meta_scan("runs")
-    records = [ExecutionRecord.from_meta(meta.value) for _, meta in await store.meta_scan("executions")]
+    records = [
+        ExecutionRecord.from_meta(meta.value) for _, meta in await store.meta_scan("executions")
+    ]
     by_run: dict[str, list[ExecutionRecord]] = {}
     made: dict[str, int] = {}
     for record in records:

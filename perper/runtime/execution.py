@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from perper import codec
+from perper.agents import Caller
 from perper.app import Kind, StreamFunction
 from perper.context import Context
 from perper.diff import structural_diff
@@ -30,7 +31,6 @@ from perper.errors import (
     NondeterminismError,
     StoreUnavailableError,
 )
-from perper.agents import Caller
 from perper.runtime.calls import CALL_KINDS, ExecutionCalls, run_call
 from perper.runtime.records import DONE, EFFECTS_SUFFIX, FAILED, ExecutionRecord, child_stream
 from perper.streamref import StreamRef
