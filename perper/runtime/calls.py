@@ -165,9 +165,8 @@ async def await_outcome(
     deadline = None if timeout is None else loop.time() + timeout
     delay = 0.05
     while True:
-        if await store.head(execution) > 0:
-            async for _, outcome in store.read(execution, 0, 1):
-                return result_of(outcome, function, execution)
+        async for _, outcome in store.read(execution, 0, 1):
+            return result_of(outcome, function, execution)
         entry = await store.meta_get("executions", execution)
         if entry is not None and entry.value["status"] == FAILED:
             text = entry.value.get("error") or ""

@@ -34,7 +34,7 @@ from perper.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from perper.runtime.calls import CallSupport
+from perper.runtime.calls import CALL_KINDS, CallSupport
 from perper.runtime.execution import Execution, Stopped
 from perper.runtime.leases import Leases
 from perper.runtime.records import (
@@ -476,6 +476,8 @@ class Runtime:
         current = self._tasks.get(execution.execution)
         if current is not None and current[1] is execution:
             del self._tasks[execution.execution]
+        if execution.record.kind in CALL_KINDS and execution.record.status == DONE:
+            return  # its caller is waiting for it and still running: nothing to look at
         self._wake_up()
 
     def _wake_up(self) -> None:
