@@ -48,6 +48,7 @@ bench: $(STAMP)  ## every benchmark, each beside its baseline
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/ignite.py
 	$(BIN)/python bench/simulator.py
+	$(BIN)/python bench/calls.py
 
 clean:
 	rm -rf $(VENV) .perper .pytest_cache .mypy_cache .ruff_cache

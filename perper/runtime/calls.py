@@ -65,6 +65,9 @@ CALL_KINDS = (str(Kind.CALL), str(Kind.STOP))
 #: Run status of a destroyed agent instance.
 DESTROYED = "destroyed"
 
+#: Status of an execution of a destroyed instance that had not finished.
+CANCELLED = "cancelled"
+
 #: Suffix (after ``{run}/``) of an agent instance's state log.
 STATE_STREAM = "#agent-state"
 
@@ -220,6 +223,23 @@ async def outside_call(
             f"{codec.unpack(existing.value['params'])!r}; use another key for other arguments"
         )
     return await await_outcome(store, execution, run, function, timeout=timeout, revive=True)
+
+
+async def cancel_executions(store: LogStore, run: str) -> None:
+    """Finish the running executions of destroyed instance ``run``: a call whose outcome
+    is stored is done (its worker died before saying so), anything else is cancelled."""
+    for key, meta in await store.meta_scan("executions", prefix=run + "/"):
+        if meta.value["status"] != RUNNING:
+            continue
+        finished = meta.value["kind"] in CALL_KINDS and await store.head(key) > 0
+        status = DONE if finished else CANCELLED
+
+        def finish(value: Any, status: str = status) -> Any:
+            if value is None or value["status"] != RUNNING:
+                return KEEP
+            return {**value, "status": status}
+
+        await store.meta_update("executions", key, finish)
 
 
 # ------------------------------------------------------------- inside a worker
@@ -519,6 +539,7 @@ class ExecutionCalls:
             runtime = self.support.runtime_for(app)
             await runtime.attach(execution, agent.instance, stop, params, parent=x.execution)
             await self._await(execution, agent.instance, stop.name, revive=True)
+            await self._await_done(execution, stop.name)
 
         def mark(value: Any) -> Any:
             if value is None or value["status"] == DESTROYED:
@@ -528,6 +549,7 @@ class ExecutionCalls:
         await store.meta_update("runs", agent.instance, mark)
         for runtime in list(self.support.runtimes.values()):
             await runtime._cancel_run(agent.instance)
+        await cancel_executions(store, agent.instance)
 
     # ----------------------------------------------------------- agent state
 
