@@ -79,7 +79,9 @@ async def bench(calls: int, ignite: str | None) -> None:
         stores = [("sqlite", f"sqlite:///{tmp}/calls.db")]
         if ignite:
             separator = "&" if "?" in ignite else "?"
-            stores.append(("ignite", f"{ignite}{separator}namespace=bench-calls-{os.urandom(3).hex()}"))
+            stores.append(
+                ("ignite", f"{ignite}{separator}namespace=bench-calls-{os.urandom(3).hex()}")
+            )
         print(f"{calls:,} calls of add(a, b) per measurement")
         for concurrent in (False, True):
             mode = f"{WINDOW} concurrent" if concurrent else "sequential"

@@ -318,6 +318,21 @@ def load_app(path: str | Path, *, name: str | None = None) -> App:
     return apps[0]
 
 
+def imported_apps(app: App) -> list[App]:
+    """The other Apps (agent types) in the namespaces of the modules that define
+    ``app``'s functions: what its instances may start. A worker of ``app`` serves them."""
+    found: list[App] = []
+    modules = {getattr(fn.fn, "__module__", None) for fn in app.functions.values()}
+    for name in sorted(m for m in modules if m is not None):
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, App) and value is not app and all(value is not f for f in found):
+                found.append(value)
+    return found
+
+
 def load_apps(path: str | Path) -> list[App]:
     """Import ``path`` and return the App it defines, then every App it imports (the
     agent types it starts), each once: what ``perper worker APP.py`` serves.

@@ -15,9 +15,9 @@ from perper import codec
 from perper.agents import AgentRef
 from perper.app import App, Kind, StreamFunction
 from perper.diff import structural_diff
-from perper.errors import ConfigError
+from perper.errors import AgentDestroyedError, ConfigError
 from perper.replay.results import START
-from perper.runtime.calls import call_id, child_instance, pack_call_params, result_of
+from perper.runtime.calls import DESTROYED, call_id, child_instance, pack_call_params, result_of
 
 if TYPE_CHECKING:
     from perper.replay.host import ReplayHost
@@ -48,9 +48,12 @@ class ReplayCalls:
         run = host.run if agent is None else agent.instance
         index = self._reserve()
         execution = call_id(run, function, index, host.execution, host.run, host._prefix)
-        return self._call(execution, function, index, pack_call_params(function, args, kwargs))
+        params = pack_call_params(function, args, kwargs)
+        return self._call(execution, function, index, params, agent)
 
-    async def _call(self, execution: str, function: str, index: int, params: bytes) -> Any:
+    async def _call(
+        self, execution: str, function: str, index: int, params: bytes, agent: AgentRef | None
+    ) -> Any:
         host = self.host
         recorded = host.records.get(execution)
         if recorded is None:
@@ -60,6 +63,10 @@ class ReplayCalls:
 
                 recorded = ExecutionRecord.from_meta(entry.value)
         actual = {"function": function, "params": codec.unpack(params)}
+        if recorded is None and agent is not None:
+            run = await host.log.meta_get("runs", agent.instance)
+            if run is not None and run.value["status"] == DESTROYED:
+                raise AgentDestroyedError(agent.instance, function)
         if recorded is None:
             raise host.diverge(
                 START,
@@ -81,6 +88,7 @@ class ReplayCalls:
                 diff=structural_diff(expected, actual, path="call"),
             )
         host.starts_compared += 1
+        host.started.add(execution)
         async for _, outcome in host.log.read(execution, 0, 1):
             return result_of(outcome, function, execution)
         raise host.end(f"call {execution!r} has no recorded result")
@@ -94,13 +102,27 @@ class ReplayCalls:
             host.execution, host.run, app, self._reserve(), host.record.kind == Kind.LAUNCHER
         )
 
+        launcher = f"{instance}/{app.launcher_function.name}"
+        if launcher in host.records:
+            host.started.add(launcher)
+            host.starts_compared += 1
+
         async def started() -> AgentRef:
             return AgentRef(instance, app.name)
 
         return started()
 
     def destroy(self, agent: AgentRef) -> Awaitable[None]:
-        self._reserve()
+        host = self.host
+        index = self._reserve()
+        for record in host.records.values():
+            if record.kind == Kind.STOP and record.run == agent.instance:
+                stop = call_id(
+                    agent.instance, record.function, index, host.execution, host.run, host._prefix
+                )
+                if stop == record.id:
+                    host.started.add(stop)
+                    host.starts_compared += 1
 
         async def destroyed() -> None:
             return None

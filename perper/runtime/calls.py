@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from perper import codec
 from perper.agents import AgentRef
-from perper.app import App, Kind, StreamFunction
+from perper.app import App, Kind, StreamFunction, imported_apps
 from perper.context import Context
 from perper.errors import (
     AgentDestroyedError,
@@ -255,6 +255,14 @@ class CallSupport:
         self._workers: dict[str, asyncio.Task[Any]] = {}
         self._stop = asyncio.Event()
         self.views: dict[str, StateView] = {}
+
+    def serve_imported(self, runtime: Runtime) -> None:
+        """Start runtimes for the Apps the root App's modules import (its agent types),
+        so a worker serves their instances even when no launcher of this worker starts
+        them (a restarted worker, ``perper worker``)."""
+        if runtime is self.root:
+            for app in imported_apps(runtime.app):
+                self.runtime_for(app)
 
     def app_named(self, name: str) -> App | None:
         runtime = self.runtimes.get(name)
@@ -638,6 +646,17 @@ async def _constant(value: Any) -> AsyncIterator[Any]:
 async def _outcome(fn: StreamFunction, ctx: Context, params: dict[str, Any]) -> AsyncIterator[Any]:
     try:
         bound = fn.bind(tuple(params["args"]), params["kwargs"])
+    except ConfigError as error:
+        yield outcome_error(error)
+        return
+    async for outcome in outcome_of(fn, ctx, bound):
+        yield outcome
+
+
+async def outcome_of(fn: StreamFunction, ctx: Context, bound: dict[str, Any]) -> AsyncIterator[Any]:
+    """Run call function ``fn`` with its bound arguments; yield its one outcome item
+    (``{"ok": result}``, or ``{"error": ...}`` if it raised). Runtime errors propagate."""
+    try:
         value = await fn.fn(ctx, **bound)
         codec.pack(value, what=f"the result of {fn.name!r}")
     except (NondeterminismError, FencedError, StoreUnavailableError):

@@ -254,6 +254,7 @@ class Runtime:
         self._wake = asyncio.Event()
         self.stopping = False
         renewer = loop.create_task(self._renew_forever(), name=f"{self.worker_id} leases")
+        self.calls.serve_imported(self)
         poll = self.poll_interval
         unavailable_since: float | None = None
         try:
