@@ -472,6 +472,7 @@ class _ExecutionReplay:
                 if fn.kind == Kind.LAUNCHER:
                     await fn.fn(ctx, **self.params)
                 else:
+                    result: Any
                     if fn.kind in CALL_KINDS:  # its output is its one outcome item
                         result = outcome_of(fn, ctx, self.params)
                     else:
