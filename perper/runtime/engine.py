@@ -34,7 +34,7 @@ from perper.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from perper.runtime.calls import CALL_KINDS, CallSupport
+from perper.runtime.calls import CALL_KINDS, DESTROYED, CallSupport
 from perper.runtime.execution import Execution, Stopped
 from perper.runtime.leases import Leases
 from perper.runtime.records import (
@@ -376,7 +376,7 @@ class Runtime:
             if entry is None:
                 return
             record = RunRecord.from_meta(entry.value)
-            if record.status == status:
+            if record.status in (status, DESTROYED):  # a destroyed agent stays destroyed
                 return
             updated = RunRecord(record.name, record.app, record.launcher, record.params, status)
             if await self.store.meta_cas("runs", run, updated.to_meta(), version=entry.version):

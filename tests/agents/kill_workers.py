@@ -114,6 +114,7 @@ def main() -> None:
         if line
         and not line.startswith(("┃", "│", "┏", "┡", "└", "run "))
         and "was killed by signal" not in line
+        and "WARNING" not in line
     ]
     print(
         f"{arguments.app} run {run}: {kills} workers SIGKILLed, {time.monotonic() - started:.1f} s"
