@@ -458,7 +458,12 @@ class ExecutionCalls:
         blocked = x.blocked
         x.blocked = True
         try:
-            return await await_outcome(self.store, execution, run, function, revive=revive)
+            result = await await_outcome(self.store, execution, run, function, revive=revive)
+            if revive:
+                # A call on another instance: go on once it is done (sealed, recorded), so
+                # a run ends only after every call it made; another worker may finish it.
+                await self._await_done(execution, function, revive=run)
+            return result
         finally:
             x.blocked = blocked
 
@@ -506,7 +511,7 @@ class ExecutionCalls:
             x.blocked = blocked
         return ref
 
-    async def _await_done(self, execution: str, function: str) -> None:
+    async def _await_done(self, execution: str, function: str, *, revive: str = "") -> None:
         delay = 0.01
         while True:
             entry = await self.store.meta_get("executions", execution)
@@ -517,6 +522,8 @@ class ExecutionCalls:
                 last = text.rstrip().splitlines()[-1] if text.strip() else "failed"
                 kind, _, message = last.partition(": ")
                 raise CallFailedError(function, execution, kind, message, text)
+            if revive:
+                await set_running_unless_over(self.store, revive)
             task = self.support.local_task(execution)
             if task is not None:
                 await asyncio.wait([task], timeout=delay)
