@@ -322,13 +322,18 @@ def imported_apps(app: App) -> list[App]:
     """The other Apps (agent types) in the namespaces of the modules that define
     ``app``'s functions: what its instances may start. A worker of ``app`` serves them."""
     found: list[App] = []
-    modules = {getattr(fn.fn, "__module__", None) for fn in app.functions.values()}
-    for name in sorted(m for m in modules if m is not None):
-        module = sys.modules.get(name)
-        if module is None:
+    seen: set[int] = set()
+    for fn in app.functions.values():
+        namespace = getattr(fn.fn, "__globals__", None)
+        if not isinstance(namespace, dict) or id(namespace) in seen:
             continue
-        for value in list(vars(module).values()):
-            if isinstance(value, App) and value is not app and all(value is not f for f in found):
+        seen.add(id(namespace))
+        for value in list(namespace.values()):
+            if (
+                isinstance(value, App)
+                and value.name != app.name
+                and all(value is not other for other in found)
+            ):
                 found.append(value)
     return found
 
