@@ -48,6 +48,11 @@ def child_stream(app: App, caller: str, fn: object, prefix: str, index: int) -> 
         )
     if fn.kind == Kind.LAUNCHER:
         raise ConfigError(f"{caller!r} cannot start the launcher {fn.name!r}")
+    if fn.kind in (Kind.CALL, Kind.STOP):
+        raise ConfigError(
+            f"{caller!r} started {fn.name!r}, an @app.{fn.kind} function: call it with "
+            f"await ctx.call({fn.name}, ...) instead"
+        )
     return f"{prefix}/{fn.name}-{index}"
 
 

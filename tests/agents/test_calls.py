@@ -288,3 +288,19 @@ async def test_perper_call_from_outside_is_idempotent_with_a_key(store: LogStore
 def test_agent_refs_round_trip_through_the_codec() -> None:
     ref = perper.AgentRef("run.box-0", "box")
     assert codec.unpack(codec.pack({"agents": [ref]})) == {"agents": [ref]}
+
+
+async def test_starting_a_call_function_as_a_stream_is_a_config_error(store: LogStore) -> None:
+    app = perper.App("misuse")
+
+    @app.call
+    async def answer(ctx: perper.Context) -> int:
+        return 42
+
+    @app.launcher
+    async def main(ctx: perper.Context) -> None:
+        await ctx.start(answer)
+
+    result = await Runtime(store, app).run("m")
+    assert not result.ok
+    assert "call it with await ctx.call(answer, ...)" in result.failures[0].error
