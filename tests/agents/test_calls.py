@@ -20,14 +20,14 @@ class Crash(BaseException):
     """Stands for kill -9 inside an execution: nothing after it runs, nothing flushes."""
 
 
-def counting_app(name: str = "counting") -> tuple[perper.App, dict[str, int]]:
+def counting_app(name: str = "counting", factor: int = 2) -> tuple[perper.App, dict[str, int]]:
     app = perper.App(name)
     runs = {"double": 0, "launcher": 0}
 
     @app.call
     async def double(ctx: perper.Context, x: int) -> int:
         runs["double"] += 1
-        return 2 * x
+        return factor * x
 
     @app.call
     async def nothing(ctx: perper.Context) -> None:
@@ -304,3 +304,22 @@ async def test_starting_a_call_function_as_a_stream_is_a_config_error(store: Log
     result = await Runtime(store, app).run("m")
     assert not result.ok
     assert "call it with await ctx.call(answer, ...)" in result.failures[0].error
+
+
+async def test_replay_answers_a_callers_calls_from_the_recording_and_compares_call_outcomes(
+    store: LogStore,
+) -> None:
+    from perper.replay import replay_async
+
+    app, runs = counting_app("replayed")
+    assert (await Runtime(store, app).run("r", {"n": 3})).ok
+    executed = runs["double"]
+    results = await replay_async(store, app, run="r")
+    assert results and all(result.ok for result in results), [r.describe() for r in results]
+    assert {r.execution for r in results} >= {"r/main", "r/double-0", "r/nothing-4"}
+    assert runs["double"] == executed + 4  # each call function replayed once, the caller's
+    # calls answered from the recording
+
+    changed, _ = counting_app("replayed", factor=3)  # today's code answers differently
+    diverged = [r for r in await replay_async(store, changed, run="r") if not r.ok]
+    assert [r.execution for r in diverged][:1] == ["r/double-1"]
