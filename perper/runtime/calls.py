@@ -170,6 +170,13 @@ async def await_outcome(
     while True:
         async for _, outcome in store.read(execution, 0, 1):
             return result_of(outcome, function, execution)
+        wait = delay
+        if deadline is not None:
+            wait = min(wait, deadline - loop.time())
+            if wait <= 0:
+                raise TimeoutError(f"no result of call {execution!r} within {timeout} s")
+        if await store.wait(execution, 0, timeout=wait):
+            continue  # the outcome landed (the usual case: no status read needed)
         entry = await store.meta_get("executions", execution)
         if entry is not None and entry.value["status"] == FAILED:
             text = entry.value.get("error") or ""
@@ -178,12 +185,6 @@ async def await_outcome(
             raise CallFailedError(function, execution, kind, message, text)
         if revive:
             await set_running_unless_over(store, run)
-        wait = delay
-        if deadline is not None:
-            wait = min(wait, deadline - loop.time())
-            if wait <= 0:
-                raise TimeoutError(f"no result of call {execution!r} within {timeout} s")
-        await store.wait(execution, 0, timeout=wait)
         delay = min(delay * 2, 1.0)
 
 
