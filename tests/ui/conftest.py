@@ -4,19 +4,23 @@ subprocess, and a headless Debian Chromium driven by Playwright."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import re
 import selectors
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.ui.stores import make_known_runs
+
+T = TypeVar("T")
 
 CHROMIUM = os.environ.get("PERPER_TEST_CHROMIUM", "/usr/bin/chromium")
 #: Where the tests leave their screenshots (docs/ui/*.png are copies of these).
@@ -34,6 +38,13 @@ class UIServer:
 
     def url(self, path: str) -> str:
         return self.address.rstrip("/") + path
+
+
+def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """Call ``fn`` in a thread of its own: Playwright's sync API keeps an event loop
+    running in the test's thread, so asyncio.run and perper.replay.replay refuse there."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def start_ui(store_url: str, *, timeout: float = 30.0) -> UIServer:
@@ -82,7 +93,7 @@ def stop_ui(server: UIServer) -> None:
 def known_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite log with runs basic-small, cycle-10 and broken (see stores.py)."""
     path = tmp_path_factory.mktemp("ui") / "known.db"
-    asyncio.run(make_known_runs(path))
+    off_loop(asyncio.run, make_known_runs(path))
     return path
 
 

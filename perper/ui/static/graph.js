@@ -89,6 +89,14 @@ window.perperGraph = (function () {
     draw(svg, data);
     const status = document.getElementById("run-status");
     if (status) { status.textContent = data.status; status.className = "status " + data.status; }
+    for (const node of data.nodes) {
+      const row = document.querySelector('#executions-body tr[data-id="' + CSS.escape(node.id) + '"]');
+      if (!row) continue;
+      const badge = row.querySelector(".status");
+      badge.textContent = node.status;
+      badge.className = "status " + node.status;
+      row.querySelector(".items").textContent = fmt(node.items);
+    }
     svg.dataset.updates = String(Number(svg.dataset.updates || 0) + 1);
   }
 
