@@ -22,8 +22,10 @@ def running_basic(tmp_path: Path) -> Iterator[Path]:
     """``perper run examples/basic.py --run live --param count=400000`` going on."""
     log = tmp_path / "live.db"
     process = subprocess.Popen(
-        [PERPER, "run", str(EXAMPLES / "basic.py"), "--store", f"sqlite:///{log}"]
-        + ["--run", "live", "--param", "count=400000"],
+        [
+            *(PERPER, "run", str(EXAMPLES / "basic.py"), "--store", f"sqlite:///{log}"),
+            *("--run", "live", "--param", "count=400000"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
