@@ -153,6 +153,18 @@ def stream_refs(value: Any) -> list[str]:
     return found
 
 
+def _positions(checkpoint: Any) -> dict[str, int]:
+    """Input stream -> items consumed, from a checkpoint's ``positions`` (entries start
+    with ``[stream, position, ...]``; a stream read twice counts its furthest read)."""
+    found: dict[str, int] = {}
+    entries = checkpoint.get("positions", []) if isinstance(checkpoint, dict) else []
+    for entry in entries:
+        if isinstance(entry, (list, tuple)) and len(entry) >= 2:
+            stream, position = str(entry[0]), int(entry[1])
+            found[stream] = max(position, found.get(stream, 0))
+    return found
+
+
 def _decode_params(record: ExecutionRecord) -> Any:
     try:
         return codec.unpack(record.params)
@@ -237,7 +249,7 @@ async def run_graph(store: LogStore, run: str) -> RunGraph | None:
         positions: dict[str, int] = {}
         checkpoint = await store.meta_get("checkpoints", e.id)
         if checkpoint is not None:
-            positions = {str(s): int(p) for s, p in checkpoint.value.get("positions", [])}
+            positions = _positions(checkpoint.value)
         for stream in inputs:
             info = infos.get(stream) or await store.info(stream)
             if stream not in ids and stream not in extra:
