@@ -129,9 +129,16 @@ class StreamPage:
         return following if following < self.head else None
 
 
+#: A value whose JSON fits in this many characters is shown on one line.
+ONE_LINE = 100
+
+
 def pretty(value: Any) -> str:
-    """A decoded value as indented JSON (bytes, stream refs and dataclasses made plain)."""
-    return json.dumps(codec.to_jsonable(value), indent=2, ensure_ascii=False)
+    """A decoded value as JSON (bytes, stream refs and dataclasses made plain): on one
+    line if short, else indented."""
+    plain = codec.to_jsonable(value)
+    line = json.dumps(plain, ensure_ascii=False)
+    return line if len(line) <= ONE_LINE else json.dumps(plain, indent=2, ensure_ascii=False)
 
 
 def stream_refs(value: Any) -> list[str]:
@@ -243,13 +250,14 @@ async def run_graph(store: LogStore, run: str) -> RunGraph | None:
     for e in executions:
         if e.parent in ids:
             edges.append(GraphEdge(e.parent, e.id, "", 0, None, kind="start"))
-        inputs = stream_refs(_decode_params(e))
-        if not inputs:
-            continue
         positions: dict[str, int] = {}
         checkpoint = await store.meta_get("checkpoints", e.id)
         if checkpoint is not None:
             positions = _positions(checkpoint.value)
+        # Streams passed as parameters, and any other the checkpoint says it reads
+        # (an ingest stream opened inside the function).
+        inputs = stream_refs(_decode_params(e))
+        inputs += [s for s in positions if s not in inputs and not is_internal_stream(s)]
         for stream in inputs:
             info = infos.get(stream) or await store.info(stream)
             if stream not in ids and stream not in extra:

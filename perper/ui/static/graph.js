@@ -16,8 +16,7 @@ window.perperGraph = (function () {
 
   function edgeLabel(edge) {
     let text = fmt(edge.items) + " items";
-    if (edge.lag === null) text += ", lag ?";
-    else if (edge.lag > 0) text += ", lag " + fmt(edge.lag);
+    if (edge.lag !== null && edge.lag > 0) text += ", " + fmt(edge.lag) + " behind";
     return text;
   }
 
