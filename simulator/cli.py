@@ -179,7 +179,7 @@ def _run(
     save_path: str | None,
     html_path: str | None = None,
 ) -> int:
-    from perper.cli import parse_params
+    from perper.params import parse_params
 
     if seed is not None and seed_range is not None:
         raise ConfigError("give --seed N or --seeds A..B, not both")
