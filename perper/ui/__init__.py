@@ -4,6 +4,6 @@ The server is aiohttp, the pages Jinja2 templates, the graph laid out in the bro
 dagre (shipped in ``static/``, no CDN). See ``docs/ui.md``.
 """
 
-from perper.ui.server import is_loopback, make_app, open_store_for_ui, serve
+from perper.ui.server import is_loopback, make_app, open_store_for_ui, run_ui, serve
 
-__all__ = ["is_loopback", "make_app", "open_store_for_ui", "serve"]
+__all__ = ["is_loopback", "make_app", "open_store_for_ui", "run_ui", "serve"]

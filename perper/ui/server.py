@@ -25,6 +25,8 @@ from aiohttp import web
 
 from perper.errors import ConfigError
 from perper.store import LogStore, open_store
+from perper.store.readonly import ReadOnlyStore
+from perper.store.urls import mask_url, sqlite_path
 from perper.ui import model
 
 log = logging.getLogger("perper.ui")
@@ -52,7 +54,7 @@ def _environment() -> jinja2.Environment:
 
 def _render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
     env = request.app[_TEMPLATES]
-    text = env.get_template(template).render(store=request.app[_STORE].url, **values)
+    text = env.get_template(template).render(store=mask_url(request.app[_STORE].url), **values)
     return web.Response(text=text, content_type="text/html", status=status)
 
 
@@ -118,7 +120,7 @@ async def _api_graph(request: web.Request) -> web.Response:
     name = request.query.get("run", "")
     graph = await model.run_graph(request.app[_STORE], name)
     if graph is None:
-        raise web.HTTPNotFound(text=f"no run {name!r} in {request.app[_STORE].url}")
+        raise web.HTTPNotFound(text=f"no run {name!r} in {mask_url(request.app[_STORE].url)}")
     return web.json_response(graph.to_json())
 
 
@@ -178,20 +180,19 @@ def is_loopback(host: str) -> bool:
 
 
 def open_store_for_ui(url: str) -> LogStore:
-    """Open the store at ``url`` to read; a SQLite file must exist already.
+    """Open the store at ``url`` behind a :class:`ReadOnlyStore`, so the UI cannot write
+    to it; a SQLite file must exist already (opening a missing one would create a log).
 
     Raises:
-        ConfigError: a ``sqlite://`` URL names a file that does not exist (the UI would
-            otherwise create an empty log).
+        ConfigError: a ``sqlite://`` URL names a file that does not exist.
     """
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if not path.is_file():
-            raise ConfigError(
-                f"store {url!r}: {path} does not exist; run something first "
-                "(perper run APP.py) or point --store at an existing log"
-            )
-    return open_store(url)
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise ConfigError(
+            f"store {mask_url(url)!r}: {path} does not exist; run something first "
+            "(perper run APP.py) or point --store at an existing log"
+        )
+    return ReadOnlyStore(open_store(url), reason="for perper ui")
 
 
 async def serve(
@@ -268,7 +269,7 @@ def run_ui(
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if ready.done():
             address = ready.result()
-            echo(f"perper ui: serving {store_url} at {address} (Ctrl-C stops)")
+            echo(f"perper ui: serving {mask_url(store_url)} at {address} (Ctrl-C stops)")
             if open_browser:
                 webbrowser.open(address)
         await task

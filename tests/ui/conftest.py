@@ -22,6 +22,8 @@ from tests.ui.stores import make_known_runs
 
 T = TypeVar("T")
 
+#: The ``perper`` console script of this environment: the tests run it as a user would.
+PERPER = str(Path(sys.executable).with_name("perper"))
 CHROMIUM = os.environ.get("PERPER_TEST_CHROMIUM", "/usr/bin/chromium")
 #: Where the tests leave their screenshots (docs/ui/*.png are copies of these).
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".pytest_cache" / "ui-screenshots"
@@ -50,7 +52,7 @@ def off_loop(fn: Callable[..., T], *args: Any) -> T:
 def start_ui(store_url: str, *, timeout: float = 30.0) -> UIServer:
     """Start ``perper ui --port 0`` on ``store_url``; return once it says where it listens."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "perper.ui", "--store", store_url, "--port", "0"],
+        [PERPER, "ui", "--store", store_url, "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.ui.conftest import start_ui, stop_ui
+from tests.ui.conftest import PERPER, start_ui, stop_ui
 
 
 def ui(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "perper.ui", *args], capture_output=True, text=True, timeout=60
-    )
+    return subprocess.run([PERPER, "ui", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_a_missing_sqlite_file_is_refused_not_created(tmp_path: Path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.ui.conftest import UIServer, screenshot, start_ui, stop_ui
+from tests.ui.conftest import PERPER, UIServer, screenshot, start_ui, stop_ui
 from tests.ui.stores import EXAMPLES
-
-PERPER = str(Path(sys.executable).with_name("perper"))
 
 
 @pytest.fixture

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from perper.errors import ConfigError
 from perper.replay import replay
 from perper.replay.html import highlight, render_replay_html, write_replay_html
-from tests.ui.conftest import off_loop, screenshot
+from tests.ui.conftest import PERPER, off_loop, screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
 DIVERGING = ROOT / "fixtures" / "basic-old-processor.db"
@@ -17,10 +19,23 @@ CLEAN = ROOT / "fixtures" / "basic-clean.db"
 BASIC = ROOT / "examples" / "basic.py"
 
 
+def replay_html(tmp: Path, *options: str) -> Path:
+    """``perper replay fixtures/basic-old-processor.db examples/basic.py --html ...``."""
+    report = tmp / "report.html"
+    done = subprocess.run(
+        [PERPER, "replay", str(DIVERGING), str(BASIC), *options, "--html", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr  # 1: diverged
+    assert f"html report: {report}" in done.stderr
+    return report
+
+
 @pytest.fixture(scope="module")
 def diverging_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    results = off_loop(replay, str(DIVERGING), str(BASIC))
-    return write_replay_html(results, tmp_path_factory.mktemp("report") / "report.html")
+    return replay_html(tmp_path_factory.mktemp("report"))
 
 
 def test_the_divergence_report_shows_expected_and_actual_side_by_side(
@@ -42,6 +57,20 @@ def test_the_divergence_report_shows_expected_and_actual_side_by_side(
     expect(section.locator("ul.diff")).to_contain_text("1 more elements (extra [2])")
     expect(section.locator(".inputs")).to_have_text("old-processor/generator-0 at 3")
     screenshot(page, "divergence")
+
+
+def test_a_whole_run_replay_report_shows_the_diverging_stream(tmp_path: Path, page: Page):
+    page.goto(replay_html(tmp_path, "--graph").as_uri())
+    expect(page.locator("#verdict")).to_have_text("diverged")
+    section = page.locator('section.divergence[data-execution="old-processor/processor-1"]')
+    expect(section.locator("pre.expected")).to_contain_text("0")
+    expect(section.locator("pre.actual .added").first).to_be_visible()
+
+
+def test_write_replay_html_names_a_path_it_cannot_write(tmp_path: Path):
+    results = off_loop(replay, str(CLEAN), str(BASIC))
+    with pytest.raises(ConfigError, match="cannot write the HTML report to"):
+        write_replay_html(results, tmp_path / "no" / "such" / "dir" / "r.html")
 
 
 def test_the_report_is_self_contained(diverging_report: Path):
