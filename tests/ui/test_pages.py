@@ -125,3 +125,14 @@ def test_the_graph_api_serves_the_graph_as_json(ui: UIServer):
         graph = json.load(response)
     assert graph["status"] == "done"
     assert {node["function"] for node in graph["nodes"]} == {"main", "ping", "pong", "report"}
+
+
+def test_every_request_a_page_makes_goes_to_the_ui_itself(ui: UIServer, page: Page):
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    for path in ("/", "/run?name=cycle-10", "/execution?id=cycle-10/ping-0"):
+        page.goto(ui.url(path))
+    page.goto(ui.url("/stream?name=cycle-10/ping-0"))
+    assert any(url.endswith("/static/dagre.min.js") for url in requested)
+    outside = [url for url in requested if not url.startswith(ui.address)]
+    assert outside == []
