@@ -46,7 +46,8 @@ class RunSummary:
 
 @dataclass(frozen=True, slots=True)
 class GraphNode:
-    """An execution (or, with ``kind`` ``stream``, a stream no execution writes)."""
+    """An execution; or, with ``kind`` ``ingest``, a stream no execution writes; or, with
+    ``kind`` ``agent``, an agent instance (a run of its own) this run started."""
 
     id: str
     function: str
@@ -58,8 +59,10 @@ class GraphNode:
 
 @dataclass(frozen=True, slots=True)
 class GraphEdge:
-    """A stream read (``kind`` ``read``: ``source``'s output read by ``target``) or a
-    start (``kind`` ``start``: ``source`` started ``target``).
+    """A stream read (``kind`` ``read``: ``source``'s output read by ``target``), a start
+    (``start``: ``source`` started ``target``), a call (``call``: ``source`` called the
+    call execution ``target``) or an agent (``agent``: ``source`` started the agent
+    instance, another run, ``target``).
 
     ``lag`` is how many items the reader is behind the head as of its last checkpoint
     (None before its first checkpoint; 0 once the reader is done).
@@ -187,8 +190,9 @@ def _run_status(record: RunRecord, executions: list[ExecutionRecord]) -> str:
 
 async def _executions(store: LogStore, run: str) -> list[ExecutionRecord]:
     records = [
-        ExecutionRecord.from_meta(meta.value)
+        record
         for _, meta in await store.meta_scan("executions", prefix=f"{run}/")
+        if (record := ExecutionRecord.from_meta(meta.value)).run == run
     ]
     return sorted(records, key=lambda record: start_order(record.id))
 
@@ -249,7 +253,9 @@ async def run_graph(store: LogStore, run: str) -> RunGraph | None:
     extra: dict[str, GraphNode] = {}
     for e in executions:
         if e.parent in ids:
-            edges.append(GraphEdge(e.parent, e.id, "", 0, None, kind="start"))
+            # A call is drawn from its caller; who started a stream is on the pages.
+            kind = "call" if e.kind == "call" else "start"
+            edges.append(GraphEdge(e.parent, e.id, "", 0, None, kind=kind))
         positions: dict[str, int] = {}
         checkpoint = await store.meta_get("checkpoints", e.id)
         if checkpoint is not None:
@@ -276,12 +282,37 @@ async def run_graph(store: LogStore, run: str) -> RunGraph | None:
             else:
                 lag = None
             edges.append(GraphEdge(stream, e.id, stream, info.head, lag))
+    agents = await _child_agents(store, run, ids)
+    edges.extend(GraphEdge(parent, node.id, "", 0, None, kind="agent") for parent, node in agents)
     return RunGraph(
         run=run,
         status=_run_status(record, executions),
-        nodes=(*nodes, *extra.values()),
+        nodes=(*nodes, *extra.values(), *(node for _, node in agents)),
         edges=tuple(edges),
     )
+
+
+async def _child_agents(store: LogStore, run: str, ids: set[str]) -> list[tuple[str, GraphNode]]:
+    """Agent instances started from ``run``: other runs whose launcher's parent is one of
+    ``ids``, each as (starting execution, node of kind ``agent`` named after the run)."""
+    found = []
+    for _, meta in await store.meta_scan("executions"):
+        child = ExecutionRecord.from_meta(meta.value)
+        if child.run == run or child.parent not in ids or child.kind != "launcher":
+            continue
+        entry = await store.meta_get("runs", child.run)
+        instance = RunRecord.from_meta(entry.value) if entry else None
+        status = instance.status if instance else child.status
+        node = GraphNode(
+            id=child.run,
+            function=instance.app if instance else child.function,
+            kind="agent",
+            status=str(status),
+            items=0,
+            sealed=False,
+        )
+        found.append((str(child.parent), node))
+    return found
 
 
 async def execution_view(store: LogStore, execution: str) -> ExecutionView | None:

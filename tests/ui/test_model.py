@@ -108,3 +108,30 @@ def test_is_loopback_accepts_only_this_machine():
     assert perper.ui.is_loopback("localhost")
     assert not perper.ui.is_loopback("0.0.0.0")
     assert not perper.ui.is_loopback("192.168.1.4")
+
+
+async def _with_agent_and_call(store: MemoryStore) -> Any:
+    """Run r's launcher made a call and started agent instance r.box-1 (its own run)."""
+    nothing = codec.pack({})
+    for name, app in (("r", "usage"), ("r.box-1", "container")):
+        await store.meta_put("runs", name, RunRecord(name, app, "main", nothing).to_meta())
+    records = [
+        ExecutionRecord("r/main", "r", "main", "launcher", nothing),
+        ExecutionRecord("r/main/lucky-0", "r", "lucky", "call", nothing, parent="r/main"),
+        ExecutionRecord("r.box-1/main", "r.box-1", "main", "launcher", nothing, parent="r/main"),
+    ]
+    for record in records:
+        await store.meta_put("executions", record.id, record.to_meta())
+    return await model.run_graph(store, "r")
+
+
+def test_calls_and_agent_instances_are_drawn_from_their_caller():
+    graph = on_memory(_with_agent_and_call, known_runs=False)
+    assert graph is not None
+    kinds = {node.id: node.kind for node in graph.nodes}
+    assert kinds == {"r/main": "launcher", "r/main/lucky-0": "call", "r.box-1": "agent"}
+    edges = {(e.source, e.target, e.kind) for e in graph.edges}
+    assert ("r/main", "r/main/lucky-0", "call") in edges
+    assert ("r/main", "r.box-1", "agent") in edges
+    agent = next(node for node in graph.nodes if node.kind == "agent")
+    assert agent.function == "container"

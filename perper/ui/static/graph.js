@@ -22,6 +22,7 @@ window.perperGraph = (function () {
 
   function href(node) {
     const q = encodeURIComponent(node.id);
+    if (node.kind === "agent") return "/run?name=" + q;
     return node.kind === "ingest" ? "/stream?name=" + q : "/execution?id=" + q;
   }
 
@@ -30,12 +31,13 @@ window.perperGraph = (function () {
     g.setGraph({ rankdir: "LR", nodesep: 30, ranksep: 90, marginx: 16, marginy: 16 });
     g.setDefaultEdgeLabel(() => ({}));
     for (const node of data.nodes) g.setNode(node.id, { width: NODE_W, height: NODE_H, data: node });
-    // Only stream reads shape the layout; who started whom is on the execution pages
-    // (drawing those edges too tangles every graph around its launcher).
+    // Stream reads, calls and agents shape the layout; who started which stream is on
+    // the execution pages (drawing those edges too tangles every graph around its
+    // launcher).
     data.edges.forEach((edge, i) => {
-      if (edge.kind !== "read") return;
-      g.setEdge(edge.source, edge.target,
-        { width: LABEL_W, height: LABEL_H, labelpos: "c", data: edge }, "e" + i);
+      if (edge.kind === "start") return;
+      const label = edge.kind === "read" ? { width: LABEL_W, height: LABEL_H, labelpos: "c" } : {};
+      g.setEdge(edge.source, edge.target, Object.assign(label, { data: edge }), "e" + i);
     });
     dagre.layout(g);
     const size = g.graph();
@@ -58,6 +60,7 @@ window.perperGraph = (function () {
         "data-target": e.w, "data-stream": edge.data.stream });
       group.appendChild(el("path", { d: d, "marker-end": "url(#arrow)" }));
       svg.appendChild(group);
+      if (edge.data.kind !== "read") continue;
       group.appendChild(el("rect", { class: "edge-label-bg", x: edge.x - LABEL_W / 2,
         y: edge.y - LABEL_H / 2, width: LABEL_W, height: LABEL_H, rx: 3 }));
       group.appendChild(el("text", { class: "edge-label", x: edge.x, y: edge.y + 4 },
