@@ -8,7 +8,7 @@ them, the graph page also fetches :func:`run_graph` as JSON to redraw it live.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from perper import codec
@@ -284,12 +284,73 @@ async def run_graph(store: LogStore, run: str) -> RunGraph | None:
             edges.append(GraphEdge(stream, e.id, stream, info.head, lag))
     agents = await _child_agents(store, run, ids)
     edges.extend(GraphEdge(parent, node.id, "", 0, None, kind="agent") for parent, node in agents)
+    # Calls from outside the run (into this agent instance): the caller as a node.
+    for e in executions:
+        if e.kind == "call" and e.parent is not None and e.parent not in ids:
+            if e.parent not in extra:
+                extra[e.parent] = GraphNode(
+                    id=e.parent,
+                    function=e.parent.rsplit("/", 1)[-1],
+                    kind="caller",
+                    status="caller",
+                    items=0,
+                    sealed=False,
+                )
+            edges.append(GraphEdge(e.parent, e.id, "", 0, None, kind="call"))
+    all_nodes, all_edges = _group_calls(
+        [*nodes, *extra.values(), *(node for _, node in agents)], edges, executions
+    )
     return RunGraph(
         run=run,
         status=_run_status(record, executions),
-        nodes=(*nodes, *extra.values(), *(node for _, node in agents)),
-        edges=tuple(edges),
+        nodes=tuple(all_nodes),
+        edges=tuple(all_edges),
     )
+
+
+#: Calls of one function by one caller beyond this many are drawn as one box.
+CALL_GROUP = 3
+
+
+def _group_calls(
+    nodes: list[GraphNode], edges: list[GraphEdge], executions: list[ExecutionRecord]
+) -> tuple[list[GraphNode], list[GraphEdge]]:
+    """Draw the calls of one function by one caller as one box ``function x N`` once
+    there are more than CALL_GROUP of them (the executions table still lists each)."""
+    groups: dict[tuple[str, str], list[ExecutionRecord]] = {}
+    for e in executions:
+        if e.kind == "call" and e.parent is not None:
+            groups.setdefault((e.parent, e.function), []).append(e)
+    into: dict[str, GraphNode] = {}
+    for (parent, function), calls in groups.items():
+        if len(calls) <= CALL_GROUP:
+            continue
+        statuses = {call.status for call in calls}
+        status = next((s for s in (FAILED, RUNNING) if s in statuses), DONE)
+        group = GraphNode(
+            id=f"{parent} calls {function}",
+            function=f"{function} \u00d7{len(calls)}",
+            kind="calls",
+            status=str(status),
+            items=len(calls),
+            sealed=False,
+        )
+        for call in calls:
+            into[call.id] = group
+    if not into:
+        return nodes, edges
+    kept = [node for node in nodes if node.id not in into]
+    kept.extend({node.id: node for node in into.values()}.values())
+    seen: set[tuple[str, str, str]] = set()
+    regrouped = []
+    for edge in edges:
+        source = into[edge.source].id if edge.source in into else edge.source
+        target = into[edge.target].id if edge.target in into else edge.target
+        if (source, target, edge.kind) in seen and edge.kind != "read":
+            continue
+        seen.add((source, target, edge.kind))
+        regrouped.append(replace(edge, source=source, target=target))
+    return kept, regrouped
 
 
 async def _child_agents(store: LogStore, run: str, ids: set[str]) -> list[tuple[str, GraphNode]]:

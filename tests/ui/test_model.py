@@ -135,3 +135,30 @@ def test_calls_and_agent_instances_are_drawn_from_their_caller():
     assert ("r/main", "r.box-1", "agent") in edges
     agent = next(node for node in graph.nodes if node.kind == "agent")
     assert agent.function == "container"
+
+
+async def _called_five_times(store: MemoryStore) -> Any:
+    """Agent instance r.box-1 answered five calls of 'lucky' from r/main (another run)."""
+    nothing = codec.pack({})
+    await store.meta_put("runs", "r.box-1", RunRecord("r.box-1", "box", "main", nothing).to_meta())
+    launcher = ExecutionRecord("r.box-1/main", "r.box-1", "main", "launcher", nothing)
+    await store.meta_put("executions", launcher.id, launcher.to_meta())
+    for i in range(5):
+        call = ExecutionRecord(
+            f"r.box-1/lucky-{i}", "r.box-1", "lucky", "call", nothing, parent="r/main"
+        ).with_status("failed" if i == 3 else "done")
+        await store.meta_put("executions", call.id, call.to_meta())
+    return await model.run_graph(store, "r.box-1")
+
+
+def test_many_calls_from_one_caller_are_drawn_as_one_box():
+    graph = on_memory(_called_five_times, known_runs=False)
+    assert graph is not None
+    nodes = {node.kind: node for node in graph.nodes}
+    assert sorted(nodes) == ["caller", "calls", "launcher"]
+    assert nodes["calls"].function == "lucky \u00d75"
+    assert nodes["calls"].status == "failed"  # one of them failed
+    assert nodes["caller"].id == "r/main"
+    assert [(e.source, e.target, e.kind) for e in graph.edges] == [
+        ("r/main", nodes["calls"].id, "call")
+    ]

@@ -20,9 +20,17 @@ window.perperGraph = (function () {
     return text;
   }
 
+  function countText(node) {
+    if (node.kind === "caller") return "calls from another run";
+    if (node.kind === "agent") return "agent · " + node.status;
+    const unit = node.kind === "calls" ? " calls · " : " items · ";
+    return fmt(node.items) + unit + node.status;
+  }
+
   function href(node) {
     const q = encodeURIComponent(node.id);
     if (node.kind === "agent") return "/run?name=" + q;
+    if (node.kind === "calls") return "#executions";
     return node.kind === "ingest" ? "/stream?name=" + q : "/execution?id=" + q;
   }
 
@@ -75,8 +83,7 @@ window.perperGraph = (function () {
         transform: "translate(" + (box.x - NODE_W / 2) + "," + (box.y - NODE_H / 2) + ")" });
       group.appendChild(el("rect", { width: NODE_W, height: NODE_H, rx: 6 }));
       group.appendChild(el("text", { class: "fn", x: 10, y: 20 }, node.function));
-      group.appendChild(el("text", { class: "count", x: 10, y: 38 },
-        fmt(node.items) + " items · " + node.status));
+      group.appendChild(el("text", { class: "count", x: 10, y: 38 }, countText(node)));
       group.appendChild(el("text", { class: "id", x: 10, y: 52 },
         node.id.length > 30 ? "…" + node.id.slice(-29) : node.id));
       const title = el("title", {}, node.id + " (" + node.kind + ")");
