@@ -81,3 +81,17 @@ def test_the_graph_shows_counts_growing_then_every_node_done(live_ui: UIServer, 
         "400,000"
     )
     screenshot(page, "graph-done")
+
+
+def test_the_runs_page_follows_a_run_to_done_without_a_reload(live_ui: UIServer, page: Page):
+    deadline = time.monotonic() + 30
+    page.goto(live_ui.url("/"))
+    while page.locator("tr.run", has_text="live").count() == 0:  # the run record appears
+        assert time.monotonic() < deadline, "run 'live' did not appear within 30 s"
+        page.reload()
+    row = page.locator("tr.run", has_text="live")
+    expect(row.locator(".status")).to_have_text("running")
+    page.evaluate("document.title = 'not reloaded'")
+    expect(row.locator(".status")).to_have_text("done", timeout=240_000)
+    expect(row.locator("td").nth(4)).to_have_text("533,334")  # 400,000 + 133,334 batches
+    assert page.title() == "not reloaded"
