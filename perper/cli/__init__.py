@@ -31,7 +31,7 @@ __all__ = ["main", "parse_params"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="perper")
+@click.version_option(None, "--version", "-V", package_name="perper")
 def main() -> None:
     """Perper: stream processing over durable, ordered, replayable logs."""
     # pyignite logs every failed connection attempt with a traceback; IgniteStore retries

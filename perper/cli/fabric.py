@@ -35,7 +35,7 @@ _work_dir_option = click.option(
     "--work-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Directory for pid files, logs and data [default: <repo>/fabric/work/PORT].",
+    help="Directory for pid files, logs and data [default: $PERPER_HOME/fabric/PORT, else ~/.local/share/perper/fabric/PORT].",
 )
 
 

@@ -1,7 +1,8 @@
 """Local Apache Ignite 2.x nodes for development and tests ("the fabric").
 
-The fabric is a real Ignite server (``fabric/Node.java``, run in Java source mode against the
-jars Maven puts in ``fabric/lib``), bound to 127.0.0.1 only. This module starts, stops and
+The fabric is a real Ignite server (``Node.java`` beside this module, shipped as package
+data and run in Java source mode against the jars Maven puts in :func:`jars_dir`), bound to
+127.0.0.1 only. This module starts, stops and
 inspects such nodes as detached background processes:
 
 * :func:`ensure_jars` fetches the pinned Ignite jars once (Maven).
@@ -11,7 +12,7 @@ inspects such nodes as detached background processes:
 * :func:`status` reports which nodes run and what state the cluster is in.
 * :func:`kill_node` SIGKILLs one node, for failover tests.
 
-Per work directory (default ``<repo>/fabric/work/<port>``) the layout is::
+Per work directory (default :func:`default_work_dir`) the layout is::
 
     node-<port>.pid     pid of the node whose thin-client port is <port>
     node-<port>.log     its stdout/stderr (the Ignite log), appended across restarts
@@ -56,9 +57,11 @@ __all__ = [
     "NodeStatus",
     "default_work_dir",
     "ensure_jars",
+    "jars_dir",
     "java_options",
     "kill_node",
-    "repo_root",
+    "package_dir",
+    "perper_home",
     "start",
     "status",
     "stop",
@@ -94,8 +97,8 @@ HOST = "127.0.0.1"
 INSTALL_HINT = "apt-get install openjdk-17-jdk-headless maven"
 """What to install when ``java`` or ``mvn`` is missing."""
 
-REPO_ROOT_ENV = "PERPER_REPO_ROOT"
-"""Environment variable overriding the directory that contains ``fabric/``."""
+HOME_ENV = "PERPER_HOME"
+"""Environment variable naming the directory for downloaded jars and node work dirs."""
 
 LOG_TAIL_LINES = 30
 """How many lines of a node log a :class:`FabricError` quotes."""
@@ -238,23 +241,42 @@ class FabricStatus:
 # --------------------------------------------------------------------------- locations
 
 
-def repo_root() -> Path:
-    """The directory containing ``fabric/`` (the perper repository checkout).
-
-    Returns:
-        ``$PERPER_REPO_ROOT`` if set, else the parent of the ``perper`` package directory.
+def package_dir() -> Path:
+    """The directory of this package, holding ``Node.java`` and ``pom.xml`` (package data).
 
     Raises:
-        FabricError: If that directory has no ``fabric/Node.java``.
+        FabricError: If ``Node.java`` is missing (a broken installation).
     """
-    override = os.environ.get(REPO_ROOT_ENV)
-    root = Path(override) if override else Path(__file__).resolve().parent.parent
-    if not (root / "fabric" / "Node.java").is_file():
+    here = Path(__file__).resolve().parent
+    if not (here / "Node.java").is_file() or not (here / "pom.xml").is_file():
         raise FabricError(
-            f"no fabric/Node.java under {root}: the local Ignite node needs a perper source "
-            f"checkout (set {REPO_ROOT_ENV} to its path)"
+            f"{here} has no Node.java or pom.xml: this perper installation is incomplete; "
+            "reinstall it (pip install --force-reinstall 'perper[ignite]')"
         )
-    return root
+    return here
+
+
+def perper_home() -> Path | None:
+    """``$PERPER_HOME`` if set (expanded), else None (the XDG directories apply)."""
+    value = os.environ.get(HOME_ENV)
+    return Path(value).expanduser().resolve() if value else None
+
+
+def _xdg(variable: str, fallback: str) -> Path:
+    value = os.environ.get(variable)
+    base = Path(value) if value and Path(value).is_absolute() else Path.home() / fallback
+    return base / "perper"
+
+
+def jars_dir() -> Path:
+    """Where the Ignite jars are downloaded: never inside the installed package.
+
+    Returns:
+        ``$PERPER_HOME/ignite-<version>/lib`` if ``$PERPER_HOME`` is set, else
+        ``$XDG_CACHE_HOME/perper/ignite-<version>/lib`` (``~/.cache/perper/...``).
+    """
+    base = perper_home() or _xdg("XDG_CACHE_HOME", ".cache")
+    return base / f"ignite-{IGNITE_VERSION}" / "lib"
 
 
 def default_work_dir(port: int = DEFAULT_PORT) -> Path:
@@ -264,9 +286,11 @@ def default_work_dir(port: int = DEFAULT_PORT) -> Path:
         port: Base thin-client port.
 
     Returns:
-        ``<repo>/fabric/work/<port>``.
+        ``$PERPER_HOME/fabric/<port>`` if ``$PERPER_HOME`` is set, else
+        ``$XDG_DATA_HOME/perper/fabric/<port>`` (``~/.local/share/perper/fabric/<port>``).
     """
-    return repo_root() / "fabric" / "work" / str(port)
+    base = perper_home() or _xdg("XDG_DATA_HOME", ".local/share")
+    return base / "fabric" / str(port)
 
 
 def _resolve_work_dir(port: int, work_dir: str | os.PathLike[str] | None) -> Path:
@@ -353,31 +377,30 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def ensure_jars(repo_root: str | os.PathLike[str]) -> Path:
-    """Make sure ``fabric/lib`` holds the pinned Ignite jars, running Maven if needed.
+def ensure_jars(lib: str | os.PathLike[str] | None = None) -> Path:
+    """Make sure ``lib`` holds the pinned Ignite jars, running Maven if needed.
 
     Maven runs only when the marker file written after the last successful download is missing,
-    names a jar that is gone, or was made from a different ``fabric/pom.xml``. Concurrent callers
+    names a jar that is gone, or was made from a different ``pom.xml``. Concurrent callers
     (e.g. pytest-xdist workers) serialize on a lock file, so Maven runs at most once.
 
     Args:
-        repo_root: The directory containing ``fabric/``.
+        lib: The directory for the jars (default :func:`jars_dir`).
 
     Returns:
-        The ``fabric/lib`` directory.
+        The jar directory.
 
     Raises:
         FabricError: If ``java`` is missing, or jars are needed and ``mvn`` is missing or fails.
     """
-    fabric = Path(repo_root) / "fabric"
-    pom = fabric / "pom.xml"
-    lib = fabric / "lib"
+    pom = package_dir() / "pom.xml"
+    lib = Path(lib) if lib is not None else jars_dir()
     _java()
     if not pom.is_file():
         raise FabricError(f"{pom} is missing: cannot fetch the Apache Ignite jars")
     if _jars_complete(lib, pom):
         return lib
-    mvn = _require_tool("mvn", "once, to download the Apache Ignite jars into fabric/lib")
+    mvn = _require_tool("mvn", f"once, to download the Apache Ignite jars into {lib}")
     lib.mkdir(parents=True, exist_ok=True)
     with _file_lock(lib / ".lock"):
         if _jars_complete(lib, pom):
@@ -708,7 +731,7 @@ def status(
 
     Args:
         port: Base thin-client port of the cluster.
-        work_dir: Its work directory (default ``<repo>/fabric/work/<port>``).
+        work_dir: Its work directory (default :func:`default_work_dir`).
 
     Returns:
         The nodes recorded by pid files and what the thin-client port answers.
@@ -749,7 +772,7 @@ def start(
     Args:
         port: Thin-client port of the first node.
         work_dir: Work directory for pid files, logs and data (default
-            ``<repo>/fabric/work/<port>``). Reusing it after a restart reuses the data.
+            :func:`default_work_dir`). Reusing it after a restart reuses the data.
         persistence: Native persistence (data survives restarts). Off: pure in-memory.
         nodes: Number of server nodes (1..10).
         discovery_port: First port of the discovery range; separate clusters need separate ranges.
@@ -774,8 +797,8 @@ def start(
     top = max(port, communication_port) + nodes - 1
     if min(port, discovery_port, communication_port) < 1 or max(top, discovery_port + 9) > 65535:
         raise FabricError("ports must lie between 1 and 65535")
-    root = repo_root()
-    lib = ensure_jars(root)
+    node_java = package_dir() / "Node.java"
+    lib = ensure_jars()
     java = _java()
     wd = _resolve_work_dir(port, work_dir)
     wd.mkdir(parents=True, exist_ok=True)
@@ -818,7 +841,7 @@ def start(
                 pid, log_offsets[node_port] = _launch(
                     java=java,
                     lib=lib,
-                    node_java=root / "fabric" / "Node.java",
+                    node_java=node_java,
                     work_dir=wd,
                     node_port=node_port,
                     args=args,
@@ -898,7 +921,7 @@ def stop(
 
     Args:
         port: Base thin-client port of the cluster (selects the default work directory).
-        work_dir: Its work directory (default ``<repo>/fabric/work/<port>``).
+        work_dir: Its work directory (default :func:`default_work_dir`).
         timeout: Seconds to wait after SIGTERM before sending SIGKILL.
 
     Returns:
@@ -926,7 +949,7 @@ def kill_node(
     Args:
         index: Which node: the one whose thin-client port is ``port + index``.
         port: Base thin-client port of the cluster.
-        work_dir: Its work directory (default ``<repo>/fabric/work/<port>``).
+        work_dir: Its work directory (default :func:`default_work_dir`).
 
     Returns:
         The killed node (``alive`` as it was before the kill).

@@ -3,7 +3,7 @@
  *
  * Single-file Java program, run in source mode (no build step):
  *
- *   java <options from perper.fabric.java_options()> -cp 'fabric/lib/*' fabric/Node.java \
+ *   java <options from perper.fabric.java_options()> -cp 'LIB/*' perper/fabric/Node.java \
  *       --port 10800 --discovery-port 47500 --communication-port 47100 \
  *       --work-dir fabric/work/10800 --nodes 1
  *
@@ -403,7 +403,7 @@ public class Node {
 
         static void usage(String msg) {
             System.err.println("Node.java: " + msg);
-            System.err.println("usage: java -cp 'fabric/lib/*' fabric/Node.java [--port N] [--discovery-port N]"
+            System.err.println("usage: java -cp 'LIB/*' Node.java [--port N] [--discovery-port N]"
                 + " [--communication-port N] [--work-dir DIR] [--nodes N] [--backups N] [--memory-mb N]"
                 + " [--wal-segment-mb N] [--no-persistence]");
             System.exit(2);
