@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from perper.errors import PerperError
+from perper.errors import FabricError as FabricError  # re-exported
 
 __all__ = [
     "DEFAULT_COMMUNICATION_PORT",
@@ -145,30 +145,6 @@ _JVM_FLAGS = (
     "-Xmx1g",
     "-XX:+UseG1GC",
 )
-
-
-class FabricError(PerperError):
-    """A local Ignite node could not be set up, started, stopped or queried.
-
-    Args:
-        message: One-line description of what went wrong and what to do about it.
-        log_path: The node log that explains it, if any.
-        log_tail: The last lines of that log, quoted in ``str(error)``.
-    """
-
-    def __init__(
-        self, message: str, *, log_path: Path | None = None, log_tail: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.log_path = log_path
-        self.log_tail = log_tail
-
-    def __str__(self) -> str:
-        if not self.log_tail:
-            return self.message
-        where = f" of {self.log_path}" if self.log_path else ""
-        return f"{self.message}\n--- last {LOG_TAIL_LINES} lines{where} ---\n{self.log_tail}"
 
 
 @dataclass(frozen=True)
