@@ -26,7 +26,7 @@ IGNITE_COMMUNICATION_PORT ?= 47120
 IGNITE_NODE := --port $(IGNITE_TEST_PORT) --work-dir fabric/work/test-$(IGNITE_TEST_PORT)
 IGNITE_PORTS := --discovery-port $(IGNITE_DISCOVERY_PORT) --communication-port $(IGNITE_COMMUNICATION_PORT)
 
-test: $(STAMP)  ## the whole suite, in parallel, with a local Ignite node started and stopped
+test: lint  ## lint, then the whole suite, in parallel, with a local Ignite node started and stopped
 	-@$(BIN)/perper fabric stop $(IGNITE_NODE) >/dev/null 2>&1
 	$(BIN)/perper fabric start $(IGNITE_NODE) $(IGNITE_PORTS) --no-persistence
 	PERPER_TEST_IGNITE=ignite://127.0.0.1:$(IGNITE_TEST_PORT) $(BIN)/python -m pytest -n $(PYTEST_WORKERS); \
@@ -35,10 +35,12 @@ test: $(STAMP)  ## the whole suite, in parallel, with a local Ignite node starte
 test-fast: $(STAMP)  ## the suite without Java
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not ignite"
 
-lint: $(STAMP)  ## ruff check, ruff format --check, mypy
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy strict (perper, simulator, examples), the import contracts
 	$(BIN)/ruff check perper simulator tests bench examples fixtures
 	$(BIN)/ruff format --check perper simulator tests bench examples fixtures
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples
+	$(BIN)/lint-imports
 
 bench: $(STAMP)  ## every benchmark, each beside its baseline
 	-$(BIN)/python -m pip install --quiet bytewax  # the peer in bench/pipeline.py, if it installs
