@@ -30,6 +30,7 @@ __all__ = [
     "fail",
     "handle_errors",
     "mask_url",
+    "open_store_option",
     "run_async",
     "sqlite_path",
     "store_option",
@@ -79,9 +80,35 @@ def store_url_or_default(url: str | None) -> str:
     return url or default_store_url()
 
 
-async def with_store(url: str | None, body: Callable[[LogStore], Awaitable[T]]) -> T:
-    """Open the store ``--store`` names (or the default), run ``body`` on it, close it."""
-    store = open_store(store_url_or_default(url))
+def open_store_option(url: str | None, *, create: bool) -> LogStore:
+    """Open the store ``--store`` names (or the default).
+
+    Args:
+        create: whether the command writes: only then may a missing SQLite file (and its
+            folder) be created. A read-only command on a missing file fails with exit 2.
+
+    Raises:
+        ConfigError: a bad URL (exit 2 through :func:`handle_errors`).
+    """
+    url = store_url_or_default(url)
+    if not create:
+        path = sqlite_path(url)
+        if path is not None and not path.is_file():
+            fail(
+                f"store {mask_url(url)!r}: there is no file {path}; check the path (only "
+                "commands that write, such as 'perper run', create a log)"
+            )
+    return open_store(url)
+
+
+async def with_store(
+    url: str | None, body: Callable[[LogStore], Awaitable[T]], *, create: bool = False
+) -> T:
+    """Open the store ``--store`` names (or the default), run ``body`` on it, close it.
+
+    ``create`` as in :func:`open_store_option`: False for commands that only read.
+    """
+    store = open_store_option(url, create=create)
     try:
         return await body(store)
     finally:

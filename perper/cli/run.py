@@ -123,7 +123,7 @@ def run_command(
             return EXIT_FAILED
         return EXIT_OK
 
-    code = run_async(with_store(store_url, body))
+    code = run_async(with_store(store_url, body, create=True))
     sys.exit(code)
 
 
@@ -178,4 +178,4 @@ def worker_command(
         runtime = Runtime(store, app, worker_id=_worker_id(), lease_ttl=lease_ttl)
         await runtime.work(run=run_name, stop=stop)
 
-    run_async(with_store(store_url, body))
+    run_async(with_store(store_url, body, create=True))
