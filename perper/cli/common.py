@@ -27,6 +27,7 @@ __all__ = [
     "STORE_HELP",
     "configure_logging",
     "existing_sqlite_file",
+    "exit_code_for_signal",
     "fail",
     "handle_errors",
     "mask_url",
@@ -45,6 +46,12 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 #: Bad input: usage, app, parameters, store URL or file.
 EXIT_BAD_INPUT = 2
+
+
+def exit_code_for_signal(signum: int) -> int:
+    """128 + the signal's number, the shell's convention: 130 for SIGINT, 143 for SIGTERM."""
+    return 128 + signum
+
 
 STORE_HELP = "Store URL (default: $PERPER_STORE, else sqlite:///.perper/perper.db)."
 
