@@ -52,6 +52,7 @@ __all__ = [
     "INSTALL_HINT",
     "META_CACHE",
     "SEGMENTS_CACHE",
+    "ClientLogin",
     "FabricError",
     "FabricStatus",
     "NodeStatus",
@@ -99,6 +100,15 @@ INSTALL_HINT = "apt-get install openjdk-17-jdk-headless maven"
 
 HOME_ENV = "PERPER_HOME"
 """Environment variable naming the directory for downloaded jars and node work dirs."""
+
+USER_ENV = "PERPER_FABRIC_USER"
+"""The user a node with ``auth`` creates (and perper's probes log in as)."""
+
+PASSWORD_ENV = "PERPER_FABRIC_PASSWORD"
+"""That user's password: an environment variable, never a command-line argument."""
+
+KEYSTORE_PASSWORD_ENV = "PERPER_FABRIC_KEYSTORE_PASSWORD"
+"""The password of the TLS keystore given to ``start(tls_keystore=...)``."""
 
 LOG_TAIL_LINES = 30
 """How many lines of a node log a :class:`FabricError` quotes."""
@@ -575,13 +585,54 @@ def _close_client(client: object) -> None:
         client.close()  # type: ignore[attr-defined]
 
 
-def _probe(port: int) -> str | None:
+@dataclass(frozen=True)
+class ClientLogin:
+    """How perper's own probes talk to a node's thin-client port (never stored on disk).
+
+    Attributes:
+        username: the user to log in as on a node with authentication (None: no login).
+        password: its password.
+        tls: whether the port speaks TLS (the probe does not check the node's certificate:
+            it only asks a local node for its state).
+    """
+
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def from_env(cls, *, auth: bool = False, tls: bool = False) -> ClientLogin:
+        """The login of ``$PERPER_FABRIC_USER``/``$PERPER_FABRIC_PASSWORD``, else
+        Ignite's default user when ``auth``."""
+        user = os.environ.get(USER_ENV) or None
+        password = os.environ.get(PASSWORD_ENV) or None
+        if user is None and auth:
+            user, password = "ignite", "ignite"
+        return cls(user, password, tls)
+
+
+def _probe(port: int, login: ClientLogin | None = None) -> str | None:
     """Cluster state seen through the thin-client port ``port``, or None if it does not answer."""
     if not _port_open(port):
         return None
     from pyignite import Client
 
-    client = Client(partition_aware=False, timeout=_PROBE_TIMEOUT, handshake_timeout=_PROBE_TIMEOUT)
+    options: dict[str, object] = {}
+    if login is not None:
+        if login.username is not None:
+            options["username"] = login.username
+            options["password"] = login.password or ""
+        if login.tls:
+            import ssl
+
+            options["use_ssl"] = True
+            options["ssl_cert_reqs"] = ssl.CERT_NONE
+    client = Client(
+        partition_aware=False,
+        timeout=_PROBE_TIMEOUT,
+        handshake_timeout=_PROBE_TIMEOUT,
+        **options,
+    )
     try:
         client.connect(HOST, port)
         state = client.get_cluster().get_state()
@@ -629,6 +680,7 @@ def _launch(
     work_dir: Path,
     node_port: int,
     args: list[str],
+    env: dict[str, str] | None = None,
 ) -> tuple[int, int]:
     """Start one node detached from this process and record its pid.
 
@@ -655,6 +707,7 @@ def _launch(
             timeout=30,
             start_new_session=True,
             check=False,
+            env=env,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise FabricError(f"could not launch the Ignite node on port {node_port}: {exc}") from exc
@@ -701,13 +754,17 @@ def _check_discovery_free(discovery_port: int) -> None:
 
 
 def status(
-    *, port: int = DEFAULT_PORT, work_dir: str | os.PathLike[str] | None = None
+    *,
+    port: int = DEFAULT_PORT,
+    work_dir: str | os.PathLike[str] | None = None,
+    login: ClientLogin | None = None,
 ) -> FabricStatus:
     """Report the nodes of a work directory and the cluster state.
 
     Args:
         port: Base thin-client port of the cluster.
         work_dir: Its work directory (default :func:`default_work_dir`).
+        login: how to log in to a node with authentication or TLS.
 
     Returns:
         The nodes recorded by pid files and what the thin-client port answers.
@@ -717,7 +774,7 @@ def status(
     candidates = [port] + [n.port for n in nodes if n.alive and n.port != port]
     state: str | None = None
     for candidate in candidates:
-        state = _probe(candidate)
+        state = _probe(candidate, login)
         if state is not None:
             break
     return FabricStatus(
@@ -736,6 +793,11 @@ def start(
     timeout: float = 180.0,
     backups: int | None = None,
     memory_mb: int = DEFAULT_MEMORY_MB,
+    auth: bool = False,
+    username: str | None = None,
+    password: str | None = None,
+    tls_keystore: str | os.PathLike[str] | None = None,
+    tls_keystore_password: str | None = None,
 ) -> FabricStatus:
     """Start ``nodes`` local Ignite server nodes and wait until the cluster is ACTIVE.
 
@@ -757,6 +819,13 @@ def start(
         backups: Backups of the perper caches (default 0 for one node, 1 for more). Only applies
             when the caches are first created; persisted caches keep their configuration.
         memory_mb: Maximum size of each node's default data region in MiB.
+        auth: Thin clients must log in (needs ``persistence``: Ignite keeps users there).
+        username: With ``auth``, a user the node creates (or whose password it sets) once
+            the cluster is ACTIVE; None leaves only Ignite's default user ``ignite``.
+        password: That user's password. Handed to the node in its environment, never argv.
+        tls_keystore: A JKS or PKCS#12 keystore (e.g. made by the JDK's ``keytool``): the
+            thin-client port then speaks TLS only.
+        tls_keystore_password: The keystore's password (environment, never argv).
 
     Returns:
         The status of the running, ACTIVE cluster.
@@ -770,6 +839,31 @@ def start(
         raise FabricError(f"timeout must be positive, got {timeout}")
     if memory_mb < 32:
         raise FabricError(f"memory_mb must be at least 32, got {memory_mb}")
+    if auth and not persistence:
+        raise FabricError(
+            "authentication needs persistence (Ignite keeps its users in the persistent "
+            "store): drop --no-persistence"
+        )
+    if username is not None and not auth:
+        raise FabricError(f"user {username!r} given without authentication: add --auth")
+    keystore = None
+    if tls_keystore is not None:
+        keystore = Path(tls_keystore).expanduser().resolve()
+        if not keystore.is_file():
+            raise FabricError(f"TLS keystore {keystore} does not exist; make one with keytool")
+    login = ClientLogin(
+        username if username is not None else ("ignite" if auth else None),
+        password if username is not None else ("ignite" if auth else None),
+        keystore is not None,
+    )
+    node_env = dict(os.environ)
+    for name in (USER_ENV, PASSWORD_ENV, KEYSTORE_PASSWORD_ENV):
+        node_env.pop(name, None)
+    if username is not None:
+        node_env[USER_ENV] = username
+        node_env[PASSWORD_ENV] = password or ""
+    if keystore is not None:
+        node_env[KEYSTORE_PASSWORD_ENV] = tls_keystore_password or ""
     top = max(port, communication_port) + nodes - 1
     if min(port, discovery_port, communication_port) < 1 or max(top, discovery_port + 9) > 65535:
         raise FabricError("ports must lie between 1 and 65535")
@@ -814,6 +908,10 @@ def start(
                     args += ["--backups", str(backups)]
                 if not persistence:
                     args.append("--no-persistence")
+                if auth:
+                    args.append("--auth")
+                if keystore is not None:
+                    args += ["--tls-keystore", str(keystore)]
                 pid, log_offsets[node_port] = _launch(
                     java=java,
                     lib=lib,
@@ -821,15 +919,16 @@ def start(
                     work_dir=wd,
                     node_port=node_port,
                     args=args,
+                    env=node_env,
                 )
                 launched.append(NodeStatus(index, node_port, pid, True, _log_path(wd, node_port)))
-            _wait_ready(port, wd, wanted, log_offsets, deadline, timeout)
+            _wait_ready(port, wd, wanted, log_offsets, deadline, timeout, login)
         except BaseException:
             _terminate(launched, timeout=15.0)
             for node in launched:
                 _pid_path(wd, node.port).unlink(missing_ok=True)
             raise
-    return status(port=port, work_dir=wd)
+    return status(port=port, work_dir=wd, login=login)
 
 
 def _wait_ready(
@@ -839,6 +938,7 @@ def _wait_ready(
     log_offsets: dict[int, int],
     deadline: float,
     timeout: float,
+    login: ClientLogin | None = None,
 ) -> None:
     """Poll until every wanted node answers on its thin-client port with cluster state ACTIVE.
 
@@ -867,7 +967,7 @@ def _wait_ready(
             ):
                 still.append(node_port)
                 continue
-            state = _probe(node_port)
+            state = _probe(node_port, login)
             last_state[node_port] = state
             if state != "ACTIVE":
                 still.append(node_port)
