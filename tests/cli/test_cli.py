@@ -152,3 +152,12 @@ def test_the_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "perper"
     ran = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert "streams" in ran.stdout and "run" in ran.stdout
+
+
+@pytest.mark.parametrize("flag", ["-V", "--version"])
+def test_the_version_flag_prints_the_version(tmp_path: Path, flag: str) -> None:
+    import perper as library
+
+    ran = perper(flag, cwd=tmp_path)
+    assert ran.returncode == 0
+    assert library.__version__ in ran.stdout
