@@ -69,7 +69,7 @@ __all__ = [
 ]
 
 IGNITE_VERSION = "2.18.0"
-"""The Apache Ignite version pinned in ``fabric/pom.xml``."""
+"""The Apache Ignite version pinned in ``perper/fabric/pom.xml``."""
 
 DEFAULT_PORT = 10800
 """Thin-client port of the first node."""
