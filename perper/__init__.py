@@ -4,7 +4,7 @@ Stream functions are async generators whose every ``yield`` appends one item to 
 durable log (SQLite locally, Apache Ignite when distributed). See ``README.md``.
 """
 
-from perper.agents import AgentRef, AgentState, call
+from perper.agents import AgentRef, AgentState
 from perper.app import App, StreamFunction, load_app
 from perper.codec import register
 from perper.context import Context
@@ -26,6 +26,7 @@ from perper.errors import (
     StoreUnavailableError,
 )
 from perper.runtime import RunResult, Runtime
+from perper.runtime.calls import call
 from perper.store import LogStore, open_store
 from perper.streamref import StreamRef
 

@@ -3,14 +3,13 @@
 An :class:`~perper.App` is an agent type and a run is an agent instance. This module
 holds what user code handles: :class:`AgentRef` (a handle on an instance, which travels
 in parameters, items, results and state like a StreamRef), :class:`AgentState` (the
-instance's durable key-value map, ``ctx.agent_state``) and :func:`call` (a call from
-outside the runtime). The machinery behind them is :mod:`perper.runtime.calls`.
+instance's durable key-value map, ``ctx.agent_state``). The machinery behind them, and
+``perper.call`` (a call from outside the runtime), is in :mod:`perper.runtime.calls`.
 """
 
 from __future__ import annotations
 
 import contextvars
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,9 +19,8 @@ from perper.errors import ConfigError
 
 if TYPE_CHECKING:
     from perper.app import App, StreamFunction
-    from perper.store.base import LogStore
 
-__all__ = ["AgentRef", "AgentState", "Caller", "call", "current_caller"]
+__all__ = ["AgentRef", "AgentState", "Caller", "current_caller"]
 
 
 class Caller(Protocol):
@@ -151,32 +149,3 @@ def _check_key(key: str) -> str:
     if not isinstance(key, str) or not key:
         raise ConfigError(f"agent_state key {key!r} must be a non-empty str")
     return key
-
-
-async def call(
-    store: LogStore,
-    run: str,
-    function: str,
-    *args: Any,
-    key: str | None = None,
-    timeout: float | None = None,
-    **kwargs: Any,
-) -> Any:
-    """Call ``function`` of the agent instance (run) ``run`` from outside the runtime and
-    return its result; a ``perper worker`` serving the run's App executes it.
-
-    With ``key`` the request is idempotent: calling again with the same key returns the
-    first call's result without running it again. The call is recorded in the run, as an
-    input of it (like an ingest item).
-
-    Raises:
-        ConfigError: no such run, or a bad key.
-        AgentDestroyedError: the instance was destroyed.
-        CallFailedError: the function raised.
-        TimeoutError: ``timeout`` seconds passed without a result.
-    """
-    from perper.runtime.calls import outside_call
-
-    if key is None:
-        key = os.urandom(8).hex()
-    return await outside_call(store, run, function, args, kwargs, key=key, timeout=timeout)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from perper.errors import ConfigError
 
@@ -119,7 +119,7 @@ class App:
         recovery: str,
         checkpoint_every: int | None,
         checkpoint_interval: float | None,
-    ) -> Any:
+    ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
         if recovery not in RECOVERY_MODES:
             raise ConfigError(
                 f"recovery={recovery!r} is not a recovery mode; use one of {RECOVERY_MODES}"
@@ -176,44 +176,111 @@ class App:
             return apply
         return apply(fn)
 
+    @overload
+    def stream(self, fn: Callable[..., Any], /) -> StreamFunction: ...
+
+    @overload
     def stream(
         self,
-        fn: Callable[..., Any] | None = None,
+        fn: None = None,
+        /,
         *,
         name: str | None = None,
         recovery: str = "replay",
         checkpoint_every: int | None = None,
         checkpoint_interval: float | None = None,
-    ) -> Any:
-        """Register an async generator; each ``yield`` appends one item to its stream."""
+    ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
+
+    def stream(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        recovery: str = "replay",
+        checkpoint_every: int | None = None,
+        checkpoint_interval: float | None = None,
+    ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
+        """Register an async generator; each ``yield`` appends one item to its stream.
+
+        Use bare (``@app.stream``) or with options (``@app.stream(recovery="checkpoint")``);
+        either way the result is a :class:`StreamFunction`, so an app passes
+        ``mypy --strict``.
+        """
         return self._register(
             fn, Kind.STREAM, name, recovery, checkpoint_every, checkpoint_interval
         )
 
+    @overload
+    def action(self, fn: Callable[..., Any], /) -> StreamFunction: ...
+
+    @overload
     def action(
         self,
-        fn: Callable[..., Any] | None = None,
+        fn: None = None,
+        /,
         *,
         name: str | None = None,
         recovery: str = "replay",
         checkpoint_every: int | None = None,
         checkpoint_interval: float | None = None,
-    ) -> Any:
+    ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
+
+    def action(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        recovery: str = "replay",
+        checkpoint_every: int | None = None,
+        checkpoint_interval: float | None = None,
+    ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
         """Register a sink: an async function (or generator) whose output nobody reads."""
         return self._register(
             fn, Kind.ACTION, name, recovery, checkpoint_every, checkpoint_interval
         )
 
-    def launcher(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    @overload
+    def launcher(self, fn: Callable[..., Any], /) -> StreamFunction: ...
+
+    @overload
+    def launcher(
+        self, fn: None = None, /, *, name: str | None = None
+    ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
+
+    def launcher(
+        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None
+    ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
         """Register the async function that builds the graph with ``ctx.start``."""
         return self._register(fn, Kind.LAUNCHER, name, "replay", None, None)
 
-    def call(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    @overload
+    def call(self, fn: Callable[..., Any], /) -> StreamFunction: ...
+
+    @overload
+    def call(
+        self, fn: None = None, /, *, name: str | None = None
+    ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
+
+    def call(
+        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None
+    ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
         """Register an async function others call with ``ctx.call`` or ``agent.call``; it
         returns a msgpack value (or None). Each call runs exactly once, durably."""
         return self._register(fn, Kind.CALL, name, "replay", None, None)
 
-    def stop(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    @overload
+    def stop(self, fn: Callable[..., Any], /) -> StreamFunction: ...
+
+    @overload
+    def stop(
+        self, fn: None = None, /, *, name: str | None = None
+    ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
+
+    def stop(
+        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None
+    ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
         """Register the async function run when an instance of this app is destroyed
         (``await agent.destroy()``); optional."""
         return self._register(fn, Kind.STOP, name, "replay", None, None)

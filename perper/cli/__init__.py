@@ -6,10 +6,15 @@
 * :mod:`perper.cli.mirror` — ``perper export``, ``perper mirror``
 * :mod:`perper.cli.fabric` — ``perper fabric start|stop|status``
 * :mod:`perper.cli.call` — ``perper call``; :mod:`perper.cli.agents` — ``perper agents ls``
+* :mod:`perper.cli.ui` — ``perper ui``
 * :mod:`perper.cli.common` — what they share: exit codes, ``fail``, ``--store``, masking
 
-A new command group is a new module here with one ``main.add_command`` line below. The
-modules parse, call a library function and print; the work lives below the CLI.
+A new command group (``ingest``, ``call``, ``agents``, ``query``, ``ui``, ``streams rm``
+as a command of :mod:`perper.cli.streams`) is a new module here with one
+``main.add_command`` line below, using :mod:`perper.cli.common` for failing, ``--store``
+(``with_store(url, body, create=...)``: only commands that write may create a log) and
+masking. The modules parse, call a library function and print; the work lives below the
+CLI. No ``except ImportError`` around a command: a broken one must fail loudly.
 
 Exit codes: 0 success; 1 a run failed (an execution raised) or a replay diverged; 2 bad
 input (usage, app, parameters, store URL or file) — the message says what to fix.
@@ -28,13 +33,14 @@ from perper.cli.mirror import export_command, mirror_command
 from perper.cli.replay import replay_command
 from perper.cli.run import run_command, worker_command
 from perper.cli.streams import streams_group
+from perper.cli.ui import ui_command
 from perper.params import parse_params
 
 __all__ = ["main", "parse_params"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="perper")
+@click.version_option(None, "--version", "-V", package_name="perper")
 def main() -> None:
     """Perper: stream processing over durable, ordered, replayable logs."""
     # pyignite logs every failed connection attempt with a traceback; IgniteStore retries
@@ -51,3 +57,4 @@ main.add_command(replay_command, "replay")
 main.add_command(fabric_group, "fabric")
 main.add_command(call_command, "call")
 main.add_command(agents_group, "agents")
+main.add_command(ui_command, "ui")

@@ -8,9 +8,9 @@ import os
 import click
 
 from perper import codec
-from perper.agents import call
 from perper.cli.common import fail, handle_errors, run_async, store_option, with_store
 from perper.errors import CallFailedError
+from perper.runtime.calls import call
 from perper.store import LogStore
 
 __all__ = ["call_command"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -241,6 +242,33 @@ async def cancel_executions(store: LogStore, run: str) -> None:
             return {**value, "status": status}
 
         await store.meta_update("executions", key, finish)
+
+
+async def call(
+    store: LogStore,
+    run: str,
+    function: str,
+    *args: Any,
+    key: str | None = None,
+    timeout: float | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Call ``function`` of the agent instance (run) ``run`` from outside the runtime and
+    return its result (``perper.call``); a ``perper worker`` serving the run's App runs it.
+
+    With ``key`` the request is idempotent: calling again with the same key returns the
+    first call's result without running it again. The call is recorded in the run, as an
+    input of it (like an ingest item).
+
+    Raises:
+        ConfigError: no such run, a bad key, or a key used before with other arguments.
+        AgentDestroyedError: the instance was destroyed.
+        CallFailedError: the function raised.
+        TimeoutError: ``timeout`` seconds passed without a result.
+    """
+    if key is None:
+        key = os.urandom(8).hex()
+    return await outside_call(store, run, function, args, kwargs, key=key, timeout=timeout)
 
 
 # ------------------------------------------------------------- inside a worker
@@ -683,6 +711,7 @@ __all__ = [
     "CallSupport",
     "ExecutionCalls",
     "await_outcome",
+    "call",
     "call_id",
     "list_agents",
     "outside_call",
