@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perper.runtime.records import ExecutionRecord, is_internal_stream
+from perper.runtime.ids import is_internal_stream, start_order
+from perper.runtime.records import ExecutionRecord
 from perper.store.base import LogStore
 
 
@@ -46,10 +47,4 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
     return rows
 
 
-def start_order(name: str) -> list[tuple[int, str]]:
-    """Sort key putting ``run/f-2`` before ``run/g-10``: by call index, then by name."""
-    key = []
-    for part in name.split("/"):
-        head, _, index = part.rpartition("-")
-        key.append((int(index), head) if head and index.isdigit() else (-1, part))
-    return key
+__all__ = ["StreamRow", "list_streams", "start_order"]
