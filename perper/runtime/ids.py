@@ -36,7 +36,7 @@ FAILED = Status.FAILED
 EFFECTS_SUFFIX = "#effects"
 
 #: The longest execution id (and so output stream name) ``ctx.start`` derives.
-MAX_EXECUTION_ID = 512
+MAX_EXECUTION_ID = 1024
 
 #: How deep ``ctx.start`` may nest below the launcher (the launcher's children are 1).
 MAX_START_DEPTH = 64
