@@ -392,8 +392,9 @@ class Execution:
             ) from None
         except EncodeError as error:
             at = seq + (error.index or 0)
+            where = error.path.removeprefix("item")
             raise EncodeError(
-                error.type_name, f"{self.function!r}'s item at seq {at}" + error.path[4:]
+                error.type_name, f"{self.function!r}'s item at seq {at}{where}"
             ) from None
         self._out_seq = seq + len(items)
         self._in_flight = 0
@@ -425,8 +426,8 @@ class Execution:
         """Flush, then save the reads' positions and cursors, the output head, state,
         effects position, start counter and epoch — if this is a point the function can
         resume from (see :meth:`_resume_slots`); otherwise only flush."""
-        if not self._checkpointing:
-            await self.flush()
+        if current is not None and not self._checkpointing:
+            await self.flush()  # replay mode records only where its function ended
             return
         early = self._checkpoint_before_flush
         if not early:

@@ -7,6 +7,7 @@ would, before or after it lands), so these tests need nothing but the public run
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import random
 from collections.abc import Callable
@@ -246,3 +247,45 @@ def test_settings_out_of_range_or_unknown_are_refused_by_name() -> None:
         Runtime(MemoryStore(), later, batchsize=5)
     with pytest.raises(ConfigError, match="lease_ttl=-1 must be a positive"):
         perper.runtime.RuntimeSettings(lease_ttl=-1)
+
+
+# ------------------------------------------------------------ encode errors
+
+bad = perper.App("bad")
+
+
+@bad.stream
+async def odd_items(ctx: perper.Context, kind: str):
+    yield {"fine": 1}
+    if kind == "key":
+        yield {"when": {datetime.datetime(2024, 1, 1): 1}}
+    elif kind == "surrogate":
+        yield {"text": "\udc80"}
+    else:
+        deep: list[object] = []
+        for _ in range(1000):
+            deep = [deep]
+        yield deep
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("key", "cannot encode datetime as a map key at 'odd_items''s item at seq 1['when'] key"),
+        (
+            "surrogate",
+            "str with a lone surrogate (not valid UTF-8) at 'odd_items''s item at seq 1['text']",
+        ),
+        ("deep", "list nested deeper than 254 levels at 'odd_items''s item at seq 1[0][0]"),
+    ],
+)
+async def test_an_unencodable_item_names_the_function_the_seq_the_path_and_the_type(
+    kind: str, expected: str
+) -> None:
+    store = MemoryStore()
+    worker = Runtime(store, bad, entropy=random.Random(0))
+    execution = await stage_execution(worker, odd_items, {}, {"kind": kind}, run="b")
+    with pytest.raises(perper.errors.ExecutionFailedError) as caught:
+        await worker.execute(execution)
+    assert expected in caught.value.error
+    assert "RecursionError" not in caught.value.error
