@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-from perper.runtime.ids import is_internal_stream, start_order
+from perper.runtime.ids import Status, is_internal_stream, start_order
 from perper.runtime.records import ExecutionRecord
 from perper.store.base import LogStore
+
+
+class StreamState(StrEnum):
+    """What ``perper streams ls`` shows for a stream no execution writes."""
+
+    SEALED = "sealed"
+    OPEN = "open"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +28,7 @@ class StreamRow:
     name: str
     function: str
     items: int
-    status: str
+    status: Status | StreamState
 
 
 async def list_streams(store: LogStore, *, run: str | None = None) -> list[StreamRow]:
@@ -43,8 +51,15 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
         if execution is not None:
             rows.append(StreamRow(name, execution.function, items, execution.status))
         else:
-            rows.append(StreamRow(name, "", items, "sealed" if info and info.sealed else "open"))
+            rows.append(
+                StreamRow(
+                    name,
+                    "",
+                    items,
+                    StreamState.SEALED if info and info.sealed else StreamState.OPEN,
+                )
+            )
     return rows
 
 
-__all__ = ["StreamRow", "list_streams", "start_order"]
+__all__ = ["StreamRow", "StreamState", "list_streams", "start_order"]
