@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from perper import codec
-from perper.store.base import HeadMovedError, LogStore, Meta, StreamInfo, check_table
+from perper.errors import HeadMovedError
+from perper.store.base import LogStore, Meta, StreamInfo, check_table
 
 
 class _Stream:
@@ -33,17 +34,18 @@ class MemoryStore(LogStore):
         self.url = url
         self._streams: dict[str, _Stream] = {}
         self._meta: dict[str, dict[str, tuple[int, bytes]]] = {}
-        self._closed = False
 
     async def info(self, stream: str) -> StreamInfo:
+        self._check_open()
         s = self._streams.get(stream)
         if s is None:
             return StreamInfo(stream, 0, False)
         return StreamInfo(stream, s.head, s.sealed, s.epoch)
 
-    async def _segments(
+    async def scan_segments(
         self, stream: str, start: int, stop: int | None
     ) -> AsyncIterator[tuple[int, int, bytes]]:
+        self._check_open()
         s = self._streams.get(stream)
         if s is None:
             return
@@ -57,9 +59,10 @@ class MemoryStore(LogStore):
                 yield first, count, data
             index += 1
 
-    async def _write_segment(
+    async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
     ) -> None:
+        self._check_open()
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Stream()
@@ -70,7 +73,8 @@ class MemoryStore(LogStore):
         s.head = seq + count
         s.epoch = epoch
 
-    async def _seal(self, stream: str, epoch: int) -> bool:
+    async def write_seal(self, stream: str, epoch: int) -> bool:
+        self._check_open()
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Stream()
@@ -81,6 +85,7 @@ class MemoryStore(LogStore):
         return True
 
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
+        self._check_open()
         return [
             StreamInfo(name, s.head, s.sealed, s.epoch)
             for name, s in sorted(self._streams.items())
@@ -88,6 +93,7 @@ class MemoryStore(LogStore):
         ]
 
     async def meta_get(self, table: str, key: str) -> Meta | None:
+        self._check_open()
         check_table(table)
         entry = self._meta.get(table, {}).get(key)
         if entry is None:
@@ -95,6 +101,7 @@ class MemoryStore(LogStore):
         return Meta(entry[0], codec.unpack(entry[1]))
 
     async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
+        self._check_open()
         check_table(table)
         rows = self._meta.setdefault(table, {})
         current = rows.get(key)
@@ -104,6 +111,7 @@ class MemoryStore(LogStore):
         return version + 1
 
     async def meta_scan(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
+        self._check_open()
         check_table(table)
         rows = self._meta.get(table, {})
         return [

@@ -29,10 +29,9 @@ from typing import Any
 from urllib.parse import quote
 
 from perper import codec
-from perper.errors import FormatError, StoreError, StoreUnavailableError
+from perper.errors import FormatError, HeadMovedError, StoreError, StoreUnavailableError
 from perper.store.base import (
     META_TABLES,
-    HeadMovedError,
     LogStore,
     Meta,
     StreamInfo,
@@ -173,6 +172,7 @@ class SQLiteStore(LogStore):
 
     @contextmanager
     def _translate(self) -> Iterator[sqlite3.Connection]:
+        self._check_open()
         try:
             yield self._db
         except sqlite3.OperationalError as error:
@@ -206,7 +206,7 @@ class SQLiteStore(LogStore):
             stream_id = self._ids[stream] = row[0]
         return stream_id
 
-    async def _segments(
+    async def scan_segments(
         self, stream: str, start: int, stop: int | None
     ) -> AsyncIterator[tuple[int, int, bytes]]:
         with self._translate() as db:
@@ -233,7 +233,7 @@ class SQLiteStore(LogStore):
                 return
             low = rows[-1][0] + 1
 
-    async def _write_segment(
+    async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
     ) -> None:
         with self._translate() as db:
@@ -253,7 +253,7 @@ class SQLiteStore(LogStore):
             )
             db.execute("COMMIT")
 
-    async def _seal(self, stream: str, epoch: int) -> bool:
+    async def write_seal(self, stream: str, epoch: int) -> bool:
         with self._translate() as db:
             db.execute("BEGIN IMMEDIATE")
             stream_id = self._stream_id(db, stream, create=True)
@@ -307,6 +307,7 @@ class SQLiteStore(LogStore):
         return [(key, Meta(version, codec.unpack(value))) for key, version, value in rows]
 
     async def close(self) -> None:
+        self._closed = True
         db = getattr(self, "_db", None)
         if db is not None:
             db.close()
