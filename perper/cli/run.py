@@ -27,7 +27,7 @@ from perper.cli.common import (
 )
 from perper.cli.streams import streams_table
 from perper.params import parse_params
-from perper.runtime import RunResult, Runtime
+from perper.runtime import RunResult, Runtime, RuntimeSettings
 from perper.runtime.listing import list_streams
 from perper.runtime.records import DONE, RUNNING
 from perper.runtime.supervisor import supervise_workers, worker_argv
@@ -38,7 +38,7 @@ __all__ = ["run_command", "worker_command"]
 _lease_ttl_option = click.option(
     "--lease-ttl",
     type=click.FloatRange(min=0.1),
-    default=2.0,
+    default=RuntimeSettings().lease_ttl,
     show_default=True,
     help="Seconds without renewal after which a dead worker's executions move.",
 )
@@ -95,7 +95,9 @@ def run_command(
     console.print(f"run [bold]{run_name}[/bold] of {app_file} on {mask_url(url)}")
 
     async def body(store: LogStore) -> int:
-        runtime = Runtime(store, app, worker_id=_worker_id(), lease_ttl=lease_ttl)
+        runtime = Runtime(
+            store, app, settings=RuntimeSettings(lease_ttl=lease_ttl), worker_id=_worker_id()
+        )
         progress = asyncio.ensure_future(_show_progress(store, run_name, console))
         try:
             if workers:
@@ -175,7 +177,9 @@ def worker_command(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        runtime = Runtime(store, app, worker_id=_worker_id(), lease_ttl=lease_ttl)
+        runtime = Runtime(
+            store, app, settings=RuntimeSettings(lease_ttl=lease_ttl), worker_id=_worker_id()
+        )
         await runtime.work(run=run_name, stop=stop)
 
     run_async(with_store(store_url, body))
