@@ -438,6 +438,10 @@ class Runtime:
             await execution.main()
         except Stopped:
             pass
+        except StoreError as error:
+            # Escaped main (e.g. the status write of a finished execution): give the
+            # execution back to be run again rather than hold it with no task running it.
+            log.warning("execution %s paused: %s", execution.execution, error)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await self.leases.release(execution.execution, execution.epoch)

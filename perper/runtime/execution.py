@@ -242,7 +242,13 @@ class Execution:
             raise Stopped() from error
         text = "".join(traceback.format_exception(error)).rstrip()
         log.debug("execution %s failed: %s", self.execution, text)
-        await self._set_status(FAILED, text)
+        try:
+            await self._set_status(FAILED, text)
+        except StoreUnavailableError as unavailable:
+            # The failure is not recorded: pause, so that this or another worker runs
+            # the execution again (and records the failure then) instead of stranding it.
+            log.warning("execution %s paused recording its failure: %s", self.execution, error)
+            raise Stopped() from unavailable
         self.worker.wake_up()
 
     def _configure(self, fn: StreamFunction) -> None:

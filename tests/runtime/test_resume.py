@@ -289,3 +289,42 @@ async def test_an_unencodable_item_names_the_function_the_seq_the_path_and_the_t
         await worker.execute(execution)
     assert expected in caught.value.error
     assert "RecursionError" not in caught.value.error
+
+
+# ------------------------------------------------- failures that cannot be recorded
+
+
+class FlakyStatusStore(MemoryStore):
+    """Refuses the first write that marks an execution failed, as an unreachable store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+    async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
+        if table == "executions" and value.get("status") == "failed" and not self.refused:
+            self.refused += 1
+            raise perper.errors.StoreUnavailableError("store unreachable (test)")
+        return await super().meta_cas(table, key, value, version=version)
+
+
+failing = perper.App("failing")
+
+
+@failing.stream
+async def boom(ctx: perper.Context):
+    yield 1
+    raise ValueError("boom")
+
+
+@failing.launcher
+async def start_boom(ctx: perper.Context):
+    await ctx.start(boom)
+
+
+async def test_a_failure_the_store_refuses_to_record_is_retried_not_stranded() -> None:
+    store = FlakyStatusStore()
+    worker = Runtime(store, failing, entropy=random.Random(0), poll_interval=0.01)
+    result = await asyncio.wait_for(worker.run("f"), 30)
+    assert store.refused == 1
+    assert result.status == "failed" and "ValueError: boom" in result.failures[0].error
