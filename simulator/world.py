@@ -27,7 +27,7 @@ from perper.errors import ConfigError, StoreUnavailableError
 from perper.runtime import Runtime
 from perper.runtime.engine import RunResult
 from perper.runtime.ids import DONE, EFFECTS_SUFFIX, FAILED
-from perper.runtime.settings import RuntimeHooks
+from perper.runtime.settings import RuntimeHooks, RuntimeSettings
 from perper.runtime.settings import planted_bugs as planted_bugs_named
 from perper.store.memory import MemoryStore
 from simulator.checkers import (
@@ -675,15 +675,16 @@ def reference_run(
     Raises:
         ConfigError: the app fails even without faults (nothing to compare with).
     """
+    defaults = RuntimeSettings()  # the fault-free run uses the runtime's own defaults
     scenario = Scenario(
         seed=0,
         workers=1,
         kinds=(),
-        lease_ttl=2.0,
-        batch_size=1000,
-        flush_delay=0.05,
-        checkpoint_every=1000,
-        poll_interval=0.05,
+        lease_ttl=defaults.lease_ttl,
+        batch_size=defaults.batch_size,
+        flush_delay=defaults.flush_delay,
+        checkpoint_every=defaults.checkpoint_every,
+        poll_interval=defaults.poll_interval,
         heal_at=0.0,
     )
     world = World(app, params, scenario, reference=None, step_budget=step_budget)

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import random
 import traceback
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -137,6 +138,7 @@ class Execution:
         self._task: asyncio.Task[Any] | None = None
         self._reads = 0
         self._slots: list[ReadSlot] = []  # per ctx.read call, in the order they opened
+        self._readers: list[weakref.ref[AsyncIterator[Any]]] = []  # keeps the callbacks
         self._restored: list[ReadSlot] = []
         # The cursor of the checkpointed point while re-executing towards it; None once
         # reached (or when nothing was restored).
@@ -181,6 +183,10 @@ class Execution:
                     await self._drain(result)
                 else:
                     await result
+            if self._resume_at is not None and self.cursor() != self._resume_at:
+                # It ended without reaching the point it was checkpointed at.
+                self._raise_past_resume_point(self.cursor()[0])
+            self._resume_at = None
             await self.checkpoint(None)
             await self._check_complete()
             self._at(Boundary.FINISHED, self._out_seq)
@@ -235,6 +241,17 @@ class Execution:
                 new="(the end of its output)",
                 what="end of output",
             )
+
+    def _raise_past_resume_point(self, yielded: int) -> None:
+        assert self._resume_at is not None
+        raise NondeterminismError(
+            execution=self.execution,
+            function=self.function,
+            seq=self._resume_at[0],
+            stored=f"{self._resume_at[0]} items before the checkpointed point",
+            new=f"{yielded} items before reaching it",
+            what="output on resuming from its checkpoint",
+        )
 
     async def _fail(self, error: BaseException) -> None:
         if isinstance(error, FencedError):
@@ -382,6 +399,10 @@ class Execution:
 
     async def _append_items(self, items: list[Any]) -> None:
         seq = self._out_seq
+        if self._resume_at is not None and seq + len(items) > self._resume_at[0]:
+            # Re-executing towards the checkpointed point, whose outputs are all stored:
+            # an item beyond it would be new output the first run never produced there.
+            self._raise_past_resume_point(seq + len(items))
         if self._append_without_compare:
             seq = max(seq, await self.store.head(self.record.id))
         try:
@@ -506,7 +527,24 @@ class Execution:
             self._out_seq, self._effect_position, self._calls = self._resume_at
             self._resume_at = None
 
-    async def read(self, stream: str) -> AsyncIterator[Any]:
+    def read(self, stream: str) -> AsyncIterator[Any]:
+        """Iterate over ``stream`` for the function (``ctx.read``).
+
+        A function leaving the loop early (``break``) drops the iterator; a weak
+        reference notices that at once — before the function yields anything else — and
+        records where the read ended (asyncio closes the generator itself only later).
+        """
+        holder: list[ReadSlot] = []
+        reader = self._read(stream, holder)
+        weak = weakref.ref(reader, lambda _: self._left(holder))
+        self._readers.append(weak)
+        return reader
+
+    def _left(self, holder: list[ReadSlot]) -> None:
+        if holder and holder[0].closed is None:
+            holder[0].closed = self.cursor()
+
+    async def _read(self, stream: str, holder: list[ReadSlot]) -> AsyncIterator[Any]:
         store = self.store
         index = self._reads
         self._reads += 1
@@ -527,6 +565,7 @@ class Execution:
         else:
             slot = ReadSlot(stream, restored.position, restored.opened, restored.closed)
         self._slots.append(slot)
+        holder.append(slot)
         if slot.closed is not None:
             return  # it had ended before the checkpoint: its loop ran for all its items
         position = slot.position
@@ -564,7 +603,10 @@ class Execution:
                 finally:
                     self.blocked = False
         except GeneratorExit:
-            slot.closed = self.cursor()  # the function left the loop (break)
+            # Closed by aclose(): where the function left the loop is known already if
+            # it dropped the iterator (see read), else it is now.
+            if slot.closed is None:
+                slot.closed = self.cursor()
             raise
         slot.closed = self.cursor()
 
