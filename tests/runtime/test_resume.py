@@ -90,16 +90,33 @@ async def starter(ctx: perper.Context, source: perper.StreamRef):
         yield ctx.state["sum"]
 
 
+@app.stream(recovery="checkpoint", checkpoint_every=1)
+async def early_exit(ctx: perper.Context, source: perper.StreamRef, rest: perper.StreamRef):
+    async for x in ctx.read(source):
+        ctx.state["sum"] = ctx.state.get("sum", 0) + x
+        yield ctx.state["sum"]
+        if x >= 3:
+            break
+    yield "between"
+    async for y in ctx.read(rest):
+        ctx.state["rest"] = ctx.state.get("rest", 0) + y
+    yield {"sum": ctx.state["sum"], "rest": ctx.state.get("rest", 0)}
+
+
 def runtime(store: MemoryStore, worker: str, seed: int = 0) -> Runtime:
     return Runtime(store, app, worker_id=worker, entropy=random.Random(seed), clock=lambda: 0.0)
 
 
 async def crash_then_recover(
-    store: CrashingStore, fn: perper.app.StreamFunction, inputs: list[Any], arm: Callable[[], None]
+    store: CrashingStore,
+    fn: perper.app.StreamFunction,
+    inputs: list[Any] | dict[str, list[Any]],
+    arm: Callable[[], None],
 ) -> list[Any]:
     """Run ``fn`` over ``inputs`` until the armed crash, free its lease as its expiry
     would, run it again on a fresh worker and return its output."""
-    execution = await stage_execution(runtime(store, "setup"), fn, {"source": inputs}, {}, run="r")
+    named = inputs if isinstance(inputs, dict) else {"source": inputs}
+    execution = await stage_execution(runtime(store, "setup"), fn, named, {}, run="r")
     arm()
     with pytest.raises(Crash):
         await runtime(store, "crashing", seed=1).execute(execution)
@@ -155,6 +172,20 @@ async def test_a_start_before_the_first_read_reattaches_to_the_same_child() -> N
     assert output == [1, 3, 6, 10]
     children = [key for key, _ in await store.meta_scan("executions", prefix="r/starter-0/")]
     assert children == ["r/starter-0/numbers-0"]
+
+
+@pytest.mark.parametrize("crash_at", [1, 2, 3, 4, 5])
+async def test_a_loop_left_early_and_the_code_after_it_resume_from_any_checkpoint(
+    crash_at: int,
+) -> None:
+    store = CrashingStore()
+
+    def arm() -> None:
+        store.crash_at_checkpoint = crash_at
+
+    inputs = {"source": [1, 2, 3, 4, 5], "rest": [10, 20]}
+    output = await crash_then_recover(store, early_exit, inputs, arm)
+    assert output == [1, 3, 6, "between", {"sum": 6, "rest": 30}]
 
 
 # ------------------------------------------------------------------- runaways
