@@ -341,13 +341,18 @@ class Execution:
 
     # ------------------------------------------------------- the Context host
 
-    async def read(self, stream: str) -> AsyncIterator[Any]:
+    async def read(
+        self, stream: str, start: int | str = 0, with_seq: bool = False
+    ) -> AsyncIterator[Any]:
         store = self.store
         index = self._reads
         self._reads += 1
-        position = 0
         if index < len(self._restored) and self._restored[index][0] == stream:
             position = self._restored[index][1]
+        elif start == "live":
+            position = await self._live_position(stream)
+        else:
+            position = int(start)
         slot = [stream, position]
         self._positions.append(slot)
         runtime = self.runtime
@@ -356,7 +361,7 @@ class Execution:
                 for item in items:
                     position += 1
                     slot[1] = position
-                    yield item
+                    yield (position - 1, item) if with_seq else item
                     # The function asks for the next item: it has finished with this one,
                     # so its state and outputs are consistent with the positions. One
                     # countdown per item; timers and stop requests zero it.
@@ -380,6 +385,13 @@ class Execution:
                 await store.wait(stream, position, timeout=None)
             finally:
                 self.blocked = False
+
+    async def _live_position(self, stream: str) -> int:
+        """The head of ``stream`` now, as a recorded effect (``ctx.read(start="live")``)."""
+        if self._effect_position < len(self._recorded_effects):
+            return int(self.effect("live", lambda: None))
+        head = await self.store.head(stream)
+        return int(self.effect("live", lambda: head))
 
     async def _boundary(self, position: int) -> None:
         runtime = self.runtime

@@ -294,6 +294,66 @@ class LogStore(ABC):
                 if not waiters:
                     del self._waiters[stream]
 
+    # ------------------------------------------------------------ keyed appends
+
+    async def _lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
+        """Return the seq of each of ``keys`` that a keyed append stored in ``stream``.
+
+        Backends that keep ingest keys override this and :meth:`_write_keyed_segment`.
+        """
+        raise StoreError(
+            f"{self.url or type(self).__name__} does not keep idempotency keys; send to "
+            "this stream without keys, or use a memory://, sqlite:// or ignite:// store"
+        )
+
+    async def _write_keyed_segment(
+        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None]
+    ) -> None:
+        """Like :meth:`_write_segment` (epoch 0), and in the same atomic write store each
+        non-None ``keys[i]`` as the key of seq ``seq + i``.
+
+        Raises:
+            HeadMovedError: the head is not ``seq``, the stream is sealed or fenced.
+        """
+        raise StoreError(f"{self.url or type(self).__name__} does not keep idempotency keys")
+
+    async def append_keyed(
+        self, stream: str, items: Sequence[Any], keys: Sequence[str | None]
+    ) -> list[int]:
+        """Append ``items`` at the head of ``stream`` in one segment, skipping every item
+        whose key the stream already holds; return each item's seq.
+
+        An item whose key is stored (or earlier in ``items``) appends nothing and gets the
+        seq of the item stored under that key, whatever that item is. Items with key None
+        are always appended. The items and their keys are written atomically, so a crash
+        leaves both or neither. Several writers may append to one stream at once: a writer
+        that loses the race for the head retries at the new head.
+
+        Raises:
+            SealedError: the stream is sealed and at least one item is new.
+            FencedError: a lease holder (an execution) writes this stream.
+            EncodeError: an item is not encodable (``index`` names it).
+        """
+        items = check_keys(stream, items, keys)
+        given = list(dict.fromkeys(key for key in keys if key is not None))
+        while True:
+            info = await self.info(stream)
+            known = await self._lookup_keys(stream, given) if given else {}
+            seqs, fresh, fresh_keys = plan_keyed(info.head, items, keys, known)
+            if not fresh:
+                return seqs
+            if info.sealed:
+                raise SealedError(stream, info.head, info.head)
+            if info.epoch > 0:
+                raise FencedError(stream, 0, info.epoch)
+            data = codec.pack_segment(fresh)
+            try:
+                await self._write_keyed_segment(stream, info.head, len(fresh), data, fresh_keys)
+            except HeadMovedError:
+                continue  # another producer appended first: look the keys up again
+            self._notify(stream)
+            return seqs
+
     async def meta_put(self, table: str, key: str, value: Any) -> int:
         """Write ``value`` whatever the current version; return the new version."""
         while True:
@@ -314,6 +374,52 @@ class LogStore(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def check_keys(stream: str, items: Sequence[Any], keys: Sequence[str | None]) -> list[Any]:
+    """Return ``items`` as a list, refusing a ``keys`` of another length or a key that is
+    not a str."""
+    if type(items) is not list:
+        items = list(items)
+    if len(keys) != len(items):
+        raise StoreError(
+            f"append_keyed to {stream!r}: {len(items)} items but {len(keys)} keys; "
+            "pass one key (or None) per item"
+        )
+    for key in keys:
+        if key is not None and type(key) is not str:
+            raise StoreError(
+                f"append_keyed to {stream!r}: key {key!r} is a {type(key).__name__}; "
+                "idempotency keys are str (or None for none)"
+            )
+    return items
+
+
+def plan_keyed(
+    head: int, items: list[Any], keys: Sequence[str | None], known: dict[str, int]
+) -> tuple[list[int], list[Any], list[str | None]]:
+    """Plan a keyed append at ``head``: ``(seq of every item, new items, their keys)``.
+
+    ``known`` maps the keys already stored to their seqs; a key repeated in ``keys`` is
+    appended once, at its first occurrence.
+    """
+    seqs: list[int] = []
+    fresh: list[Any] = []
+    fresh_keys: list[str | None] = []
+    placed: dict[str, int] = {}
+    for item, key in zip(items, keys, strict=True):
+        if key is not None:
+            seq = known.get(key)
+            if seq is None:
+                seq = placed.get(key)
+            if seq is not None:
+                seqs.append(seq)
+                continue
+            placed[key] = head + len(fresh)
+        seqs.append(head + len(fresh))
+        fresh.append(item)
+        fresh_keys.append(key)
+    return seqs, fresh, fresh_keys
 
 
 def decode_segment(first: int, count: int, data: bytes) -> list[Any]:

@@ -6,6 +6,9 @@ Layout (format 2), readable with the ``sqlite3`` shell:
   ``epoch`` the highest lease epoch that wrote to it (fencing).
 * ``segments(stream_id, first_seq, count, data)`` — one row per appended batch; ``data``
   is a msgpack array of the batch's items.
+* ``ingest_keys(stream_id, key, seq)`` — the idempotency keys of producers' items
+  (:class:`perper.Producer`), written in the transaction that writes their segment.
+  Created by the first keyed append, so logs without ingest keep the same layout.
 * ``runs``, ``executions``, ``checkpoints``, ``leases`` — metadata, ``(key, version,
   value)`` with ``value`` msgpack; ``version`` backs compare-and-set.
 
@@ -22,21 +25,23 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from perper import codec
-from perper.errors import FormatError, StoreError, StoreUnavailableError
+from perper.errors import FencedError, FormatError, SealedError, StoreError, StoreUnavailableError
 from perper.store.base import (
     META_TABLES,
     HeadMovedError,
     LogStore,
     Meta,
     StreamInfo,
+    check_keys,
     check_table,
+    plan_keyed,
 )
 
 #: The on-disk format this perper reads and writes.
@@ -65,6 +70,12 @@ CREATE TABLE IF NOT EXISTS segments (
     for table in META_TABLES
 )
 
+_KEYS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS ingest_keys (stream_id INTEGER NOT NULL REFERENCES streams(id), "
+    "key TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (stream_id, key)) WITHOUT ROWID"
+)
+_KEYS_PER_QUERY = 500  # below SQLite's default limit of bound parameters
+
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _FAR = 2**62
 
@@ -92,6 +103,7 @@ class SQLiteStore(LogStore):
         self.url = url or f"sqlite:///{self.path}"
         self.read_only = read_only
         self._ids: dict[str, int] = {}
+        self._has_keys = False
         self._db = self._open()
 
     # ------------------------------------------------------------------ opening
@@ -305,6 +317,117 @@ class SQLiteStore(LogStore):
                 (len(prefix), prefix),
             ).fetchall()
         return [(key, Meta(version, codec.unpack(value))) for key, version, value in rows]
+
+    # ------------------------------------------------------------ keyed appends
+
+    def _keys_table(self, db: sqlite3.Connection, *, create: bool) -> bool:
+        if not self._has_keys:
+            if create:
+                db.execute(_KEYS_SCHEMA)
+            self._has_keys = (
+                db.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'ingest_keys'"
+                ).fetchone()[0]
+                == 1
+            )
+        return self._has_keys
+
+    @staticmethod
+    def _select_keys(db: sqlite3.Connection, stream_id: int, keys: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for lo in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[lo : lo + _KEYS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                db.execute(
+                    f"SELECT key, seq FROM ingest_keys WHERE stream_id = ? AND key IN ({marks})",
+                    (stream_id, *chunk),
+                ).fetchall()
+            )
+        return found
+
+    async def _lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
+        with self._translate() as db:
+            stream_id = self._stream_id(db, stream, create=False)
+            if stream_id is None or not self._keys_table(db, create=False):
+                return {}
+            return self._select_keys(db, stream_id, keys)
+
+    async def _write_keyed_segment(
+        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None]
+    ) -> None:
+        with self._translate() as db:
+            self._keys_table(db, create=True)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                stream_id = self._stream_id(db, stream, create=True)
+                if not self._moved(db, stream_id, seq, count, data):
+                    raise HeadMovedError(stream)
+                self._insert_keys(db, stream_id, seq, keys)
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                    self._ids.pop(stream, None)  # its row may have been created and undone
+
+    @staticmethod
+    def _moved(
+        db: sqlite3.Connection, stream_id: int | None, seq: int, count: int, data: bytes
+    ) -> bool:
+        moved = db.execute(
+            "UPDATE streams SET head = ? WHERE id = ? AND head = ? AND sealed = 0 AND epoch = 0",
+            (seq + count, stream_id, seq),
+        ).rowcount
+        if moved == 1:
+            db.execute(
+                "INSERT INTO segments (stream_id, first_seq, count, data) VALUES (?, ?, ?, ?)",
+                (stream_id, seq, count, data),
+            )
+        return moved == 1
+
+    @staticmethod
+    def _insert_keys(
+        db: sqlite3.Connection, stream_id: int | None, seq: int, keys: Sequence[str | None]
+    ) -> None:
+        rows = [(stream_id, key, seq + i) for i, key in enumerate(keys) if key is not None]
+        if rows:
+            db.executemany("INSERT INTO ingest_keys (stream_id, key, seq) VALUES (?, ?, ?)", rows)
+
+    async def append_keyed(
+        self, stream: str, items: Sequence[Any], keys: Sequence[str | None]
+    ) -> list[int]:
+        """See :meth:`LogStore.append_keyed`: here one ``BEGIN IMMEDIATE`` transaction
+        looks the keys up and writes the segment with them, so producers in other
+        processes queue on the file's write lock instead of retrying."""
+        items = check_keys(stream, items, keys)
+        given = list(dict.fromkeys(key for key in keys if key is not None))
+        with self._translate() as db:
+            if given:
+                self._keys_table(db, create=True)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                stream_id = self._stream_id(db, stream, create=True)
+                assert stream_id is not None
+                head, sealed, epoch = db.execute(
+                    "SELECT head, sealed, epoch FROM streams WHERE id = ?", (stream_id,)
+                ).fetchone()
+                known = self._select_keys(db, stream_id, given) if given else {}
+                seqs, fresh, fresh_keys = plan_keyed(head, items, keys, known)
+                if fresh:
+                    if sealed:
+                        raise SealedError(stream, head, head)
+                    if epoch > 0:
+                        raise FencedError(stream, 0, epoch)
+                    self._moved(db, stream_id, head, len(fresh), codec.pack_segment(fresh))
+                    self._insert_keys(db, stream_id, head, fresh_keys)
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                    self._ids.pop(stream, None)  # its row may have been created and undone
+        if fresh:
+            self._notify(stream)
+        return seqs
 
     async def close(self) -> None:
         db = getattr(self, "_db", None)
