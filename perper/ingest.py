@@ -34,7 +34,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -42,17 +42,6 @@ from perper.errors import ConfigError, EncodeError
 from perper.store.base import LogStore
 
 __all__ = ["Producer"]
-
-
-class _Request:
-    __slots__ = ("future", "items", "keys")
-
-    def __init__(
-        self, items: list[Any], keys: list[str | None], future: asyncio.Future[list[int]]
-    ) -> None:
-        self.items = items
-        self.keys = keys
-        self.future = future
 
 
 class Producer:
@@ -79,27 +68,38 @@ class Producer:
         self.store = store
         self.stream = stream
         self.max_batch = max_batch
-        self._queue: list[_Request] = []
+        # What waits for the next write: the items and keys, and per send its future, its
+        # number of items, and whether it gets one seq (send) or a list (send_many).
+        self._items: list[Any] = []
+        self._keys: list[str | None] = []
+        self._waiters: list[tuple[asyncio.Future[Any], int, bool]] = []
         self._committer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<Producer {self.stream!r} on {self.store.url}>"
 
-    async def send(self, item: Any, *, key: str | None = None) -> int:
-        """Append ``item`` and return its seq once it is durable.
+    def send(self, item: Any, *, key: str | None = None) -> Awaitable[int]:
+        """Append ``item``; awaiting the result gives its seq once it is durable.
 
         With a ``key`` the stream already holds, nothing is appended and the stored seq is
-        returned (see the module's docstring).
+        returned (see the module's docstring). The item is queued at the call, so sends
+        made one after the other are stored in that order.
 
-        Raises:
+        Raises (when awaited):
             SealedError: the stream is sealed.
             EncodeError: ``item`` is not msgpack-able.
             StoreError: the store refused or failed the write (the item may or may not be
                 stored: send it again with the same key).
+            ConfigError: ``key`` is not a str (raised at the call).
         """
         if key is not None and type(key) is not str:
             raise ConfigError(f"send(key={key!r}): a key is a str (or None for none)")
-        return (await self._submit([item], [key]))[0]
+        future: asyncio.Future[int] = self._loop().create_future()
+        self._items.append(item)
+        self._keys.append(key)
+        self._waiters.append((future, 1, True))
+        self._wake_committer()
+        return future
 
     async def send_many(
         self, items: Iterable[Any], *, keys: Sequence[str | None] | None = None
@@ -128,7 +128,12 @@ class Producer:
                     raise ConfigError(f"send_many(keys=[..., {key!r}, ...]): keys are str")
         if not batch:
             return []
-        return await self._submit(batch, key_list)
+        future: asyncio.Future[list[int]] = self._loop().create_future()
+        self._items.extend(batch)
+        self._keys.extend(key_list)
+        self._waiters.append((future, len(batch), False))
+        self._wake_committer()
+        return await future
 
     async def seal(self) -> None:
         """Finish the stream once the sends in flight are stored: readers' loops end at
@@ -141,61 +146,69 @@ class Producer:
         while self._committer is not None and not self._committer.done():
             await asyncio.shield(self._committer)
 
-    async def _submit(self, items: list[Any], keys: list[str | None]) -> list[int]:
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Request(items, keys, future))
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def _wake_committer(self) -> None:
         if self._committer is None or self._committer.done():
-            self._committer = asyncio.get_running_loop().create_task(self._commit())
-        return await future
+            self._committer = self._loop().create_task(self._commit())
+
+    def _take(
+        self,
+    ) -> tuple[list[Any], list[str | None], list[tuple[asyncio.Future[Any], int, bool]]]:
+        """Take the next write's share of the queue: whole sends, at most ``max_batch``
+        items unless the first send alone holds more."""
+        items, keys, waiters = self._items, self._keys, self._waiters
+        if len(items) <= self.max_batch:
+            self._items, self._keys, self._waiters = [], [], []
+            return items, keys, waiters
+        taken, size = 1, waiters[0][1]
+        while taken < len(waiters) and size + waiters[taken][1] <= self.max_batch:
+            size += waiters[taken][1]
+            taken += 1
+        batch = items[:size], keys[:size], waiters[:taken]
+        del items[:size], keys[:size], waiters[:taken]
+        return batch
 
     async def _commit(self) -> None:
         # One task writes: every send queued while a write is in flight goes into the next
         # write. Senders are woken in the order they were queued.
-        queue = self._queue
-        while queue:
-            taken = 1
-            size = len(queue[0].items)
-            while taken < len(queue) and size + len(queue[taken].items) <= self.max_batch:
-                size += len(queue[taken].items)
-                taken += 1
-            batch = queue[:taken]
-            del queue[:taken]
-            if taken == 1:
-                items, keys = batch[0].items, batch[0].keys
-            else:
-                items = [item for request in batch for item in request.items]
-                keys = [key for request in batch for key in request.keys]
+        while self._waiters:
+            items, keys, waiters = self._take()
             try:
                 seqs = await self.store.append_keyed(self.stream, items, keys)
             except EncodeError as error:
-                if taken > 1:
-                    # One sender's bad item must not fail the others: write each alone.
-                    queue[0:0] = batch
-                    await self._commit_alone(taken)
+                if len(waiters) == 1:
+                    _fail(waiters, error)
                 else:
-                    _fail(batch, error)
+                    await self._commit_alone(items, keys, waiters)
                 continue
             except Exception as error:
-                _fail(batch, error)
+                _fail(waiters, error)
                 continue
-            position = 0
-            for request in batch:
-                count = len(request.items)
-                if not request.future.done():
-                    request.future.set_result(seqs[position : position + count])
-                position += count
+            _resolve(waiters, seqs)
 
-    async def _commit_alone(self, count: int) -> None:
-        for _ in range(count):
-            request = self._queue.pop(0)
+    async def _commit_alone(
+        self,
+        items: list[Any],
+        keys: list[str | None],
+        waiters: list[tuple[asyncio.Future[Any], int, bool]],
+    ) -> None:
+        """Write each send of a batch on its own: one sender's bad item must not fail
+        the others."""
+        position = 0
+        for waiter in waiters:
+            count = waiter[1]
+            end = position + count
             try:
-                seqs = await self.store.append_keyed(self.stream, request.items, request.keys)
+                seqs = await self.store.append_keyed(
+                    self.stream, items[position:end], keys[position:end]
+                )
             except Exception as error:
-                if not request.future.done():
-                    request.future.set_exception(error)
+                _fail([waiter], error)
             else:
-                if not request.future.done():
-                    request.future.set_result(seqs)
+                _resolve([waiter], seqs)
+            position = end
 
     async def __aenter__(self) -> Producer:
         return self
@@ -209,7 +222,15 @@ class Producer:
         await self.flush()
 
 
-def _fail(batch: list[_Request], error: BaseException) -> None:
-    for request in batch:
-        if not request.future.done():
-            request.future.set_exception(error)
+def _fail(waiters: list[tuple[asyncio.Future[Any], int, bool]], error: BaseException) -> None:
+    for future, _, _ in waiters:
+        if not future.done():
+            future.set_exception(error)
+
+
+def _resolve(waiters: list[tuple[asyncio.Future[Any], int, bool]], seqs: list[int]) -> None:
+    position = 0
+    for future, count, single in waiters:
+        if not future.done():
+            future.set_result(seqs[position] if single else seqs[position : position + count])
+        position += count

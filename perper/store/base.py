@@ -376,6 +376,30 @@ class LogStore(ABC):
         await self.close()
 
 
+class KeyIndex:
+    """One process's copy of a stream's idempotency keys: key -> seq, complete for the
+    seqs below ``through``.
+
+    The durable keys live in the store, written atomically with the segment that holds
+    their items; a store that keeps them per segment absorbs the segments' keys written
+    since ``through`` (by any process) before it plans an append, so a lookup is a dict
+    lookup and a write adds one small record per segment.
+    """
+
+    __slots__ = ("seqs", "through")
+
+    def __init__(self) -> None:
+        self.seqs: dict[str, int] = {}
+        self.through = 0
+
+    def absorb(self, first: int, keys: Sequence[str | None]) -> None:
+        """Take in the keys of the segment at ``first`` (None: an item without a key)."""
+        seqs = self.seqs
+        for offset, key in enumerate(keys):
+            if key is not None:
+                seqs.setdefault(key, first + offset)
+
+
 def check_keys(stream: str, items: Sequence[Any], keys: Sequence[str | None]) -> list[Any]:
     """Return ``items`` as a list, refusing a ``keys`` of another length or a key that is
     not a str."""
@@ -403,6 +427,12 @@ def plan_keyed(
     ``known`` maps the keys already stored to their seqs; a key repeated in ``keys`` is
     appended once, at its first occurrence.
     """
+    if not known or known.keys().isdisjoint(keys):
+        # The usual case, checked at C speed: every key is new and none repeats.
+        distinct = set(keys)
+        unkeyed = keys.count(None) if None in distinct else 0
+        if len(distinct) - (unkeyed > 0) + unkeyed == len(keys):
+            return list(range(head, head + len(items))), items, list(keys)
     seqs: list[int] = []
     fresh: list[Any] = []
     fresh_keys: list[str | None] = []

@@ -6,9 +6,10 @@ Layout (format 2), readable with the ``sqlite3`` shell:
   ``epoch`` the highest lease epoch that wrote to it (fencing).
 * ``segments(stream_id, first_seq, count, data)`` — one row per appended batch; ``data``
   is a msgpack array of the batch's items.
-* ``ingest_keys(stream_id, key, seq)`` — the idempotency keys of producers' items
-  (:class:`perper.Producer`), written in the transaction that writes their segment.
-  Created by the first keyed append, so logs without ingest keep the same layout.
+* ``segment_keys(stream_id, first_seq, keys)`` — the idempotency keys of a segment that
+  :class:`perper.Producer` wrote (msgpack array, one key or nil per item), written in the
+  transaction that writes the segment. Created by the first keyed append, so logs
+  without ingest keep their layout (and older perpers still read them).
 * ``runs``, ``executions``, ``checkpoints``, ``leases`` — metadata, ``(key, version,
   value)`` with ``value`` msgpack; ``version`` backs compare-and-set.
 
@@ -36,6 +37,7 @@ from perper.errors import FencedError, FormatError, SealedError, StoreError, Sto
 from perper.store.base import (
     META_TABLES,
     HeadMovedError,
+    KeyIndex,
     LogStore,
     Meta,
     StreamInfo,
@@ -71,10 +73,10 @@ CREATE TABLE IF NOT EXISTS segments (
 )
 
 _KEYS_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS ingest_keys (stream_id INTEGER NOT NULL REFERENCES streams(id), "
-    "key TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (stream_id, key)) WITHOUT ROWID"
+    "CREATE TABLE IF NOT EXISTS segment_keys (stream_id INTEGER NOT NULL REFERENCES "
+    "streams(id), first_seq INTEGER NOT NULL, keys BLOB NOT NULL, "
+    "PRIMARY KEY (stream_id, first_seq))"
 )
-_KEYS_PER_QUERY = 500  # below SQLite's default limit of bound parameters
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _FAR = 2**62
@@ -104,6 +106,7 @@ class SQLiteStore(LogStore):
         self.read_only = read_only
         self._ids: dict[str, int] = {}
         self._has_keys = False
+        self._key_index: dict[str, KeyIndex] = {}
         self._db = self._open()
 
     # ------------------------------------------------------------------ opening
@@ -322,36 +325,41 @@ class SQLiteStore(LogStore):
 
     def _keys_table(self, db: sqlite3.Connection, *, create: bool) -> bool:
         if not self._has_keys:
-            if create:
+            if create and not self.read_only:
                 db.execute(_KEYS_SCHEMA)
             self._has_keys = (
                 db.execute(
-                    "SELECT count(*) FROM sqlite_master WHERE name = 'ingest_keys'"
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'segment_keys'"
                 ).fetchone()[0]
                 == 1
             )
         return self._has_keys
 
-    @staticmethod
-    def _select_keys(db: sqlite3.Connection, stream_id: int, keys: Sequence[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for lo in range(0, len(keys), _KEYS_PER_QUERY):
-            chunk = keys[lo : lo + _KEYS_PER_QUERY]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                db.execute(
-                    f"SELECT key, seq FROM ingest_keys WHERE stream_id = ? AND key IN ({marks})",
-                    (stream_id, *chunk),
-                ).fetchall()
-            )
-        return found
+    def _caught_up(
+        self, db: sqlite3.Connection, stream: str, stream_id: int, head: int
+    ) -> KeyIndex:
+        """The stream's key index, with the keys of every segment below ``head``."""
+        index = self._key_index.get(stream)
+        if index is None:
+            index = self._key_index[stream] = KeyIndex()
+        if index.through < head and self._keys_table(db, create=False):
+            for first, keys in db.execute(
+                "SELECT first_seq, keys FROM segment_keys WHERE stream_id = ? "
+                "AND first_seq >= ? AND first_seq < ? ORDER BY first_seq",
+                (stream_id, index.through, head),
+            ):
+                index.absorb(first, codec.unpack(keys))
+        index.through = max(index.through, head)
+        return index
 
     async def _lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
         with self._translate() as db:
-            stream_id = self._stream_id(db, stream, create=False)
-            if stream_id is None or not self._keys_table(db, create=False):
+            row = db.execute("SELECT id, head FROM streams WHERE name = ?", (stream,)).fetchone()
+            if row is None:
                 return {}
-            return self._select_keys(db, stream_id, keys)
+            # The head first: the keys of every segment below it were committed with it.
+            seqs = self._caught_up(db, stream, row[0], row[1]).seqs
+        return {key: seqs[key] for key in keys if key in seqs}
 
     async def _write_keyed_segment(
         self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None]
@@ -361,9 +369,8 @@ class SQLiteStore(LogStore):
             db.execute("BEGIN IMMEDIATE")
             try:
                 stream_id = self._stream_id(db, stream, create=True)
-                if not self._moved(db, stream_id, seq, count, data):
+                if not self._moved(db, stream_id, seq, count, data, keys):
                     raise HeadMovedError(stream)
-                self._insert_keys(db, stream_id, seq, keys)
                 db.execute("COMMIT")
             finally:
                 if db.in_transaction:
@@ -372,7 +379,12 @@ class SQLiteStore(LogStore):
 
     @staticmethod
     def _moved(
-        db: sqlite3.Connection, stream_id: int | None, seq: int, count: int, data: bytes
+        db: sqlite3.Connection,
+        stream_id: int | None,
+        seq: int,
+        count: int,
+        data: bytes,
+        keys: Sequence[str | None],
     ) -> bool:
         moved = db.execute(
             "UPDATE streams SET head = ? WHERE id = ? AND head = ? AND sealed = 0 AND epoch = 0",
@@ -383,26 +395,24 @@ class SQLiteStore(LogStore):
                 "INSERT INTO segments (stream_id, first_seq, count, data) VALUES (?, ?, ?, ?)",
                 (stream_id, seq, count, data),
             )
+            if any(key is not None for key in keys):
+                db.execute(
+                    "INSERT INTO segment_keys (stream_id, first_seq, keys) VALUES (?, ?, ?)",
+                    (stream_id, seq, codec.pack(list(keys), what="keys")),
+                )
         return moved == 1
-
-    @staticmethod
-    def _insert_keys(
-        db: sqlite3.Connection, stream_id: int | None, seq: int, keys: Sequence[str | None]
-    ) -> None:
-        rows = [(stream_id, key, seq + i) for i, key in enumerate(keys) if key is not None]
-        if rows:
-            db.executemany("INSERT INTO ingest_keys (stream_id, key, seq) VALUES (?, ?, ?)", rows)
 
     async def append_keyed(
         self, stream: str, items: Sequence[Any], keys: Sequence[str | None]
     ) -> list[int]:
         """See :meth:`LogStore.append_keyed`: here one ``BEGIN IMMEDIATE`` transaction
-        looks the keys up and writes the segment with them, so producers in other
-        processes queue on the file's write lock instead of retrying."""
+        catches up on the keys other processes stored, plans against them and writes the
+        segment with its keys, so producers in other processes queue on the file's write
+        lock instead of retrying."""
         items = check_keys(stream, items, keys)
-        given = list(dict.fromkeys(key for key in keys if key is not None))
+        keyed = any(key is not None for key in keys)
         with self._translate() as db:
-            if given:
+            if keyed:
                 self._keys_table(db, create=True)
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -411,21 +421,26 @@ class SQLiteStore(LogStore):
                 head, sealed, epoch = db.execute(
                     "SELECT head, sealed, epoch FROM streams WHERE id = ?", (stream_id,)
                 ).fetchone()
-                known = self._select_keys(db, stream_id, given) if given else {}
-                seqs, fresh, fresh_keys = plan_keyed(head, items, keys, known)
+                index = self._caught_up(db, stream, stream_id, head) if keyed else None
+                seqs, fresh, fresh_keys = plan_keyed(
+                    head, items, keys, index.seqs if index is not None else {}
+                )
                 if fresh:
                     if sealed:
                         raise SealedError(stream, head, head)
                     if epoch > 0:
                         raise FencedError(stream, 0, epoch)
-                    self._moved(db, stream_id, head, len(fresh), codec.pack_segment(fresh))
-                    self._insert_keys(db, stream_id, head, fresh_keys)
+                    data = codec.pack_segment(fresh)
+                    self._moved(db, stream_id, head, len(fresh), data, fresh_keys)
                 db.execute("COMMIT")
             finally:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                     self._ids.pop(stream, None)  # its row may have been created and undone
         if fresh:
+            if index is not None:
+                index.absorb(head, fresh_keys)
+                index.through = head + len(fresh)
             self._notify(stream)
         return seqs
 

@@ -1,0 +1,114 @@
+"""Producer throughput beside SQLiteStore.append (and IgniteStore.append) of the same items.
+
+    python bench/ingest.py [--items 200000] [--senders 64] [--ignite ignite://127.0.0.1:10800]
+
+Three contenders append the same small dict items to fresh streams, in the same process:
+
+* baseline: ``store.append`` of 1,000-item batches, one after the other (the fastest a
+  single writer that tracks the seq itself can go);
+* keyed sends: one :class:`perper.Producer`, ``--senders`` concurrent tasks each calling
+  ``await send(item, key=...)`` in a loop, i.e. every item awaits its own durability and
+  carries an idempotency key; group commit turns them into one store write per round;
+* unkeyed ``send_many`` of 1,000-item lists, one after the other.
+
+Each figure is items/s, with its ratio to the baseline measured in the same run. With
+``--ignite URL`` the same three run against that node too (a fresh namespace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import perper
+from perper.store import LogStore, open_store
+
+
+def make_items(count: int) -> list[dict[str, Any]]:
+    return [{"user": i % 500, "page": "/product", "time": i * 0.5} for i in range(count)]
+
+
+async def baseline(store: LogStore, items: list[dict[str, Any]], batch: int) -> float:
+    started = time.perf_counter()
+    seq = 0
+    for start in range(0, len(items), batch):
+        seq = await store.append("bench/baseline", seq, items[start : start + batch])
+    return time.perf_counter() - started
+
+
+async def keyed_sends(store: LogStore, items: list[dict[str, Any]], senders: int) -> float:
+    producer = perper.Producer(store, "bench/keyed")
+    keys = [f"evt-{i}" for i in range(len(items))]
+    send = producer.send
+
+    async def sender(lane: int) -> None:
+        for i in range(lane, len(items), senders):
+            await send(items[i], key=keys[i])
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender(lane) for lane in range(senders)))
+    elapsed = time.perf_counter() - started
+    assert await store.head("bench/keyed") == len(items)
+    return elapsed
+
+
+async def unkeyed_send_many(store: LogStore, items: list[dict[str, Any]], batch: int) -> float:
+    producer = perper.Producer(store, "bench/unkeyed")
+    started = time.perf_counter()
+    for start in range(0, len(items), batch):
+        await producer.send_many(items[start : start + batch])
+    elapsed = time.perf_counter() - started
+    assert await store.head("bench/unkeyed") == len(items)
+    return elapsed
+
+
+async def measure(url: str, items: list[dict[str, Any]], senders: int, batch: int) -> None:
+    async with open_store(url) as store:
+        base = await baseline(store, items, batch)
+        keyed = await keyed_sends(store, items, senders)
+        unkeyed = await unkeyed_send_many(store, items, batch)
+    n = len(items)
+    name = url.split("?")[0].split("://")[0]
+    print(f"{name}: {n:,} items")
+    print(f"  {name} append, {batch:,}-item batches       {n / base:>12,.0f} items/s   1.00x")
+    print(
+        f"  Producer.send, keyed, {senders} senders     {n / keyed:>12,.0f} items/s "
+        f"{base / keyed:>6.2f}x  (each awaits durability)"
+    )
+    print(
+        f"  Producer.send_many, unkeyed, {batch:,}  {n / unkeyed:>12,.0f} items/s {base / unkeyed:>6.2f}x"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=200_000)
+    parser.add_argument("--senders", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument(
+        "--ignite",
+        default=os.environ.get("PERPER_BENCH_IGNITE"),
+        help="also run against this Ignite node (default: $PERPER_BENCH_IGNITE)",
+    )
+    args = parser.parse_args()
+    items = make_items(args.items)
+    with tempfile.TemporaryDirectory() as folder:
+        asyncio.run(measure(f"sqlite:///{folder}/ingest.db", items, args.senders, args.batch))
+    if args.ignite:
+        namespace = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+        sep = "&" if "?" in args.ignite else "?"
+        url = f"{args.ignite}{sep}namespace={namespace}"
+        asyncio.run(measure(url, items, args.senders, args.batch))
+
+
+if __name__ == "__main__":
+    main()
