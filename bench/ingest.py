@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -33,20 +34,20 @@ import perper
 from perper.store import LogStore, open_store
 
 
-def make_items(count: int) -> list[dict[str, Any]]:
+def make_items(count: int) -> list[Any]:
     return [{"user": i % 500, "page": "/product", "time": i * 0.5} for i in range(count)]
 
 
-async def baseline(store: LogStore, items: list[dict[str, Any]], batch: int) -> float:
+async def baseline(store: LogStore, stream: str, items: list[Any], batch: int) -> float:
     started = time.perf_counter()
     seq = 0
     for start in range(0, len(items), batch):
-        seq = await store.append("bench/baseline", seq, items[start : start + batch])
+        seq = await store.append(stream, seq, items[start : start + batch])
     return time.perf_counter() - started
 
 
-async def keyed_sends(store: LogStore, items: list[dict[str, Any]], senders: int) -> float:
-    producer = perper.Producer(store, "bench/keyed")
+async def keyed_sends(store: LogStore, stream: str, items: list[Any], senders: int) -> float:
+    producer = perper.Producer(store, stream)
     keys = [f"evt-{i}" for i in range(len(items))]
     send = producer.send
 
@@ -57,35 +58,49 @@ async def keyed_sends(store: LogStore, items: list[dict[str, Any]], senders: int
     started = time.perf_counter()
     await asyncio.gather(*(sender(lane) for lane in range(senders)))
     elapsed = time.perf_counter() - started
-    assert await store.head("bench/keyed") == len(items)
+    assert await store.head(stream) == len(items)
     return elapsed
 
 
-async def unkeyed_send_many(store: LogStore, items: list[dict[str, Any]], batch: int) -> float:
-    producer = perper.Producer(store, "bench/unkeyed")
+async def unkeyed_send_many(store: LogStore, stream: str, items: list[Any], batch: int) -> float:
+    producer = perper.Producer(store, stream)
     started = time.perf_counter()
     for start in range(0, len(items), batch):
         await producer.send_many(items[start : start + batch])
     elapsed = time.perf_counter() - started
-    assert await store.head("bench/unkeyed") == len(items)
+    assert await store.head(stream) == len(items)
     return elapsed
 
 
-async def measure(url: str, items: list[dict[str, Any]], senders: int, batch: int) -> None:
-    async with open_store(url) as store:
-        base = await baseline(store, items, batch)
-        keyed = await keyed_sends(store, items, senders)
-        unkeyed = await unkeyed_send_many(store, items, batch)
+async def measure(url: str, items: list[Any], senders: int, batch: int, rounds: int) -> None:
+    """Run the three contenders ``rounds`` times, interleaved, each round on fresh streams;
+    report the median rate of each and the median of the per-round ratios (the machine's
+    load changes from second to second; ratios within a round share it)."""
+    rates: dict[str, list[float]] = {"base": [], "keyed": [], "unkeyed": []}
+    ratios: dict[str, list[float]] = {"keyed": [], "unkeyed": []}
     n = len(items)
-    name = url.split("?")[0].split("://")[0]
-    print(f"{name}: {n:,} items")
-    print(f"  {name} append, {batch:,}-item batches       {n / base:>12,.0f} items/s   1.00x")
+    async with open_store(url) as store:
+        for r in range(rounds):
+            base = await baseline(store, f"bench/baseline-{r}", items, batch)
+            keyed = await keyed_sends(store, f"bench/keyed-{r}", items, senders)
+            unkeyed = await unkeyed_send_many(store, f"bench/unkeyed-{r}", items, batch)
+            for name, seconds in [("base", base), ("keyed", keyed), ("unkeyed", unkeyed)]:
+                rates[name].append(n / seconds)
+            ratios["keyed"].append(base / keyed)
+            ratios["unkeyed"].append(base / unkeyed)
+    kind = url.split("://")[0]
+    median = statistics.median
+    print(f"{kind}: {n:,} items per contender and round, {rounds} rounds, medians")
     print(
-        f"  Producer.send, keyed, {senders} senders     {n / keyed:>12,.0f} items/s "
-        f"{base / keyed:>6.2f}x  (each awaits durability)"
+        f"  {kind} append, {batch:,}-item batches    {median(rates['base']):>12,.0f} items/s   1.00x"
     )
     print(
-        f"  Producer.send_many, unkeyed, {batch:,}  {n / unkeyed:>12,.0f} items/s {base / unkeyed:>6.2f}x"
+        f"  Producer.send, keyed, {senders} senders  {median(rates['keyed']):>12,.0f} items/s "
+        f"{median(ratios['keyed']):>6.2f}x  (each send awaits durability)"
+    )
+    print(
+        f"  Producer.send_many, unkeyed, {batch:,}s {median(rates['unkeyed']):>12,.0f} items/s "
+        f"{median(ratios['unkeyed']):>6.2f}x"
     )
 
 
@@ -94,6 +109,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--senders", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--ignite",
         default=os.environ.get("PERPER_BENCH_IGNITE"),
@@ -102,12 +118,13 @@ def main() -> None:
     args = parser.parse_args()
     items = make_items(args.items)
     with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(measure(f"sqlite:///{folder}/ingest.db", items, args.senders, args.batch))
+        url = f"sqlite:///{folder}/ingest.db"
+        asyncio.run(measure(url, items, args.senders, args.batch, args.rounds))
     if args.ignite:
         namespace = f"bench-ingest-{uuid.uuid4().hex[:8]}"
         sep = "&" if "?" in args.ignite else "?"
         url = f"{args.ignite}{sep}namespace={namespace}"
-        asyncio.run(measure(url, items, args.senders, args.batch))
+        asyncio.run(measure(url, items, args.senders, args.batch, args.rounds))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ from perper.store.base import LogStore
 
 __all__ = ["Producer"]
 
+#: A queued send: its future, its number of items, whether it gets one seq or a list.
+_Waiter = tuple[asyncio.Future[Any], int, bool]
+
 
 class Producer:
     """Appends items from outside a run to the stream ``stream`` of ``store``.
@@ -72,7 +75,9 @@ class Producer:
         # number of items, and whether it gets one seq (send) or a list (send_many).
         self._items: list[Any] = []
         self._keys: list[str | None] = []
-        self._waiters: list[tuple[asyncio.Future[Any], int, bool]] = []
+        self._waiters: list[_Waiter] = []
+        self._keyed = False  # whether a queued send has a key
+        self._writing = False  # a write is in flight (the committer's or a direct one)
         self._committer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -94,9 +99,11 @@ class Producer:
         """
         if key is not None and type(key) is not str:
             raise ConfigError(f"send(key={key!r}): a key is a str (or None for none)")
-        future: asyncio.Future[int] = self._loop().create_future()
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._items.append(item)
         self._keys.append(key)
+        if key is not None:
+            self._keyed = True
         self._waiters.append((future, 1, True))
         self._wake_committer()
         return future
@@ -128,9 +135,22 @@ class Producer:
                     raise ConfigError(f"send_many(keys=[..., {key!r}, ...]): keys are str")
         if not batch:
             return []
-        future: asyncio.Future[list[int]] = self._loop().create_future()
+        if not self._writing and not self._waiters:
+            # Nothing queued or in flight: write from this task, without a committer.
+            self._writing = True
+            try:
+                return await self.store.append_keyed(
+                    self.stream, batch, None if keys is None else key_list
+                )
+            finally:
+                self._writing = False
+                if self._waiters:
+                    self._wake_committer()
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._items.extend(batch)
         self._keys.extend(key_list)
+        if keys is not None:
+            self._keyed = True
         self._waiters.append((future, len(batch), False))
         self._wake_committer()
         return await future
@@ -146,27 +166,23 @@ class Producer:
         while self._committer is not None and not self._committer.done():
             await asyncio.shield(self._committer)
 
-    def _loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
-
     def _wake_committer(self) -> None:
-        if self._committer is None or self._committer.done():
-            self._committer = self._loop().create_task(self._commit())
+        if (self._committer is None or self._committer.done()) and not self._writing:
+            self._committer = asyncio.get_running_loop().create_task(self._commit())
 
-    def _take(
-        self,
-    ) -> tuple[list[Any], list[str | None], list[tuple[asyncio.Future[Any], int, bool]]]:
+    def _take(self) -> tuple[list[Any], list[str | None] | None, list[_Waiter]]:
         """Take the next write's share of the queue: whole sends, at most ``max_batch``
         items unless the first send alone holds more."""
         items, keys, waiters = self._items, self._keys, self._waiters
         if len(items) <= self.max_batch:
+            keyed, self._keyed = self._keyed, False
             self._items, self._keys, self._waiters = [], [], []
-            return items, keys, waiters
+            return items, (keys if keyed else None), waiters
         taken, size = 1, waiters[0][1]
         while taken < len(waiters) and size + waiters[taken][1] <= self.max_batch:
             size += waiters[taken][1]
             taken += 1
-        batch = items[:size], keys[:size], waiters[:taken]
+        batch = items[:size], (keys[:size] if self._keyed else None), waiters[:taken]
         del items[:size], keys[:size], waiters[:taken]
         return batch
 
@@ -175,6 +191,7 @@ class Producer:
         # write. Senders are woken in the order they were queued.
         while self._waiters:
             items, keys, waiters = self._take()
+            self._writing = True
             try:
                 seqs = await self.store.append_keyed(self.stream, items, keys)
             except EncodeError as error:
@@ -186,13 +203,15 @@ class Producer:
             except Exception as error:
                 _fail(waiters, error)
                 continue
+            finally:
+                self._writing = False
             _resolve(waiters, seqs)
 
     async def _commit_alone(
         self,
         items: list[Any],
-        keys: list[str | None],
-        waiters: list[tuple[asyncio.Future[Any], int, bool]],
+        keys: list[str | None] | None,
+        waiters: list[_Waiter],
     ) -> None:
         """Write each send of a batch on its own: one sender's bad item must not fail
         the others."""
@@ -202,7 +221,7 @@ class Producer:
             end = position + count
             try:
                 seqs = await self.store.append_keyed(
-                    self.stream, items[position:end], keys[position:end]
+                    self.stream, items[position:end], None if keys is None else keys[position:end]
                 )
             except Exception as error:
                 _fail([waiter], error)
@@ -222,13 +241,13 @@ class Producer:
         await self.flush()
 
 
-def _fail(waiters: list[tuple[asyncio.Future[Any], int, bool]], error: BaseException) -> None:
+def _fail(waiters: list[_Waiter], error: BaseException) -> None:
     for future, _, _ in waiters:
         if not future.done():
             future.set_exception(error)
 
 
-def _resolve(waiters: list[tuple[asyncio.Future[Any], int, bool]], seqs: list[int]) -> None:
+def _resolve(waiters: list[_Waiter], seqs: list[int]) -> None:
     position = 0
     for future, count, single in waiters:
         if not future.done():

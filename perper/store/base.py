@@ -307,10 +307,10 @@ class LogStore(ABC):
         )
 
     async def _write_keyed_segment(
-        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None]
+        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
     ) -> None:
         """Like :meth:`_write_segment` (epoch 0), and in the same atomic write store each
-        non-None ``keys[i]`` as the key of seq ``seq + i``.
+        non-None ``keys[i]`` as the key of seq ``seq + i`` (``keys`` None: no keys).
 
         Raises:
             HeadMovedError: the head is not ``seq``, the stream is sealed or fenced.
@@ -318,13 +318,14 @@ class LogStore(ABC):
         raise StoreError(f"{self.url or type(self).__name__} does not keep idempotency keys")
 
     async def append_keyed(
-        self, stream: str, items: Sequence[Any], keys: Sequence[str | None]
+        self, stream: str, items: Sequence[Any], keys: Sequence[str | None] | None
     ) -> list[int]:
         """Append ``items`` at the head of ``stream`` in one segment, skipping every item
         whose key the stream already holds; return each item's seq.
 
-        An item whose key is stored (or earlier in ``items``) appends nothing and gets the
-        seq of the item stored under that key, whatever that item is. Items with key None
+        ``keys`` has one key (or None) per item; ``keys=None`` means no item has one. An
+        item whose key is stored (or earlier in ``items``) appends nothing and gets the
+        seq of the item stored under that key, whatever that item is. Items without a key
         are always appended. The items and their keys are written atomically, so a crash
         leaves both or neither. Several writers may append to one stream at once: a writer
         that loses the race for the head retries at the new head.
@@ -334,21 +335,25 @@ class LogStore(ABC):
             FencedError: a lease holder (an execution) writes this stream.
             EncodeError: an item is not encodable (``index`` names it).
         """
-        items = check_keys(stream, items, keys)
-        given = list(dict.fromkeys(key for key in keys if key is not None))
+        items, keys = check_keys(stream, items, keys)
+        given = [] if keys is None else list(dict.fromkeys(k for k in keys if k is not None))
         while True:
             info = await self.info(stream)
-            known = await self._lookup_keys(stream, given) if given else {}
-            seqs, fresh, fresh_keys = plan_keyed(info.head, items, keys, known)
+            head = info.head
+            if keys is None:
+                seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, None
+            else:
+                known = await self._lookup_keys(stream, given) if given else {}
+                seqs, fresh, fresh_keys = plan_keyed(head, items, keys, known)
             if not fresh:
                 return seqs
             if info.sealed:
-                raise SealedError(stream, info.head, info.head)
+                raise SealedError(stream, head, head)
             if info.epoch > 0:
                 raise FencedError(stream, 0, info.epoch)
             data = codec.pack_segment(fresh)
             try:
-                await self._write_keyed_segment(stream, info.head, len(fresh), data, fresh_keys)
+                await self._write_keyed_segment(stream, head, len(fresh), data, fresh_keys)
             except HeadMovedError:
                 continue  # another producer appended first: look the keys up again
             self._notify(stream)
@@ -400,23 +405,30 @@ class KeyIndex:
                 seqs.setdefault(key, first + offset)
 
 
-def check_keys(stream: str, items: Sequence[Any], keys: Sequence[str | None]) -> list[Any]:
-    """Return ``items`` as a list, refusing a ``keys`` of another length or a key that is
-    not a str."""
+def check_keys(
+    stream: str, items: Sequence[Any], keys: Sequence[str | None] | None
+) -> tuple[list[Any], list[str | None] | None]:
+    """Return ``items`` and ``keys`` as lists (``keys`` None if no item has a key),
+    refusing a ``keys`` of another length or a key that is not a str."""
     if type(items) is not list:
         items = list(items)
+    if keys is None:
+        return items, None
     if len(keys) != len(items):
         raise StoreError(
             f"append_keyed to {stream!r}: {len(items)} items but {len(keys)} keys; "
             "pass one key (or None) per item"
         )
+    keyed = False
     for key in keys:
-        if key is not None and type(key) is not str:
-            raise StoreError(
-                f"append_keyed to {stream!r}: key {key!r} is a {type(key).__name__}; "
-                "idempotency keys are str (or None for none)"
-            )
-    return items
+        if key is not None:
+            if type(key) is not str:
+                raise StoreError(
+                    f"append_keyed to {stream!r}: key {key!r} is a {type(key).__name__}; "
+                    "idempotency keys are str (or None for none)"
+                )
+            keyed = True
+    return items, (list(keys) if keyed else None)
 
 
 def plan_keyed(

@@ -121,9 +121,11 @@ class MemoryStore(LogStore):
         return {key: stored[key] for key in keys if key in stored}
 
     async def _write_keyed_segment(
-        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None]
+        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
     ) -> None:
         await self._write_segment(stream, seq, count, data, 0)
+        if keys is None:
+            return
         stored = self._keys.setdefault(stream, {})
         for offset, key in enumerate(keys):
             if key is not None:

@@ -362,7 +362,7 @@ class SQLiteStore(LogStore):
         return {key: seqs[key] for key in keys if key in seqs}
 
     async def _write_keyed_segment(
-        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None]
+        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
     ) -> None:
         with self._translate() as db:
             self._keys_table(db, create=True)
@@ -384,7 +384,7 @@ class SQLiteStore(LogStore):
         seq: int,
         count: int,
         data: bytes,
-        keys: Sequence[str | None],
+        keys: Sequence[str | None] | None,
     ) -> bool:
         moved = db.execute(
             "UPDATE streams SET head = ? WHERE id = ? AND head = ? AND sealed = 0 AND epoch = 0",
@@ -395,7 +395,7 @@ class SQLiteStore(LogStore):
                 "INSERT INTO segments (stream_id, first_seq, count, data) VALUES (?, ?, ?, ?)",
                 (stream_id, seq, count, data),
             )
-            if any(key is not None for key in keys):
+            if keys is not None:
                 db.execute(
                     "INSERT INTO segment_keys (stream_id, first_seq, keys) VALUES (?, ?, ?)",
                     (stream_id, seq, codec.pack(list(keys), what="keys")),
@@ -403,16 +403,15 @@ class SQLiteStore(LogStore):
         return moved == 1
 
     async def append_keyed(
-        self, stream: str, items: Sequence[Any], keys: Sequence[str | None]
+        self, stream: str, items: Sequence[Any], keys: Sequence[str | None] | None
     ) -> list[int]:
         """See :meth:`LogStore.append_keyed`: here one ``BEGIN IMMEDIATE`` transaction
         catches up on the keys other processes stored, plans against them and writes the
         segment with its keys, so producers in other processes queue on the file's write
         lock instead of retrying."""
-        items = check_keys(stream, items, keys)
-        keyed = any(key is not None for key in keys)
+        items, keys = check_keys(stream, items, keys)
         with self._translate() as db:
-            if keyed:
+            if keys is not None:
                 self._keys_table(db, create=True)
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -421,10 +420,12 @@ class SQLiteStore(LogStore):
                 head, sealed, epoch = db.execute(
                     "SELECT head, sealed, epoch FROM streams WHERE id = ?", (stream_id,)
                 ).fetchone()
-                index = self._caught_up(db, stream, stream_id, head) if keyed else None
-                seqs, fresh, fresh_keys = plan_keyed(
-                    head, items, keys, index.seqs if index is not None else {}
-                )
+                index = None
+                if keys is None:
+                    seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, None
+                else:
+                    index = self._caught_up(db, stream, stream_id, head)
+                    seqs, fresh, fresh_keys = plan_keyed(head, items, keys, index.seqs)
                 if fresh:
                     if sealed:
                         raise SealedError(stream, head, head)
@@ -438,7 +439,7 @@ class SQLiteStore(LogStore):
                     db.execute("ROLLBACK")
                     self._ids.pop(stream, None)  # its row may have been created and undone
         if fresh:
-            if index is not None:
+            if index is not None and fresh_keys is not None:
                 index.absorb(head, fresh_keys)
                 index.through = head + len(fresh)
             self._notify(stream)
