@@ -50,10 +50,10 @@ class TimedStore(SQLiteStore):
     watch_head = -1
     first_new_at: float | None = None
 
-    async def _write_segment(
+    async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
     ) -> None:
-        await super()._write_segment(stream, seq, count, data, epoch)
+        await super().write_segment(stream, seq, count, data, epoch)
         if self.first_new_at is None and stream == EXECUTION and seq + count > self.watch_head >= 0:
             self.first_new_at = time.perf_counter()
 

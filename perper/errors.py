@@ -81,6 +81,16 @@ class FormatError(StoreError):
     """A store's on-disk format is not one this perper reads (other version or corrupt)."""
 
 
+class StoreClosedError(StoreError):
+    """A call on a store after its ``close()``: open a new store instead."""
+
+
+class HeadMovedError(StoreError):
+    """Raised by ``LogStore.write_segment`` when the stream's head is not where the write
+    expected (another writer appended or sealed first, or a higher epoch wrote): the caller
+    re-reads ``info`` and decides (``LogStore.append`` compares and retries)."""
+
+
 class EncodeError(PerperError, TypeError):
     """A value cannot be encoded with msgpack.
 

@@ -317,18 +317,11 @@ def parse_seeds(text: str) -> range:
 
 
 async def _copy_to_sqlite(source: MemoryStore, path: Path) -> None:
-    from perper.store.base import META_TABLES
+    from perper.store.mirror import copy_store
 
     target = SQLiteStore(path)
     try:
-        for info in await source.streams():
-            async for first, count, data in source._segments(info.name, 0, None):
-                await target._write_segment(info.name, first, count, data, info.epoch)
-            if info.sealed:
-                await target._seal(info.name, info.epoch)
-        for table in META_TABLES:
-            for key, meta in await source.meta_scan(table):
-                await target.meta_cas(table, key, meta.value, version=0)
+        await copy_store(source, target)
     finally:
         await target.close()
 

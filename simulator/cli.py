@@ -169,7 +169,7 @@ def _run(
     schedule_spec: str | None,
     save_path: str | None,
 ) -> int:
-    from perper.cli import parse_params
+    from perper.params import parse_params
 
     if seed is not None and seed_range is not None:
         raise ConfigError("give --seed N or --seeds A..B, not both")

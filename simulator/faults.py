@@ -497,36 +497,36 @@ class FaultyStore(LogStore):
             return result
         return await self._backing.info(stream)
 
-    def _segments(
+    def scan_segments(
         self, stream: str, start: int, stop: int | None
     ) -> AsyncIterator[tuple[int, int, bytes]]:
         if self.faulty:
             return self._faulty_segments(stream, start, stop)
-        return self._backing._segments(stream, start, stop)
+        return self._backing.scan_segments(stream, start, stop)
 
     async def _faulty_segments(
         self, stream: str, start: int, stop: int | None
     ) -> AsyncIterator[tuple[int, int, bytes]]:
         await self._gate("read")
-        segments = [s async for s in self._backing._segments(stream, start, stop)]
+        segments = [s async for s in self._backing.scan_segments(stream, start, stop)]
         await self._after("read")
         for segment in segments:
             yield segment
 
-    async def _write_segment(
+    async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
     ) -> None:
         if self.faulty:
             await self._gate("append", write=True)
-        await self._backing._write_segment(stream, seq, count, data, epoch)
+        await self._backing.write_segment(stream, seq, count, data, epoch)
         self._world.on_segment(self, stream, seq, count, data)
         if self.faulty:
             await self._after("append", write=True)
 
-    async def _seal(self, stream: str, epoch: int) -> bool:
+    async def write_seal(self, stream: str, epoch: int) -> bool:
         if self.faulty:
             await self._gate("seal", write=True)
-        sealed = await self._backing._seal(stream, epoch)
+        sealed = await self._backing.write_seal(stream, epoch)
         if sealed:
             self._world.on_seal(self, stream)
         if self.faulty:

@@ -483,7 +483,7 @@ class World:
         self.loop.stop()
 
     def on_segment(self, view: FaultyStore, stream: str, seq: int, count: int, data: bytes) -> None:
-        view._notify(stream)  # readers learn of a write even if its caller times out
+        view.notify(stream)  # readers learn of a write even if its caller times out
         if self.outputs is not None:
             found = self.outputs.on_segment(stream, seq, data)
             if found is not None:

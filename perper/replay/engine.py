@@ -309,9 +309,11 @@ class _Recorded:
     def __init__(self, log: LogStore, stream: str) -> None:
         # Raw segments, so a whole segment compares by its bytes and decodes only on a
         # mismatch (the contract's primitive; read_batches would decode every item).
-        self._segments: AsyncIterator[tuple[int, int, bytes]] = log._segments(
+        self._segments: AsyncIterator[tuple[int, int, bytes]] = log.segments(
             stream, 0, None
         ).__aiter__()
+        self.stream = stream
+        self.where = log.url
         self.first = 0
         self.count = 0
         self.data: bytes | None = None
@@ -334,7 +336,9 @@ class _Recorded:
     def items(self) -> list[Any]:
         if self._items is None:
             assert self.data is not None
-            self._items = decode_segment(self.first, self.count, self.data)
+            self._items = decode_segment(
+                self.first, self.count, self.data, stream=self.stream, where=self.where
+            )
         return self._items
 
 

@@ -3,19 +3,35 @@
 A store holds **streams** — dense, append-only sequences of items at seq 0, 1, 2, ... —
 and a little **metadata** (executions, checkpoints, leases, runs) behind a
 compare-and-set primitive. Items are stored in **segments**: one record per appended
-batch, packed by :mod:`perper.codec`.
+batch, packed by :func:`encode_segment`.
 
-Backends implement a handful of primitives (``info``, ``_segments``, ``_write_segment``,
-``seal``, ``streams``, the three ``meta_*`` methods and ``close``); the contract's
-conveniences — idempotent :meth:`LogStore.append`, :meth:`LogStore.read`,
-:meth:`LogStore.wait` — are built from them here, once, for every backend.
+Backends implement a handful of primitives; the contract's conveniences — idempotent
+:meth:`LogStore.append`, :meth:`LogStore.read`, :meth:`LogStore.wait`,
+:meth:`LogStore.meta_update` — are built from them here, once, for every backend.
+
+The **segment layer** is public, for tools that move or compare segments without decoding
+their items (mirror, replay, the simulator):
+
+* :meth:`LogStore.segments` — the stored segments overlapping a seq range, as
+  ``(first_seq, count, data)``, in order;
+* :meth:`LogStore.write_segment` — store one encoded segment exactly at the head
+  (atomically with moving the head), or raise :class:`HeadMovedError`;
+* :meth:`LogStore.write_seal` — mark a stream sealed unless a higher epoch wrote it;
+* :meth:`LogStore.notify` — wake this process's waiters on a stream after a write that
+  did not go through :meth:`LogStore.append` or :meth:`LogStore.seal`.
+
+``data`` is what :func:`encode_segment` makes and :func:`decode_segment` reads; copying
+it between stores unchanged is a valid copy.
+
+**Closing.** :meth:`LogStore.close` is idempotent; every other call on a closed store
+raises :class:`~perper.errors.StoreClosedError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -26,9 +42,23 @@ from perper.errors import (
     FencedError,
     FormatError,
     GapError,
+    HeadMovedError,
     SealedError,
+    StoreClosedError,
     StoreError,
 )
+
+__all__ = [
+    "KEEP",
+    "META_TABLES",
+    "HeadMovedError",
+    "LogStore",
+    "Meta",
+    "StreamInfo",
+    "check_table",
+    "decode_segment",
+    "encode_segment",
+]
 
 #: Metadata tables every store provides.
 META_TABLES = ("runs", "executions", "checkpoints", "leases")
@@ -60,11 +90,19 @@ class Meta:
     value: Any
 
 
-class HeadMovedError(StoreError):
-    """Raised by ``_write_segment`` when the head is no longer where the append expected.
+#: ``fn`` of :meth:`LogStore.meta_update`: the current value (None: absent) -> the new one.
+Update = Callable[[Any], Any]
 
-    Internal: :meth:`LogStore.append` re-checks the stream and retries.
-    """
+
+class _Keep:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+#: Returned by the ``fn`` of :meth:`LogStore.meta_update` to leave the entry as it is.
+KEEP: Any = _Keep()
 
 
 class LogStore(ABC):
@@ -73,8 +111,14 @@ class LogStore(ABC):
     Stores are async context managers; ``async with open_store(url) as store: ...``.
     """
 
-    #: The URL the store was opened with.
+    #: The URL the store was opened with (credentials masked).
     url: str = ""
+
+    #: The most encoded bytes of one stored segment: :meth:`append` splits larger
+    #: batches into several segments.
+    max_segment_bytes: int = 4 * 1024 * 1024
+    #: The most encoded bytes of one item this store can hold (one item is one segment).
+    max_item_bytes: int = 512 * 1024 * 1024
 
     def __init__(self) -> None:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -82,6 +126,12 @@ class LogStore(ABC):
         # seq, items). Segments never change once written, so it cannot go stale; a
         # recovering writer re-yielding in small flushes reads each segment once.
         self._compared: tuple[str, int, list[Any]] | None = None
+        self._closed = False
+
+    def _check_open(self) -> None:
+        """Raise :class:`StoreClosedError` if :meth:`close` was called."""
+        if self._closed:
+            raise StoreClosedError(f"{self.url}: the store is closed; open a new one")
 
     # ----------------------------------------------------------------- primitives
 
@@ -90,18 +140,25 @@ class LogStore(ABC):
         """Return the stream's head and sealed flag (head 0 for a stream never written)."""
 
     @abstractmethod
-    def _segments(
+    def scan_segments(
         self, stream: str, start: int, stop: int | None
     ) -> AsyncIterator[tuple[int, int, bytes]]:
-        """Yield ``(first_seq, count, data)`` of the segments overlapping ``[start, stop)``,
-        in seq order."""
+        """Yield ``(first_seq, count, data)`` of the stored segments overlapping
+        ``[start, stop)``, in seq order, as the backend holds them.
+
+        The backend primitive; callers use :meth:`segments`, which also checks them.
+        """
 
     @abstractmethod
-    async def _write_segment(
+    async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
     ) -> None:
-        """Atomically store one segment at ``seq``, move the head to ``seq + count`` and
-        raise the stream's epoch to ``epoch``.
+        """Atomically store one segment (``data`` from :func:`encode_segment`, ``count``
+        items) at ``seq``, move the head to ``seq + count`` and raise the stream's epoch
+        to ``epoch``.
+
+        Part of the public segment layer: it neither compares items nor wakes waiters
+        (call :meth:`notify` after it).
 
         Raises:
             HeadMovedError: the head is not ``seq``, the stream is sealed, or its epoch is
@@ -109,9 +166,9 @@ class LogStore(ABC):
         """
 
     @abstractmethod
-    async def _seal(self, stream: str, epoch: int) -> bool:
+    async def write_seal(self, stream: str, epoch: int) -> bool:
         """Atomically mark the stream sealed and raise its epoch to ``epoch``, unless its
-        epoch is above ``epoch``. Return False in that case."""
+        epoch is above ``epoch``. Return False in that case. Does not wake waiters."""
 
     @abstractmethod
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
@@ -134,7 +191,22 @@ class LogStore(ABC):
 
     @abstractmethod
     async def close(self) -> None:
-        """Release the store's resources. Idempotent."""
+        """Release the store's resources. Idempotent; afterwards every other call raises
+        :class:`~perper.errors.StoreClosedError`."""
+
+    # ------------------------------------------------------------- segment layer
+
+    async def segments(
+        self, stream: str, start: int = 0, stop: int | None = None
+    ) -> AsyncIterator[tuple[int, int, bytes]]:
+        """Yield ``(first_seq, count, data)`` of the segments overlapping ``[start, stop)``
+        (``stop`` None: to the end stored now), in seq order; decode ``data`` with
+        :func:`decode_segment`.
+
+        Every read path of the contract goes through here.
+        """
+        async for segment in self.scan_segments(stream, start, stop):
+            yield segment
 
     # ---------------------------------------------------------------- conveniences
 
@@ -176,12 +248,12 @@ class LogStore(ABC):
                 raise SealedError(stream, seq, head)
             if info.epoch > epoch:
                 raise FencedError(stream, epoch, info.epoch)
-            data = codec.pack_segment(items)
+            data = encode_segment(items)
             try:
-                await self._write_segment(stream, seq, len(items), data, epoch)
+                await self.write_segment(stream, seq, len(items), data, epoch)
             except HeadMovedError:
                 continue  # another writer got there first: compare against what it wrote
-            self._notify(stream)
+            self.notify(stream)
             return seq + len(items)
 
     async def _check_overlap(self, stream: str, seq: int, items: list[Any]) -> None:
@@ -194,8 +266,8 @@ class LogStore(ABC):
         ):
             self._compare(stream, seq, items, compared[1], compared[2])
             return
-        async for first, count, data in self._segments(stream, seq, end):
-            stored = decode_segment(first, count, data)
+        async for first, count, data in self.segments(stream, seq, end):
+            stored = decode_segment(first, count, data, stream=stream, where=self.url)
             self._compared = (stream, first, stored)
             self._compare(stream, seq, items, first, stored)
             position = first + count
@@ -218,9 +290,9 @@ class LogStore(ABC):
         Raises:
             FencedError: a writer with a higher epoch has written to the stream.
         """
-        if not await self._seal(stream, epoch):
+        if not await self.write_seal(stream, epoch):
             raise FencedError(stream, epoch, (await self.info(stream)).epoch)
-        self._notify(stream)
+        self.notify(stream)
 
     async def read_batches(
         self, stream: str, start: int = 0, stop: int | None = None
@@ -229,8 +301,8 @@ class LogStore(ABC):
 
         Reads what is stored now; it does not wait for more.
         """
-        async for first, count, data in self._segments(stream, start, stop):
-            first, items = _decode_slice(first, count, data, start, stop)
+        async for first, count, data in self.segments(stream, start, stop):
+            first, items = self._decode_slice(stream, first, count, data, start, stop)
             if items:
                 yield first, items
 
@@ -239,8 +311,8 @@ class LogStore(ABC):
     ) -> AsyncIterator[tuple[int, Any]]:
         """Yield ``(seq, item)`` for the items stored in ``[start, stop)``, in seq order."""
         # Not built on read_batches: one async generator per item, not two.
-        async for first, count, data in self._segments(stream, start, stop):
-            first, items = _decode_slice(first, count, data, start, stop)
+        async for first, count, data in self.segments(stream, start, stop):
+            first, items = self._decode_slice(stream, first, count, data, start, stop)
             for seq, item in enumerate(items, first):
                 yield seq, item
 
@@ -269,7 +341,9 @@ class LogStore(ABC):
     _poll_interval_min: float | None = None
     _poll_interval_max: float = 0.1
 
-    def _notify(self, stream: str) -> None:
+    def notify(self, stream: str) -> None:
+        """Wake this process's :meth:`wait` calls on ``stream`` (after a write through the
+        segment layer; :meth:`append` and :meth:`seal` do it themselves)."""
         waiters = self._waiters.pop(stream, None)
         if waiters:
             for future in waiters:
@@ -296,20 +370,20 @@ class LogStore(ABC):
 
     # ------------------------------------------------------------ keyed appends
 
-    async def _lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
+    async def lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
         """Return the seq of each of ``keys`` that a keyed append stored in ``stream``.
 
-        Backends that keep ingest keys override this and :meth:`_write_keyed_segment`.
+        Backends that keep ingest keys override this and :meth:`write_keyed_segment`.
         """
         raise StoreError(
             f"{self.url or type(self).__name__} does not keep idempotency keys; send to "
             "this stream without keys, or use a memory://, sqlite:// or ignite:// store"
         )
 
-    async def _write_keyed_segment(
+    async def write_keyed_segment(
         self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
     ) -> None:
-        """Like :meth:`_write_segment` (epoch 0), and in the same atomic write store each
+        """Like :meth:`write_segment` (epoch 0), and in the same atomic write store each
         non-None ``keys[i]`` as the key of seq ``seq + i`` (``keys`` None: no keys).
 
         Raises:
@@ -343,7 +417,7 @@ class LogStore(ABC):
             if keys is None:
                 seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, None
             else:
-                known = await self._lookup_keys(stream, given) if given else {}
+                known = await self.lookup_keys(stream, given) if given else {}
                 seqs, fresh, fresh_keys = plan_keyed(head, items, keys, known)
             if not fresh:
                 return seqs
@@ -351,23 +425,51 @@ class LogStore(ABC):
                 raise SealedError(stream, head, head)
             if info.epoch > 0:
                 raise FencedError(stream, 0, info.epoch)
-            data = codec.pack_segment(fresh)
+            data = encode_segment(fresh)
             try:
-                await self._write_keyed_segment(stream, head, len(fresh), data, fresh_keys)
+                await self.write_keyed_segment(stream, head, len(fresh), data, fresh_keys)
             except HeadMovedError:
                 continue  # another producer appended first: look the keys up again
-            self._notify(stream)
+            self.notify(stream)
             return seqs
 
     async def meta_put(self, table: str, key: str, value: Any) -> int:
         """Write ``value`` whatever the current version; return the new version."""
+        entry = await self.meta_update(table, key, lambda _: value)
+        assert entry is not None
+        return entry.version
+
+    async def meta_update(self, table: str, key: str, fn: Update) -> Meta | None:
+        """Read-modify-write one metadata entry with compare-and-set, retrying on races.
+
+        ``fn`` gets the current value (None if absent) and returns the new value, or
+        :data:`KEEP` to leave the entry as it is. It may run several times (once per lost
+        race), so it must not have side effects.
+
+        Returns the entry as stored afterwards (None: absent and kept).
+        """
         while True:
             current = await self.meta_get(table, key)
+            value = fn(None if current is None else current.value)
+            if value is KEEP:
+                return current
             version = await self.meta_cas(
                 table, key, value, version=current.version if current else 0
             )
             if version is not None:
-                return version
+                return Meta(version, value)
+
+    def _decode_slice(
+        self, stream: str, first: int, count: int, data: bytes, start: int, stop: int | None
+    ) -> tuple[int, list[Any]]:
+        """Decode a segment and cut it to ``[start, stop)``; return its first seq and items."""
+        items = decode_segment(first, count, data, stream=stream, where=self.url)
+        if first < start or (stop is not None and first + count > stop):
+            lo = max(start - first, 0)
+            hi = count if stop is None else min(stop - first, count)
+            items = items[lo:hi]
+            first += lo
+        return first, items
 
     async def __aenter__(self) -> LogStore:
         return self
@@ -464,32 +566,42 @@ def plan_keyed(
     return seqs, fresh, fresh_keys
 
 
-def decode_segment(first: int, count: int, data: bytes) -> list[Any]:
+def encode_segment(items: Sequence[Any]) -> bytes:
+    """Encode a run of consecutive items as the ``data`` of one stored segment.
+
+    Raises:
+        EncodeError: with ``index`` set to the position of the first bad item.
+    """
+    return codec.pack_segment(items)
+
+
+def decode_segment(
+    first: int, count: int, data: bytes, *, stream: str = "", where: str = ""
+) -> list[Any]:
     """Decode a stored segment's items, checking there are as many as its header says.
+
+    ``stream`` and ``where`` (the store's URL) only make the error name the place.
 
     Raises:
         FormatError: the data is not a segment of ``count`` items (a corrupt log).
     """
-    items = codec.unpack_segment(data)
+    try:
+        items = codec.unpack_segment(data)
+    except FormatError as error:
+        raise FormatError(f"{_place(where, stream, first, count)}: {error}") from None
     if len(items) != count:
         raise FormatError(
-            f"a stored segment at seq {first} holds {len(items)} items, not "
-            f"the {count} its header says: the log is corrupt"
+            f"{_place(where, stream, first, count)}: the segment holds {len(items)} items, "
+            f"not the {count} its header says: the log is corrupt"
         )
     return items
 
 
-def _decode_slice(
-    first: int, count: int, data: bytes, start: int, stop: int | None
-) -> tuple[int, list[Any]]:
-    """Decode a segment and cut it to ``[start, stop)``; return its first seq and items."""
-    items = decode_segment(first, count, data)
-    if first < start or (stop is not None and first + count > stop):
-        lo = max(start - first, 0)
-        hi = count if stop is None else min(stop - first, count)
-        items = items[lo:hi]
-        first += lo
-    return first, items
+def _place(where: str, stream: str, first: int, count: int) -> str:
+    place = f"segment at seq {first}..{first + count - 1}"
+    if stream:
+        place = f"stream {stream!r}, {place}"
+    return f"{where}: {place}" if where else place
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from perper import codec
-from perper.store.base import HeadMovedError, LogStore, Meta, StreamInfo, check_table
+from perper.errors import HeadMovedError
+from perper.store.base import LogStore, Meta, StreamInfo, check_table
 
 
 class _Stream:
@@ -33,19 +34,20 @@ class MemoryStore(LogStore):
         self.url = url
         self._streams: dict[str, _Stream] = {}
         self._meta: dict[str, dict[str, tuple[int, bytes]]] = {}
-        self._closed = False
         # Ingest keys per stream: key -> seq, written with the segment that holds the item.
         self._keys: dict[str, dict[str, int]] = {}
 
     async def info(self, stream: str) -> StreamInfo:
+        self._check_open()
         s = self._streams.get(stream)
         if s is None:
             return StreamInfo(stream, 0, False)
         return StreamInfo(stream, s.head, s.sealed, s.epoch)
 
-    async def _segments(
+    async def scan_segments(
         self, stream: str, start: int, stop: int | None
     ) -> AsyncIterator[tuple[int, int, bytes]]:
+        self._check_open()
         s = self._streams.get(stream)
         if s is None:
             return
@@ -59,9 +61,10 @@ class MemoryStore(LogStore):
                 yield first, count, data
             index += 1
 
-    async def _write_segment(
+    async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
     ) -> None:
+        self._check_open()
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Stream()
@@ -72,7 +75,8 @@ class MemoryStore(LogStore):
         s.head = seq + count
         s.epoch = epoch
 
-    async def _seal(self, stream: str, epoch: int) -> bool:
+    async def write_seal(self, stream: str, epoch: int) -> bool:
+        self._check_open()
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Stream()
@@ -83,6 +87,7 @@ class MemoryStore(LogStore):
         return True
 
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
+        self._check_open()
         return [
             StreamInfo(name, s.head, s.sealed, s.epoch)
             for name, s in sorted(self._streams.items())
@@ -90,6 +95,7 @@ class MemoryStore(LogStore):
         ]
 
     async def meta_get(self, table: str, key: str) -> Meta | None:
+        self._check_open()
         check_table(table)
         entry = self._meta.get(table, {}).get(key)
         if entry is None:
@@ -97,6 +103,7 @@ class MemoryStore(LogStore):
         return Meta(entry[0], codec.unpack(entry[1]))
 
     async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
+        self._check_open()
         check_table(table)
         rows = self._meta.setdefault(table, {})
         current = rows.get(key)
@@ -106,6 +113,7 @@ class MemoryStore(LogStore):
         return version + 1
 
     async def meta_scan(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
+        self._check_open()
         check_table(table)
         rows = self._meta.get(table, {})
         return [
@@ -114,16 +122,17 @@ class MemoryStore(LogStore):
             if key.startswith(prefix)
         ]
 
-    async def _lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
+    async def lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
+        self._check_open()
         stored = self._keys.get(stream)
         if not stored:
             return {}
         return {key: stored[key] for key in keys if key in stored}
 
-    async def _write_keyed_segment(
+    async def write_keyed_segment(
         self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
     ) -> None:
-        await self._write_segment(stream, seq, count, data, 0)
+        await self.write_segment(stream, seq, count, data, 0)
         if keys is None:
             return
         stored = self._keys.setdefault(stream, {})

@@ -1,7 +1,8 @@
 """Copy one store into another, and keep copying: ``perper export`` and ``perper mirror``.
 
 Segments are copied as stored, without decoding their items: each source segment is read
-with the raw ``_segments`` primitive and written with ``_write_segment`` at the same seq, so a
+with :meth:`~perper.store.base.LogStore.segments` and written with
+:meth:`~perper.store.base.LogStore.write_segment` at the same seq (the public segment layer), so a
 copy costs one read and one write per batch, whatever the items are. Only when the
 destination already holds part of a source segment (its head falls inside it, because the
 source was written in other batches, or an earlier copy was interrupted inside a segment
@@ -29,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perper import codec
-from perper.errors import StoreError
-from perper.store.base import META_TABLES, HeadMovedError, LogStore, StreamInfo, decode_segment
+from perper.errors import HeadMovedError, StoreError
+from perper.store.base import KEEP, META_TABLES, LogStore, StreamInfo, decode_segment
 
 __all__ = ["CopyStats", "Progress", "copy_store", "follow", "selected_streams"]
 
@@ -160,28 +161,31 @@ class _Mirror:
         name, epoch, stop = info.name, info.epoch, info.head
         position = head
         written = 0
-        async for first, count, data in self.src._segments(name, position, stop):
+        async for first, count, data in self.src.segments(name, position, stop):
             if first + count <= position:
                 continue
             if first == position:
                 try:
-                    await self.dest._write_segment(name, first, count, data, epoch)
+                    await self.dest.write_segment(name, first, count, data, epoch)
                 except HeadMovedError:
                     # Someone else writes this destination stream too: fall back to the
                     # checked append, which compares what is already there.
                     await self.dest.append(
-                        name, first, decode_segment(first, count, data), epoch=epoch
+                        name, first, self._decode(name, first, count, data), epoch=epoch
                     )
-                self.dest._notify(name)
+                self.dest.notify(name)
                 position = first + count
             else:  # the destination's head falls inside this segment: append its tail
-                items = decode_segment(first, count, data)[position - first :]
+                items = self._decode(name, first, count, data)[position - first :]
                 position = await self.dest.append(name, position, items, epoch=epoch)
             written += 1
             self.heads[name] = position
             if progress:
                 progress(done + position - head, max(total, done + position - head))
         return position - head, written
+
+    def _decode(self, name: str, first: int, count: int, data: bytes) -> list[Any]:
+        return decode_segment(first, count, data, stream=name, where=self.src.url)
 
     async def _copy_metadata(self) -> int:
         written = 0
@@ -194,14 +198,15 @@ class _Mirror:
                 encoded = codec.canonical(entry.value)
                 if self.meta.get(remembered) == encoded:
                     continue
-                while True:
-                    current = await self.dest.meta_get(table, key)
-                    if current is not None and codec.canonical(current.value) == encoded:
-                        break
-                    version = current.version if current else 0
-                    if await self.dest.meta_cas(table, key, entry.value, version=version):
-                        written += 1
-                        break
+                changed = False
+
+                def update(current: Any, value: Any = entry.value, encoded: bytes = encoded) -> Any:
+                    nonlocal changed
+                    changed = current is None or codec.canonical(current) != encoded
+                    return value if changed else KEEP
+
+                await self.dest.meta_update(table, key, update)
+                written += changed
                 self.meta[remembered] = encoded
         return written
 

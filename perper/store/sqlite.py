@@ -33,16 +33,23 @@ from typing import Any
 from urllib.parse import quote
 
 from perper import codec
-from perper.errors import FencedError, FormatError, SealedError, StoreError, StoreUnavailableError
+from perper.errors import (
+    FencedError,
+    FormatError,
+    HeadMovedError,
+    SealedError,
+    StoreError,
+    StoreUnavailableError,
+)
 from perper.store.base import (
     META_TABLES,
-    HeadMovedError,
     KeyIndex,
     LogStore,
     Meta,
     StreamInfo,
     check_keys,
     check_table,
+    encode_segment,
     plan_keyed,
 )
 
@@ -188,6 +195,7 @@ class SQLiteStore(LogStore):
 
     @contextmanager
     def _translate(self) -> Iterator[sqlite3.Connection]:
+        self._check_open()
         try:
             yield self._db
         except sqlite3.OperationalError as error:
@@ -221,7 +229,7 @@ class SQLiteStore(LogStore):
             stream_id = self._ids[stream] = row[0]
         return stream_id
 
-    async def _segments(
+    async def scan_segments(
         self, stream: str, start: int, stop: int | None
     ) -> AsyncIterator[tuple[int, int, bytes]]:
         with self._translate() as db:
@@ -248,7 +256,7 @@ class SQLiteStore(LogStore):
                 return
             low = rows[-1][0] + 1
 
-    async def _write_segment(
+    async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
     ) -> None:
         with self._translate() as db:
@@ -268,7 +276,7 @@ class SQLiteStore(LogStore):
             )
             db.execute("COMMIT")
 
-    async def _seal(self, stream: str, epoch: int) -> bool:
+    async def write_seal(self, stream: str, epoch: int) -> bool:
         with self._translate() as db:
             db.execute("BEGIN IMMEDIATE")
             stream_id = self._stream_id(db, stream, create=True)
@@ -352,7 +360,7 @@ class SQLiteStore(LogStore):
         index.through = max(index.through, head)
         return index
 
-    async def _lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
+    async def lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
         with self._translate() as db:
             row = db.execute("SELECT id, head FROM streams WHERE name = ?", (stream,)).fetchone()
             if row is None:
@@ -361,7 +369,7 @@ class SQLiteStore(LogStore):
             seqs = self._caught_up(db, stream, row[0], row[1]).seqs
         return {key: seqs[key] for key in keys if key in seqs}
 
-    async def _write_keyed_segment(
+    async def write_keyed_segment(
         self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
     ) -> None:
         with self._translate() as db:
@@ -431,7 +439,7 @@ class SQLiteStore(LogStore):
                         raise SealedError(stream, head, head)
                     if epoch > 0:
                         raise FencedError(stream, 0, epoch)
-                    data = codec.pack_segment(fresh)
+                    data = encode_segment(fresh)
                     self._moved(db, stream_id, head, len(fresh), data, fresh_keys)
                 db.execute("COMMIT")
             finally:
@@ -442,10 +450,11 @@ class SQLiteStore(LogStore):
             if index is not None and fresh_keys is not None:
                 index.absorb(head, fresh_keys)
                 index.through = head + len(fresh)
-            self._notify(stream)
+            self.notify(stream)
         return seqs
 
     async def close(self) -> None:
+        self._closed = True
         db = getattr(self, "_db", None)
         if db is not None:
             db.close()

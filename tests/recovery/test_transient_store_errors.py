@@ -28,11 +28,11 @@ class FlakyStore(MemoryStore):
             self.refused += 1
             raise StoreUnavailableError(f"{self.url}: simulated timeout on write {self.writes}")
 
-    async def _write_segment(
+    async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
     ) -> None:
         self._maybe_fail()
-        await super()._write_segment(stream, seq, count, data, epoch)
+        await super().write_segment(stream, seq, count, data, epoch)
 
     async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
         self._maybe_fail()

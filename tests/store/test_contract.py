@@ -69,13 +69,13 @@ async def test_re_appending_stored_items_one_by_one_reads_each_segment_once(
     await store.append("s", 0, list(range(100)))
     await store.append("s", 100, list(range(100, 150)))
     reads: list[tuple[object, ...]] = []
-    real = store._segments
+    real = store.scan_segments
 
     def counted(*args: object) -> object:
         reads.append(args)
         return real(*args)  # type: ignore[arg-type]
 
-    store._segments = counted  # type: ignore[assignment, method-assign]
+    store.scan_segments = counted  # type: ignore[assignment, method-assign]
     for seq in range(150):
         assert await store.append("s", seq, [seq]) == 150
     assert len(reads) == 2  # one per stored segment

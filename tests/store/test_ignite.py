@@ -21,7 +21,7 @@ pytest.importorskip("pyignite")
 from perper.errors import ConfigError, ConflictError, FormatError, StoreUnavailableError
 from perper.store import open_store
 from perper.store.base import LogStore
-from perper.store.ignite import DIRECTORY_SHARDS, HINT_EVERY, IgniteStore, _Connection
+from perper.store.ignite import DIRECTORY_SHARDS, HINT_EVERY, Connection, IgniteStore
 
 NODE = os.environ.get("PERPER_TEST_IGNITE", "")
 
@@ -91,8 +91,8 @@ def test_url_options_reach_the_client_and_the_password_is_masked() -> None:
     )
     assert store.addresses == [("127.0.0.1", 10800), ("127.0.0.1", 10801)]
     assert store.namespace == "ns"
-    assert store._client_args == {"use_ssl": True, "username": "u", "password": "secret"}
-    assert (store._timeout, store._retry, store._partition_aware) == (2.5, 1.0, False)
+    assert store.io.client_args == {"use_ssl": True, "username": "u", "password": "secret"}
+    assert (store.io.timeout, store.io.retry, store.io.partition_aware) == (2.5, 1.0, False)
     assert "secret" not in store.url
     assert "password=***" in store.url
 
@@ -140,7 +140,7 @@ async def test_a_silent_server_times_out_instead_of_hanging() -> None:
 
 
 async def test_the_request_watchdog_times_out_only_overdue_requests() -> None:
-    conn = _Connection(None, None, None, asyncio.get_running_loop())
+    conn = Connection(None, None, None, asyncio.get_running_loop())
 
     async def slow(_: Any) -> None:
         await asyncio.sleep(10)
@@ -237,14 +237,14 @@ async def test_a_writer_that_died_before_its_first_segment_leaves_an_empty_strea
     url = fresh_url(node)
     writer = open_store(url)
     assert isinstance(writer, IgniteStore)
-    real = writer._put_if_absent
+    real = writer.io.put_if_absent
 
     async def die_on_segments(cache: str, key: str, value: bytes, what: str) -> bool:
         if "|s|" in key:
             raise KeyboardInterrupt
         return await real(cache, key, value, what)
 
-    writer._put_if_absent = die_on_segments  # type: ignore[method-assign]
+    writer.io.put_if_absent = die_on_segments  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
         await writer.append("s", 0, ["lost"])
     await writer.close()
@@ -274,8 +274,8 @@ async def test_an_append_whose_answer_was_lost_is_retried_and_counted_once(
     store: IgniteStore,
 ) -> None:
     await store.append("s", 0, [0, 1])
-    assert store._conn is not None
-    calls = lose_answer_once(store._conn.segments, "put_if_absent")
+    assert store.io.conn is not None
+    calls = lose_answer_once(store.io.conn.segments, "put_if_absent")
     assert await store.append("s", 2, [2, 3]) == 4
     assert calls == [1]  # the retry ran on a fresh connection
     assert await store.head("s") == 4
@@ -287,8 +287,8 @@ async def test_a_compare_and_set_whose_answer_was_lost_reports_success(
     store: IgniteStore,
 ) -> None:
     assert await store.meta_cas("leases", "e", {"owner": "w1"}, version=0) == 1
-    assert store._conn is not None
-    lose_answer_once(store._conn.meta, "replace_if_equals")
+    assert store.io.conn is not None
+    lose_answer_once(store.io.conn.meta, "replace_if_equals")
     assert await store.meta_cas("leases", "e", {"owner": "w2"}, version=1) == 2
     entry = await store.meta_get("leases", "e")
     assert entry is not None
@@ -334,13 +334,13 @@ async def test_reading_from_the_middle_of_a_long_stream_does_not_scan_it(node: s
     async with open_store(url) as reader:
         assert isinstance(reader, IgniteStore)
         requests: list[int] = []
-        real_get_all = reader._get_all
+        real_get_all = reader.io.get_all
 
         async def counted(cache: str, keys: list[str], what: str) -> dict[str, Any]:
             requests.append(len(keys))
             return await real_get_all(cache, keys, what)
 
-        reader._get_all = counted  # type: ignore[method-assign]
+        reader.io.get_all = counted  # type: ignore[method-assign]
         assert await items_of(reader, "s", start=1999, stop=2002) == [1999, 2000, 2001]
         # 1000 segments: a few probes of the end from the hint, one or two seeks, then the
         # segments wanted; not a walk over the stream
@@ -378,21 +378,21 @@ async def test_listings_read_their_namespaces_directory_not_the_whole_cluster(no
         await store.append("r1/a", 0, [1])
         assert isinstance(store, IgniteStore)
         requests: list[str] = []
-        real = store._request
+        real = store.io.request
 
         async def counted(what: str, call: Any) -> Any:
             requests.append(what)
             return await real(what, call)
 
-        store._request = counted  # type: ignore[method-assign]
+        store.io.request = counted  # type: ignore[method-assign]
         fetched: list[str] = []
-        real_get_all = store._get_all
+        real_get_all = store.io.get_all
 
         async def recorded(cache: str, keys: list[str], what: str) -> dict[str, Any]:
             fetched.extend(keys)
             return await real_get_all(cache, keys, what)
 
-        store._get_all = recorded  # type: ignore[method-assign]
+        store.io.get_all = recorded  # type: ignore[method-assign]
         assert [key for key, _ in await store.meta_scan("executions", prefix="r1/")] == ["r1/a"]
         assert len(requests) == 2  # the run's bucket, then its entries
         requests.clear()
@@ -410,7 +410,7 @@ async def test_a_name_listed_by_a_writer_that_died_before_writing_it_is_skipped(
 ) -> None:
     async with open_store(fresh_url(node)) as store:
         assert isinstance(store, IgniteStore)
-        await store._index("executions", "r/died")  # indexed, then the writer died
+        await store.directory.index("executions", "r/died")  # indexed, then the writer died
         await store.meta_put("executions", "r/kept", {"ok": True})
         assert [key for key, _ in await store.meta_scan("executions", prefix="r/")] == ["r/kept"]
 
@@ -436,8 +436,8 @@ async def test_a_namespace_of_another_layout_is_refused(node: str) -> None:
     async with open_store(url) as store:
         await store.head("s")
         assert isinstance(store, IgniteStore)
-        assert store._conn is not None
-        await store._conn.meta.put(f"{store.namespace}|format", b"perper-ignite/99")
+        assert store.io.conn is not None
+        await store.io.conn.meta.put(f"{store.namespace}|format", b"perper-ignite/99")
     with pytest.raises(FormatError, match="perper-ignite/99"):
         async with open_store(url) as again:
             await again.head("s")

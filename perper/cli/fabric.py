@@ -1,8 +1,7 @@
 """``perper fabric ...``: start, stop and inspect local Apache Ignite nodes.
 
-The group is attached to the main CLI as ``perper fabric``; on its own it runs as::
-
-    python -c "from perper.fabric_cli import fabric_group; fabric_group()" start --nodes 2
+The group is attached to the main CLI as ``perper fabric``; the work is
+:mod:`perper.fabric`.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import NoReturn
 import click
 
 from perper import fabric
+from perper.cli.common import EXIT_FAILED, fail
 
 __all__ = ["fabric_group"]
 
@@ -41,9 +41,7 @@ _work_dir_option = click.option(
 
 def _fail(error: fabric.FabricError) -> NoReturn:
     """Print the error's one-line message and exit with status 1."""
-    message = error.message.splitlines()[0] if error.message else "fabric error"
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(1)
+    fail(error.message.splitlines()[0] if error.message else "fabric error", EXIT_FAILED)
 
 
 @fabric_group.command("start")

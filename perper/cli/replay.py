@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from perper.app import load_app
+from perper.cli.common import fail
 from perper.errors import PerperError
 from perper.replay import (
     DIVERGED,
@@ -89,12 +90,12 @@ def replay_command(
     Exit status: 0 all reproduce the log, 1 a divergence, 2 the log cannot be replayed.
     """
     if graph and (function or execution or until is not None or debug):
-        _fail(
+        fail(
             "--graph replays whole runs: it takes --run, not --function, --execution, "
             "--until or --pdb"
         )
     if debug and as_json:
-        _fail("--pdb is interactive and --json is for machines: use one of them")
+        fail("--pdb is interactive and --json is for machines: use one of them")
     try:
         app = load_app(app_file)
         err = Console(stderr=True, soft_wrap=True)
@@ -120,17 +121,12 @@ def replay_command(
                 progress=bar,
             )
     except PerperError as error:
-        _fail(str(error))
+        fail(str(error))
     if as_json:
         click.echo(json.dumps(results.to_json(), indent=2))
     else:
         _print_results(results)
     sys.exit(results.exit_code)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
 
 
 class _Bar:

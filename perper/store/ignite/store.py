@@ -1,0 +1,585 @@
+"""IgniteStore: streams and metadata in an Apache Ignite 2.x cluster (docs/ignite.md).
+
+The store class: what this process knows of each stream (:class:`_Stream`), the segment
+cache, and the contract's primitives built on :mod:`~perper.store.ignite.connection` (the
+requests), :mod:`~perper.store.ignite.layout` (the keys) and
+:mod:`~perper.store.ignite.directory` (the listings). The append protocol (the segment
+write is the commit), how ends are probed and seqs located, and why the asyncio client
+are explained in docs/ignite.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from perper import codec
+from perper.errors import ConfigError, HeadMovedError, StoreError
+from perper.store.base import LogStore, Meta, StreamInfo, check_table
+from perper.store.ignite.connection import Connector
+from perper.store.ignite.directory import Directory
+from perper.store.ignite.layout import (
+    HEADER,
+    HINT,
+    HINT_EVERY,
+    KIND_ITEMS,
+    KIND_SEAL,
+    META_CACHE,
+    NAMESPACE_CHARS,
+    SEGMENTS_CACHE,
+    STREAMS_AREA,
+    VERSION,
+    Layout,
+    meta_entry,
+    parse_header,
+)
+from perper.store.ignite.url import mask_url, parse_url
+
+__all__ = ["IgniteStore"]
+
+_MAX_WINDOW = 64
+_PROBE_CONCURRENCY = 32
+
+
+@dataclass(slots=True)
+class _Stream:
+    """What this process knows of one stream. Every fact but ``seal_epoch`` is permanent
+    (segments are write-once), so none of it can be wrong, only behind.
+
+    ``n``/``head``/``epoch``: segments ``0..n-1`` exist, hold seqs ``0..head-1`` and the last
+    was written with lease ``epoch`` (a lower bound of the end). ``sealed``/``seal_epoch``:
+    the seal marker seen at ``n`` by the last probe. ``starts``/``numbers``: sorted seqs at
+    which a known segment starts, and its number.
+    """
+
+    n: int = 0
+    head: int = 0
+    epoch: int = 0
+    sealed: bool = False
+    seal_epoch: int = 0
+    registered: bool = False
+    starts: list[int] = field(default_factory=lambda: [0])
+    numbers: list[int] = field(default_factory=lambda: [0])
+
+    def learn(self, n: int, first: int, count: int, epoch: int) -> None:
+        self._bound(first, n)
+        self._bound(first + count, n + 1)
+        if n + 1 > self.n:
+            self.n, self.head, self.epoch = n + 1, first + count, epoch
+        self.registered = True
+
+    def learn_end(self, n: int, head: int, epoch: int) -> None:
+        if n > self.n:
+            self.n, self.head, self.epoch = n, head, epoch
+        self._bound(head, n)
+        self.registered = True
+
+    def _bound(self, seq: int, n: int) -> None:
+        i = bisect.bisect_left(self.starts, seq)
+        if i < len(self.starts) and self.starts[i] == seq:
+            return
+        self.starts.insert(i, seq)
+        self.numbers.insert(i, n)
+        if len(self.starts) > 8192:  # keep it small: every other bound, plus the end
+            self.starts, self.numbers = self.starts[::2], self.numbers[::2]
+            self._bound(self.head, self.n)
+
+    def around(self, seq: int) -> tuple[int, int, int, int]:
+        """Known segment starts around ``seq``: ``(lo_seq, lo_n, hi_seq, hi_n)`` with
+        ``lo_seq <= seq < hi_seq``; requires ``seq < self.head``."""
+        i = bisect.bisect_right(self.starts, seq) - 1
+        return self.starts[i], self.numbers[i], self.starts[i + 1], self.numbers[i + 1]
+
+    def estimate_number(self, seq: int) -> int | None:
+        """Estimate the number of the first segment starting at or after ``seq`` (exact when
+        a segment is known to start there; None past the known end)."""
+        i = bisect.bisect_left(self.starts, seq)
+        if i == len(self.starts):
+            return None
+        if self.starts[i] == seq:
+            return self.numbers[i]
+        lo_seq, lo_n, hi_seq, hi_n = (
+            self.starts[i - 1],
+            self.numbers[i - 1],
+            self.starts[i],
+            self.numbers[i],
+        )
+        return lo_n + -(-(seq - lo_seq) * (hi_n - lo_n) // (hi_seq - lo_seq))
+
+
+class _SegmentCache:
+    """LRU of stored segment entries by key, bounded in bytes. Entries are immutable."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.entries: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        value = self.entries.get(key)
+        if value is not None:
+            self.entries.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: bytes) -> None:
+        if self.limit <= 0 or len(value) > self.limit // 4 or key in self.entries:
+            return
+        self.entries[key] = value
+        self.size += len(value)
+        while self.size > self.limit:
+            _, old = self.entries.popitem(last=False)
+            self.size -= len(old)
+
+
+class IgniteStore(LogStore):
+    """A :class:`LogStore` in an Apache Ignite 2.x cluster (see the module docstring).
+
+    Connects lazily, on the first call, within the running event loop.
+
+    Args:
+        addresses: ``(host, port)`` of thin-client endpoints; any one of them is enough.
+        namespace: prefix of every key (letters, digits, ``.``, ``_``, ``-``).
+        username, password: Ignite authentication.
+        tls: pyignite SSL arguments (``use_ssl``, ``ssl_ca_certfile``, ...).
+        timeout: seconds to wait for one request's answer.
+        retry: seconds to keep retrying when the cluster cannot be reached.
+        partition_aware: route each key to its primary node (default: iff several addresses).
+        cache_mb: MiB of segments kept in memory.
+        url: the URL it was opened with (for messages; a password in it is masked).
+    """
+
+    _poll_interval_min = 0.002
+    _poll_interval_max = 0.1
+
+    def __init__(
+        self,
+        addresses: Sequence[tuple[str, int]],
+        *,
+        namespace: str = "default",
+        username: str | None = None,
+        password: str | None = None,
+        tls: dict[str, Any] | None = None,
+        timeout: float = 10.0,
+        retry: float = 5.0,
+        partition_aware: bool | None = None,
+        cache_mb: float = 16,
+        url: str | None = None,
+    ) -> None:
+        super().__init__()
+        if not addresses:
+            raise ConfigError("IgniteStore needs at least one host:port address")
+        if not namespace or not set(namespace) <= NAMESPACE_CHARS or len(namespace) > 200:
+            raise ConfigError(
+                f"Ignite namespace {namespace!r} is not valid: use letters, digits, '.', '_' "
+                "and '-' only (at most 200)"
+            )
+        self.addresses = [(str(host), int(port)) for host, port in addresses]
+        self.namespace = namespace
+        where = ",".join(f"{host}:{port}" for host, port in self.addresses)
+        self.where = where
+        self.url = mask_url(url) if url else f"ignite://{where}?namespace={quote(namespace)}"
+        client_args: dict[str, Any] = dict(tls or {})
+        if username is not None:
+            client_args["username"] = username
+        if password is not None:
+            client_args["password"] = password
+        #: Every request goes through here (one retry loop; see connection.py).
+        self.io = Connector(
+            self.addresses,
+            client_args,
+            namespace=namespace,
+            timeout=timeout,
+            retry=retry,
+            # With one address there is one connection: hashing keys to pick it only
+            # costs time.
+            partition_aware=len(addresses) > 1 if partition_aware is None else partition_aware,
+            url=self.url,
+        )
+        self.layout = Layout(namespace)
+        self.directory = Directory(self.io, self.layout)
+        self._cache = _SegmentCache(int(cache_mb * 1024 * 1024))
+        self._streams: dict[str, _Stream] = {}
+        self._meta_seen: dict[str, bytes] = {}
+        self._hints: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_url(cls, url: str) -> IgniteStore:
+        """Open ``ignite://host:port[,host:port...][?option=value&...]`` (see
+        :data:`~perper.store.ignite.url.URL_OPTIONS`).
+
+        Raises:
+            ConfigError: the URL is malformed, names an unknown option, or gives
+                credentials without ``tls=1`` or an explicit ``tls=0``.
+        """
+        options = parse_url(url)
+        return cls(
+            options.addresses,
+            namespace=options.namespace,
+            username=options.username,
+            password=options.password,
+            tls=options.tls,
+            timeout=options.timeout,
+            retry=options.retry,
+            partition_aware=options.partition_aware,
+            cache_mb=options.cache_mb,
+            url=options.url,
+        )
+
+    # --------------------------------------------------------------- keys, state
+
+    def _stream(self, stream: str) -> _Stream:
+        state = self._streams.get(stream)
+        if state is None:
+            state = self._streams[stream] = _Stream()
+        return state
+
+    async def _register(self, stream: str, state: _Stream) -> None:
+        """List the stream in the directory (for ``streams``) and create its hint, before its
+        first segment; both writes are idempotent."""
+        if not state.registered:
+            what = f"registering {stream!r}"
+            await asyncio.gather(
+                self.directory.index(STREAMS_AREA, stream),
+                self.io.put_if_absent(
+                    SEGMENTS_CACHE, self.layout.hint(stream), HINT.pack(0, 0, 0), what
+                ),
+            )
+            state.registered = True
+
+    # ------------------------------------------------------------------ probing
+
+    async def _probe(self, stream: str, state: _Stream) -> None:
+        """Advance ``state`` to the stream's current end, seal marker included."""
+        window = 1
+        while True:
+            base = state.n  # other tasks may advance state.n while we wait for the answer
+            keys = [self.layout.segment(stream, base + i) for i in range(window)]
+            found = await self.io.get_all(SEGMENTS_CACHE, keys, f"reading the end of {stream!r}")
+            for i, key in enumerate(keys):
+                value = found.get(key)
+                if value is None:
+                    return
+                if self._learn(stream, state, base + i, key, value)[0] == KIND_SEAL:
+                    return
+            window = min(window * 4, _MAX_WINDOW)
+
+    def _learn(
+        self, stream: str, state: _Stream, n: int, key: str, value: bytes
+    ) -> tuple[int, int, int, int]:
+        """Take in segment ``n`` as read from the store; return its header."""
+        kind, first, count, epoch = header = parse_header(key, value)
+        if n == state.n and first != state.head:
+            raise StoreError(
+                f"{self.url}: segment {n} of stream {stream!r} starts at seq {first} but the "
+                f"segments before it end at {state.head}: the namespace is corrupt"
+            )
+        if kind == KIND_SEAL:
+            if n == state.n:
+                state.sealed = state.registered = True
+                state.seal_epoch = epoch
+        else:
+            state.learn(n, first, count, epoch)
+            self._cache.put(key, value)
+        return header
+
+    # --------------------------------------------------------------- primitives
+
+    async def info(self, stream: str) -> StreamInfo:
+        self._check_open()
+        state = self._stream(stream)
+        if not state.registered:
+            hint = await self.io.get(
+                SEGMENTS_CACHE, self.layout.hint(stream), f"looking up {stream!r}"
+            )
+            if hint is None:
+                return StreamInfo(stream, 0, False)
+            state.learn_end(*HINT.unpack(hint))
+        await self._probe(stream, state)
+        if state.sealed:
+            return StreamInfo(stream, state.head, True, state.seal_epoch)
+        return StreamInfo(stream, state.head, False, state.epoch)
+
+    async def scan_segments(
+        self, stream: str, start: int, stop: int | None
+    ) -> AsyncIterator[tuple[int, int, bytes]]:
+        self._check_open()
+        if stop is not None and stop <= start:
+            return
+        state = self._stream(stream)
+        n = await self._locate(stream, state, start)
+        if n is None:
+            return
+        beyond = 2  # window once past the known end, doubled on each round
+        while True:
+            window = _MAX_WINDOW
+            if n < state.n:
+                window = min(window, state.n - n)
+            else:
+                window, beyond = beyond, min(beyond * 2, _MAX_WINDOW)
+            if stop is not None:
+                past = state.estimate_number(stop)
+                if past is not None:
+                    window = min(window, max(past - n, 1))
+            keys = [self.layout.segment(stream, n + i) for i in range(window)]
+            values: dict[str, bytes] = {}
+            missing = []
+            for key in keys:
+                cached = self._cache.get(key)
+                if cached is None:
+                    missing.append(key)
+                else:
+                    values[key] = cached
+            if missing:
+                values.update(await self.io.get_all(SEGMENTS_CACHE, missing, f"reading {stream!r}"))
+            for key in keys:
+                value = values.get(key)
+                if value is None:
+                    return
+                kind, first, count, _ = self._learn(stream, state, n, key, value)
+                if kind == KIND_SEAL or (stop is not None and first >= stop):
+                    return
+                if first + count > start:
+                    yield first, count, value[HEADER.size :]
+                n += 1
+
+    async def _locate(self, stream: str, state: _Stream, start: int) -> int | None:
+        """The number of the segment holding ``start``, or None if the stream ends before it.
+
+        (With ``start == 0`` segment 0, which may not exist: the caller then finds nothing.)
+        """
+        if start == 0:
+            return 0
+        if start >= state.head:
+            await self.info(stream)
+            if start >= state.head:
+                return None
+        while True:
+            lo_seq, lo_n, hi_seq, hi_n = state.around(start)
+            if lo_seq == start or hi_n - lo_n == 1:
+                return lo_n
+            # Interpolate (batches are usually of similar size) and bisect (log2 worst case).
+            guess = lo_n + (start - lo_seq) * (hi_n - lo_n) // (hi_seq - lo_seq)
+            probes = sorted({min(max(guess, lo_n + 1), hi_n - 1), (lo_n + hi_n) // 2})
+            keys = [self.layout.segment(stream, n) for n in probes]
+            found = await self.io.get_all(
+                SEGMENTS_CACHE, keys, f"seeking seq {start} in {stream!r}"
+            )
+            for n, key in zip(probes, keys, strict=True):
+                value = found.get(key)
+                if value is None:
+                    raise StoreError(
+                        f"{self.url}: segment {n} of stream {stream!r} is missing although "
+                        f"segment {hi_n} exists: the namespace is corrupt"
+                    )
+                kind, first, count, epoch = parse_header(key, value)
+                if kind == KIND_ITEMS:
+                    state.learn(n, first, count, epoch)
+                    self._cache.put(key, value)
+
+    async def write_segment(
+        self, stream: str, seq: int, count: int, data: bytes, epoch: int
+    ) -> None:
+        self._check_open()
+        state = self._stream(stream)
+        if state.head != seq or state.sealed:
+            await self.info(stream)
+        if state.sealed or state.head != seq or state.epoch > epoch:
+            raise HeadMovedError(stream)
+        if not await self._put_segment(stream, state, seq, count, data, epoch):
+            raise HeadMovedError(stream)
+
+    async def _put_segment(
+        self, stream: str, state: _Stream, seq: int, count: int, data: bytes, epoch: int
+    ) -> bool:
+        """Store segment ``state.n``; False if it exists (someone appended or sealed first).
+
+        The caller has checked that the segments before end at ``seq`` with an epoch not
+        above ``epoch``; both are permanent facts, so ``put_if_absent`` makes it atomic.
+        """
+        n = state.n
+        if n == 0:
+            await self._register(stream, state)
+        key = self.layout.segment(stream, n)
+        value = HEADER.pack(KIND_ITEMS, seq, count, epoch) + data
+        if n % HINT_EVERY == 0 and n:
+            # Segments 0..n-1 are committed, so a hint of that end is true whether or not
+            # this put wins. It is only a shortcut for probes: sent beside the append, not
+            # waited for, and a lost one costs a later probe a few more keys.
+            self._send_hint(stream, HINT.pack(n, seq, state.epoch))
+        done = await self.io.put_if_absent(SEGMENTS_CACHE, key, value, f"appending to {stream!r}")
+        if not done:
+            return False
+        state.learn(n, seq, count, epoch)
+        self._cache.put(key, value)
+        return True
+
+    def _send_hint(self, stream: str, hint: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._put_hint_quietly(stream, hint))
+        self._hints.add(task)
+        task.add_done_callback(self._hints.discard)
+
+    async def _put_hint_quietly(self, stream: str, hint: bytes) -> None:
+        with contextlib.suppress(StoreError):
+            await self._put_hint(stream, hint)
+
+    async def _put_hint(self, stream: str, hint: bytes) -> None:
+        await self.io.put(
+            SEGMENTS_CACHE, self.layout.hint(stream), hint, f"updating the end of {stream!r}"
+        )
+
+    async def append(self, stream: str, seq: int, items: Sequence[Any], *, epoch: int = 0) -> int:
+        """See :meth:`LogStore.append`.
+
+        Fast path: when this process knows the stream ends exactly at ``seq`` (it wrote or read
+        up to there), the batch goes straight to ``put_if_absent`` of the next segment, skipping
+        the contract's ``info`` round trip. That is safe because the known end can only be
+        behind, never wrong: if anything was appended or sealed since, the ``put_if_absent``
+        finds the key taken and the contract's checked path runs instead.
+        """
+        self._check_open()
+        state = self._streams.get(stream)
+        if (
+            state is not None
+            and items
+            and state.n
+            and state.head == seq
+            and not state.sealed
+            and state.epoch <= epoch
+        ):
+            batch = items if type(items) is list else list(items)
+            data = codec.pack_segment(batch)
+            if await self._put_segment(stream, state, seq, len(batch), data, epoch):
+                self.notify(stream)
+                return seq + len(batch)
+            items = batch
+        return await super().append(stream, seq, items, epoch=epoch)
+
+    async def write_seal(self, stream: str, epoch: int) -> bool:
+        self._check_open()
+        state = self._stream(stream)
+        await self._register(stream, state)
+        while True:
+            await self.info(stream)
+            key = self.layout.segment(stream, state.n)
+            if state.sealed:
+                # The marker is the one entry that changes: only its epoch, only upwards.
+                if state.seal_epoch >= epoch:
+                    return state.seal_epoch == epoch
+                old = HEADER.pack(KIND_SEAL, state.head, 0, state.seal_epoch)
+                new = HEADER.pack(KIND_SEAL, state.head, 0, epoch)
+                if await self.io.replace(SEGMENTS_CACHE, key, old, new, f"sealing {stream!r}"):
+                    state.seal_epoch = epoch
+                    return True
+                continue
+            if state.epoch > epoch:
+                return False
+            marker = HEADER.pack(KIND_SEAL, state.head, 0, epoch)
+            if await self.io.put_if_absent(SEGMENTS_CACHE, key, marker, f"sealing {stream!r}"):
+                state.sealed, state.seal_epoch = True, epoch
+                await self._put_hint(stream, HINT.pack(state.n, state.head, state.epoch))
+                return True
+
+    async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
+        self._check_open()
+        names = await self.directory.listed(STREAMS_AREA, prefix, "listing streams")
+        for i in range(0, len(names), 256):
+            chunk = [name for name in names[i : i + 256] if not self._stream(name).registered]
+            keys = [self.layout.hint(name) for name in chunk]
+            hints = await self.io.get_all(SEGMENTS_CACHE, keys, "listing streams") if keys else {}
+            for name, key in zip(chunk, keys, strict=True):
+                hint = hints.get(key)
+                if type(hint) is bytes and len(hint) == HINT.size:
+                    self._streams[name].learn_end(*HINT.unpack(hint))
+        limit = asyncio.Semaphore(_PROBE_CONCURRENCY)
+
+        async def probe(name: str) -> None:
+            async with limit:
+                await self._probe(name, self._streams[name])
+
+        await asyncio.gather(*(probe(name) for name in names))
+        infos = []
+        for name in names:
+            state = self._streams[name]
+            epoch = state.seal_epoch if state.sealed else state.epoch
+            infos.append(StreamInfo(name, state.head, state.sealed, epoch))
+        return infos
+
+    async def meta_get(self, table: str, key: str) -> Meta | None:
+        self._check_open()
+        check_table(table)
+        full = self.layout.meta(table, key)
+        raw = await self.io.get(META_CACHE, full, f"reading {table} {key!r}")
+        if raw is None:
+            return None
+        self._remember(full, raw)
+        return meta_entry(full, raw)
+
+    async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
+        self._check_open()
+        check_table(table)
+        if version < 0:
+            return None
+        full = self.layout.meta(table, key)
+        new = VERSION.pack(version + 1) + codec.pack(value, what="metadata")
+        what = f"writing {table} {key!r}"
+        if version == 0:
+            await self.directory.index(table, key)
+            if await self.io.put_if_absent(META_CACHE, full, new, what):
+                self._remember(full, new)
+                return 1
+            return None
+        old = self._meta_seen.get(full)
+        for _ in range(2):  # once with what this process saw last, once with a fresh read
+            if old is None or VERSION.unpack_from(old)[0] != version:
+                old = await self.io.get(META_CACHE, full, what)
+                if old is None or VERSION.unpack_from(old)[0] != version:
+                    return None
+            if await self.io.replace(META_CACHE, full, old, new, what):
+                self._remember(full, new)
+                return version + 1
+            old = None
+        return None
+
+    async def meta_scan(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
+        self._check_open()
+        check_table(table)
+        what = f"scanning {table}"
+        names = await self.directory.listed(table, prefix, what)
+        result = []
+        for i in range(0, len(names), 256):
+            chunk = names[i : i + 256]
+            keys = [self.layout.meta(table, name) for name in chunk]
+            found = await self.io.get_all(META_CACHE, keys, what)
+            for name, full in zip(chunk, keys, strict=True):
+                raw = found.get(full)
+                if raw is not None:  # listed, but its writer died before writing it
+                    self._remember(full, raw)
+                    result.append((name, meta_entry(full, raw)))
+        return result
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        # Let hints in flight land (they save the next reader probes).
+        hints = {task for task in self._hints if task.get_loop() is running and not task.done()}
+        if hints:
+            await asyncio.wait(hints, timeout=self.io.timeout)
+        self._closed = True
+        await self.io.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _remember(self, full: str, raw: bytes) -> None:
+        if len(self._meta_seen) >= 4096:
+            self._meta_seen.clear()
+        self._meta_seen[full] = raw

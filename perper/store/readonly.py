@@ -1,0 +1,93 @@
+"""ReadOnlyStore: any :class:`LogStore` seen through a wrapper that refuses every write.
+
+Replay (and any other tool that must leave a log untouched) opens its log through this one
+wrapper, whatever the backend: reads, listings and waits go to the wrapped store; appends,
+seals and metadata writes raise :class:`~perper.errors.StoreError` naming the store and
+what was refused, before anything reaches the backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from perper.errors import StoreError
+from perper.store.base import LogStore, Meta, StreamInfo
+
+__all__ = ["ReadOnlyStore"]
+
+
+class ReadOnlyStore(LogStore):
+    """A read-only view of ``store``.
+
+    Args:
+        store: the store to read.
+        reason: appended to the refusal, e.g. ``"for replay"``.
+        owned: close ``store`` when this wrapper is closed.
+    """
+
+    def __init__(self, store: LogStore, *, reason: str = "", owned: bool = True) -> None:
+        super().__init__()
+        self.inner = store
+        self.url = store.url
+        self.reason = reason
+        self.owned = owned
+        self._poll_interval_min = store._poll_interval_min
+        self._poll_interval_max = store._poll_interval_max
+        self.max_segment_bytes = store.max_segment_bytes
+        self.max_item_bytes = store.max_item_bytes
+
+    def _refuse(self, what: str) -> StoreError:
+        reason = f" {self.reason}" if self.reason else ""
+        return StoreError(f"{self.url} is open read-only{reason}; refusing to {what}")
+
+    async def info(self, stream: str) -> StreamInfo:
+        self._check_open()
+        return await self.inner.info(stream)
+
+    async def scan_segments(
+        self, stream: str, start: int, stop: int | None
+    ) -> AsyncIterator[tuple[int, int, bytes]]:
+        self._check_open()
+        async for segment in self.inner.scan_segments(stream, start, stop):
+            yield segment
+
+    async def write_segment(
+        self, stream: str, seq: int, count: int, data: bytes, epoch: int
+    ) -> None:
+        self._check_open()
+        raise self._refuse(f"write to {stream!r}")
+
+    async def write_seal(self, stream: str, epoch: int) -> bool:
+        self._check_open()
+        raise self._refuse(f"seal {stream!r}")
+
+    async def append(self, stream: str, seq: int, items: Any, *, epoch: int = 0) -> int:
+        self._check_open()
+        raise self._refuse(f"write to {stream!r}")
+
+    async def seal(self, stream: str, *, epoch: int = 0) -> None:
+        self._check_open()
+        raise self._refuse(f"seal {stream!r}")
+
+    async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
+        self._check_open()
+        return await self.inner.streams(prefix=prefix)
+
+    async def meta_get(self, table: str, key: str) -> Meta | None:
+        self._check_open()
+        return await self.inner.meta_get(table, key)
+
+    async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
+        self._check_open()
+        raise self._refuse(f"write {table} {key!r}")
+
+    async def meta_scan(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
+        self._check_open()
+        return await self.inner.meta_scan(table, prefix=prefix)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self.owned:
+                await self.inner.close()
