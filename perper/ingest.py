@@ -34,14 +34,16 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Sequence
+import json
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from perper.errors import ConfigError, EncodeError
 from perper.store.base import LogStore
 
-__all__ = ["Producer"]
+__all__ = ["IngestResult", "Producer", "ingest_lines"]
 
 #: A queued send: its future, its number of items, whether it gets one seq or a list.
 _Waiter = tuple[asyncio.Future[Any], int, bool]
@@ -253,3 +255,93 @@ def _resolve(waiters: list[_Waiter], seqs: list[int]) -> None:
         if not future.done():
             future.set_result(seqs[position] if single else seqs[position : position + count])
         position += count
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What :func:`ingest_lines` did.
+
+    Attributes:
+        lines: lines read (blank lines included).
+        sent: items sent (each durable; those whose key was already stored appended
+            nothing).
+        skipped: ``(line number, reason)`` of the bad lines skipped (``skip_bad``).
+        head: the stream's length afterwards.
+    """
+
+    lines: int
+    sent: int
+    skipped: tuple[tuple[int, str], ...]
+    head: int
+
+
+async def ingest_lines(
+    producer: Producer,
+    lines: Iterable[bytes],
+    *,
+    source: str,
+    key_field: str | None = None,
+    skip_bad: bool = False,
+    batch: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestResult:
+    """Send one item per JSON line of ``lines`` (blank lines are skipped) through
+    ``producer``, ``batch`` lines per durable ``send_many``.
+
+    Each item's key is ``str(item[key_field])``, or without ``key_field``
+    ``"{source}:{line number}"``, so sending the same source again appends nothing twice
+    and resumes where an interrupted run stopped.
+
+    Args:
+        progress: called as ``progress(bytes read, items sent)`` after each batch.
+
+    Raises:
+        ConfigError: a line is not JSON, or (with ``key_field``) not an object holding
+            that field, and ``skip_bad`` is False. The lines before it are sent (and
+            durable), none after it.
+    """
+    items: list[Any] = []
+    keys: list[str | None] = []
+    skipped: list[tuple[int, str]] = []
+    read = sent = number = 0
+    for number, line in enumerate(lines, 1):
+        read += len(line)
+        text = line.strip()
+        if not text:
+            continue
+        try:
+            item = json.loads(text)
+            if key_field is None:
+                key = f"{source}:{number}"
+            elif type(item) is dict and key_field in item:
+                key = str(item[key_field])
+            else:
+                raise ValueError(f"no field {key_field!r} (--key) in this line")
+        except ValueError as error:
+            reason = str(error)
+            if skip_bad:
+                skipped.append((number, reason))
+                continue
+            if items:
+                await producer.send_many(items, keys=keys)
+                sent += len(items)
+            raise ConfigError(
+                f"{source} line {number} is not a JSON item ({reason}): {text[:80]!r}; "
+                f"lines 1-{number - 1} were sent, none after it. Fix the line and run the "
+                "same command again (sent lines are not sent twice), or pass --skip-bad"
+            ) from None
+        items.append(item)
+        keys.append(key)
+        if len(items) >= batch:
+            await producer.send_many(items, keys=keys)
+            sent += len(items)
+            items, keys = [], []
+            if progress is not None:
+                progress(read, sent)
+    if items:
+        await producer.send_many(items, keys=keys)
+        sent += len(items)
+    if progress is not None:
+        progress(read, sent)
+    head = await producer.store.head(producer.stream)
+    return IngestResult(number, sent, tuple(skipped), head)

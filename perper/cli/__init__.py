@@ -5,6 +5,7 @@
 * :mod:`perper.cli.replay` — ``perper replay``
 * :mod:`perper.cli.mirror` — ``perper export``, ``perper mirror``
 * :mod:`perper.cli.fabric` — ``perper fabric start|stop|status``
+* :mod:`perper.cli.ingest` — ``perper ingest RUN/NAME [FILE.jsonl | -]``
 * :mod:`perper.cli.common` — what they share: exit codes, ``fail``, ``--store``, masking
 
 A new command group is a new module here with one ``main.add_command`` line below. The
@@ -21,6 +22,7 @@ import logging
 import click
 
 from perper.cli.fabric import fabric_group
+from perper.cli.ingest import ingest_command
 from perper.cli.mirror import export_command, mirror_command
 from perper.cli.replay import replay_command
 from perper.cli.run import run_command, worker_command
@@ -46,3 +48,4 @@ main.add_command(export_command, "export")
 main.add_command(mirror_command, "mirror")
 main.add_command(replay_command, "replay")
 main.add_command(fabric_group, "fabric")
+main.add_command(ingest_command, "ingest")
