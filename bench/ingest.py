@@ -1,6 +1,6 @@
 """Producer throughput beside SQLiteStore.append (and IgniteStore.append) of the same items.
 
-    python bench/ingest.py [--items 200000] [--senders 64] [--ignite ignite://127.0.0.1:10800]
+    python bench/ingest.py [--items 200000] [--senders 64] [--ignite URL | --no-ignite]
 
 Three contenders append the same small dict items to fresh streams, in the same process:
 
@@ -11,8 +11,10 @@ Three contenders append the same small dict items to fresh streams, in the same 
   carries an idempotency key; group commit turns them into one store write per round;
 * unkeyed ``send_many`` of 1,000-item lists, one after the other.
 
-Each figure is items/s, with its ratio to the baseline measured in the same run. With
-``--ignite URL`` the same three run against that node too (a fresh namespace).
+Each figure is items/s, with its ratio to the baseline measured in the same run. Then the
+same three run against an Ignite node: the one ``--ignite URL`` (or
+``$PERPER_BENCH_IGNITE``) names, in a fresh namespace, else one started for the run with
+perper.fabric (persistence on, ports from ``--port``), unless ``--no-ignite``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import perper
+from perper import fabric
 from perper.store import LogStore, open_store
 
 
@@ -113,18 +116,38 @@ def main() -> None:
     parser.add_argument(
         "--ignite",
         default=os.environ.get("PERPER_BENCH_IGNITE"),
-        help="also run against this Ignite node (default: $PERPER_BENCH_IGNITE)",
+        help="an ignite:// URL (default: $PERPER_BENCH_IGNITE, else start a node)",
     )
+    parser.add_argument("--no-ignite", action="store_true", help="SQLite only")
+    parser.add_argument("--port", type=int, default=10972, help="thin-client port of the own node")
+    parser.add_argument("--discovery-port", type=int, default=48820)
+    parser.add_argument("--communication-port", type=int, default=48795)
     args = parser.parse_args()
     items = make_items(args.items)
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/ingest.db"
         asyncio.run(measure(url, items, args.senders, args.batch, args.rounds))
+    if args.no_ignite:
+        return
     if args.ignite:
-        namespace = f"bench-ingest-{uuid.uuid4().hex[:8]}"
         sep = "&" if "?" in args.ignite else "?"
-        url = f"{args.ignite}{sep}namespace={namespace}"
+        url = f"{args.ignite}{sep}namespace=bench-ingest-{uuid.uuid4().hex[:8]}"
         asyncio.run(measure(url, items, args.senders, args.batch, args.rounds))
+        return
+    with tempfile.TemporaryDirectory(prefix="perper-bench-ingest-") as work_dir:
+        options: dict[str, Any] = {
+            "port": args.port,
+            "work_dir": work_dir,
+            "discovery_port": args.discovery_port,
+            "communication_port": args.communication_port,
+        }
+        print(f"starting an Ignite node on 127.0.0.1:{args.port} ...", file=sys.stderr)
+        fabric.start(persistence=True, **options)
+        try:
+            url = f"ignite://127.0.0.1:{args.port}"
+            asyncio.run(measure(url, items, args.senders, args.batch, args.rounds))
+        finally:
+            fabric.stop(port=args.port, work_dir=work_dir)
 
 
 if __name__ == "__main__":
