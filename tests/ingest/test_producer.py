@@ -141,3 +141,51 @@ async def test_an_unencodable_item_fails_only_its_own_concurrent_send(store: Log
     assert isinstance(results[2], perper.EncodeError)
     assert sorted(r for r in results if isinstance(r, int)) == list(range(5))
     assert await stored(store) == list(range(5))
+
+
+async def test_a_stream_an_execution_writes_refuses_producers(store: LogStore) -> None:
+    await store.append("r/generator-0", 0, ["from the execution"], epoch=3)
+    with pytest.raises(perper.FencedError, match="epoch 3"):
+        await perper.Producer(store, "r/generator-0").send("from outside", key="k")
+    assert await stored(store, "r/generator-0") == ["from the execution"]
+
+
+async def test_a_producer_in_a_new_process_knows_the_keys_stored_before(
+    store_kind: str, tmp_path: Path
+) -> None:
+    if store_kind == "memory":
+        pytest.skip("a memory store lives in one process")
+    url = store_url(store_kind, tmp_path)
+    async with open_store(url) as first:
+        await perper.Producer(first, STREAM).send_many(["a", "b", "c"], keys=["a", "b", "c"])
+    async with open_store(url) as second:  # a fresh KeyIndex, caught up from the store
+        seqs = await perper.Producer(second, STREAM).send_many(
+            ["c", "d", "a"], keys=["c", "d", "a"]
+        )
+        assert seqs == [2, 3, 0]
+        assert await stored(second) == ["a", "b", "c", "d"]
+
+
+async def test_sqlite_writes_a_segment_and_its_keys_in_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from perper.store import sqlite as sqlite_module
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    real_pack = sqlite_module.codec.pack
+
+    def pack_failing_on_keys(value: Any, *, what: str = "value") -> bytes:
+        if what == "keys":  # after the segment row is inserted, before its keys are
+            raise RuntimeError("crash between the segment and its keys")
+        return real_pack(value, what=what)
+
+    async with open_store(url) as store:
+        monkeypatch.setattr(sqlite_module.codec, "pack", pack_failing_on_keys)
+        with pytest.raises(RuntimeError, match="crash between"):
+            await store.append_keyed(STREAM, ["a"], ["k"])
+        monkeypatch.setattr(sqlite_module.codec, "pack", real_pack)
+    async with open_store(url) as store:
+        assert await store.head(STREAM) == 0  # neither the segment nor the keys
+        assert await store.append_keyed(STREAM, ["a"], ["k"]) == [0]
+        assert await store.append_keyed(STREAM, ["again"], ["k"]) == [0]
+        assert await stored(store) == ["a"]
