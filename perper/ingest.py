@@ -205,6 +205,12 @@ class Producer:
             except Exception as error:
                 _fail(waiters, error)
                 continue
+            except BaseException:
+                # Cancelled (the loop is shutting down): no sender may wait forever.
+                _cancel(waiters)
+                _cancel(self._waiters)
+                self._items, self._keys, self._waiters = [], [], []
+                raise
             finally:
                 self._writing = False
             _resolve(waiters, seqs)
@@ -247,6 +253,11 @@ def _fail(waiters: list[_Waiter], error: BaseException) -> None:
     for future, _, _ in waiters:
         if not future.done():
             future.set_exception(error)
+
+
+def _cancel(waiters: list[_Waiter]) -> None:
+    for future, _, _ in waiters:
+        future.cancel()
 
 
 def _resolve(waiters: list[_Waiter], seqs: list[int]) -> None:

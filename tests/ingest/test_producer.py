@@ -11,6 +11,7 @@ import pytest
 import perper
 from perper.errors import ConfigError, SealedError
 from perper.store import LogStore, open_store
+from perper.store.memory import MemoryStore
 from tests.conftest import store_url
 
 STREAM = "shop/clicks"
@@ -189,3 +190,32 @@ async def test_sqlite_writes_a_segment_and_its_keys_in_one_transaction(
         assert await store.append_keyed(STREAM, ["a"], ["k"]) == [0]
         assert await store.append_keyed(STREAM, ["again"], ["k"]) == [0]
         assert await stored(store) == ["a"]
+
+
+class StuckStore(MemoryStore):
+    """A store whose keyed writes never answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+
+    async def append_keyed(self, stream: str, items: Any, keys: Any) -> list[int]:
+        self.entered.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_cancelled_write_cancels_its_senders_instead_of_leaving_them_waiting() -> None:
+    store = StuckStore()
+    clicks = perper.Producer(store, STREAM)
+    first = asyncio.ensure_future(clicks.send("a"))
+    await store.entered.wait()
+    second = asyncio.ensure_future(clicks.send("b"))  # queued behind the stuck write
+    await asyncio.sleep(0)
+    # What the loop does at shutdown: cancel the other tasks (here: the producer's writer).
+    for task in asyncio.all_tasks() - {asyncio.current_task(), first, second}:
+        task.cancel()
+    for sender in (first, second):
+        with pytest.raises(asyncio.CancelledError):
+            async with asyncio.timeout(5):  # a sender left waiting fails here instead
+                await sender
