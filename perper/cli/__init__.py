@@ -6,6 +6,7 @@
 * :mod:`perper.cli.mirror` — ``perper export``, ``perper mirror``
 * :mod:`perper.cli.fabric` — ``perper fabric start|stop|status``
 * :mod:`perper.cli.ingest` — ``perper ingest RUN/NAME [FILE.jsonl | -]``
+* :mod:`perper.cli.ui` — ``perper ui``
 * :mod:`perper.cli.common` — what they share: exit codes, ``fail``, ``--store``, masking
 
 A new command group is a new module here with one ``main.add_command`` line below. The
@@ -27,6 +28,7 @@ from perper.cli.mirror import export_command, mirror_command
 from perper.cli.replay import replay_command
 from perper.cli.run import run_command, worker_command
 from perper.cli.streams import streams_group
+from perper.cli.ui import ui_command
 from perper.params import parse_params
 
 __all__ = ["main", "parse_params"]
@@ -49,3 +51,4 @@ main.add_command(mirror_command, "mirror")
 main.add_command(replay_command, "replay")
 main.add_command(fabric_group, "fabric")
 main.add_command(ingest_command, "ingest")
+main.add_command(ui_command, "ui")

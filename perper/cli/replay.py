@@ -69,6 +69,13 @@ _STYLES = {IDENTICAL: "green", DIVERGED: "bold red", UNREPLAYABLE: "yellow", STO
     is_flag=True,
     help="Let direct time.time()/datetime.now() calls see the real clock.",
 )
+@click.option(
+    "--html",
+    "html_path",
+    metavar="REPORT.html",
+    type=click.Path(dir_okay=False),
+    help="Also write the results as a self-contained HTML page (expected/actual, diff).",
+)
 def replay_command(
     log: str,
     app_file: str,
@@ -80,6 +87,7 @@ def replay_command(
     as_json: bool,
     graph: bool,
     no_freeze_clock: bool,
+    html_path: str | None,
 ) -> None:
     """Replay the executions recorded in LOG with today's code of APP.py.
 
@@ -103,6 +111,7 @@ def replay_command(
             err.print(Text(f"replaying {log} with {app_file} (app {app.name!r})"))
         if graph:
             graph_results = replay_graph(log, app, run=run_name, freeze_clock=not no_freeze_clock)
+            _write_html(graph_results, html_path, err)
             if as_json:
                 click.echo(json.dumps(graph_results.to_json(), indent=2))
             else:
@@ -120,6 +129,7 @@ def replay_command(
                 freeze_clock=not no_freeze_clock,
                 progress=bar,
             )
+        _write_html(results, html_path, err)
     except PerperError as error:
         fail(str(error))
     if as_json:
@@ -127,6 +137,17 @@ def replay_command(
     else:
         _print_results(results)
     sys.exit(results.exit_code)
+
+
+def _write_html(
+    results: ReplayResults | GraphReplayResults, path: str | None, err: Console
+) -> None:
+    if path is None:
+        return
+    from perper.replay.html import write_replay_html
+
+    written = write_replay_html(results, path)
+    err.print(Text(f"html report: {written}"))
 
 
 class _Bar:
