@@ -58,11 +58,16 @@ async def keyed_sends(store: LogStore, stream: str, items: list[Any], senders: i
         for i in range(lane, len(items), senders):
             await send(items[i], key=keys[i])
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(sender(lane) for lane in range(senders)))
     elapsed = time.perf_counter() - started
+    cpu_seconds.append(time.process_time() - cpu)
     assert await store.head(stream) == len(items)
     return elapsed
+
+
+#: This process's CPU seconds of each keyed run: a figure the machine's load moves less.
+cpu_seconds: list[float] = []
 
 
 async def unkeyed_send_many(store: LogStore, stream: str, items: list[Any], batch: int) -> float:
@@ -88,6 +93,7 @@ async def measure(url: str, items: list[Any], senders: int, batch: int, rounds: 
         await baseline(store, "bench/warmup-baseline", warm, batch)
         await keyed_sends(store, "bench/warmup-keyed", warm, senders)
         await unkeyed_send_many(store, "bench/warmup-unkeyed", warm, batch)
+        cpu_seconds.clear()
         for r in range(rounds):
             # Alternate the order, so neither contender always runs on a warmer file.
             if r % 2:
@@ -111,6 +117,10 @@ async def measure(url: str, items: list[Any], senders: int, batch: int, rounds: 
     print(
         f"  Producer.send, keyed, {senders} senders  {median(rates['keyed']):>12,.0f} items/s "
         f"{median(ratios['keyed']):>6.2f}x  (each send awaits durability)"
+    )
+    print(
+        f"    = {n / median(cpu_seconds):,.0f} items per second of this process's CPU time "
+        f"(wall-clock rates move with the load of the machine)"
     )
     print(
         f"  Producer.send_many, unkeyed, {batch:,}s {median(rates['unkeyed']):>12,.0f} items/s "
