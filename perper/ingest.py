@@ -80,6 +80,7 @@ class Producer:
         self._waiters: list[_Waiter] = []
         self._keyed = False  # whether a queued send has a key
         self._writing = False  # a write is in flight (the committer's or a direct one)
+        self._direct: asyncio.Future[None] | None = None  # done when a direct write ends
         self._committer: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -101,13 +102,17 @@ class Producer:
         """
         if key is not None and type(key) is not str:
             raise ConfigError(f"send(key={key!r}): a key is a str (or None for none)")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
         self._items.append(item)
         self._keys.append(key)
         if key is not None:
             self._keyed = True
         self._waiters.append((future, 1, True))
-        self._wake_committer()
+        # _wake_committer, inlined: this runs once per item.
+        committer = self._committer
+        if (committer is None or committer.done()) and not self._writing:
+            self._committer = loop.create_task(self._commit())
         return future
 
     async def send_many(
@@ -140,12 +145,14 @@ class Producer:
         if not self._writing and not self._waiters:
             # Nothing queued or in flight: write from this task, without a committer.
             self._writing = True
+            direct = self._direct = asyncio.get_running_loop().create_future()
             try:
                 return await self.store.append_keyed(
                     self.stream, batch, None if keys is None else key_list
                 )
             finally:
                 self._writing = False
+                direct.set_result(None)
                 if self._waiters:
                     self._wake_committer()
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
@@ -165,8 +172,13 @@ class Producer:
 
     async def flush(self) -> None:
         """Wait until every send made so far has been written (or has failed)."""
-        while self._committer is not None and not self._committer.done():
-            await asyncio.shield(self._committer)
+        while True:
+            if self._direct is not None and not self._direct.done():
+                await asyncio.shield(self._direct)
+            elif self._committer is not None and not self._committer.done():
+                await asyncio.shield(self._committer)
+            else:
+                return
 
     def _wake_committer(self) -> None:
         if (self._committer is None or self._committer.done()) and not self._writing:

@@ -219,3 +219,33 @@ async def test_a_cancelled_write_cancels_its_senders_instead_of_leaving_them_wai
         with pytest.raises(asyncio.CancelledError):
             async with asyncio.timeout(5):  # a sender left waiting fails here instead
                 await sender
+
+
+class GatedStore(MemoryStore):
+    """A store whose keyed writes wait for ``gate`` (a slow network, made deterministic)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def append_keyed(self, stream: str, items: Any, keys: Any) -> list[int]:
+        self.entered.set()
+        await self.gate.wait()
+        return await super().append_keyed(stream, items, keys)
+
+
+async def test_seal_waits_for_a_send_many_in_flight_in_another_task() -> None:
+    store = GatedStore()
+    clicks = perper.Producer(store, STREAM)
+    sending = asyncio.ensure_future(clicks.send_many(list(range(100))))
+    await store.entered.wait()  # the send_many is writing from its own task
+    sealing = asyncio.ensure_future(clicks.seal())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not sealing.done()
+    store.gate.set()
+    assert await sending == list(range(100))
+    await sealing
+    info = await store.info(STREAM)
+    assert info.sealed and info.head == 100
