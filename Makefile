@@ -33,7 +33,7 @@ CHROMIUM := /usr/bin/chromium
 chromium:  ## Debian's chromium for tests/ui, unless it is there already
 	test -x $(CHROMIUM) || (apt-get update && apt-get install -y chromium)
 
-test: $(STAMP) chromium  ## the whole suite, in parallel, with a local Ignite node started and stopped
+test: lint chromium  ## lint, then the whole suite, in parallel, with a local Ignite node started and stopped
 	-@$(BIN)/perper fabric stop $(IGNITE_NODE) >/dev/null 2>&1
 	$(BIN)/perper fabric start $(IGNITE_NODE) $(IGNITE_PORTS) --no-persistence
 	PERPER_TEST_IGNITE=ignite://127.0.0.1:$(IGNITE_TEST_PORT) $(BIN)/python -m pytest -n $(PYTEST_WORKERS); \
@@ -42,10 +42,12 @@ test: $(STAMP) chromium  ## the whole suite, in parallel, with a local Ignite no
 test-fast: $(STAMP) chromium  ## the suite without Java
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not ignite"
 
-lint: $(STAMP)  ## ruff check, ruff format --check, mypy
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy strict (perper, simulator, examples), the import contracts
 	$(BIN)/ruff check perper simulator tests bench examples fixtures
 	$(BIN)/ruff format --check perper simulator tests bench examples fixtures
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples
+	$(BIN)/lint-imports
 
 bench: $(STAMP)  ## every benchmark, each beside its baseline
 	-$(BIN)/python -m pip install --quiet bytewax  # the peer in bench/pipeline.py, if it installs

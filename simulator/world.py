@@ -24,6 +24,7 @@ from typing import Any
 
 from perper.app import App
 from perper.errors import ConfigError, StoreUnavailableError
+from perper.errors import SimulationFailed as SimulationFailed  # re-exported
 from perper.runtime import Runtime
 from perper.runtime.engine import RunResult
 from perper.runtime.records import DONE, EFFECTS_SUFFIX, FAILED
@@ -114,14 +115,6 @@ class SimulationResult:
 
     def __str__(self) -> str:
         return self.describe()
-
-
-class SimulationFailed(AssertionError):
-    """A simulated run violated a check; ``result`` holds the details."""
-
-    def __init__(self, message: str, result: Any) -> None:
-        self.result = result
-        super().__init__(message)
 
 
 class _Stop(Exception):

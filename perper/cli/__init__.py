@@ -9,8 +9,12 @@
 * :mod:`perper.cli.ui` — ``perper ui``
 * :mod:`perper.cli.common` — what they share: exit codes, ``fail``, ``--store``, masking
 
-A new command group is a new module here with one ``main.add_command`` line below. The
-modules parse, call a library function and print; the work lives below the CLI.
+A new command group (``ingest``, ``call``, ``agents``, ``query``, ``ui``, ``streams rm``
+as a command of :mod:`perper.cli.streams`) is a new module here with one
+``main.add_command`` line below, using :mod:`perper.cli.common` for failing, ``--store``
+(``with_store(url, body, create=...)``: only commands that write may create a log) and
+masking. The modules parse, call a library function and print; the work lives below the
+CLI. No ``except ImportError`` around a command: a broken one must fail loudly.
 
 Exit codes: 0 success; 1 a run failed (an execution raised) or a replay diverged; 2 bad
 input (usage, app, parameters, store URL or file) — the message says what to fix.
@@ -35,7 +39,7 @@ __all__ = ["main", "parse_params"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="perper")
+@click.version_option(None, "--version", "-V", package_name="perper")
 def main() -> None:
     """Perper: stream processing over durable, ordered, replayable logs."""
     # pyignite logs every failed connection attempt with a traceback; IgniteStore retries

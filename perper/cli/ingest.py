@@ -116,7 +116,7 @@ def ingest_command(
 
     try:
         with bar:
-            result = run_async(with_store(store_url, body))
+            result = run_async(with_store(store_url, body, create=True))
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()

@@ -25,8 +25,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from perper.cli.common import existing_sqlite_file, fail
-from perper.errors import ConfigError, PerperError
+from perper.cli.common import existing_sqlite_file, fail, tls_hint
+from perper.errors import ConfigError, PerperError, StoreUnavailableError
 from perper.store import LogStore, open_store
 from perper.store.flat import write_flat_tables
 from perper.store.mirror import CopyStats, copy_store, follow
@@ -46,9 +46,12 @@ def _open(url: str, what: str) -> LogStore:
         fail(f"{what} {mask_url(url)!r}: {error}")
 
 
-def _run(body: Callable[[], Awaitable[T]]) -> T:
+def _run(body: Callable[[], Awaitable[T]], *urls: str) -> T:
     try:
         return asyncio.run(body())  # type: ignore[arg-type]
+    except StoreUnavailableError as error:
+        hints = [hint for hint in map(tls_hint, urls) if hint]
+        fail("\n  ".join([str(error), *hints]))
     except PerperError as error:
         fail(str(error))
 
@@ -163,7 +166,7 @@ def export_command(
             await src.close()
         return stats
 
-    stats = _run(body)
+    stats = _run(body, src_url)
     click.echo(f"exported {stats} into {path}", err=True)
     _warn_if_empty(stats, src.url, run_name, glob)
 
@@ -226,7 +229,7 @@ def mirror_command(
             await src.close()
             await dest.close()
 
-    stats = _run(body)
+    stats = _run(body, src_url, dest_url)
     click.echo(f"mirrored {stats} into {dest.url}", err=True)
     _warn_if_empty(stats, src.url, run_name, glob)
 

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from perper.app import load_app
-from perper.cli.common import fail
+from perper.cli.common import fail, mask_url
 from perper.errors import PerperError
 from perper.replay import (
     DIVERGED,
@@ -108,7 +108,7 @@ def replay_command(
         app = load_app(app_file)
         err = Console(stderr=True, soft_wrap=True)
         if not as_json:
-            err.print(Text(f"replaying {log} with {app_file} (app {app.name!r})"))
+            err.print(Text(f"replaying {mask_url(log)} with {app_file} (app {app.name!r})"))
         if graph:
             graph_results = replay_graph(log, app, run=run_name, freeze_clock=not no_freeze_clock)
             _write_html(graph_results, html_path, err)

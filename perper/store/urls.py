@@ -23,7 +23,8 @@ def sqlite_path(url: str) -> Path | None:
     """The file a ``sqlite:///PATH`` URL names, or None for a URL of another scheme.
 
     Raises:
-        ConfigError: a ``sqlite:`` URL that names no file (``sqlite://``, ``sqlite:///``).
+        ConfigError: a ``sqlite:`` URL that names no file (``sqlite://``, ``sqlite:///``)
+            or carries junk after the path (a query string or fragment).
     """
     if not url.startswith("sqlite:"):
         return None
@@ -33,6 +34,13 @@ def sqlite_path(url: str) -> Path | None:
             f"store URL {mask_url(url)!r} names no file: write sqlite:///relative/path.db or "
             "sqlite:////absolute/path.db"
         )
+    for mark, what in (("?", "a query string"), ("#", "a fragment")):
+        if mark in path:
+            junk = path[path.index(mark) :]
+            raise ConfigError(
+                f"store URL {mask_url(url)!r} has {what} {mask_url(junk)!r}; a sqlite URL "
+                f"takes no options: write {SQLITE_PREFIX}{path[: path.index(mark)]}"
+            )
     return Path(path)
 
 

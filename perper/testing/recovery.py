@@ -19,7 +19,8 @@ from typing import Any
 
 from perper.app import StreamFunction
 from perper.diff import structural_diff
-from perper.errors import ConfigError, ExecutionFailedError, PerperError
+from perper.errors import ConfigError, ExecutionFailedError
+from perper.errors import RecoveryError as RecoveryError  # re-exported
 from perper.runtime.engine import Runtime
 from perper.runtime.leases import Lease
 from perper.store.base import LogStore
@@ -31,10 +32,6 @@ _RUN = "check"
 
 class _Crash(BaseException):
     """A simulated kill -9 inside an execution."""
-
-
-class RecoveryError(PerperError, AssertionError):
-    """A function's output after a crash and recovery differs from its uncrashed output."""
 
 
 @dataclass(frozen=True)
