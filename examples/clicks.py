@@ -12,6 +12,7 @@ A session is a user's clicks with no gap longer than ``gap`` seconds of *event* 
 stream is sealed, closing every session still open.
 """
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import perper
@@ -25,7 +26,9 @@ def _closed(user: str, session: list[Any]) -> dict[str, Any]:
 
 
 @app.stream(recovery="checkpoint")
-async def sessions(ctx: perper.Context, clicks: perper.StreamRef, gap: float):
+async def sessions(
+    ctx: perper.Context, clicks: perper.StreamRef, gap: float
+) -> AsyncIterator[dict[str, Any]]:
     # user -> [first time, last time, clicks, distinct pages]; all memory is in ctx.state,
     # so the function resumes from its last checkpoint.
     open_sessions: dict[str, list[Any]] = ctx.state.setdefault("open", {})
@@ -47,7 +50,9 @@ async def sessions(ctx: perper.Context, clicks: perper.StreamRef, gap: float):
 
 
 @app.stream(recovery="checkpoint")
-async def report(ctx: perper.Context, sessions: perper.StreamRef, every: int):
+async def report(
+    ctx: perper.Context, sessions: perper.StreamRef, every: int
+) -> AsyncIterator[dict[str, Any]]:
     totals = ctx.state.setdefault("totals", {"sessions": 0, "clicks": 0, "longest": 0.0})
     async for session in ctx.read(sessions):
         totals["sessions"] += 1
@@ -60,6 +65,6 @@ async def report(ctx: perper.Context, sessions: perper.StreamRef, every: int):
 
 
 @app.launcher
-async def main(ctx: perper.Context, gap: float = 300.0, every: int = 1000):
+async def main(ctx: perper.Context, gap: float = 300.0, every: int = 1000) -> None:
     found = await ctx.start(sessions, ctx.ingest("clicks"), gap=gap)
     await ctx.start(report, found, every=every)
