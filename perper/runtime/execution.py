@@ -527,15 +527,17 @@ class Execution:
             self._out_seq, self._effect_position, self._calls = self._resume_at
             self._resume_at = None
 
-    def read(self, stream: str) -> AsyncIterator[Any]:
-        """Iterate over ``stream`` for the function (``ctx.read``).
+    def read(self, stream: str, start: int | str = 0, with_seq: bool = False) -> AsyncIterator[Any]:
+        """Iterate over ``stream`` for the function (``ctx.read``), from ``start`` (a seq,
+        or ``"live"``: the head now, recorded as an effect), yielding ``(seq, item)`` if
+        ``with_seq``.
 
         A function leaving the loop early (``break``) drops the iterator; a weak
         reference notices that at once — before the function yields anything else — and
         records where the read ended (asyncio closes the generator itself only later).
         """
         holder: list[ReadSlot] = []
-        reader = self._read(stream, holder)
+        reader = self._read(stream, holder, start, with_seq)
         weak = weakref.ref(reader, lambda _: self._left(holder))
         self._readers.append(weak)
         return reader
@@ -544,7 +546,9 @@ class Execution:
         if holder and holder[0].closed is None:
             holder[0].closed = self.cursor()
 
-    async def _read(self, stream: str, holder: list[ReadSlot]) -> AsyncIterator[Any]:
+    async def _read(
+        self, stream: str, holder: list[ReadSlot], start: int | str, with_seq: bool
+    ) -> AsyncIterator[Any]:
         store = self.store
         index = self._reads
         self._reads += 1
@@ -561,7 +565,9 @@ class Execution:
         if restored is not None and self._resume_at is not None:
             await self._reach(index, restored)
         if restored is None:
-            slot = ReadSlot(stream, 0, self.cursor())
+            opened = self.cursor()
+            first = await self._live_position(stream) if start == "live" else int(start)
+            slot = ReadSlot(stream, first, opened)
         else:
             slot = ReadSlot(stream, restored.position, restored.opened, restored.closed)
         self._slots.append(slot)
@@ -577,7 +583,7 @@ class Execution:
                     for item in items:
                         position += 1
                         slot.position = position
-                        yield item
+                        yield (position - 1, item) if with_seq else item
                         # The function asks for the next item: it has finished with this
                         # one, so its state and outputs are consistent with the
                         # positions. One countdown per item; timers and stops zero it.
@@ -630,6 +636,13 @@ class Execution:
                 " and no producer has written to" if info.head == 0 else "",
             )
         await self.store.wait(stream, position, timeout=None)
+
+    async def _live_position(self, stream: str) -> int:
+        """The head of ``stream`` now, as a recorded effect (``ctx.read(start="live")``)."""
+        if self._effect_position < len(self._recorded_effects):
+            return int(self.effect("live", lambda: None))
+        head = await self.store.head(stream)
+        return int(self.effect("live", lambda: head))
 
     async def _boundary(self, slot: ReadSlot) -> None:
         self._at(Boundary.ITEM, slot.position)
