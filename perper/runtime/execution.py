@@ -149,6 +149,7 @@ class Execution:
         self._countdown = 0
         self._checkpointed_total = 0
         self._checkpoint_due = False
+        self._returned = False  # the function has returned (its final checkpoint says so)
         self._checkpoint_timer: asyncio.TimerHandle | None = None
         bugs = self.hooks.planted_bugs
         self._append_without_compare = PlantedBug.APPEND_WITHOUT_COMPARE in bugs
@@ -174,20 +175,24 @@ class Execution:
             ]
             if self._checkpointing:
                 await self._restore()
-            ctx = Context(self, logging.getLogger(f"{worker.app.name}.{fn.name}"))
-            if fn.kind == Kind.LAUNCHER:
-                await fn.fn(ctx, **params)
-            else:
-                result = fn.fn(ctx, **params)
-                if hasattr(result, "__anext__"):
-                    await self._drain(result)
+            if not self._returned:
+                ctx = Context(self, logging.getLogger(f"{worker.app.name}.{fn.name}"))
+                if fn.kind == Kind.LAUNCHER:
+                    await fn.fn(ctx, **params)
                 else:
-                    await result
-            if self._resume_at is not None and self.cursor() != self._resume_at:
-                # It ended without reaching the point it was checkpointed at.
-                self._raise_past_resume_point(self.cursor()[0])
-            self._resume_at = None
-            await self.checkpoint(None)
+                    result = fn.fn(ctx, **params)
+                    if hasattr(result, "__anext__"):
+                        await self._drain(result)
+                    else:
+                        await result
+                if self._resume_at is not None and self.cursor() != self._resume_at:
+                    # It ended without reaching the point it was checkpointed at.
+                    self._raise_past_resume_point(self.cursor()[0])
+                self._resume_at = None
+                self._returned = True
+                await self.checkpoint(None)
+            # else: its checkpoint was taken after it returned; only the seal was left,
+            # and running its code again could not reproduce state it had consumed.
             await self._check_complete()
             self._at(Boundary.FINISHED, self._out_seq)
             if fn.kind != Kind.LAUNCHER:
@@ -299,6 +304,12 @@ class Execution:
             return
         checkpoint = entry.value
         self.state = checkpoint["state"]
+        if checkpoint.get("returned"):
+            self._returned = True
+            self._out_seq = checkpoint["out"]
+            self._effect_position = checkpoint["effects"]
+            self._calls = checkpoint["calls"]
+            return
         self._restored = [ReadSlot.from_meta(slot) for slot in checkpoint["positions"]]
         self._checkpointed_total = sum(slot.position for slot in self._restored)
         at = [checkpoint["out"], checkpoint["effects"], checkpoint["calls"]]
@@ -471,6 +482,8 @@ class Execution:
                 "effects": self._effect_position,
                 "calls": self._calls,
                 "epoch": self.epoch,
+                # Taken after the function returned: recovery only seals the output.
+                "returned": self._returned,
             }
             codec.pack(value["state"], what="ctx.state")
         except EncodeError as error:
