@@ -25,6 +25,7 @@ from perper.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from perper.ingest import Producer
 from perper.runtime import RunResult, Runtime
 from perper.runtime.calls import call
 from perper.store import LogStore, open_store
@@ -49,6 +50,7 @@ __all__ = [
     "LogStore",
     "NondeterminismError",
     "PerperError",
+    "Producer",
     "ReplayError",
     "RunResult",
     "Runtime",

@@ -47,6 +47,7 @@ from perper.errors import (
     NondeterminismError,
     StoreUnavailableError,
 )
+from perper.runtime.ids import Status
 from perper.runtime.records import (
     DONE,
     FAILED,
@@ -64,10 +65,10 @@ if TYPE_CHECKING:
 CALL_KINDS = (str(Kind.CALL), str(Kind.STOP))
 
 #: Run status of a destroyed agent instance.
-DESTROYED = "destroyed"
+DESTROYED = str(Status.DESTROYED)
 
 #: Status of an execution of a destroyed instance that had not finished.
-CANCELLED = "cancelled"
+CANCELLED = str(Status.CANCELLED)
 
 #: Suffix (after ``{run}/``) of an agent instance's state log.
 STATE_STREAM = "#agent-state"
@@ -141,7 +142,7 @@ async def set_running_unless_over(store: LogStore, run: str) -> str | None:
     def revive(value: Any) -> Any:
         if value is None or value["status"] != DONE:
             return KEEP
-        return {**value, "status": RUNNING}
+        return {**value, "status": str(RUNNING)}
 
     entry = await store.meta_update("runs", run, revive)
     return None if entry is None else str(entry.value["status"])
@@ -234,7 +235,7 @@ async def cancel_executions(store: LogStore, run: str) -> None:
         if meta.value["status"] != RUNNING:
             continue
         finished = meta.value["kind"] in CALL_KINDS and await store.head(key) > 0
-        status = DONE if finished else CANCELLED
+        status = str(DONE) if finished else CANCELLED
 
         def finish(value: Any, status: str = status) -> Any:
             if value is None or value["status"] != RUNNING:
@@ -311,20 +312,13 @@ class CallSupport:
             runtime = Runtime(
                 root.store,
                 app,
+                settings=root.settings,
+                hooks=root.hooks,
                 clock=root.clock,
                 entropy=root.entropy,
                 worker_id=f"{root.worker_id}+{app.name}",
-                batch_size=root.batch_size,
-                flush_delay=root.flush_delay,
-                lease_ttl=root.lease_ttl,
-                checkpoint_every=root.checkpoint_every,
-                checkpoint_interval=root.checkpoint_interval,
-                poll_interval=root.poll_interval,
-                store_retry_limit=root.store_retry_limit,
             )
             runtime.calls = self
-            runtime._planted_bugs = root._planted_bugs
-            runtime._boundary_hook = root._boundary_hook
             self.runtimes[app.name] = runtime
         worker = self._workers.get(app.name)
         if app.name != self.root.app.name and (worker is None or worker.done()):
@@ -408,7 +402,7 @@ class ExecutionCalls:
 
     def __init__(self, execution: Execution) -> None:
         self.x = execution
-        self.support: CallSupport = execution.runtime.calls
+        self.support: CallSupport = execution.worker.calls
         self.store = execution.store
 
     # ----------------------------------------------------------------- calls
@@ -428,7 +422,7 @@ class ExecutionCalls:
         x = self.x
         if agent is not None and not isinstance(agent, AgentRef):
             raise ConfigError(f"{agent!r} is not a perper.AgentRef")
-        app = x.runtime.app if agent is None else self.support.app_named(agent.app)
+        app = x.worker.app if agent is None else self.support.app_named(agent.app)
         target_run = x.run if agent is None else agent.instance
         function = fn if isinstance(fn, str) else getattr(fn, "name", None)
         if not isinstance(function, str):
@@ -524,7 +518,7 @@ class ExecutionCalls:
         entry = await store.meta_get("runs", instance)
         if entry is not None and entry.value["status"] == DESTROYED:
             return ref
-        packed = runtime._pack_params(launcher, bound)
+        packed = runtime.pack_params(launcher, bound)
         launcher_id = f"{instance}/{launcher.name}"
         if entry is None or entry.value["status"] != DONE:
             await runtime.create_execution(
@@ -645,7 +639,7 @@ def _check_value(key: str, value: Any) -> None:
 
 async def run_call(x: Execution) -> None:
     """Run call execution ``x`` to its end: one outcome item, the seal, done."""
-    runtime = x.runtime
+    runtime = x.worker
     record = x.record
     fn = runtime.app.functions.get(record.function)
     missing: ConfigError | None = None
