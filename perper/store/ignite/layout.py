@@ -1,7 +1,8 @@
 """The key layout of a namespace in the two Ignite caches (docs/ignite.md, "Key layout").
 
 Segment entries: ``{ns}|s|{stream}|{n}`` -> header (kind, first seq, count, epoch) +
-segment data. Hints ``{ns}|h|{stream}``, metadata ``{ns}|m|{table}|{key}``,
+segment data (:func:`~perper.store.base.encode_segment`: a CRC-32, then the msgpack array;
+layout 3, layout 2 had no checksum). Hints ``{ns}|h|{stream}``, metadata ``{ns}|m|{table}|{key}``,
 directory buckets ``{ns}|d|{area}|{group}|{shard}``, group lists ``{ns}|g|{area}`` and the
 format record ``{ns}|format``. Stream names and keys are escaped (``%`` ``|`` NUL).
 """
@@ -29,7 +30,7 @@ __all__ = [
 SEGMENTS_CACHE = "perper_segments"
 META_CACHE = "perper_meta"
 #: The key layout this package reads and writes, stored once per namespace.
-FORMAT = b"perper-ignite/2"
+FORMAT = b"perper-ignite/3"
 #: A writer refreshes a stream's hint every this many segments.
 HINT_EVERY = 16
 #: A run's names in one directory area are spread over this many buckets (by CRC-32), so
