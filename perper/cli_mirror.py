@@ -7,13 +7,11 @@ that cannot be used (the message names the value and the fix).
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -26,17 +24,16 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from perper import codec
-from perper.errors import ConfigError, PerperError
-from perper.store import LogStore, open_store
-from perper.store.mirror import CopyStats, copy_store, follow, selected_streams
+from perper.errors import PerperError
+from perper.store import LogStore, mask_url, open_store
+from perper.store.flat import write_flat_tables
+from perper.store.mirror import CopyStats, copy_store, follow
+from perper.store.readonly import ReadOnlyStore
+from perper.store.sqlite import SQLiteStore
 
-__all__ = ["export_command", "flat_rows", "flat_table_name", "mirror_command", "write_flat_tables"]
+__all__ = ["export_command", "mirror_command"]
 
 T = TypeVar("T")
-
-#: Tables of a perper SQLite log; a flat table never takes one of these names.
-_RESERVED = {"streams", "segments", "runs", "executions", "checkpoints", "leases"}
 
 
 def _fail(message: str) -> NoReturn:
@@ -45,20 +42,23 @@ def _fail(message: str) -> NoReturn:
 
 
 def _open(url: str, what: str) -> LogStore:
-    if what == "SRC_URL" and url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if not path.is_file():  # opening it would create an empty log and copy nothing
-            _fail(f"SRC_URL {url!r}: there is no file {path}; check the path")
+    """Open a store named on the command line; exit 2 with a clear message if it cannot be
+    used (another kind of file, another app's database, another format, unreadable). A
+    SQLite source is opened read-only: copying from a log never writes to it."""
     try:
+        if what == "SRC_URL" and url.startswith("sqlite:///"):
+            path = Path(url[len("sqlite:///") :])
+            if not path.is_file():  # opening it would create an empty log and copy nothing
+                _fail(f"SRC_URL {url!r}: there is no file {path}; check the path")
+            return ReadOnlyStore(SQLiteStore(path, url=url, read_only=True), reason="as a source")
         return open_store(url)
-    except ConfigError as error:
+    except PerperError as error:
         _fail(f"{what} {_shown(url)!r}: {error}")
 
 
 def _shown(url: str) -> str:
     """The URL with any password masked."""
-    url = re.sub(r"(://[^/?#@:]*:)[^/?#@]*@", r"\1***@", url)
-    return re.sub(r"((?:^|[?&])(?:password|tls_key_password)=)[^&]*", r"\1***", url)
+    return mask_url(url)
 
 
 def _run(body: Callable[[], Awaitable[T]]) -> T:
@@ -157,24 +157,38 @@ def export_command(
     if _same(src_url, dest_url):
         _fail(f"SRC_URL and DEST are the same store ({_shown(src_url)}); export into another file")
     src = _open(src_url, "SRC_URL")
+    # A new file is written under a temporary name and renamed once complete, so a failed
+    # export (a corrupt source, a full disk) leaves nothing behind; an existing one is
+    # resumed in place.
+    fresh = not path.exists()
+    target = path.with_name(f".{path.name}.partial") if fresh else path
+    if fresh:
+        _remove_sqlite(target)
 
     async def body() -> CopyStats:
         try:
-            destination = _open(dest_url, "DEST")
+            destination = _open(f"sqlite:///{target}", "DEST")
             try:
                 with _Bar(f"export {src.url}") as bar:
                     stats = await copy_store(
                         src, destination, run=run_name, streams=glob, progress=bar
                     )
                 if flat:
-                    await write_flat_tables(destination, path, run=run_name, streams=glob)
+                    await write_flat_tables(destination, target, run=run_name, streams=glob)
             finally:
                 await destination.close()
         finally:
             await src.close()
         return stats
 
-    stats = _run(body)
+    try:
+        stats = _run(body)
+    except BaseException:
+        if fresh:
+            _remove_sqlite(target)
+        raise
+    if fresh:
+        target.replace(path)
     click.echo(f"exported {stats} into {path}", err=True)
     _warn_if_empty(stats, src.url, run_name, glob)
 
@@ -242,6 +256,11 @@ def mirror_command(
     _warn_if_empty(stats, src.url, run_name, glob)
 
 
+def _remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
 def _warn_if_empty(stats: CopyStats, src_url: str, run: str | None, glob: str | None) -> None:
     if stats.streams == 0:
         what = " ".join(
@@ -252,99 +271,3 @@ def _warn_if_empty(stats: CopyStats, src_url: str, run: str | None, glob: str | 
             "URL (for Ignite, its namespace) and the selection",
             err=True,
         )
-
-
-# ------------------------------------------------------------------ flat tables
-
-
-def flat_table_name(stream: str) -> str:
-    """The plain table a stream is exported to: its name, unless a perper table has it."""
-    if stream in _RESERVED or stream.lower().startswith("sqlite_"):
-        return f"stream:{stream}"
-    return stream
-
-
-def flat_rows(first: int, items: list[Any]) -> Iterator[dict[str, Any]]:
-    """Rows of a flat table: ``seq`` plus the item's top-level fields for a dict item (a
-    field named ``seq`` becomes ``seq_``), or ``value`` for any other item; nested values
-    as JSON text."""
-    for seq, item in enumerate(items, first):
-        row: dict[str, Any] = {"seq": seq}
-        if type(item) is dict:
-            for key, value in item.items():
-                name = str(key)
-                row["seq_" if name == "seq" else name] = _cell(value)
-        else:
-            row["value"] = _cell(item)
-        yield row
-
-
-def _cell(value: Any) -> Any:
-    kind = type(value)
-    if value is None or kind in (bool, float, str, bytes):
-        return value
-    if kind is int:
-        return value if -(2**63) <= value < 2**63 else str(value)  # SQLite holds int64
-    return json.dumps(codec.to_jsonable(value), ensure_ascii=False)
-
-
-async def write_flat_tables(
-    store: LogStore, path: Path, *, run: str | None = None, streams: str | None = None
-) -> list[str]:
-    """Write (or bring up to date) a plain table per exported stream in the SQLite file.
-
-    Each table continues after its highest ``seq``, so re-running an export only adds rows.
-    Returns the table names.
-    """
-    try:
-        import sqlite_utils
-    except ImportError as error:
-        raise ConfigError(
-            f"--flat needs sqlite-utils: pip install 'perper[export]' ({error})"
-        ) from error
-    infos = await selected_streams(store, run=run, streams=streams)
-    db = sqlite_utils.Database(path)
-    names = []
-    try:
-        for info in infos:
-            name = flat_table_name(info.name)
-            names.append(name)
-            table = db.table(name)
-            start = 0
-            if table.exists():
-                quoted = '"' + name.replace('"', '""') + '"'
-                done = db.execute(f"SELECT max(seq) FROM {quoted}").fetchone()[0]
-                start = 0 if done is None else done + 1
-            else:
-                table.create({"seq": int}, pk="seq")
-            columns = {column.name for column in table.columns}
-            async for first, items in store.read_batches(info.name, start=start, stop=info.head):
-                rows = list(flat_rows(first, items))
-                for column, kind in _column_types(rows).items():
-                    if column not in columns:
-                        table.add_column(column, kind)
-                        columns.add(column)
-                table.insert_all(rows, pk="seq", replace=True)
-    finally:
-        db.close()
-    return names
-
-
-def _column_types(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """A column type per field: the Python type its values share, else ``"BLOB"`` (no type
-    affinity, so SQLite keeps each value as it is: ``3`` stays an integer next to text)."""
-    seen: dict[str, set[type]] = {}
-    for row in rows:
-        for column, value in row.items():
-            kinds = seen.setdefault(column, set())
-            if value is not None:
-                kinds.add(type(value))
-    types: dict[str, Any] = {}
-    for column, kinds in seen.items():
-        if len(kinds) == 1:
-            types[column] = kinds.pop()
-        elif kinds == {int, float}:
-            types[column] = float
-        else:
-            types[column] = "BLOB"
-    return types
