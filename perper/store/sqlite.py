@@ -43,6 +43,8 @@ from perper.store.base import (
 
 #: The on-disk format this perper reads and writes.
 FORMAT_VERSION = 3
+#: Older formats ``python -m perper.store.migrate`` converts (perper/store/migrate.py).
+_MIGRATABLE = (2,)
 #: ``PRAGMA application_id`` of perper logs: "PRPR".
 APPLICATION_ID = 0x50525052
 
@@ -164,10 +166,15 @@ class SQLiteStore(LogStore):
                     f"(application_id {app_id:#x}); point --store at a perper log or a new file"
                 )
             elif version != FORMAT_VERSION:
+                hint = (
+                    f"migrate it into a new file: python -m perper.store.migrate {path} NEW.db"
+                    if version in _MIGRATABLE
+                    else "open it with the perper version that wrote it, or export it into a "
+                    "new file with that version"
+                )
                 raise FormatError(
                     f"{self.url}: {path} has perper format {version}, this perper reads format "
-                    f"{FORMAT_VERSION}; open it with the perper version that wrote it, or "
-                    "export it into a new file with that version"
+                    f"{FORMAT_VERSION}; {hint}"
                 )
             if not self.read_only:
                 db.execute("PRAGMA journal_mode = WAL")
