@@ -8,19 +8,21 @@ the total in ``ctx.state`` (or drop ``recovery="checkpoint"``).
     python -m simulator run examples/running_total.py --seeds 0..199
 """
 
+from collections.abc import AsyncIterator
+
 import perper
 
 app = perper.App("running_total")
 
 
 @app.stream
-async def numbers(ctx: perper.Context, count: int):
+async def numbers(ctx: perper.Context, count: int) -> AsyncIterator[int]:
     for i in range(count):
         yield i
 
 
 @app.stream(recovery="checkpoint", checkpoint_every=5)
-async def running_total(ctx: perper.Context, source: perper.StreamRef):
+async def running_total(ctx: perper.Context, source: perper.StreamRef) -> AsyncIterator[int]:
     total = 0  # BUG: lost on recovery from a checkpoint; ctx.state["total"] would survive
     async for number in ctx.read(source):
         total += number
@@ -28,5 +30,5 @@ async def running_total(ctx: perper.Context, source: perper.StreamRef):
 
 
 @app.launcher
-async def main(ctx: perper.Context, count: int = 50):
+async def main(ctx: perper.Context, count: int = 50) -> None:
     await ctx.start(running_total, await ctx.start(numbers, count=count))

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from perper.errors import ConfigError
 
@@ -116,7 +116,7 @@ class App:
         recovery: str,
         checkpoint_every: int | None,
         checkpoint_interval: float | None,
-    ) -> Any:
+    ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
         if recovery not in RECOVERY_MODES:
             raise ConfigError(
                 f"recovery={recovery!r} is not a recovery mode; use one of {RECOVERY_MODES}"
@@ -161,35 +161,82 @@ class App:
             return apply
         return apply(fn)
 
+    @overload
+    def stream(self, fn: Callable[..., Any], /) -> StreamFunction: ...
+
+    @overload
     def stream(
         self,
-        fn: Callable[..., Any] | None = None,
+        fn: None = None,
+        /,
         *,
         name: str | None = None,
         recovery: str = "replay",
         checkpoint_every: int | None = None,
         checkpoint_interval: float | None = None,
-    ) -> Any:
-        """Register an async generator; each ``yield`` appends one item to its stream."""
+    ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
+
+    def stream(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        recovery: str = "replay",
+        checkpoint_every: int | None = None,
+        checkpoint_interval: float | None = None,
+    ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
+        """Register an async generator; each ``yield`` appends one item to its stream.
+
+        Use bare (``@app.stream``) or with options (``@app.stream(recovery="checkpoint")``);
+        either way the result is a :class:`StreamFunction`, so an app passes
+        ``mypy --strict``.
+        """
         return self._register(
             fn, Kind.STREAM, name, recovery, checkpoint_every, checkpoint_interval
         )
 
+    @overload
+    def action(self, fn: Callable[..., Any], /) -> StreamFunction: ...
+
+    @overload
     def action(
         self,
-        fn: Callable[..., Any] | None = None,
+        fn: None = None,
+        /,
         *,
         name: str | None = None,
         recovery: str = "replay",
         checkpoint_every: int | None = None,
         checkpoint_interval: float | None = None,
-    ) -> Any:
+    ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
+
+    def action(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        recovery: str = "replay",
+        checkpoint_every: int | None = None,
+        checkpoint_interval: float | None = None,
+    ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
         """Register a sink: an async function (or generator) whose output nobody reads."""
         return self._register(
             fn, Kind.ACTION, name, recovery, checkpoint_every, checkpoint_interval
         )
 
-    def launcher(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    @overload
+    def launcher(self, fn: Callable[..., Any], /) -> StreamFunction: ...
+
+    @overload
+    def launcher(
+        self, fn: None = None, /, *, name: str | None = None
+    ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
+
+    def launcher(
+        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None
+    ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
         """Register the async function that builds the graph with ``ctx.start``."""
         return self._register(fn, Kind.LAUNCHER, name, "replay", None, None)
 

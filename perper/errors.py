@@ -6,6 +6,7 @@ at fault, what was expected and how to fix it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -174,3 +175,87 @@ class ExecutionFailedError(PerperError):
 
 class ReplayError(PerperError):
     """A recorded log cannot be replayed."""
+
+
+# ----------------------------------------------------------------------------------
+# Errors of the replay, the recovery check, the fabric and the simulator: one tree.
+
+
+class ReplayDivergedError(ReplayError, AssertionError):
+    """Today's code does not reproduce a recorded log (``results`` says where).
+
+    An AssertionError too, so a test that replays a log fails rather than errors.
+    """
+
+    def __init__(self, message: str, results: Any = None) -> None:
+        super().__init__(message)
+        self.results = results
+
+
+class RecoveryError(PerperError, AssertionError):
+    """A function's output after a crash and recovery differs from its uncrashed output."""
+
+
+class FabricError(PerperError):
+    """A local Ignite node could not be set up, started, stopped or queried.
+
+    Args:
+        message: One-line description of what went wrong and what to do about it.
+        log_path: The node log that explains it, if any.
+        log_tail: The last lines of that log, quoted in ``str(error)``.
+    """
+
+    def __init__(
+        self, message: str, *, log_path: Path | None = None, log_tail: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.log_path = log_path
+        self.log_tail = log_tail
+
+    def __str__(self) -> str:
+        if not self.log_tail:
+            return self.message
+        where = f" of {self.log_path}" if self.log_path else ""
+        lines = len(self.log_tail.splitlines())
+        return f"{self.message}\n--- last {lines} lines{where} ---\n{self.log_tail}"
+
+
+class SimulationError(PerperError):
+    """The simulation itself could not go on (not a finding about the app)."""
+
+
+class SimulationRefused(SimulationError):
+    """Code under simulation asked for something the simulator does not simulate."""
+
+
+class Deadlock(SimulationError):
+    """Nothing is runnable and no timer is pending, yet the main coroutine is not done.
+
+    Attributes:
+        sites: one line per stuck task: its owner, coroutine and await site.
+    """
+
+    def __init__(self, message: str, sites: list[str]) -> None:
+        self.sites = sites
+        super().__init__(message + "".join("\n  " + site for site in sites))
+
+
+class StepBudgetExceeded(SimulationError):
+    """The simulation ran more steps than its budget (a livelock, or a budget too small).
+
+    Attributes:
+        sites: one line per pending task: its owner, coroutine and await site.
+    """
+
+    def __init__(self, message: str, sites: list[str]) -> None:
+        self.sites = sites
+        super().__init__(message + "".join("\n  " + site for site in sites))
+
+
+class SimulationFailed(PerperError, AssertionError):
+    """A simulated run violated a check; ``result`` holds the details."""
+
+    def __init__(self, message: str, result: Any) -> None:
+        self.result = result
+        super().__init__(message)

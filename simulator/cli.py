@@ -108,6 +108,13 @@ def main() -> None:
     default=None,
     help=f"Where to save a failing run's store [default: {DEFAULT_SAVE_DIR}/APP-seedN.db].",
 )
+@click.option(
+    "--html",
+    "html_path",
+    metavar="REPORT.html",
+    default=None,
+    help="Also write a failure as a self-contained page (fault timeline per worker).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show the runtime's log messages.")
 def run(
     app_file: str,
@@ -122,6 +129,7 @@ def run(
     params: tuple[str, ...],
     schedule_spec: str | None,
     save_path: str | None,
+    html_path: str | None,
     verbose: bool,
 ) -> None:
     """Simulate APP.py under faults, seed after seed, and check every output against a
@@ -145,6 +153,7 @@ def run(
             params,
             schedule_spec,
             save_path,
+            html_path,
         )
     except (ConfigError, PerperError) as error:
         click.echo(f"error: {error}", err=True)
@@ -168,8 +177,9 @@ def _run(
     params: tuple[str, ...],
     schedule_spec: str | None,
     save_path: str | None,
+    html_path: str | None = None,
 ) -> int:
-    from perper.cli import parse_params
+    from perper.params import parse_params
 
     if seed is not None and seed_range is not None:
         raise ConfigError("give --seed N or --seeds A..B, not both")
@@ -202,6 +212,7 @@ def _run(
                 app_file,
                 save_path,
                 command(seed or 0, result.first_failure.scenario.schedule),
+                html_path,
             )
             return 1
         click.echo("ok: every crash point recovered to the fault-free output")
@@ -224,7 +235,7 @@ def _run(
         click.echo("ok: every output equals the fault-free run")
         return 0
     others = [o.seed for o in campaign.failures if o.seed != failure.seed]
-    _report_failure(failure, app_file, save_path, command(failure.seed, schedule))
+    _report_failure(failure, app_file, save_path, command(failure.seed, schedule), html_path)
     if others:
         click.echo(
             f"other failing seeds: {', '.join(map(str, others[:30]))}"
@@ -251,7 +262,11 @@ def _light(result: SimulationResult) -> Any:
 
 
 def _report_failure(
-    result: SimulationResult, app_file: str, save_path: str | None, command: str
+    result: SimulationResult,
+    app_file: str,
+    save_path: str | None,
+    command: str,
+    html_path: str | None = None,
 ) -> None:
     click.echo("")
     click.echo(result.describe())
@@ -265,6 +280,17 @@ def _report_failure(
         saved = save_sqlite(result.store, path)
         click.echo(f"  store saved: {saved}  (perper streams ls --store sqlite:///{saved})")
     click.echo(f"reproduce: {command}")
+    if html_path:
+        from simulator.report_html import write_failure_html
+
+        written = write_failure_html(
+            result,
+            html_path,
+            app_file=app_file,
+            command=command,
+            saved=saved if result.store is not None else None,
+        )
+        click.echo(f"html report: {written}")
 
 
 @main.command()

@@ -41,39 +41,13 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
+# Re-exported: the simulator's errors live in perper's one error tree.
+from perper.errors import Deadlock as Deadlock
+from perper.errors import SimulationError as SimulationError
+from perper.errors import SimulationRefused as SimulationRefused
+from perper.errors import StepBudgetExceeded as StepBudgetExceeded
+
 T = TypeVar("T")
-
-
-class SimulationError(Exception):
-    """The simulation itself could not go on (not a finding about the app)."""
-
-
-class SimulationRefused(SimulationError):
-    """Code under simulation asked for something the simulator does not simulate."""
-
-
-class Deadlock(SimulationError):
-    """Nothing is runnable and no timer is pending, yet the main coroutine is not done.
-
-    Attributes:
-        sites: one line per stuck task: its owner, coroutine and await site.
-    """
-
-    def __init__(self, message: str, sites: list[str]) -> None:
-        self.sites = sites
-        super().__init__(message + "".join("\n  " + site for site in sites))
-
-
-class StepBudgetExceeded(SimulationError):
-    """The simulation ran more steps than its budget (a livelock, or a budget too small).
-
-    Attributes:
-        sites: one line per pending task: its owner, coroutine and await site.
-    """
-
-    def __init__(self, message: str, sites: list[str]) -> None:
-        self.sites = sites
-        super().__init__(message + "".join("\n  " + site for site in sites))
 
 
 class Owner:

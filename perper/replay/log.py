@@ -9,6 +9,7 @@ from perper.errors import FormatError, ReplayError, StoreUnavailableError
 from perper.store import LogStore, open_store
 from perper.store.readonly import ReadOnlyStore
 from perper.store.sqlite import SQLiteStore
+from perper.store.urls import sqlite_path, sqlite_url
 
 
 def _read_only(store: LogStore) -> ReadOnlyStore:
@@ -34,10 +35,10 @@ def open_log(log: str | os.PathLike[str] | LogStore) -> tuple[LogStore, bool]:
     text = os.fspath(log)
     try:
         if "://" not in text:
-            sqlite = SQLiteStore(Path(text), url=f"sqlite:///{text}", read_only=True)
+            sqlite = SQLiteStore(Path(text), url=sqlite_url(text), read_only=True)
             return _read_only(sqlite), True
-        if text.startswith("sqlite:///"):
-            path = Path(text[len("sqlite:///") :])
+        path = sqlite_path(text)
+        if path is not None:
             return _read_only(SQLiteStore(path, url=text, read_only=True)), True
         if text.startswith("memory://"):
             raise ReplayError(

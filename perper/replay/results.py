@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perper import codec
+from perper.errors import ReplayDivergedError as ReplayDivergedError  # re-exported
 from perper.errors import ReplayError
 
 #: Outcomes of one replayed execution or stream.
@@ -39,17 +40,6 @@ MISSING_STREAM = "missing"  # (graph) a recorded stream the replayed run did not
 EXTRA_STREAM = "extra"  # (graph) a stream the replayed run wrote that the recording lacks
 
 _MAX_REPR = 300
-
-
-class ReplayDivergedError(ReplayError, AssertionError):
-    """Today's code does not reproduce a recorded log (``results`` says where).
-
-    An AssertionError too, so a test that replays a log fails rather than errors.
-    """
-
-    def __init__(self, message: str, results: Any = None) -> None:
-        super().__init__(message)
-        self.results = results
 
 
 def short_repr(value: Any, limit: int = _MAX_REPR) -> str:

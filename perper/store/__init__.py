@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 from perper.errors import ConfigError
 from perper.store.base import LogStore, Meta, StreamInfo
 from perper.store.memory import MemoryStore
-from perper.store.urls import mask_url
+from perper.store.urls import mask_url, sqlite_path
 
 #: Where ``perper`` keeps its log when neither ``--store`` nor ``$PERPER_STORE`` say.
 DEFAULT_STORE_URL = "sqlite:///.perper/perper.db"
@@ -46,12 +46,8 @@ def open_store(url: str | None = None) -> LogStore:
     if scheme == "memory":
         return MemoryStore(url)
     if scheme == "sqlite":
-        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
-        if not path:
-            raise ConfigError(
-                f"store URL {url!r} names no file: write sqlite:///relative/path.db or "
-                "sqlite:////absolute/path.db"
-            )
+        path = sqlite_path(url)
+        assert path is not None
         from perper.store.sqlite import SQLiteStore
 
         return SQLiteStore(path, url=url)

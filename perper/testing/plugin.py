@@ -17,6 +17,12 @@ or, once configured (``pyproject.toml``)::
 The app that replays a log is the one whose ``App.name`` recorded the run; with a
 single app given, logs without a run record use it. Items are marked ``perper_replay``
 (``-m perper_replay`` selects them) and named ``LOG::EXECUTION``.
+
+The plugin is registered by perper's ``pytest11`` entry point. It also registers the
+``ignite`` marker (tests that need a local Ignite node) and offers the ``perper_store``
+fixture (:mod:`perper.testing.fixtures`). perper's replay machinery is imported only when
+a replay folder is configured, so the plugin costs a pytest run that does not use it
+nothing beyond ``import perper``.
 """
 
 from __future__ import annotations
@@ -24,22 +30,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from perper.app import App, load_app
 from perper.errors import PerperError, ReplayError
-from perper.replay import replay
-from perper.replay.engine import recorded_executions, recorded_runs
-from perper.replay.log import open_log
-from perper.runtime.listing import start_order
+from perper.testing.fixtures import perper_store as perper_store  # the fixture
+
+if TYPE_CHECKING:
+    from perper.app import App
 
 #: Files in a replay folder collected as logs.
 LOG_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 _DIRS = pytest.StashKey[list[Path]]()
-_APPS = pytest.StashKey[dict[str, App]]()
+_APPS = pytest.StashKey[dict[str, "App"]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,6 +83,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "perper_replay: a recorded execution replayed with today's code"
     )
+    config.addinivalue_line(
+        "markers", "ignite: needs a running local Ignite node (perper fabric start)"
+    )
     invoked = config.invocation_params.dir
     dirs = [invoked / d for d in config.getoption("perper_replay_dirs")]
     dirs += [Path(p) for p in config.getini("perper_replay_dirs")]
@@ -95,6 +103,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def _apps(config: pytest.Config) -> dict[str, App]:
     apps = config.stash.get(_APPS, None)
     if apps is None:
+        from perper.app import load_app
+
         invoked = config.invocation_params.dir
         files = [invoked / f for f in config.getoption("perper_replay_apps")]
         files += [Path(p) for p in config.getini("perper_replay_apps")]
@@ -118,6 +128,10 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 async def _list(path: Path) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    from perper.replay.engine import recorded_executions, recorded_runs
+    from perper.replay.log import open_log
+    from perper.runtime.listing import start_order
+
     store, _ = open_log(path)
     try:
         executions = sorted(
@@ -191,6 +205,8 @@ class ReplayExecution(pytest.Item):
             raise ReplayError(self.problem)
         assert self.app is not None
         assert self.execution is not None
+        from perper.replay import replay
+
         replay(self.path, self.app, execution=self.execution).raise_on_failure()
 
     def repr_failure(

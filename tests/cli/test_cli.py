@@ -123,7 +123,7 @@ def test_a_failing_function_makes_run_exit_1_with_the_traceback(tmp_path: Path) 
         (["run", BASIC, "--param", "count"], "must look like key=value"),
         (["run", BASIC, "--store", "nosuch://x"], "unknown store URL 'nosuch://x'"),
         (["run", BASIC, "--run", "a b"], "run name 'a b' is not valid"),
-        (["streams", "cat", "nope", "--store", "sqlite:///t.db"], "no stream 'nope'"),
+        (["streams", "cat", "nope", "--store", "sqlite:///t.db"], "there is no file t.db"),
     ],
 )
 def test_bad_input_exits_2_with_a_message_naming_the_fix(
@@ -132,6 +132,13 @@ def test_bad_input_exits_2_with_a_message_naming_the_fix(
     ran = perper(*args, cwd=tmp_path)
     assert ran.returncode == 2
     assert message in ran.stderr
+
+
+def test_cat_of_a_stream_the_log_lacks_exits_2_naming_it(tmp_path: Path) -> None:
+    assert perper("run", BASIC, "--store", "sqlite:///t.db", "-q", cwd=tmp_path).returncode == 0
+    ran = perper("streams", "cat", "nope", "--store", "sqlite:///t.db", cwd=tmp_path)
+    assert ran.returncode == 2
+    assert "no stream 'nope'" in ran.stderr
 
 
 def test_a_corrupt_store_file_exits_2_and_is_left_alone(tmp_path: Path) -> None:
@@ -145,3 +152,12 @@ def test_the_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "perper"
     ran = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     assert "streams" in ran.stdout and "run" in ran.stdout
+
+
+@pytest.mark.parametrize("flag", ["-V", "--version"])
+def test_the_version_flag_prints_the_version(tmp_path: Path, flag: str) -> None:
+    import perper as library
+
+    ran = perper(flag, cwd=tmp_path)
+    assert ran.returncode == 0
+    assert library.__version__ in ran.stdout

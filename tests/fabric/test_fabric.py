@@ -70,7 +70,7 @@ def test_a_missing_java_raises_an_error_naming_what_to_install(
     monkeypatch.setenv("PATH", str(empty_bin))
 
     with pytest.raises(fabric.FabricError) as jars_error:
-        fabric.ensure_jars(fabric.repo_root())
+        fabric.ensure_jars(tmp_path / "lib")
     assert "java" in str(jars_error.value)
     assert fabric.INSTALL_HINT in str(jars_error.value)
     assert "openjdk-17-jdk-headless" in str(jars_error.value)
@@ -176,3 +176,24 @@ def test_data_survives_a_restart_with_persistence(cluster_dir: Path) -> None:
         fabric.kill_node(0, port=PORT, work_dir=cluster_dir)
     # Generous bound: only catches a start that waits for something it should not.
     assert cold_start < 120.0
+
+
+def test_jars_and_work_dirs_go_under_perper_home_when_it_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERPER_HOME", str(tmp_path / "home"))
+    assert fabric.jars_dir() == tmp_path / "home" / f"ignite-{fabric.IGNITE_VERSION}" / "lib"
+    assert fabric.default_work_dir(10850) == tmp_path / "home" / "fabric" / "10850"
+
+
+def test_without_perper_home_jars_are_cached_and_work_dirs_are_data_per_xdg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PERPER_HOME", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert fabric.jars_dir().is_relative_to(tmp_path / "cache" / "perper")
+    assert fabric.default_work_dir(10850) == tmp_path / "data" / "perper" / "fabric" / "10850"
+    package = fabric.package_dir()
+    assert (package / "Node.java").is_file() and (package / "pom.xml").is_file()
+    assert not fabric.jars_dir().is_relative_to(package)

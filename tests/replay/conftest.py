@@ -79,14 +79,14 @@ CHANGED_PROCESSOR = {
 }
 #: examples/basic.py without its consumer (the launcher no longer starts it).
 NO_CONSUMER = {
-    "@app.action\nasync def consumer(ctx: perper.Context, source: perper.StreamRef):\n"
+    "@app.action\nasync def consumer(ctx: perper.Context, source: perper.StreamRef) -> None:\n"
     "    async for batch in ctx.read(source):\n"
     '        ctx.log.info("consumer received %s", batch)\n': "",
     "    await ctx.start(consumer, proc)\n": "",
 }
 #: examples/basic.py whose processor's parameter batch_size is now called size.
 RENAMED_PARAMETER = {
-    "source: perper.StreamRef, batch_size: int)": "source: perper.StreamRef, size: int)",
+    "source: perper.StreamRef, batch_size: int\n": "source: perper.StreamRef, size: int\n",
     "len(batch) == batch_size": "len(batch) == size",
 }
 

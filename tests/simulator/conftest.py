@@ -1,4 +1,4 @@
-"""Fixtures of the simulator's tests: the ones perper.testing offers, and app paths."""
+"""Fixtures of the simulator's tests: the plugins' ones, and app paths."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from perper.testing.simulation import perper_store, sim  # noqa: F401 - fixtures
+# Registered by the pytest11 entry points too; named here so an older install works.
+from perper.testing.fixtures import perper_store  # noqa: F401 - fixture
+from simulator.plugin import sim  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = ROOT / "examples"

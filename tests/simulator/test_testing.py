@@ -1,5 +1,5 @@
-"""perper.testing's simulation helpers: strategies, run_function, the deployment state
-machine, the perper_store and sim fixtures, seed shards."""
+"""The test helpers: perper.testing's strategies, perper_store fixture and seed shards;
+simulator.testing's run_function, deployment state machine and sim fixture."""
 
 from __future__ import annotations
 
@@ -11,14 +11,8 @@ from hypothesis.stateful import run_state_machine_as_test
 from perper import codec
 from perper.app import load_app
 from perper.store import LogStore
-from perper.testing.simulation import (
-    DeploymentMachine,
-    SimHelper,
-    input_logs,
-    items,
-    run_function,
-    seed_shards,
-)
+from perper.testing import input_logs, items, seed_shards
+from simulator.testing import DeploymentMachine, SimHelper, run_function
 
 from .conftest import APPS, EXAMPLES
 

@@ -10,9 +10,10 @@ from click.testing import CliRunner
 
 from perper.app import load_app
 from perper.cli import main as perper_cli
-from perper.testing.simulation import SimHelper, seed_shards
+from perper.testing import seed_shards
 from simulator import Crash, Partition, Simulation, save_sqlite
 from simulator.faults import FAULT_KINDS, derive_scenario, format_schedule, parse_schedule
+from simulator.testing import SimHelper
 
 from .conftest import APPS, EXAMPLES
 

@@ -1,98 +1,44 @@
-"""Property testing of stream functions and deployments.
+"""Simulator-backed test helpers: property testing of stream functions and deployments.
 
-* :func:`items`, :func:`input_logs` — Hypothesis strategies for msgpack items and for the
-  input streams of a function.
 * :func:`run_function` — run one function over given inputs, deterministically and in
-  memory, and return what it yields.
+  memory (in the simulator's event loop), and return what it yields.
 * :class:`DeploymentMachine` — a Hypothesis ``RuleBasedStateMachine`` over a simulated
   deployment: it appends to an ingest stream, crashes and restarts workers and lets
   time pass, and checks that the outputs always agree with a fault-free run.
-* pytest fixtures :func:`perper_store` (one test per store kind) and :func:`sim`
-  (simulate an app over seeds), and :func:`seed_shards` to spread seeds over
-  pytest-xdist workers.
+* :class:`SimHelper`, what the ``sim`` fixture gives a test (simulate an app over seeds);
+  the fixture itself is registered by the pytest plugin :mod:`simulator.plugin`.
 
-The simulator (``simulator/``) is imported lazily, inside functions: ``import perper``
-never imports it.
+What needs only perper stays in :mod:`perper.testing`: the Hypothesis strategies
+(``items``, ``input_logs``), ``seed_shards`` and the ``perper_store`` fixture. This module
+imports perper; perper never imports it.
 """
 
 from __future__ import annotations
 
-import math
+import asyncio
 import os
 import random
-import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from perper.app import App, StreamFunction
+from perper.app import App, StreamFunction, load_app
 from perper.errors import ConfigError
 from perper.runtime.engine import Runtime
-from perper.store.base import LogStore
 from perper.store.memory import MemoryStore
 from perper.streamref import StreamRef
 from perper.testing.recovery import input_map, stage_execution
+from simulator.campaign import CampaignResult, Simulation
+from simulator.deployment import SimulatedDeployment
+from simulator.faults import DEFAULT_FAULTS
+from simulator.loop import run_simulated
 
-if TYPE_CHECKING:
-    from simulator.campaign import CampaignResult, Simulation
-    from simulator.deployment import SimulatedDeployment
-
-__all__ = [
-    "STORE_KINDS",
-    "DeploymentMachine",
-    "SimHelper",
-    "input_logs",
-    "items",
-    "perper_store",
-    "run_function",
-    "seed_shards",
-    "sim",
-]
+__all__ = ["DeploymentMachine", "SimHelper", "run_function"]
 
 _RUN = "fn"
-
-# ------------------------------------------------------------------ strategies
-
-
-def items(*, max_leaves: int = 10) -> st.SearchStrategy[Any]:
-    """Any msgpack item perper stores: None, bools, 64-bit ints, floats, strings, bytes,
-    and lists and string-keyed dicts of them (nested)."""
-    scalars = st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(min_value=-(2**63), max_value=2**64 - 1),
-        st.floats(allow_nan=False),
-        st.text(max_size=20),
-        st.binary(max_size=20),
-    )
-    return st.recursive(
-        scalars,
-        lambda children: st.one_of(
-            st.lists(children, max_size=5),
-            st.dictionaries(st.text(max_size=8), children, max_size=5),
-        ),
-        max_leaves=max_leaves,
-    )
-
-
-def input_logs(
-    names: Sequence[str] = ("source",),
-    *,
-    elements: st.SearchStrategy[Any] | None = None,
-    min_size: int = 0,
-    max_size: int = 30,
-) -> st.SearchStrategy[dict[str, list[Any]]]:
-    """The items of each named input stream, as ``{name: [item, ...]}``, ready for
-    :func:`run_function`."""
-    element = elements if elements is not None else items()
-    return st.fixed_dictionaries(
-        {name: st.lists(element, min_size=min_size, max_size=max_size) for name in names}
-    )
-
 
 # ----------------------------------------------------------------- run_function
 
@@ -117,8 +63,6 @@ def run_function(
         ExecutionFailedError: the function raised (the traceback is in the message).
         ConfigError: bad arguments.
     """
-    from simulator.loop import run_simulated
-
     mapped = input_map(fn, inputs, params, caller="run_function")
     return run_simulated(_run_function(fn, mapped, params), seed=0)
 
@@ -126,8 +70,6 @@ def run_function(
 async def _run_function(
     fn: StreamFunction, inputs: dict[str, list[Any]], params: Mapping[str, Any]
 ) -> list[Any]:
-    import asyncio
-
     store = MemoryStore()
     loop = asyncio.get_running_loop()
     runtime = Runtime(
@@ -182,8 +124,6 @@ class DeploymentMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        from simulator.deployment import SimulatedDeployment
-
         if self.app is None:
             raise ConfigError(
                 f"{type(self).__name__}: set the class attribute app = <your perper.App>"
@@ -197,8 +137,6 @@ class DeploymentMachine(RuleBasedStateMachine):
         return {**self.params, self.ingest_param: StreamRef(self.ingest_stream)}
 
     def _reference(self) -> dict[str, list[Any]]:
-        from simulator.deployment import SimulatedDeployment
-
         assert self.app is not None
         with SimulatedDeployment(self.app, self._launch_params(), workers=1) as clean:
             clean.append(self.ingest_stream, list(self.inputs))
@@ -244,29 +182,6 @@ class DeploymentMachine(RuleBasedStateMachine):
             self.deployment.close()
 
 
-# ------------------------------------------------------------------- fixtures
-
-
-def seed_shards(seeds: Sequence[int] | range, shards: int) -> list[range | list[int]]:
-    """Split ``seeds`` into ``shards`` parts for ``pytest.mark.parametrize``, so
-    pytest-xdist spreads them over its workers::
-
-        @pytest.mark.parametrize("seeds", seed_shards(range(10_000), 8))
-        def test_basic_survives_faults(sim, seeds): sim.run("examples/basic.py", seeds=seeds)
-    """
-    if shards < 1:
-        raise ConfigError(f"seed_shards(shards={shards}): need at least one shard")
-    if isinstance(seeds, range) and seeds.step == 1:
-        size = math.ceil(len(seeds) / shards)
-        return [
-            range(seeds.start + i * size, min(seeds.start + (i + 1) * size, seeds.stop))
-            for i in range(shards)
-            if seeds.start + i * size < seeds.stop
-        ]
-    listed = list(seeds)
-    return [listed[i::shards] for i in range(shards) if listed[i::shards]]
-
-
 class SimHelper:
     """What the ``sim`` fixture gives a test: simulate apps over seeds."""
 
@@ -279,10 +194,6 @@ class SimHelper:
         workers: int | None = None,
     ) -> Simulation:
         """A :class:`simulator.Simulation` of ``app`` (an App or the path of its file)."""
-        from perper.app import load_app
-        from simulator.campaign import Simulation
-        from simulator.faults import DEFAULT_FAULTS
-
         application = app if isinstance(app, App) else load_app(Path(app))
         return Simulation(
             application,
@@ -312,38 +223,4 @@ class SimHelper:
         self, app: App, params: Mapping[str, Any] | None = None, **options: Any
     ) -> SimulatedDeployment:
         """A :class:`simulator.deployment.SimulatedDeployment` driven step by step."""
-        from simulator.deployment import SimulatedDeployment
-
         return SimulatedDeployment(app, params, **options)
-
-
-@pytest.fixture
-def sim() -> SimHelper:
-    """Simulate apps under faults: ``sim.run(app, seeds=range(200))``."""
-    return SimHelper()
-
-
-#: The store kinds :func:`perper_store` runs a test against; ``ignite`` joins when
-#: ``$PERPER_TEST_IGNITE`` names a node.
-STORE_KINDS = ("memory", "sqlite") + (("ignite",) if os.environ.get("PERPER_TEST_IGNITE") else ())
-
-
-@pytest.fixture(params=STORE_KINDS)
-async def perper_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LogStore]:
-    """A fresh, empty store of each kind (one test per kind)."""
-    from perper.store import open_store
-
-    kind = request.param
-    if kind == "memory":
-        url = "memory://"
-    elif kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        request.applymarker(pytest.mark.ignite)
-        # A namespace of its own: the node outlives the test session, tmp_path names repeat.
-        url = f"{os.environ['PERPER_TEST_IGNITE']}?namespace=test-{uuid.uuid4().hex}"
-    store = open_store(url)
-    try:
-        yield store
-    finally:
-        await store.close()

@@ -1,17 +1,18 @@
 """``perper export`` and ``perper mirror``: copy a store into a SQLite file or another store.
 
-Attached to the main CLI by :mod:`perper.cli`. Exit codes: 0 done; 2 bad input or a store
+Attached to the main CLI by :mod:`perper.cli`; the copying is :mod:`perper.store.mirror`,
+the flat tables :mod:`perper.store.flat`. Exit codes: 0 done; 2 bad input or a store
 that cannot be used (the message names the value and the fix).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import click
 from rich.console import Console
@@ -24,21 +25,18 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from perper.errors import PerperError
-from perper.store import LogStore, mask_url, open_store
+from perper.cli.common import existing_sqlite_file, fail, tls_hint
+from perper.errors import ConfigError, PerperError, StoreUnavailableError
+from perper.store import LogStore, open_store
 from perper.store.flat import write_flat_tables
 from perper.store.mirror import CopyStats, copy_store, follow
 from perper.store.readonly import ReadOnlyStore
 from perper.store.sqlite import SQLiteStore
+from perper.store.urls import mask_url, sqlite_path, sqlite_url
 
 __all__ = ["export_command", "mirror_command"]
 
 T = TypeVar("T")
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
 
 
 def _open(url: str, what: str) -> LogStore:
@@ -46,26 +44,24 @@ def _open(url: str, what: str) -> LogStore:
     used (another kind of file, another app's database, another format, unreadable). A
     SQLite source is opened read-only: copying from a log never writes to it."""
     try:
-        if what == "SRC_URL" and url.startswith("sqlite:///"):
-            path = Path(url[len("sqlite:///") :])
-            if not path.is_file():  # opening it would create an empty log and copy nothing
-                _fail(f"SRC_URL {url!r}: there is no file {path}; check the path")
-            return ReadOnlyStore(SQLiteStore(path, url=url, read_only=True), reason="as a source")
+        if what == "SRC_URL":
+            path = existing_sqlite_file(url, what)  # opening it would create an empty log
+            if path is not None:
+                source = SQLiteStore(path, url=url, read_only=True)
+                return ReadOnlyStore(source, reason="as a source")
         return open_store(url)
     except PerperError as error:
-        _fail(f"{what} {_shown(url)!r}: {error}")
+        fail(f"{what} {mask_url(url)!r}: {error}")
 
 
-def _shown(url: str) -> str:
-    """The URL with any password masked."""
-    return mask_url(url)
-
-
-def _run(body: Callable[[], Awaitable[T]]) -> T:
+def _run(body: Callable[[], Awaitable[T]], *urls: str) -> T:
     try:
         return asyncio.run(body())  # type: ignore[arg-type]
+    except StoreUnavailableError as error:
+        hints = [hint for hint in map(tls_hint, urls) if hint]
+        fail("\n  ".join([str(error), *hints]))
     except PerperError as error:
-        _fail(str(error))
+        fail(str(error))
 
 
 class _Bar:
@@ -104,21 +100,25 @@ class _Bar:
 
 def _dest_path(dest: str) -> Path:
     if "://" in dest:
-        if dest.startswith("sqlite:///") and len(dest) > len("sqlite:///"):
-            return Path(dest[len("sqlite:///") :])
-        _fail(
+        with contextlib.suppress(ConfigError):
+            path = sqlite_path(dest)
+            if path is not None:
+                return path
+        fail(
             f"DEST {dest!r} must be a SQLite file path such as out.sqlite (or sqlite:///out.sqlite); "
             "to copy into another kind of store use 'perper mirror SRC_URL DEST_URL'"
         )
     if Path(dest).is_dir():
-        _fail(f"DEST {dest!r} is a folder; give a file name such as {dest.rstrip('/')}/log.sqlite")
+        fail(f"DEST {dest!r} is a folder; give a file name such as {dest.rstrip('/')}/log.sqlite")
     return Path(dest)
 
 
 def _same(src: str, dest: str) -> bool:
     def norm(url: str) -> str:
-        if url.startswith("sqlite:///"):
-            return "sqlite:///" + str(Path(url[len("sqlite:///") :]).resolve())
+        with contextlib.suppress(ConfigError):
+            path = sqlite_path(url)
+            if path is not None:
+                return sqlite_url(path.resolve())
         return url
 
     return not src.startswith("memory://") and norm(src) == norm(dest)
@@ -153,9 +153,9 @@ def export_command(
     open it.
     """
     path = _dest_path(dest)
-    dest_url = f"sqlite:///{path}"
+    dest_url = sqlite_url(path)
     if _same(src_url, dest_url):
-        _fail(f"SRC_URL and DEST are the same store ({_shown(src_url)}); export into another file")
+        fail(f"SRC_URL and DEST are the same store ({mask_url(src_url)}); export into another file")
     src = _open(src_url, "SRC_URL")
     # A new file is written under a temporary name and renamed once complete, so a failed
     # export (a corrupt source, a full disk) leaves nothing behind; an existing one is
@@ -182,7 +182,7 @@ def export_command(
         return stats
 
     try:
-        stats = _run(body)
+        stats = _run(body, src_url)
     except BaseException:
         if fresh:
             _remove_sqlite(target)
@@ -225,8 +225,8 @@ def mirror_command(
     seconds of the source until stopped; SIGINT or SIGTERM stops it after a final pass.
     """
     if _same(src_url, dest_url):
-        _fail(
-            f"SRC_URL and DEST_URL are the same store ({_shown(src_url)}); mirror into another store"
+        fail(
+            f"SRC_URL and DEST_URL are the same store ({mask_url(src_url)}); mirror into another store"
         )
     src = _open(src_url, "SRC_URL")
     dest = _open(dest_url, "DEST_URL")
@@ -251,7 +251,7 @@ def mirror_command(
             await src.close()
             await dest.close()
 
-    stats = _run(body)
+    stats = _run(body, src_url, dest_url)
     click.echo(f"mirrored {stats} into {dest.url}", err=True)
     _warn_if_empty(stats, src.url, run_name, glob)
 

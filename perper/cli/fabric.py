@@ -1,12 +1,12 @@
 """``perper fabric ...``: start, stop and inspect local Apache Ignite nodes.
 
-The group is attached to the main CLI as ``perper fabric``; on its own it runs as::
-
-    python -c "from perper.fabric_cli import fabric_group; fabric_group()" start --nodes 2
+The group is attached to the main CLI as ``perper fabric``; the work is
+:mod:`perper.fabric`.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import NoReturn
@@ -14,6 +14,7 @@ from typing import NoReturn
 import click
 
 from perper import fabric
+from perper.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, fail
 
 __all__ = ["fabric_group"]
 
@@ -35,15 +36,13 @@ _work_dir_option = click.option(
     "--work-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Directory for pid files, logs and data [default: <repo>/fabric/work/PORT].",
+    help="Directory for pid files, logs and data [default: $PERPER_HOME/fabric/PORT, else ~/.local/share/perper/fabric/PORT].",
 )
 
 
 def _fail(error: fabric.FabricError) -> NoReturn:
     """Print the error's one-line message and exit with status 1."""
-    message = error.message.splitlines()[0] if error.message else "fabric error"
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(1)
+    fail(error.message.splitlines()[0] if error.message else "fabric error", EXIT_FAILED)
 
 
 @fabric_group.command("start")
@@ -96,6 +95,27 @@ def _fail(error: fabric.FabricError) -> NoReturn:
     show_default=True,
     help="Seconds to wait for the cluster to be ACTIVE.",
 )
+@click.option(
+    "--auth",
+    is_flag=True,
+    help="Thin clients must log in (needs persistence). See --user.",
+)
+@click.option(
+    "--user",
+    metavar="NAME",
+    help=(
+        "With --auth: a user to create, its password from $PERPER_FABRIC_PASSWORD "
+        "(never on the command line). Without it only Ignite's default user ignite/ignite exists."
+    ),
+)
+@click.option(
+    "--tls-keystore",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help=(
+        "A JKS or PKCS#12 keystore (keytool -genkeypair): the thin-client port speaks TLS only; "
+        "its password from $PERPER_FABRIC_KEYSTORE_PASSWORD."
+    ),
+)
 def start_command(
     port: int,
     work_dir: Path | None,
@@ -106,9 +126,20 @@ def start_command(
     backups: int | None,
     memory_mb: int,
     timeout: float,
+    auth: bool,
+    user: str | None,
+    tls_keystore: Path | None,
 ) -> None:
-    """Start local Ignite server nodes and wait until the cluster is ACTIVE."""
+    """Start local Ignite server nodes and wait until the cluster is ACTIVE.
+
+    Clients of a node started with --auth --user bob connect with
+    ignite://bob:PASSWORD@127.0.0.1:PORT; with --tls-keystore they add ?tls=1 (and
+    tls_ca=CERT.pem to check the node's certificate).
+    """
     started = time.monotonic()
+    password = os.environ.get(fabric.PASSWORD_ENV)
+    if user is not None and not password:
+        fail(f"--user {user} needs its password in ${fabric.PASSWORD_ENV}", EXIT_BAD_INPUT)
     try:
         result = fabric.start(
             port=port,
@@ -120,6 +151,11 @@ def start_command(
             timeout=timeout,
             backups=backups,
             memory_mb=memory_mb,
+            auth=auth,
+            username=user,
+            password=password,
+            tls_keystore=tls_keystore,
+            tls_keystore_password=os.environ.get(fabric.KEYSTORE_PASSWORD_ENV),
         )
     except fabric.FabricError as error:
         _fail(error)
@@ -149,10 +185,16 @@ def stop_command(port: int, work_dir: Path | None, timeout: float) -> None:
 @fabric_group.command("status")
 @_port_option
 @_work_dir_option
-def status_command(port: int, work_dir: Path | None) -> None:
-    """Show the nodes of a work directory and the cluster state."""
+@click.option("--tls", is_flag=True, help="The node's thin-client port speaks TLS.")
+def status_command(port: int, work_dir: Path | None, tls: bool) -> None:
+    """Show the nodes of a work directory and the cluster state.
+
+    A node with authentication is asked as $PERPER_FABRIC_USER ($PERPER_FABRIC_PASSWORD).
+    """
     try:
-        result = fabric.status(port=port, work_dir=work_dir)
+        result = fabric.status(
+            port=port, work_dir=work_dir, login=fabric.ClientLogin.from_env(tls=tls)
+        )
     except fabric.FabricError as error:
         _fail(error)
     click.echo(str(result))

@@ -1,7 +1,8 @@
 """Local Apache Ignite 2.x nodes for development and tests ("the fabric").
 
-The fabric is a real Ignite server (``fabric/Node.java``, run in Java source mode against the
-jars Maven puts in ``fabric/lib``), bound to 127.0.0.1 only. This module starts, stops and
+The fabric is a real Ignite server (``Node.java`` beside this module, shipped as package
+data and run in Java source mode against the jars Maven puts in :func:`jars_dir`), bound to
+127.0.0.1 only. This module starts, stops and
 inspects such nodes as detached background processes:
 
 * :func:`ensure_jars` fetches the pinned Ignite jars once (Maven).
@@ -11,7 +12,7 @@ inspects such nodes as detached background processes:
 * :func:`status` reports which nodes run and what state the cluster is in.
 * :func:`kill_node` SIGKILLs one node, for failover tests.
 
-Per work directory (default ``<repo>/fabric/work/<port>``) the layout is::
+Per work directory (default :func:`default_work_dir`) the layout is::
 
     node-<port>.pid     pid of the node whose thin-client port is <port>
     node-<port>.log     its stdout/stderr (the Ignite log), appended across restarts
@@ -40,7 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from perper.errors import PerperError
+from perper.errors import FabricError as FabricError  # re-exported
 
 __all__ = [
     "DEFAULT_COMMUNICATION_PORT",
@@ -51,21 +52,24 @@ __all__ = [
     "INSTALL_HINT",
     "META_CACHE",
     "SEGMENTS_CACHE",
+    "ClientLogin",
     "FabricError",
     "FabricStatus",
     "NodeStatus",
     "default_work_dir",
     "ensure_jars",
+    "jars_dir",
     "java_options",
     "kill_node",
-    "repo_root",
+    "package_dir",
+    "perper_home",
     "start",
     "status",
     "stop",
 ]
 
 IGNITE_VERSION = "2.18.0"
-"""The Apache Ignite version pinned in ``fabric/pom.xml``."""
+"""The Apache Ignite version pinned in ``perper/fabric/pom.xml``."""
 
 DEFAULT_PORT = 10800
 """Thin-client port of the first node."""
@@ -94,8 +98,17 @@ HOST = "127.0.0.1"
 INSTALL_HINT = "apt-get install openjdk-17-jdk-headless maven"
 """What to install when ``java`` or ``mvn`` is missing."""
 
-REPO_ROOT_ENV = "PERPER_REPO_ROOT"
-"""Environment variable overriding the directory that contains ``fabric/``."""
+HOME_ENV = "PERPER_HOME"
+"""Environment variable naming the directory for downloaded jars and node work dirs."""
+
+USER_ENV = "PERPER_FABRIC_USER"
+"""The user a node with ``auth`` creates (and perper's probes log in as)."""
+
+PASSWORD_ENV = "PERPER_FABRIC_PASSWORD"
+"""That user's password: an environment variable, never a command-line argument."""
+
+KEYSTORE_PASSWORD_ENV = "PERPER_FABRIC_KEYSTORE_PASSWORD"
+"""The password of the TLS keystore given to ``start(tls_keystore=...)``."""
 
 LOG_TAIL_LINES = 30
 """How many lines of a node log a :class:`FabricError` quotes."""
@@ -142,30 +155,6 @@ _JVM_FLAGS = (
     "-Xmx1g",
     "-XX:+UseG1GC",
 )
-
-
-class FabricError(PerperError):
-    """A local Ignite node could not be set up, started, stopped or queried.
-
-    Args:
-        message: One-line description of what went wrong and what to do about it.
-        log_path: The node log that explains it, if any.
-        log_tail: The last lines of that log, quoted in ``str(error)``.
-    """
-
-    def __init__(
-        self, message: str, *, log_path: Path | None = None, log_tail: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.log_path = log_path
-        self.log_tail = log_tail
-
-    def __str__(self) -> str:
-        if not self.log_tail:
-            return self.message
-        where = f" of {self.log_path}" if self.log_path else ""
-        return f"{self.message}\n--- last {LOG_TAIL_LINES} lines{where} ---\n{self.log_tail}"
 
 
 @dataclass(frozen=True)
@@ -238,23 +227,42 @@ class FabricStatus:
 # --------------------------------------------------------------------------- locations
 
 
-def repo_root() -> Path:
-    """The directory containing ``fabric/`` (the perper repository checkout).
-
-    Returns:
-        ``$PERPER_REPO_ROOT`` if set, else the parent of the ``perper`` package directory.
+def package_dir() -> Path:
+    """The directory of this package, holding ``Node.java`` and ``pom.xml`` (package data).
 
     Raises:
-        FabricError: If that directory has no ``fabric/Node.java``.
+        FabricError: If ``Node.java`` is missing (a broken installation).
     """
-    override = os.environ.get(REPO_ROOT_ENV)
-    root = Path(override) if override else Path(__file__).resolve().parent.parent
-    if not (root / "fabric" / "Node.java").is_file():
+    here = Path(__file__).resolve().parent
+    if not (here / "Node.java").is_file() or not (here / "pom.xml").is_file():
         raise FabricError(
-            f"no fabric/Node.java under {root}: the local Ignite node needs a perper source "
-            f"checkout (set {REPO_ROOT_ENV} to its path)"
+            f"{here} has no Node.java or pom.xml: this perper installation is incomplete; "
+            "reinstall it (pip install --force-reinstall 'perper[ignite]')"
         )
-    return root
+    return here
+
+
+def perper_home() -> Path | None:
+    """``$PERPER_HOME`` if set (expanded), else None (the XDG directories apply)."""
+    value = os.environ.get(HOME_ENV)
+    return Path(value).expanduser().resolve() if value else None
+
+
+def _xdg(variable: str, fallback: str) -> Path:
+    value = os.environ.get(variable)
+    base = Path(value) if value and Path(value).is_absolute() else Path.home() / fallback
+    return base / "perper"
+
+
+def jars_dir() -> Path:
+    """Where the Ignite jars are downloaded: never inside the installed package.
+
+    Returns:
+        ``$PERPER_HOME/ignite-<version>/lib`` if ``$PERPER_HOME`` is set, else
+        ``$XDG_CACHE_HOME/perper/ignite-<version>/lib`` (``~/.cache/perper/...``).
+    """
+    base = perper_home() or _xdg("XDG_CACHE_HOME", ".cache")
+    return base / f"ignite-{IGNITE_VERSION}" / "lib"
 
 
 def default_work_dir(port: int = DEFAULT_PORT) -> Path:
@@ -264,9 +272,11 @@ def default_work_dir(port: int = DEFAULT_PORT) -> Path:
         port: Base thin-client port.
 
     Returns:
-        ``<repo>/fabric/work/<port>``.
+        ``$PERPER_HOME/fabric/<port>`` if ``$PERPER_HOME`` is set, else
+        ``$XDG_DATA_HOME/perper/fabric/<port>`` (``~/.local/share/perper/fabric/<port>``).
     """
-    return repo_root() / "fabric" / "work" / str(port)
+    base = perper_home() or _xdg("XDG_DATA_HOME", ".local/share")
+    return base / "fabric" / str(port)
 
 
 def _resolve_work_dir(port: int, work_dir: str | os.PathLike[str] | None) -> Path:
@@ -353,31 +363,30 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def ensure_jars(repo_root: str | os.PathLike[str]) -> Path:
-    """Make sure ``fabric/lib`` holds the pinned Ignite jars, running Maven if needed.
+def ensure_jars(lib: str | os.PathLike[str] | None = None) -> Path:
+    """Make sure ``lib`` holds the pinned Ignite jars, running Maven if needed.
 
     Maven runs only when the marker file written after the last successful download is missing,
-    names a jar that is gone, or was made from a different ``fabric/pom.xml``. Concurrent callers
+    names a jar that is gone, or was made from a different ``pom.xml``. Concurrent callers
     (e.g. pytest-xdist workers) serialize on a lock file, so Maven runs at most once.
 
     Args:
-        repo_root: The directory containing ``fabric/``.
+        lib: The directory for the jars (default :func:`jars_dir`).
 
     Returns:
-        The ``fabric/lib`` directory.
+        The jar directory.
 
     Raises:
         FabricError: If ``java`` is missing, or jars are needed and ``mvn`` is missing or fails.
     """
-    fabric = Path(repo_root) / "fabric"
-    pom = fabric / "pom.xml"
-    lib = fabric / "lib"
+    pom = package_dir() / "pom.xml"
+    lib = Path(lib) if lib is not None else jars_dir()
     _java()
     if not pom.is_file():
         raise FabricError(f"{pom} is missing: cannot fetch the Apache Ignite jars")
     if _jars_complete(lib, pom):
         return lib
-    mvn = _require_tool("mvn", "once, to download the Apache Ignite jars into fabric/lib")
+    mvn = _require_tool("mvn", f"once, to download the Apache Ignite jars into {lib}")
     lib.mkdir(parents=True, exist_ok=True)
     with _file_lock(lib / ".lock"):
         if _jars_complete(lib, pom):
@@ -576,13 +585,54 @@ def _close_client(client: object) -> None:
         client.close()  # type: ignore[attr-defined]
 
 
-def _probe(port: int) -> str | None:
+@dataclass(frozen=True)
+class ClientLogin:
+    """How perper's own probes talk to a node's thin-client port (never stored on disk).
+
+    Attributes:
+        username: the user to log in as on a node with authentication (None: no login).
+        password: its password.
+        tls: whether the port speaks TLS (the probe does not check the node's certificate:
+            it only asks a local node for its state).
+    """
+
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def from_env(cls, *, auth: bool = False, tls: bool = False) -> ClientLogin:
+        """The login of ``$PERPER_FABRIC_USER``/``$PERPER_FABRIC_PASSWORD``, else
+        Ignite's default user when ``auth``."""
+        user = os.environ.get(USER_ENV) or None
+        password = os.environ.get(PASSWORD_ENV) or None
+        if user is None and auth:
+            user, password = "ignite", "ignite"
+        return cls(user, password, tls)
+
+
+def _probe(port: int, login: ClientLogin | None = None) -> str | None:
     """Cluster state seen through the thin-client port ``port``, or None if it does not answer."""
     if not _port_open(port):
         return None
     from pyignite import Client
 
-    client = Client(partition_aware=False, timeout=_PROBE_TIMEOUT, handshake_timeout=_PROBE_TIMEOUT)
+    options: dict[str, object] = {}
+    if login is not None:
+        if login.username is not None:
+            options["username"] = login.username
+            options["password"] = login.password or ""
+        if login.tls:
+            import ssl
+
+            options["use_ssl"] = True
+            options["ssl_cert_reqs"] = ssl.CERT_NONE
+    client = Client(
+        partition_aware=False,
+        timeout=_PROBE_TIMEOUT,
+        handshake_timeout=_PROBE_TIMEOUT,
+        **options,
+    )
     try:
         client.connect(HOST, port)
         state = client.get_cluster().get_state()
@@ -630,6 +680,7 @@ def _launch(
     work_dir: Path,
     node_port: int,
     args: list[str],
+    env: dict[str, str] | None = None,
 ) -> tuple[int, int]:
     """Start one node detached from this process and record its pid.
 
@@ -656,6 +707,7 @@ def _launch(
             timeout=30,
             start_new_session=True,
             check=False,
+            env=env,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise FabricError(f"could not launch the Ignite node on port {node_port}: {exc}") from exc
@@ -702,13 +754,17 @@ def _check_discovery_free(discovery_port: int) -> None:
 
 
 def status(
-    *, port: int = DEFAULT_PORT, work_dir: str | os.PathLike[str] | None = None
+    *,
+    port: int = DEFAULT_PORT,
+    work_dir: str | os.PathLike[str] | None = None,
+    login: ClientLogin | None = None,
 ) -> FabricStatus:
     """Report the nodes of a work directory and the cluster state.
 
     Args:
         port: Base thin-client port of the cluster.
-        work_dir: Its work directory (default ``<repo>/fabric/work/<port>``).
+        work_dir: Its work directory (default :func:`default_work_dir`).
+        login: how to log in to a node with authentication or TLS.
 
     Returns:
         The nodes recorded by pid files and what the thin-client port answers.
@@ -718,7 +774,7 @@ def status(
     candidates = [port] + [n.port for n in nodes if n.alive and n.port != port]
     state: str | None = None
     for candidate in candidates:
-        state = _probe(candidate)
+        state = _probe(candidate, login)
         if state is not None:
             break
     return FabricStatus(
@@ -737,6 +793,11 @@ def start(
     timeout: float = 180.0,
     backups: int | None = None,
     memory_mb: int = DEFAULT_MEMORY_MB,
+    auth: bool = False,
+    username: str | None = None,
+    password: str | None = None,
+    tls_keystore: str | os.PathLike[str] | None = None,
+    tls_keystore_password: str | None = None,
 ) -> FabricStatus:
     """Start ``nodes`` local Ignite server nodes and wait until the cluster is ACTIVE.
 
@@ -749,7 +810,7 @@ def start(
     Args:
         port: Thin-client port of the first node.
         work_dir: Work directory for pid files, logs and data (default
-            ``<repo>/fabric/work/<port>``). Reusing it after a restart reuses the data.
+            :func:`default_work_dir`). Reusing it after a restart reuses the data.
         persistence: Native persistence (data survives restarts). Off: pure in-memory.
         nodes: Number of server nodes (1..10).
         discovery_port: First port of the discovery range; separate clusters need separate ranges.
@@ -758,6 +819,13 @@ def start(
         backups: Backups of the perper caches (default 0 for one node, 1 for more). Only applies
             when the caches are first created; persisted caches keep their configuration.
         memory_mb: Maximum size of each node's default data region in MiB.
+        auth: Thin clients must log in (needs ``persistence``: Ignite keeps users there).
+        username: With ``auth``, a user the node creates (or whose password it sets) once
+            the cluster is ACTIVE; None leaves only Ignite's default user ``ignite``.
+        password: That user's password. Handed to the node in its environment, never argv.
+        tls_keystore: A JKS or PKCS#12 keystore (e.g. made by the JDK's ``keytool``): the
+            thin-client port then speaks TLS only.
+        tls_keystore_password: The keystore's password (environment, never argv).
 
     Returns:
         The status of the running, ACTIVE cluster.
@@ -771,11 +839,36 @@ def start(
         raise FabricError(f"timeout must be positive, got {timeout}")
     if memory_mb < 32:
         raise FabricError(f"memory_mb must be at least 32, got {memory_mb}")
+    if auth and not persistence:
+        raise FabricError(
+            "authentication needs persistence (Ignite keeps its users in the persistent "
+            "store): drop --no-persistence"
+        )
+    if username is not None and not auth:
+        raise FabricError(f"user {username!r} given without authentication: add --auth")
+    keystore = None
+    if tls_keystore is not None:
+        keystore = Path(tls_keystore).expanduser().resolve()
+        if not keystore.is_file():
+            raise FabricError(f"TLS keystore {keystore} does not exist; make one with keytool")
+    login = ClientLogin(
+        username if username is not None else ("ignite" if auth else None),
+        password if username is not None else ("ignite" if auth else None),
+        keystore is not None,
+    )
+    node_env = dict(os.environ)
+    for name in (USER_ENV, PASSWORD_ENV, KEYSTORE_PASSWORD_ENV):
+        node_env.pop(name, None)
+    if username is not None:
+        node_env[USER_ENV] = username
+        node_env[PASSWORD_ENV] = password or ""
+    if keystore is not None:
+        node_env[KEYSTORE_PASSWORD_ENV] = tls_keystore_password or ""
     top = max(port, communication_port) + nodes - 1
     if min(port, discovery_port, communication_port) < 1 or max(top, discovery_port + 9) > 65535:
         raise FabricError("ports must lie between 1 and 65535")
-    root = repo_root()
-    lib = ensure_jars(root)
+    node_java = package_dir() / "Node.java"
+    lib = ensure_jars()
     java = _java()
     wd = _resolve_work_dir(port, work_dir)
     wd.mkdir(parents=True, exist_ok=True)
@@ -815,22 +908,27 @@ def start(
                     args += ["--backups", str(backups)]
                 if not persistence:
                     args.append("--no-persistence")
+                if auth:
+                    args.append("--auth")
+                if keystore is not None:
+                    args += ["--tls-keystore", str(keystore)]
                 pid, log_offsets[node_port] = _launch(
                     java=java,
                     lib=lib,
-                    node_java=root / "fabric" / "Node.java",
+                    node_java=node_java,
                     work_dir=wd,
                     node_port=node_port,
                     args=args,
+                    env=node_env,
                 )
                 launched.append(NodeStatus(index, node_port, pid, True, _log_path(wd, node_port)))
-            _wait_ready(port, wd, wanted, log_offsets, deadline, timeout)
+            _wait_ready(port, wd, wanted, log_offsets, deadline, timeout, login)
         except BaseException:
             _terminate(launched, timeout=15.0)
             for node in launched:
                 _pid_path(wd, node.port).unlink(missing_ok=True)
             raise
-    return status(port=port, work_dir=wd)
+    return status(port=port, work_dir=wd, login=login)
 
 
 def _wait_ready(
@@ -840,6 +938,7 @@ def _wait_ready(
     log_offsets: dict[int, int],
     deadline: float,
     timeout: float,
+    login: ClientLogin | None = None,
 ) -> None:
     """Poll until every wanted node answers on its thin-client port with cluster state ACTIVE.
 
@@ -868,7 +967,7 @@ def _wait_ready(
             ):
                 still.append(node_port)
                 continue
-            state = _probe(node_port)
+            state = _probe(node_port, login)
             last_state[node_port] = state
             if state != "ACTIVE":
                 still.append(node_port)
@@ -898,7 +997,7 @@ def stop(
 
     Args:
         port: Base thin-client port of the cluster (selects the default work directory).
-        work_dir: Its work directory (default ``<repo>/fabric/work/<port>``).
+        work_dir: Its work directory (default :func:`default_work_dir`).
         timeout: Seconds to wait after SIGTERM before sending SIGKILL.
 
     Returns:
@@ -926,7 +1025,7 @@ def kill_node(
     Args:
         index: Which node: the one whose thin-client port is ``port + index``.
         port: Base thin-client port of the cluster.
-        work_dir: Its work directory (default ``<repo>/fabric/work/<port>``).
+        work_dir: Its work directory (default :func:`default_work_dir`).
 
     Returns:
         The killed node (``alive`` as it was before the kill).

@@ -3,7 +3,7 @@
  *
  * Single-file Java program, run in source mode (no build step):
  *
- *   java <options from perper.fabric.java_options()> -cp 'fabric/lib/*' fabric/Node.java \
+ *   java <options from perper.fabric.java_options()> -cp 'LIB/*' perper/fabric/Node.java \
  *       --port 10800 --discovery-port 47500 --communication-port 47100 \
  *       --work-dir fabric/work/10800 --nodes 1
  *
@@ -30,9 +30,18 @@
  *   --memory-mb N            max size of the default data region in MiB (default 256)
  *   --no-persistence         pure in-memory node (cluster is active immediately)
  *   --wal-segment-mb N       WAL segment size in MiB (default 16; 4 segments are preallocated)
+ *   --auth                   thin clients must log in (needs persistence). The user comes from
+ *                            $PERPER_FABRIC_USER / $PERPER_FABRIC_PASSWORD (never argv): created,
+ *                            or its password set, once the cluster is ACTIVE. Without them only
+ *                            Ignite's default user ignite/ignite exists.
+ *   --tls-keystore FILE      the thin-client port speaks TLS only, with the key in FILE (a JKS or
+ *                            PKCS#12 keystore, e.g. made by keytool); its password comes from
+ *                            $PERPER_FABRIC_KEYSTORE_PASSWORD. Discovery and communication stay on
+ *                            loopback without TLS.
  */
 
 import java.io.File;
+import java.util.UUID;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
@@ -62,7 +71,15 @@ import org.apache.ignite.configuration.DataRegionConfiguration;
 import org.apache.ignite.configuration.DataStorageConfiguration;
 import org.apache.ignite.configuration.IgniteConfiguration;
 import org.apache.ignite.configuration.WALMode;
+import org.apache.ignite.internal.IgniteEx;
+import org.apache.ignite.internal.processors.security.IgniteSecurity;
+import org.apache.ignite.internal.processors.security.OperationSecurityContext;
+import org.apache.ignite.internal.processors.security.SecurityContext;
+import org.apache.ignite.plugin.security.AuthenticationContext;
+import org.apache.ignite.plugin.security.SecurityCredentials;
+import org.apache.ignite.plugin.security.SecuritySubjectType;
 import org.apache.ignite.spi.communication.tcp.TcpCommunicationSpi;
+import org.apache.ignite.ssl.SslContextFactory;
 import org.apache.ignite.spi.discovery.tcp.TcpDiscoverySpi;
 import org.apache.ignite.spi.discovery.tcp.ipfinder.vm.TcpDiscoveryVmIpFinder;
 
@@ -97,7 +114,8 @@ public class Node {
             + ", thin-client " + HOST + ":" + opts.port + ", discovery " + HOST + ":" + opts.discoveryPort
             + ".." + (opts.discoveryPort + DISCOVERY_RANGE - 1) + ", communication " + HOST + ":"
             + opts.communicationPort + ", persistence=" + opts.persistence + ", backups=" + opts.backups
-            + ", region=" + opts.memoryMb + "MiB, work dir " + workDir + ")");
+            + ", region=" + opts.memoryMb + "MiB, auth=" + opts.auth + ", tls=" + (opts.tlsKeystore != null)
+            + ", work dir " + workDir + ")");
 
         CountDownLatch stopped = new CountDownLatch(1);
         AtomicBoolean signalled = new AtomicBoolean();
@@ -134,6 +152,8 @@ public class Node {
 
         try {
             activateWhenComplete(ignite, opts);
+            if (opts.auth)
+                ensureUser(ignite);
         }
         catch (Exception e) {
             if (!signalled.get())
@@ -168,7 +188,7 @@ public class Node {
         cfg.setMetricExporterSpi();            // no JMX/OpenCensus/log metric exporters
         cfg.setMetricsLogFrequency(0);         // no periodic metrics dump in the log
         cfg.setConnectorConfiguration(null);   // no legacy REST/binary connector on 11211
-        cfg.setAuthenticationEnabled(false);
+        cfg.setAuthenticationEnabled(opts.auth);
 
         TcpDiscoveryVmIpFinder ipFinder = new TcpDiscoveryVmIpFinder(false);
         ipFinder.setAddresses(List.of(HOST + ":" + opts.discoveryPort + ".."
@@ -192,6 +212,18 @@ public class Node {
         client.setPort(opts.port);
         client.setPortRange(0);                // exactly this port (clients are told which one)
         client.setThinClientEnabled(true);
+        if (opts.tlsKeystore != null) {
+            SslContextFactory ssl = new SslContextFactory();
+            ssl.setKeyStoreFilePath(opts.tlsKeystore);
+            String lower = opts.tlsKeystore.toLowerCase();
+            ssl.setKeyStoreType(lower.endsWith(".p12") || lower.endsWith(".pfx") ? "PKCS12" : "JKS");
+            ssl.setKeyStorePassword(env("PERPER_FABRIC_KEYSTORE_PASSWORD", "").toCharArray());
+            ssl.setTrustManagers(SslContextFactory.getDisabledTrustManager()); // no client certificates
+            client.setSslEnabled(true);
+            client.setUseIgniteSslContextFactory(false);
+            client.setSslClientAuth(false);
+            client.setSslContextFactory(ssl);
+        }
         cfg.setClientConnectorConfiguration(client);
 
         long maxBytes = opts.memoryMb * 1024L * 1024L;
@@ -266,6 +298,54 @@ public class Node {
             }
             Thread.sleep(200);
         }
+    }
+
+    /**
+     * Creates the user named by $PERPER_FABRIC_USER with $PERPER_FABRIC_PASSWORD, or sets its
+     * password, acting as Ignite's default user (ignite/ignite), which alone may manage users.
+     * Once the default user's own password was changed this is skipped (the users persist).
+     */
+    static void ensureUser(Ignite ignite) throws Exception {
+        String user = env("PERPER_FABRIC_USER", "");
+        String password = env("PERPER_FABRIC_PASSWORD", "");
+        if (user.isEmpty()) {
+            say("authentication on; users: ignite (the default)");
+            return;
+        }
+        IgniteSecurity security = ((IgniteEx)ignite).context().security();
+        AuthenticationContext login = new AuthenticationContext();
+        login.credentials(new SecurityCredentials("ignite", "ignite"));
+        login.subjectType(SecuritySubjectType.REMOTE_CLIENT);
+        login.subjectId(UUID.randomUUID());
+        SecurityContext admin;
+        try {
+            admin = security.authenticate(login);
+        }
+        catch (Exception e) {
+            admin = null;
+        }
+        if (admin == null) {
+            say("authentication on; the default user's password was changed, users left as they are");
+            return;
+        }
+        try (OperationSecurityContext ignored = security.withContext(admin)) {
+            if (user.equalsIgnoreCase("ignite"))
+                security.alterUser(user, password.toCharArray());
+            else {
+                try {
+                    security.createUser(user, password.toCharArray());
+                }
+                catch (Exception e) {
+                    security.alterUser(user, password.toCharArray());
+                }
+            }
+        }
+        say("authentication on; user " + user + " ready");
+    }
+
+    static String env(String name, String fallback) {
+        String value = System.getenv(name);
+        return value == null ? fallback : value;
     }
 
     /** Adds server nodes that joined an active persistent cluster but are not in its baseline yet. */
@@ -352,6 +432,8 @@ public class Node {
         long memoryMb = 256;
         boolean persistence = true;
         int walSegmentMb = 16;
+        boolean auth = false;
+        String tlsKeystore;
 
         static Options parse(String[] args) {
             Options o = new Options();
@@ -368,6 +450,8 @@ public class Node {
                     case "--wal-segment-mb": o.walSegmentMb = intArg(args, ++i, a); break;
                     case "--no-persistence": o.persistence = false; break;
                     case "--persistence": o.persistence = true; break;
+                    case "--auth": o.auth = true; break;
+                    case "--tls-keystore": o.tlsKeystore = strArg(args, ++i, a); break;
                     default: usage("unknown argument: " + a);
                 }
             }
@@ -379,6 +463,8 @@ public class Node {
                 o.backups = o.nodes > 1 ? 1 : 0;
             if (o.memoryMb < 32)
                 usage("--memory-mb must be at least 32");
+            if (o.auth && !o.persistence)
+                usage("--auth needs persistence: Ignite keeps its users in the persistent store");
             if (o.walSegmentMb < 1 || o.walSegmentMb > 1024)
                 usage("--wal-segment-mb must be between 1 and 1024");
             return o;
@@ -403,9 +489,9 @@ public class Node {
 
         static void usage(String msg) {
             System.err.println("Node.java: " + msg);
-            System.err.println("usage: java -cp 'fabric/lib/*' fabric/Node.java [--port N] [--discovery-port N]"
+            System.err.println("usage: java -cp 'LIB/*' Node.java [--port N] [--discovery-port N]"
                 + " [--communication-port N] [--work-dir DIR] [--nodes N] [--backups N] [--memory-mb N]"
-                + " [--wal-segment-mb N] [--no-persistence]");
+                + " [--wal-segment-mb N] [--no-persistence] [--auth] [--tls-keystore FILE]");
             System.exit(2);
         }
     }

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from perper.app import load_app
+from perper.cli.common import fail, mask_url
 from perper.errors import PerperError
 from perper.replay import (
     DIVERGED,
@@ -68,6 +69,13 @@ _STYLES = {IDENTICAL: "green", DIVERGED: "bold red", UNREPLAYABLE: "yellow", STO
     is_flag=True,
     help="Let direct time.time()/datetime.now() calls see the real clock.",
 )
+@click.option(
+    "--html",
+    "html_path",
+    metavar="REPORT.html",
+    type=click.Path(dir_okay=False),
+    help="Also write the results as a self-contained HTML page (expected/actual, diff).",
+)
 def replay_command(
     log: str,
     app_file: str,
@@ -79,6 +87,7 @@ def replay_command(
     as_json: bool,
     graph: bool,
     no_freeze_clock: bool,
+    html_path: str | None,
 ) -> None:
     """Replay the executions recorded in LOG with today's code of APP.py.
 
@@ -89,19 +98,20 @@ def replay_command(
     Exit status: 0 all reproduce the log, 1 a divergence, 2 the log cannot be replayed.
     """
     if graph and (function or execution or until is not None or debug):
-        _fail(
+        fail(
             "--graph replays whole runs: it takes --run, not --function, --execution, "
             "--until or --pdb"
         )
     if debug and as_json:
-        _fail("--pdb is interactive and --json is for machines: use one of them")
+        fail("--pdb is interactive and --json is for machines: use one of them")
     try:
         app = load_app(app_file)
         err = Console(stderr=True, soft_wrap=True)
         if not as_json:
-            err.print(Text(f"replaying {log} with {app_file} (app {app.name!r})"))
+            err.print(Text(f"replaying {mask_url(log)} with {app_file} (app {app.name!r})"))
         if graph:
             graph_results = replay_graph(log, app, run=run_name, freeze_clock=not no_freeze_clock)
+            _write_html(graph_results, html_path, err)
             if as_json:
                 click.echo(json.dumps(graph_results.to_json(), indent=2))
             else:
@@ -119,8 +129,9 @@ def replay_command(
                 freeze_clock=not no_freeze_clock,
                 progress=bar,
             )
+        _write_html(results, html_path, err)
     except PerperError as error:
-        _fail(str(error))
+        fail(str(error))
     if as_json:
         click.echo(json.dumps(results.to_json(), indent=2))
     else:
@@ -128,9 +139,15 @@ def replay_command(
     sys.exit(results.exit_code)
 
 
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+def _write_html(
+    results: ReplayResults | GraphReplayResults, path: str | None, err: Console
+) -> None:
+    if path is None:
+        return
+    from perper.replay.html import write_replay_html
+
+    written = write_replay_html(results, path)
+    err.print(Text(f"html report: {written}"))
 
 
 class _Bar:
