@@ -82,6 +82,21 @@ class FormatError(StoreError):
     """A store's on-disk format is not one this perper reads (other version or corrupt)."""
 
 
+class TooLargeError(StoreError):
+    """One item is larger, encoded, than the store can hold in one record."""
+
+    def __init__(self, stream: str, seq: int, size: int, limit: int, where: str) -> None:
+        self.stream = stream
+        self.seq = seq
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"item at seq {seq} of stream {stream!r} is {size:,} bytes encoded, above the "
+            f"{limit:,}-byte limit of one item in {where}; split it into smaller items "
+            "(or keep large blobs outside the log and yield a reference)"
+        )
+
+
 class StoreClosedError(StoreError):
     """A call on a store after its ``close()``: open a new store instead."""
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from perper import codec
 from perper.runtime.records import EFFECTS_SUFFIX, FAILED, is_internal_stream
+from perper.store.base import segment_items
 from perper.store.memory import MemoryStore
 from perper.streamref import StreamRef
 
@@ -228,7 +229,7 @@ class OutputChecker:
                 stream=stream,
                 seq=seq,
             )
-        items = codec.unpack_segment(data)
+        items = segment_items(data)
         for offset, item in enumerate(items):
             position = seq + offset
             if position >= len(expected):

@@ -20,10 +20,10 @@ import math
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
-from perper import codec
 from perper.app import App
 from perper.runtime.ids import is_internal_stream
 from perper.runtime.settings import RuntimeSettings
+from perper.store.base import segment_items
 from simulator.checkers import Violation
 from simulator.faults import Crash, Scenario
 from simulator.world import RUN, SimulationFailed, World
@@ -155,9 +155,7 @@ class SimulatedDeployment:
         result: dict[str, list[Any]] = {}
         for name, stream in sorted(store._streams.items()):
             if name.startswith(RUN + "/") and not is_internal_stream(name):
-                result[name] = [
-                    item for _, data in stream.data for item in codec.unpack_segment(data)
-                ]
+                result[name] = [item for _, data in stream.data for item in segment_items(data)]
         return result
 
     def close(self) -> None:

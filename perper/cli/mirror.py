@@ -30,6 +30,8 @@ from perper.errors import ConfigError, PerperError, StoreUnavailableError
 from perper.store import LogStore, open_store
 from perper.store.flat import write_flat_tables
 from perper.store.mirror import CopyStats, copy_store, follow
+from perper.store.readonly import ReadOnlyStore
+from perper.store.sqlite import SQLiteStore
 from perper.store.urls import mask_url, sqlite_path, sqlite_url
 
 __all__ = ["export_command", "mirror_command"]
@@ -38,11 +40,17 @@ T = TypeVar("T")
 
 
 def _open(url: str, what: str) -> LogStore:
+    """Open a store named on the command line; exit 2 with a clear message if it cannot be
+    used (another kind of file, another app's database, another format, unreadable). A
+    SQLite source is opened read-only: copying from a log never writes to it."""
     try:
         if what == "SRC_URL":
-            existing_sqlite_file(url, what)  # opening it would create an empty log
+            path = existing_sqlite_file(url, what)  # opening it would create an empty log
+            if path is not None:
+                source = SQLiteStore(path, url=url, read_only=True)
+                return ReadOnlyStore(source, reason="as a source")
         return open_store(url)
-    except ConfigError as error:
+    except PerperError as error:
         fail(f"{what} {mask_url(url)!r}: {error}")
 
 
@@ -149,24 +157,38 @@ def export_command(
     if _same(src_url, dest_url):
         fail(f"SRC_URL and DEST are the same store ({mask_url(src_url)}); export into another file")
     src = _open(src_url, "SRC_URL")
+    # A new file is written under a temporary name and renamed once complete, so a failed
+    # export (a corrupt source, a full disk) leaves nothing behind; an existing one is
+    # resumed in place.
+    fresh = not path.exists()
+    target = path.with_name(f".{path.name}.partial") if fresh else path
+    if fresh:
+        _remove_sqlite(target)
 
     async def body() -> CopyStats:
         try:
-            destination = _open(dest_url, "DEST")
+            destination = _open(f"sqlite:///{target}", "DEST")
             try:
                 with _Bar(f"export {src.url}") as bar:
                     stats = await copy_store(
                         src, destination, run=run_name, streams=glob, progress=bar
                     )
                 if flat:
-                    await write_flat_tables(destination, path, run=run_name, streams=glob)
+                    await write_flat_tables(destination, target, run=run_name, streams=glob)
             finally:
                 await destination.close()
         finally:
             await src.close()
         return stats
 
-    stats = _run(body, src_url)
+    try:
+        stats = _run(body, src_url)
+    except BaseException:
+        if fresh:
+            _remove_sqlite(target)
+        raise
+    if fresh:
+        target.replace(path)
     click.echo(f"exported {stats} into {path}", err=True)
     _warn_if_empty(stats, src.url, run_name, glob)
 
@@ -232,6 +254,11 @@ def mirror_command(
     stats = _run(body, src_url, dest_url)
     click.echo(f"mirrored {stats} into {dest.url}", err=True)
     _warn_if_empty(stats, src.url, run_name, glob)
+
+
+def _remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
 
 
 def _warn_if_empty(stats: CopyStats, src_url: str, run: str | None, glob: str | None) -> None:

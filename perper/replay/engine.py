@@ -36,7 +36,7 @@ from perper import codec
 from perper.app import App, Kind, StreamFunction, load_app
 from perper.context import Context
 from perper.diff import structural_diff
-from perper.errors import ConfigError, ReplayError
+from perper.errors import ConfigError, EncodeError, FormatError, ReplayError
 from perper.replay.clock import DEFAULT_FROZEN_TIME, FrozenClock
 from perper.replay.host import ReplayHost, ReplayStop
 from perper.replay.log import open_log
@@ -66,7 +66,7 @@ from perper.runtime.records import (
     ExecutionRecord,
     RunRecord,
 )
-from perper.store.base import LogStore, decode_segment
+from perper.store.base import LogStore, decode_segment, segment_packed
 
 #: A divergence kind: the replay reads an input past where the recording stopped reading.
 INPUT = "input"
@@ -305,6 +305,7 @@ class _Attempt:
     mismatch: tuple[int, Any, Any] | None = None  # fast pass: (seq, expected, actual)
     stopped: bool = False  # until reached (or the debugger quit)
     cut: bool = False  # the recorded output of an unfinished execution ran out
+    unrecorded: int = 0  # encodable items yielded past the end of an encode failure
 
 
 class _Recorded:
@@ -370,6 +371,12 @@ class _ExecutionReplay:
         self.clock = clock
         self.progress = progress
         self.complete = record.status != RUNNING
+        # The execution failed with an EncodeError: the batch holding the unencodable
+        # item was refused whole, so encodable items before it may be missing from the
+        # recording (see _past_end).
+        self.encode_failure = record.status == FAILED and "EncodeError" in (
+            _last_line(record.error) or ""
+        )
         self.effects: list[Any] = []
         self.recorded_items = 0
         self.fn: StreamFunction | None = None
@@ -491,13 +498,20 @@ class _ExecutionReplay:
                 pass
             except bdb.BdbQuit:
                 attempt.stopped = True
+            except FormatError:
+                raise  # the log is corrupt: not the code's fault, and no verdict on it
             except Exception as error:
                 attempt.error = error
                 attempt.error_positions = host.positions()
             if out and attempt.mismatch is None:
                 # Items yielded before the function stopped (a start, an effect, an
                 # exception) came first: a mismatch among them is the first divergence.
-                await self._compare_rest(recorded, out, attempt)
+                try:
+                    await self._compare_rest(recorded, out, attempt)
+                except EncodeError as error:  # what the runtime failed with (_past_end)
+                    if attempt.error is None:
+                        attempt.error = error
+                        attempt.error_positions = host.positions()
         finally:
             if agen is not None:
                 with contextlib.suppress(BaseException):
@@ -523,6 +537,8 @@ class _ExecutionReplay:
         data = recorded.data
         seq = recorded.first
         if data is None:
+            if self._past_end(out, attempt):
+                return 1
             if not self.complete:
                 attempt.cut = True
                 return 0
@@ -534,7 +550,7 @@ class _ExecutionReplay:
                 f"the replay yielded more items than the {self.recorded_items} recorded",
             )
         try:
-            same = codec.canonical(out) == data
+            same = codec.canonical(out) == segment_packed(data)
         except (TypeError, ValueError, OverflowError):
             same = False
         if not same:
@@ -552,6 +568,8 @@ class _ExecutionReplay:
     async def _compare_rest(self, recorded: _Recorded, out: list[Any], attempt: _Attempt) -> None:
         """Compare the items yielded after the last full segment."""
         if recorded.data is None:
+            if self._past_end(out, attempt):
+                return
             if self.complete:
                 attempt.host.diverge(
                     LONGER,
@@ -600,6 +618,9 @@ class _ExecutionReplay:
             while recorded.data is not None and seq >= recorded.first + recorded.count:
                 await recorded.advance()
             if recorded.data is None:
+                if self._past_end([item], attempt):
+                    seq += 1
+                    continue
                 if not self.complete:
                     attempt.cut = True
                     return
@@ -619,6 +640,26 @@ class _ExecutionReplay:
             attempt.compared = seq
             if locate and seq > stop_before:
                 return
+
+    def _past_end(self, out: list[Any], attempt: _Attempt) -> bool:
+        """Items yielded past the recorded end of an execution that failed with an
+        EncodeError: the runtime refused the whole batch holding the unencodable item, so
+        encodable items before it were never recorded. They are not a divergence; the
+        unencodable one raises the EncodeError the recording ended with. False when the
+        execution did not fail that way (the caller judges the items)."""
+        if not self.encode_failure:
+            return False
+        for item in out:
+            seq = self.recorded_items + attempt.unrecorded
+            try:
+                codec.pack(item, what="item")
+            except EncodeError as error:
+                raise EncodeError(
+                    error.type_name, f"{self.record.function!r}'s item at seq {seq}"
+                ) from error
+            attempt.unrecorded += 1
+        out.clear()
+        return True
 
     # ----------------------------------------------------------- verdicts
 
@@ -689,7 +730,9 @@ class _ExecutionReplay:
             text = "".join(traceback.format_exception(error)).rstrip()
             last = _last_line(text) or type(error).__name__
             if recorded_failure is not None and attempt.compared >= self.recorded_items:
-                if last == recorded_failure:
+                if last == recorded_failure or (
+                    self.encode_failure and isinstance(error, EncodeError)
+                ):
                     notes.append(f"reproduced the recorded failure: {recorded_failure}")
                     return None
                 return Divergence(

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 from perper.errors import ConfigError
 from perper.store.base import LogStore, Meta, StreamInfo
 from perper.store.memory import MemoryStore
-from perper.store.urls import sqlite_path
+from perper.store.urls import mask_url, sqlite_path
 
 #: Where ``perper`` keeps its log when neither ``--store`` nor ``$PERPER_STORE`` say.
 DEFAULT_STORE_URL = "sqlite:///.perper/perper.db"
@@ -20,6 +20,7 @@ __all__ = [
     "Meta",
     "StreamInfo",
     "default_store_url",
+    "mask_url",
     "open_store",
 ]
 
@@ -53,14 +54,18 @@ def open_store(url: str | None = None) -> LogStore:
     if scheme == "ignite":
         parsed = urlparse(url)
         if not parsed.netloc:
-            raise ConfigError(f"store URL {url!r} names no node: write ignite://127.0.0.1:10800")
+            raise ConfigError(
+                f"store URL {mask_url(url)!r} names no node: write ignite://127.0.0.1:10800"
+            )
         try:
             from perper.store.ignite import IgniteStore
         except ImportError as error:
             raise ConfigError(
-                f"store URL {url!r} needs the Ignite extra: pip install 'perper[ignite]' ({error})"
+                f"store URL {mask_url(url)!r} needs the Ignite extra: "
+                f"pip install 'perper[ignite]' ({error})"
             ) from error
         return IgniteStore.from_url(url)
     raise ConfigError(
-        f"unknown store URL {url!r}: use memory://, sqlite:///path.db or ignite://host:port"
+        f"unknown store URL {mask_url(url)!r}: use memory://, sqlite:///path.db or "
+        "ignite://host:port"
     )

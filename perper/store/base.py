@@ -30,6 +30,8 @@ raises :class:`~perper.errors.StoreClosedError`.
 from __future__ import annotations
 
 import asyncio
+import struct
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ from perper.errors import (
     SealedError,
     StoreClosedError,
     StoreError,
+    TooLargeError,
 )
 
 __all__ = [
@@ -55,9 +58,12 @@ __all__ = [
     "LogStore",
     "Meta",
     "StreamInfo",
+    "check_segment",
     "check_table",
     "decode_segment",
     "encode_segment",
+    "segment_items",
+    "segment_packed",
 ]
 
 #: Metadata tables every store provides.
@@ -115,10 +121,11 @@ class LogStore(ABC):
     url: str = ""
 
     #: The most encoded bytes of one stored segment: :meth:`append` splits larger
-    #: batches into several segments.
+    #: batches into several segments (an item larger than this is a segment of its own).
     max_segment_bytes: int = 4 * 1024 * 1024
-    #: The most encoded bytes of one item this store can hold (one item is one segment).
-    max_item_bytes: int = 512 * 1024 * 1024
+    #: The most encoded bytes of one item this store can hold: larger ones raise
+    #: :class:`~perper.errors.TooLargeError` naming the limit.
+    max_item_bytes: int = 999_000_000
 
     def __init__(self) -> None:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -203,10 +210,50 @@ class LogStore(ABC):
         (``stop`` None: to the end stored now), in seq order; decode ``data`` with
         :func:`decode_segment`.
 
-        Every read path of the contract goes through here.
+        Every read path of the contract goes through here, and checks what it reads: each
+        segment's checksum, that segments are contiguous (no seq missing between them),
+        and that the stored items reach the head the store reports. A log failing any
+        check raises :class:`~perper.errors.FormatError` naming the store, the stream and
+        the seqs, instead of handing on damaged or missing items.
         """
-        async for segment in self.scan_segments(stream, start, stop):
-            yield segment
+        expected = start  # the next seq the reader must get
+        yielded = False
+        promised: int | None = None  # the end a head read before this scan promises
+        head = 0
+        while True:
+            async for first, count, data in self.scan_segments(stream, expected, stop):
+                end = first + count
+                if first > expected:
+                    raise FormatError(
+                        f"{self.url}: stream {stream!r} is missing the items at seq "
+                        f"{expected}..{first - 1} (the next stored segment starts at seq "
+                        f"{first}): the log is corrupt"
+                    )
+                if (yielded and first < expected) or end <= expected or count <= 0:
+                    raise FormatError(
+                        f"{self.url}: stream {stream!r} has a segment at seq {first}.."
+                        f"{end - 1} overlapping the one before it: the log is corrupt"
+                    )
+                check_segment(first, count, data, stream=stream, where=self.url)
+                yielded = True
+                yield first, count, data
+                expected = end
+                if stop is not None and expected >= stop:
+                    return
+            if promised is not None:
+                if expected >= promised:
+                    return
+                raise FormatError(
+                    f"{self.url}: stream {stream!r} has head {head} but its stored items end "
+                    f"at seq {expected} (seq {expected}..{promised - 1} are missing): the log "
+                    "is corrupt"
+                )
+            head = (await self.info(stream)).head
+            promised = head if stop is None else min(stop, head)
+            if promised <= expected:
+                return
+            # A writer may have appended since the scan began: look once more; the items
+            # this head promises must all be there now.
 
     # ---------------------------------------------------------------- conveniences
 
@@ -232,6 +279,7 @@ class LogStore(ABC):
             raise GapError(stream, seq, 0)
         if type(items) is not list:
             items = list(items)
+        stalled = 0
         while True:
             info = await self.info(stream)
             head = info.head
@@ -248,13 +296,47 @@ class LogStore(ABC):
                 raise SealedError(stream, seq, head)
             if info.epoch > epoch:
                 raise FencedError(stream, epoch, info.epoch)
-            data = encode_segment(items)
+            chunks = self._chunks(stream, seq, items)
             try:
-                await self.write_segment(stream, seq, len(items), data, epoch)
+                for chunk, data in chunks:
+                    await self.write_segment(stream, seq, len(chunk), data, epoch)
+                    self.notify(stream)
+                    seq += len(chunk)
+                    items = items[len(chunk) :]
             except HeadMovedError:
-                continue  # another writer got there first: compare against what it wrote
-            self.notify(stream)
-            return seq + len(items)
+                # Another writer got there first: compare against what it wrote. A store
+                # that keeps refusing at a head that does not move is broken, not raced.
+                after = await self.info(stream)
+                if (after.head, after.sealed, after.epoch) == (head, info.sealed, info.epoch):
+                    stalled += 1
+                    if stalled >= 3:
+                        raise StoreError(
+                            f"{self.url}: stream {stream!r} refuses writes at seq {seq} "
+                            f"although its head is {head}: the store is inconsistent"
+                        ) from None
+                continue
+            return seq
+
+    def _chunks(self, stream: str, seq: int, items: list[Any]) -> list[tuple[list[Any], bytes]]:
+        """``items`` as segments of at most :attr:`max_segment_bytes` encoded bytes each
+        (an item larger than that is a segment of its own, up to :attr:`max_item_bytes`)."""
+        data = encode_segment(items)
+        if len(data) <= min(self.max_segment_bytes, self.max_item_bytes):
+            return [(items, data)]
+        sizes = [len(codec.pack(item, what="item")) for item in items]
+        for index, size in enumerate(sizes):
+            if size > self.max_item_bytes:  # refused before any of the batch is written
+                raise TooLargeError(stream, seq + index, size, self.max_item_bytes, self.url)
+        chunks: list[tuple[list[Any], bytes]] = []
+        lo = 0
+        while lo < len(items):
+            hi, total = lo + 1, sizes[lo]
+            while hi < len(items) and total + sizes[hi] <= self.max_segment_bytes - 64:
+                total += sizes[hi]
+                hi += 1
+            chunks.append((items[lo:hi], encode_segment(items[lo:hi])))
+            lo = hi
+        return chunks
 
     async def _check_overlap(self, stream: str, seq: int, items: list[Any]) -> None:
         position, end = seq, seq + len(items)
@@ -566,27 +648,66 @@ def plan_keyed(
     return seqs, fresh, fresh_keys
 
 
+#: Each segment's ``data``: a CRC-32 (big-endian, 4 bytes) of the packed items, then them.
+_CRC = struct.Struct(">I")
+
+
 def encode_segment(items: Sequence[Any]) -> bytes:
-    """Encode a run of consecutive items as the ``data`` of one stored segment.
+    """Encode a run of consecutive items as the ``data`` of one stored segment: a CRC-32 of
+    the msgpack array, then the array.
 
     Raises:
         EncodeError: with ``index`` set to the position of the first bad item.
     """
-    return codec.pack_segment(items)
+    packed = codec.pack_segment(items)
+    return _CRC.pack(zlib.crc32(packed)) + packed
+
+
+def check_segment(
+    first: int, count: int, data: bytes, *, stream: str = "", where: str = ""
+) -> None:
+    """Check a stored segment's checksum.
+
+    Raises:
+        FormatError: the data does not match its checksum (a corrupt log).
+    """
+    if type(data) is not bytes or len(data) < _CRC.size:
+        raise FormatError(
+            f"{_place(where, stream, first, count)}: the segment is truncated: the log is corrupt"
+        )
+    if _CRC.unpack_from(data)[0] != zlib.crc32(memoryview(data)[_CRC.size :]):
+        raise FormatError(
+            f"{_place(where, stream, first, count)}: the segment does not match its checksum "
+            "(its bytes were changed): the log is corrupt"
+        )
+
+
+def segment_packed(data: bytes) -> bytes:
+    """The msgpack array inside a segment's ``data`` (what :func:`perper.codec.canonical`
+    of its item list gives), without the checksum; for comparing segments by bytes."""
+    return data[_CRC.size :]
+
+
+def segment_items(data: bytes) -> list[Any]:
+    """The items of a segment's ``data``, checksum checked, whatever their count."""
+    check_segment(0, 0, data)
+    return codec.unpack_segment(data[_CRC.size :])
 
 
 def decode_segment(
     first: int, count: int, data: bytes, *, stream: str = "", where: str = ""
 ) -> list[Any]:
-    """Decode a stored segment's items, checking there are as many as its header says.
+    """Decode a stored segment's items, checking its checksum and that there are as many
+    items as its header says.
 
     ``stream`` and ``where`` (the store's URL) only make the error name the place.
 
     Raises:
         FormatError: the data is not a segment of ``count`` items (a corrupt log).
     """
+    check_segment(first, count, data, stream=stream, where=where)
     try:
-        items = codec.unpack_segment(data)
+        items = codec.unpack_segment(data[_CRC.size :])
     except FormatError as error:
         raise FormatError(f"{_place(where, stream, first, count)}: {error}") from None
     if len(items) != count:

@@ -1,12 +1,15 @@
-"""Flat tables: each exported stream as a plain SQLite table (``perper export --flat``).
+"""Flat tables: each exported stream also as a plain SQLite table (``perper export --flat``).
 
-``seq`` plus the item's top-level fields, for sqlite3 and Datasette. Written with
-sqlite-utils (the ``export`` extra), which creates and widens tables as fields appear.
+A flat table has a ``seq`` primary key and one column per top-level field of dict items
+(``value`` for other items), nested values as JSON text, so ``sqlite3`` and Datasette can
+query an exported log without perper. Written with sqlite-utils (``perper[export]``): it
+creates tables and adds columns as new fields appear, which is all this needs.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,11 @@ from perper.errors import ConfigError
 from perper.store.base import LogStore
 from perper.store.mirror import selected_streams
 
-__all__ = ["flat_rows", "flat_table_name", "write_flat_tables"]
+__all__ = ["column_name", "flat_rows", "flat_table_name", "write_flat_tables"]
 
 #: Tables of a perper SQLite log; a flat table never takes one of these names.
 _RESERVED = {"streams", "segments", "runs", "executions", "checkpoints", "leases"}
+_SEQ_LIKE = re.compile(r"seq_*", re.IGNORECASE)
 
 
 def flat_table_name(stream: str) -> str:
@@ -29,16 +33,21 @@ def flat_table_name(stream: str) -> str:
     return stream
 
 
+def column_name(field: str) -> str:
+    """The column of an item field: the field's name, with one ``_`` added to names made of
+    ``seq`` and underscores (``seq`` -> ``seq_``, ``seq_`` -> ``seq__``), so no field takes
+    the ``seq`` column and no two fields share one."""
+    return field + "_" if _SEQ_LIKE.fullmatch(field) else field
+
+
 def flat_rows(first: int, items: list[Any]) -> Iterator[dict[str, Any]]:
-    """Rows of a flat table: ``seq`` plus the item's top-level fields for a dict item (a
-    field named ``seq`` becomes ``seq_``), or ``value`` for any other item; nested values
-    as JSON text."""
+    """Rows of a flat table: ``seq`` plus the item's top-level fields for a dict item (named
+    by :func:`column_name`), or ``value`` for any other item; nested values as JSON text."""
     for seq, item in enumerate(items, first):
         row: dict[str, Any] = {"seq": seq}
         if type(item) is dict:
             for key, value in item.items():
-                name = str(key)
-                row["seq_" if name == "seq" else name] = _cell(value)
+                row[column_name(str(key))] = _cell(value)
         else:
             row["value"] = _cell(item)
         yield row
@@ -53,6 +62,21 @@ def _cell(value: Any) -> Any:
     return json.dumps(codec.to_jsonable(value), ensure_ascii=False)
 
 
+def _check_columns(stream: str, rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
+    """Refuse fields whose names differ from another column only in case: SQLite column
+    names ignore case, so they would overwrite each other. ``columns`` maps the lower-case
+    name of every column so far to its name, and learns the rows' columns."""
+    for row in rows:
+        for name in row:
+            known = columns.setdefault(name.lower(), name)
+            if known != name:
+                raise ConfigError(
+                    f"stream {stream!r}: the item at seq {row['seq']} has a field {name!r} "
+                    f"and the stream also has {known!r}; SQLite column names ignore case, so "
+                    "--flat cannot keep both: rename one of the fields, or export without --flat"
+                )
+
+
 async def write_flat_tables(
     store: LogStore, path: Path, *, run: str | None = None, streams: str | None = None
 ) -> list[str]:
@@ -60,6 +84,9 @@ async def write_flat_tables(
 
     Each table continues after its highest ``seq``, so re-running an export only adds rows.
     Returns the table names.
+
+    Raises:
+        ConfigError: sqlite-utils is missing, or two fields of a stream differ only in case.
     """
     try:
         import sqlite_utils
@@ -82,13 +109,15 @@ async def write_flat_tables(
                 start = 0 if done is None else done + 1
             else:
                 table.create({"seq": int}, pk="seq")
-            columns = {column.name for column in table.columns}
+            columns = {column.name: column.name for column in table.columns}
+            lowered = {column.lower(): column for column in columns}
             async for first, items in store.read_batches(info.name, start=start, stop=info.head):
                 rows = list(flat_rows(first, items))
+                _check_columns(info.name, rows, lowered)
                 for column, kind in _column_types(rows).items():
                     if column not in columns:
                         table.add_column(column, kind)
-                        columns.add(column)
+                        columns[column] = column
                 table.insert_all(rows, pk="seq", replace=True)
     finally:
         db.close()

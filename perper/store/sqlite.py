@@ -1,15 +1,17 @@
 """SQLiteStore: the embedded default store, a real SQLite file.
 
-Layout (format 2), readable with the ``sqlite3`` shell:
+Layout (format 3), readable with the ``sqlite3`` shell:
 
 * ``streams(id, name, head, sealed, epoch)`` — one row per stream; ``head`` is its length,
   ``epoch`` the highest lease epoch that wrote to it (fencing).
-* ``segments(stream_id, first_seq, count, data)`` — one row per appended batch; ``data``
-  is a msgpack array of the batch's items.
+* ``segments(stream_id, first_seq, count, data)`` — one row per stored segment (a batch,
+  split at :attr:`~perper.store.base.LogStore.max_segment_bytes`); ``data`` is a CRC-32 of
+  the batch's items packed as a msgpack array (4 bytes, big-endian), then that array.
+  Reads check the checksum, that segments are contiguous and that they reach ``head``
+  (format 3; format 2 had no checksum and is refused).
 * ``segment_keys(stream_id, first_seq, keys)`` — the idempotency keys of a segment that
   :class:`perper.Producer` wrote (msgpack array, one key or nil per item), written in the
-  transaction that writes the segment. Created by the first keyed append, so logs
-  without ingest keep their layout (and older perpers still read them).
+  transaction that writes the segment. Created by the first keyed append.
 * ``runs``, ``executions``, ``checkpoints``, ``leases`` — metadata, ``(key, version,
   value)`` with ``value`` msgpack; ``version`` backs compare-and-set.
 
@@ -54,7 +56,9 @@ from perper.store.base import (
 )
 
 #: The on-disk format this perper reads and writes.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: Older formats ``python -m perper.store.migrate`` converts (perper/store/migrate.py).
+_MIGRATABLE = (2,)
 #: ``PRAGMA application_id`` of perper logs: "PRPR".
 APPLICATION_ID = 0x50525052
 
@@ -115,6 +119,9 @@ class SQLiteStore(LogStore):
         self._has_keys = False
         self._key_index: dict[str, KeyIndex] = {}
         self._db = self._open()
+        # One row holds one segment: SQLite's largest value, less room for the checksum
+        # and the array header.
+        self.max_item_bytes = self._db.getlimit(sqlite3.SQLITE_LIMIT_LENGTH) - 64
 
     # ------------------------------------------------------------------ opening
 
@@ -123,13 +130,21 @@ class SQLiteStore(LogStore):
         if path.exists() and path.is_dir():
             raise StoreUnavailableError(f"{self.url}: {path} is a folder, not a SQLite file")
         if path.exists() and path.stat().st_size > 0:
-            with path.open("rb") as f:
-                header = f.read(len(_SQLITE_HEADER))
+            try:
+                with path.open("rb") as f:
+                    header = f.read(len(_SQLITE_HEADER))
+            except OSError as error:
+                raise StoreUnavailableError(
+                    f"{self.url}: cannot read {path}: {error.strerror or error}; check its "
+                    "permissions"
+                ) from error
             if header != _SQLITE_HEADER:
                 raise FormatError(
                     f"{self.url}: {path} is not a SQLite database (corrupt, or another kind of "
                     "file); point --store at a perper log or at a new file"
                 )
+        elif self.read_only and path.exists():
+            raise FormatError(f"{self.url}: {path} is an empty file, not a perper log")
         elif self.read_only:
             raise StoreUnavailableError(f"{self.url}: {path} does not exist")
         else:
@@ -173,10 +188,15 @@ class SQLiteStore(LogStore):
                     f"(application_id {app_id:#x}); point --store at a perper log or a new file"
                 )
             elif version != FORMAT_VERSION:
+                hint = (
+                    f"migrate it into a new file: python -m perper.store.migrate {path} NEW.db"
+                    if version in _MIGRATABLE
+                    else "open it with the perper version that wrote it, or export it into a "
+                    "new file with that version"
+                )
                 raise FormatError(
                     f"{self.url}: {path} has perper format {version}, this perper reads format "
-                    f"{FORMAT_VERSION}; open it with the perper version that wrote it, or "
-                    "export it into a new file with that version"
+                    f"{FORMAT_VERSION}; {hint}"
                 )
             if not self.read_only:
                 db.execute("PRAGMA journal_mode = WAL")
@@ -219,6 +239,11 @@ class SQLiteStore(LogStore):
         return StreamInfo(stream, row[0], bool(row[1]), row[2])
 
     def _stream_id(self, db: sqlite3.Connection, stream: str, *, create: bool) -> int | None:
+        """The row id of ``stream``, creating its row if ``create``.
+
+        A row created here is only remembered once its transaction commits
+        (:meth:`_remember_id`): a rolled-back creation must not leave an id that no row has.
+        """
         stream_id = self._ids.get(stream)
         if stream_id is None:
             if create:
@@ -226,8 +251,14 @@ class SQLiteStore(LogStore):
             row = db.execute("SELECT id FROM streams WHERE name = ?", (stream,)).fetchone()
             if row is None:
                 return None
-            stream_id = self._ids[stream] = row[0]
+            stream_id = row[0]
+            if not create:
+                self._ids[stream] = stream_id
         return stream_id
+
+    def _remember_id(self, stream: str, stream_id: int | None) -> None:
+        if stream_id is not None:
+            self._ids[stream] = stream_id
 
     async def scan_segments(
         self, stream: str, start: int, stop: int | None
@@ -275,6 +306,7 @@ class SQLiteStore(LogStore):
                 (stream_id, seq, count, data),
             )
             db.execute("COMMIT")
+        self._remember_id(stream, stream_id)
 
     async def write_seal(self, stream: str, epoch: int) -> bool:
         with self._translate() as db:
@@ -285,6 +317,7 @@ class SQLiteStore(LogStore):
                 (epoch, stream_id, epoch),
             ).rowcount
             db.execute("COMMIT")
+        self._remember_id(stream, stream_id)
         return sealed == 1
 
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:

@@ -9,6 +9,7 @@ import pytest
 
 from perper.errors import ConfigError, FormatError
 from perper.store import open_store
+from perper.store.base import encode_segment
 from perper.store.sqlite import APPLICATION_ID, FORMAT_VERSION, SQLiteStore
 
 
@@ -49,7 +50,8 @@ async def test_a_segment_whose_data_disagrees_with_its_count_is_reported_corrupt
     async with SQLiteStore(path) as store:
         await store.append("s", 0, [1, 2, 3])
     db = sqlite3.connect(path)
-    db.execute("UPDATE segments SET data = X'920102'")  # a two-item array under count 3
+    # a two-item array, checksum intact, under count 3
+    db.execute("UPDATE segments SET data = ?", (encode_segment([1, 2]),))
     db.commit()
     db.close()
     async with SQLiteStore(path) as store:

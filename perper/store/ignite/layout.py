@@ -1,9 +1,11 @@
 """The key layout of a namespace in the two Ignite caches (docs/ignite.md, "Key layout").
 
 Segment entries: ``{ns}|s|{stream}|{n}`` -> header (kind, first seq, count, epoch) +
-segment data; a **keyed** segment (kind 3, written by :class:`perper.Producer`) holds its
-items' idempotency keys between the two: ``uint32 length | msgpack array of keys (nil
-for an item without one)``, so the keys commit with the items in one ``put_if_absent``. Hints ``{ns}|h|{stream}``, metadata ``{ns}|m|{table}|{key}``,
+segment data (:func:`~perper.store.base.encode_segment`: a CRC-32, then the msgpack array;
+layout 4; layout 3 had no checksum); a **keyed** segment (kind 3, written by
+:class:`perper.Producer`) holds its items' idempotency keys between the two: ``uint32
+length | msgpack array of keys (nil for an item without one)``, so the keys commit with
+the items in one ``put_if_absent``. Hints ``{ns}|h|{stream}``, metadata ``{ns}|m|{table}|{key}``,
 directory buckets ``{ns}|d|{area}|{group}|{shard}``, group lists ``{ns}|g|{area}`` and the
 format record ``{ns}|format``. Stream names and keys are escaped (``%`` ``|`` NUL).
 """
@@ -31,7 +33,7 @@ __all__ = [
 SEGMENTS_CACHE = "perper_segments"
 META_CACHE = "perper_meta"
 #: The key layout this package reads and writes, stored once per namespace.
-FORMAT = b"perper-ignite/3"
+FORMAT = b"perper-ignite/4"
 #: A writer refreshes a stream's hint every this many segments.
 HINT_EVERY = 16
 #: A run's names in one directory area are spread over this many buckets (by CRC-32), so

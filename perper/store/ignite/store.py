@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from perper import codec
-from perper.errors import ConfigError, HeadMovedError, StoreError
+from perper.errors import ConfigError, FormatError, HeadMovedError, StoreError
 from perper.store.base import (
     KeyIndex,
     LogStore,
@@ -169,6 +169,10 @@ class IgniteStore(LogStore):
 
     _poll_interval_min = 0.002
     _poll_interval_max = 0.1
+    #: Ignite refuses a record above 16 MiB (its WAL record capacity, "Record is too
+    #: long"); segments stay well below, and one item must fit with its header.
+    max_segment_bytes = 4 * 1024 * 1024
+    max_item_bytes = 15 * 1024 * 1024
 
     def __init__(
         self,
@@ -270,15 +274,28 @@ class IgniteStore(LogStore):
 
     async def _probe(self, stream: str, state: _Stream) -> None:
         """Advance ``state`` to the stream's current end, seal marker included."""
+        # One key more than the window: a segment present after an absent one means the
+        # absent one was deleted (segments are written in order), which must not pass for
+        # the end of the stream.
         window = 1
         while True:
             base = state.n  # other tasks may advance state.n while we wait for the answer
-            keys = [self.layout.segment(stream, base + i) for i in range(window)]
-            found = await self.io.get_all(SEGMENTS_CACHE, keys, f"reading the end of {stream!r}")
-            for i, key in enumerate(keys):
+            keys = [self.layout.segment(stream, base + i) for i in range(window + 1)]
+            what = f"reading the end of {stream!r}"
+            found = await self.io.get_all(SEGMENTS_CACHE, keys, what)
+            for i, key in enumerate(keys[:-1]):  # the last key only looks ahead
                 value = found.get(key)
                 if value is None:
-                    return
+                    if any(later in found for later in keys[i + 1 :]):
+                        value = await self.io.get(SEGMENTS_CACHE, key, what)  # raced a writer?
+                        if value is None:
+                            raise FormatError(
+                                f"{self.url}: segment {base + i} of stream {stream!r} (from "
+                                f"seq {state.head}) is missing although later segments "
+                                "exist: the log is corrupt"
+                            )
+                    else:
+                        return
                 if self._learn(stream, state, base + i, key, value)[0] == KIND_SEAL:
                     return
             window = min(window * 4, _MAX_WINDOW)
@@ -289,9 +306,9 @@ class IgniteStore(LogStore):
         """Take in segment ``n`` as read from the store; return its header."""
         kind, first, count, epoch = header = parse_header(key, value)
         if n == state.n and first != state.head:
-            raise StoreError(
+            raise FormatError(
                 f"{self.url}: segment {n} of stream {stream!r} starts at seq {first} but the "
-                f"segments before it end at {state.head}: the namespace is corrupt"
+                f"segments before it end at seq {state.head}: the log is corrupt"
             )
         if kind == KIND_SEAL:
             if n == state.n:
@@ -394,9 +411,9 @@ class IgniteStore(LogStore):
             for n, key in zip(probes, keys, strict=True):
                 value = found.get(key)
                 if value is None:
-                    raise StoreError(
-                        f"{self.url}: segment {n} of stream {stream!r} is missing although "
-                        f"segment {hi_n} exists: the namespace is corrupt"
+                    raise FormatError(
+                        f"{self.url}: segment {n} of stream {stream!r} (near seq {start}) is "
+                        f"missing although segment {hi_n} exists: the log is corrupt"
                     )
                 kind, first, count, epoch = parse_header(key, value)
                 if kind != KIND_SEAL:
@@ -484,8 +501,9 @@ class IgniteStore(LogStore):
             and state.epoch <= epoch
         ):
             batch = items if type(items) is list else list(items)
-            data = codec.pack_segment(batch)
-            if await self._put_segment(stream, state, seq, len(batch), data, epoch):
+            data = encode_segment(batch)
+            small = len(data) <= min(self.max_segment_bytes, self.max_item_bytes)
+            if small and await self._put_segment(stream, state, seq, len(batch), data, epoch):
                 self.notify(stream)
                 return seq + len(batch)
             items = batch

@@ -5,9 +5,10 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from perper.errors import ConfigError
+from perper.store.urls import mask_url
 
 __all__ = ["DEFAULT_PORT", "URL_OPTIONS", "IgniteOptions", "mask_url", "parse_url"]
 
@@ -31,8 +32,6 @@ URL_OPTIONS = {
     "addresses), 0 to use one connection (default with one address)",
     "cache_mb": "MiB of recently read or written segments kept in memory (default 16)",
 }
-
-_SECRETS = ("password", "tls_key_password")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,24 +128,6 @@ def parse_url(url: str) -> IgniteOptions:
         cache_mb=_parse_seconds(masked, "cache_mb", options.get("cache_mb"), 16.0),
         url=masked,
     )
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe to print or log)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<an unparsable store URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, hosts = netloc.rsplit("@", 1)
-        user, sep, _ = credentials.partition(":")
-        netloc = f"{user}{':***' if sep else ''}@{hosts}"
-    query = "&".join(
-        f"{name}={'***' if name in _SECRETS else quote(value)}"
-        for name, value in parse_qsl(parts.query, keep_blank_values=True)
-    )
-    return f"{parts.scheme}://{netloc}{parts.path}{'?' + query if query else ''}"
 
 
 def _parse_address(masked: str, part: str) -> tuple[str, int]:
