@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 import sys
 import time
 import traceback
@@ -346,13 +347,14 @@ def reproduce_command(
     params: Sequence[str],
     schedule: Sequence[Fault] | None = None,
 ) -> str:
-    """The one-line command that re-runs exactly this seed."""
-    parts = ["python -m simulator run", app_path, f"--seed {seed}"]
+    """The one-line command that re-runs exactly this seed, every argument shell-quoted
+    (``shlex.quote``): a JSON ``--param`` with spaces, quotes or ``$`` pastes back intact."""
+    parts = ["python -m simulator run", shlex.quote(app_path), f"--seed {seed}"]
     if tuple(kinds) != DEFAULT_FAULTS:
-        parts.append(f"--faults {','.join(kinds) or 'none'}")
+        parts.append("--faults " + shlex.quote(",".join(kinds) or "none"))
     if workers is not None:
         parts.append(f"--workers {workers}")
-    parts.extend(f"--param {p}" for p in params)
+    parts.extend("--param " + shlex.quote(p) for p in params)
     if schedule is not None:
-        parts.append(f"--schedule {format_schedule(schedule)}")
+        parts.append("--schedule " + shlex.quote(format_schedule(schedule)))
     return " ".join(parts)

@@ -101,3 +101,10 @@ def test_seed_shards_cover_every_seed_once() -> None:
     assert len(shards) == 8
     assert sorted(s for shard in shards for s in shard) == list(range(10_000))
     assert sorted(s for shard in seed_shards([5, 3, 9], 2) for s in shard) == [3, 5, 9]
+
+
+@settings(max_examples=5, deadline=None)
+@given(count=st.integers(min_value=1, max_value=8))
+def test_the_sim_fixture_serves_a_hypothesis_test(sim: SimHelper, count: int) -> None:
+    result = sim.run(EXAMPLES / "basic.py", {"count": count}, seeds=range(2), faults=["crash"])
+    assert result.ok and len(result.outcomes) == 2
