@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from perper import codec
@@ -60,6 +60,55 @@ class TotalsMachine(DeploymentMachine):
 def test_the_deployment_state_machine_agrees_with_fault_free_runs() -> None:
     run_state_machine_as_test(
         TotalsMachine, settings=settings(max_examples=15, stateful_step_count=12, deadline=None)
+    )
+
+
+class StampsMachine(DeploymentMachine):
+    app = load_app(APPS / "stamps.py")
+    elements = st.integers(min_value=0, max_value=9)
+
+
+def test_the_state_machine_passes_a_correct_app_whose_outputs_use_ctx_now() -> None:
+    run_state_machine_as_test(
+        StampsMachine, settings=settings(max_examples=10, stateful_step_count=10, deadline=None)
+    )
+
+
+class ForgetfulMachine(DeploymentMachine):
+    app = load_app(APPS / "forgetful.py")
+    elements = st.integers(min_value=1, max_value=9)
+
+
+def test_the_state_machine_fails_an_app_that_loses_its_total_on_a_crash() -> None:
+    with pytest.raises(AssertionError, match=r"sim/totals-0: seq \d+ holds"):
+        run_state_machine_as_test(
+            ForgetfulMachine,
+            settings=settings(
+                max_examples=200,
+                stateful_step_count=15,
+                deadline=None,
+                database=None,
+                phases=[Phase.generate],
+                report_multiple_bugs=False,
+            ),
+        )
+
+
+class SealedOnlyMachine(TotalsMachine):
+    """A compare hook that accepts anything: the machine must then pass even the
+    forgetful app, which shows the hook is what decides."""
+
+    app = load_app(APPS / "forgetful.py")
+
+    def compare(
+        self, stream: str, expected: list[object] | None, actual: list[object], *, final: bool
+    ) -> str | None:
+        return None
+
+
+def test_the_compare_hook_decides_what_counts_as_a_difference() -> None:
+    run_state_machine_as_test(
+        SealedOnlyMachine, settings=settings(max_examples=10, stateful_step_count=10, deadline=None)
     )
 
 
