@@ -31,6 +31,7 @@ from perper.errors import ConfigError
 from perper.runtime.engine import Runtime
 from perper.store.memory import MemoryStore
 from perper.streamref import StreamRef
+from perper.testing.clock import EPOCH, ItemClock, TimeSchedule
 from perper.testing.recovery import input_map, stage_execution
 from simulator.campaign import CampaignResult, Simulation
 from simulator.checkers import Reference
@@ -47,7 +48,11 @@ _RUN = "fn"
 
 
 def run_function(
-    fn: StreamFunction, inputs: Mapping[str, Sequence[Any]] | Sequence[Any], **params: Any
+    fn: StreamFunction,
+    inputs: Mapping[str, Sequence[Any]] | Sequence[Any],
+    *,
+    time_schedule: TimeSchedule | None = None,
+    **params: Any,
 ) -> list[Any]:
     """Run ``fn`` over ``inputs`` in memory and return the items it yields.
 
@@ -60,6 +65,9 @@ def run_function(
         fn: a function registered with ``@app.stream`` or ``@app.action``.
         inputs: the items of each input stream by parameter name; a plain sequence when
             the function has exactly one parameter not in ``params``.
+        time_schedule: what ``ctx.now()`` reads per input item: seconds per item, or one
+            clock value per item in the order the function reads them (see
+            :class:`perper.testing.clock.ItemClock`). Default: the virtual clock.
         **params: its other parameters.
 
     Raises:
@@ -67,21 +75,27 @@ def run_function(
         ConfigError: bad arguments.
     """
     mapped = input_map(fn, inputs, params, caller="run_function")
-    return run_simulated(_run_function(fn, mapped, params), seed=0)
+    clock = ItemClock(time_schedule) if time_schedule is not None else None
+    return run_simulated(_run_function(fn, mapped, params, clock), seed=0)
 
 
 async def _run_function(
-    fn: StreamFunction, inputs: dict[str, list[Any]], params: Mapping[str, Any]
+    fn: StreamFunction,
+    inputs: dict[str, list[Any]],
+    params: Mapping[str, Any],
+    clock: ItemClock | None = None,
 ) -> list[Any]:
     store = MemoryStore()
     loop = asyncio.get_running_loop()
     runtime = Runtime(
         store,
         fn.app,
-        clock=lambda: 1_700_000_000.0 + loop.time(),
+        clock=clock if clock is not None else (lambda: EPOCH + loop.time()),
         entropy=random.Random(0),
         worker_id="run_function",
     )
+    if clock is not None:
+        runtime._boundary_hook = clock.item_done
     execution = await stage_execution(runtime, fn, inputs, params, _RUN)
     await runtime.execute(execution)
     return [item async for _, item in store.read(execution)]

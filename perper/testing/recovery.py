@@ -26,6 +26,7 @@ from perper.runtime.leases import Lease
 from perper.store.base import LogStore
 from perper.store.memory import MemoryStore
 from perper.streamref import StreamRef
+from perper.testing.clock import EPOCH, ItemClock, TimeSchedule
 
 _RUN = "check"
 
@@ -112,6 +113,7 @@ def check_recoverable(
     inputs: Mapping[str, Sequence[Any]] | Sequence[Any],
     *,
     raise_on_failure: bool = False,
+    time_schedule: TimeSchedule | None = None,
     **params: Any,
 ) -> RecoveryCheck:
     """Crash ``fn`` after every input item, recover it in its declared mode, and compare.
@@ -121,6 +123,9 @@ def check_recoverable(
         inputs: the items of each input stream, by parameter name; a plain sequence when
             the function has exactly one parameter not given in ``params``.
         raise_on_failure: raise :class:`RecoveryError` instead of returning a failed result.
+        time_schedule: what ``ctx.now()`` reads per input item (see
+            :class:`perper.testing.clock.ItemClock`); a recovery resumes the schedule at
+            the item its checkpoint resumes at. Default: a clock standing still.
         **params: the function's other parameters.
 
     Returns:
@@ -129,7 +134,9 @@ def check_recoverable(
     Raises:
         ConfigError: bad arguments, or the function fails even without a crash.
     """
-    check = asyncio.run(_check(fn, input_map(fn, inputs, params), params))
+    if time_schedule is not None:
+        ItemClock(time_schedule)  # bad schedules fail here, before any run
+    check = asyncio.run(_check(fn, input_map(fn, inputs, params), params, time_schedule))
     if raise_on_failure:
         check.raise_on_failure()
     return check
@@ -196,18 +203,26 @@ async def _fresh(
     return store, await stage_execution(_runtime(store, fn, "setup"), fn, inputs, params, _RUN)
 
 
-def _runtime(store: LogStore, fn: StreamFunction, worker: str) -> Runtime:
+def _runtime(
+    store: LogStore, fn: StreamFunction, worker: str, clock: ItemClock | None = None
+) -> Runtime:
     runtime = Runtime(
         store,
         fn.app,
-        clock=lambda: 1_700_000_000.0,
+        clock=clock if clock is not None else (lambda: EPOCH),
         entropy=random.Random(0),
         worker_id=worker,
         batch_size=1000,
         checkpoint_every=1,
     )
     runtime._force_checkpoint_every = 1
+    if clock is not None:
+        runtime._boundary_hook = clock.item_done
     return runtime
+
+
+def _clock(schedule: TimeSchedule | None, consumed: int = 0) -> ItemClock | None:
+    return None if schedule is None else ItemClock(schedule, consumed=consumed)
 
 
 async def _output(store: LogStore, execution: str) -> list[Any]:
@@ -215,11 +230,14 @@ async def _output(store: LogStore, execution: str) -> list[Any]:
 
 
 async def _check(
-    fn: StreamFunction, inputs: dict[str, list[Any]], params: dict[str, Any]
+    fn: StreamFunction,
+    inputs: dict[str, list[Any]],
+    params: dict[str, Any],
+    schedule: TimeSchedule | None = None,
 ) -> RecoveryCheck:
     store, execution = await _fresh(fn, inputs, params)
     try:
-        await _runtime(store, fn, "reference").execute(execution)
+        await _runtime(store, fn, "reference", _clock(schedule)).execute(execution)
     except ExecutionFailedError as error:
         raise ConfigError(
             f"check_recoverable({fn.name}): the function fails without any crash:\n{error.error}"
@@ -227,7 +245,7 @@ async def _check(
     expected = await _output(store, execution)
     boundaries = sum(len(items) for items in inputs.values())
     for boundary in range(1, boundaries + 1):
-        divergence = await _crash_and_recover(fn, inputs, params, boundary, expected)
+        divergence = await _crash_and_recover(fn, inputs, params, boundary, expected, schedule)
         if divergence is not None:
             return RecoveryCheck(fn.name, fn.recovery, boundary, len(expected), divergence)
     return RecoveryCheck(fn.name, fn.recovery, boundaries, len(expected), None)
@@ -239,16 +257,20 @@ async def _crash_and_recover(
     params: dict[str, Any],
     boundary: int,
     expected: list[Any],
+    schedule: TimeSchedule | None = None,
 ) -> RecoveryDivergence | None:
     store, execution = await _fresh(fn, inputs, params)
-    crashing = _runtime(store, fn, "crashing")
+    clock = _clock(schedule)
+    crashing = _runtime(store, fn, "crashing", clock)
     seen = 0
 
-    def crash_at_boundary(_: str, __: int) -> None:
+    def crash_at_boundary(execution: str, position: int) -> None:
         nonlocal seen
         seen += 1
         if seen == boundary:
             raise _Crash()
+        if clock is not None:
+            clock.item_done()
 
     crashing._boundary_hook = crash_at_boundary
     with contextlib.suppress(_Crash):
@@ -262,8 +284,11 @@ async def _crash_and_recover(
         "leases", execution, Lease(None, held.epoch).to_meta(), version=entry.version
     )
     error: str | None = None
+    checkpoint = await store.meta_get("checkpoints", execution)
+    resumed = sum(n for _, n in checkpoint.value["positions"]) if checkpoint else 0
     try:
-        await _runtime(store, fn, "recovering").execute(execution)
+        recovering = _runtime(store, fn, "recovering", _clock(schedule, resumed))
+        await recovering.execute(execution)
     except ExecutionFailedError as failed:
         error = failed.error
     actual = await _output(store, execution)

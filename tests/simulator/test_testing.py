@@ -157,3 +157,35 @@ def test_seed_shards_cover_every_seed_once() -> None:
 def test_the_sim_fixture_serves_a_hypothesis_test(sim: SimHelper, count: int) -> None:
     result = sim.run(EXAMPLES / "basic.py", {"count": count}, seeds=range(2), faults=["crash"])
     assert result.ok and len(result.outcomes) == 2
+
+
+sessions_app = load_app(APPS / "sessions.py")
+
+
+def test_run_function_advances_the_clock_per_input_item_by_the_time_schedule() -> None:
+    clicks = ["a", "b", "c", "d", "e"]
+    at = [0.0, 10.0, 50.0, 55.0, 100.0]
+    out = run_function(sessions_app.functions["sessions"], clicks, time_schedule=at)
+    assert out == [{"ended": 2}, {"ended": 2}]
+    # seconds per item: 40 s between every two clicks ends a session at each
+    every = run_function(sessions_app.functions["sessions"], clicks, time_schedule=40.0)
+    assert every == [{"ended": 1}] * 4
+
+
+def test_check_recoverable_resumes_the_time_schedule_where_the_checkpoint_resumes() -> None:
+    from perper.testing import check_recoverable
+
+    at = [0.0, 10.0, 50.0, 55.0, 100.0, 101.0]
+    good = check_recoverable(sessions_app.functions["sessions"], list("abcdef"), time_schedule=at)
+    assert good.ok, str(good)
+    bad = check_recoverable(
+        sessions_app.functions["forgetful_sessions"], list("abcdef"), time_schedule=at
+    )
+    assert not bad.ok and bad.divergence is not None
+
+
+def test_a_decreasing_time_schedule_is_refused_with_the_values() -> None:
+    from perper.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"time_schedule=\[5.0, 1.0\] decreases"):
+        run_function(sessions_app.functions["sessions"], ["a", "b"], time_schedule=[5, 1])
