@@ -195,6 +195,12 @@ def _run(
         f"{sum(reference.heads.values())} items, {reference.steps} steps"
     )
 
+    from simulator.causes import likely_causes
+
+    for function in app.functions.values():
+        for cause in likely_causes(function.fn):
+            click.echo(f"warning: {function.name} may not be deterministic: {cause}")
+
     def command(s: int, sched: Any = None) -> str:
         return reproduce_command(
             app_file, s, kinds=kinds, workers=workers, params=params, schedule=sched

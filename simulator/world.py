@@ -117,6 +117,12 @@ class SimulationResult:
         return self.describe()
 
 
+#: Violations that show an output differing from the reference (a cause may be named).
+_DIVERGENCE_KINDS = frozenset(
+    {"output-mismatch", "extra-item", "missing-items", "replay-divergence", "nondeterminism"}
+)
+
+
 class _Stop(Exception):
     pass
 
@@ -464,7 +470,7 @@ class World:
         current = self.loop.current_owner
         self.violation = Violation(
             violation.kind,
-            violation.message,
+            violation.message + self._likely_cause(violation),
             violation.stream,
             violation.seq,
             violation.expected,
@@ -474,6 +480,27 @@ class World:
             worker or violation.worker or (current.name if current is not ROOT else None),
         )
         self.loop.stop()
+
+    def _likely_cause(self, violation: Violation) -> str:
+        """Name a direct clock/entropy read or a hash-order dependence in the function
+        that wrote the differing stream, if its source shows one."""
+        if violation.kind not in _DIVERGENCE_KINDS or violation.stream is None:
+            return ""
+        from perper import codec
+        from simulator.causes import likely_causes
+
+        entry = self.store._meta.get("executions", {}).get(violation.stream)
+        if entry is None:
+            return ""
+        function = self.app.functions.get(codec.unpack(entry[1]).get("function", ""))
+        if function is None:
+            return ""
+        causes = likely_causes(function.fn)
+        if not causes:
+            return ""
+        return f"\n  likely cause, in {function.name}:" + "".join(
+            "\n    " + cause for cause in causes[:5]
+        )
 
     def on_segment(self, view: FaultyStore, stream: str, seq: int, count: int, data: bytes) -> None:
         view.notify(stream)  # readers learn of a write even if its caller times out
