@@ -37,7 +37,7 @@ from perper.app import App, Kind, StreamFunction, load_app
 from perper.context import Context
 from perper.diff import structural_diff
 from perper.errors import ConfigError, ReplayError
-from perper.replay.clock import DEFAULT_FROZEN_TIME, FrozenClock
+from perper.replay.clock import DEFAULT_FROZEN_TIME, FrozenClock, frozen_readings
 from perper.replay.host import ReplayHost, ReplayStop
 from perper.replay.log import open_log
 from perper.replay.results import (
@@ -634,6 +634,13 @@ class _ExecutionReplay:
             codec.canonical(actual)
             diff = structural_diff(expected, actual)
             message = f"the replay yielded a different item at seq {seq}"
+            frozen = frozen_readings(actual, self.clock.instants, expected)
+            if frozen:
+                message += (
+                    f"; {', '.join(repr(t) for t in frozen)} in it is a reading of the "
+                    "replay's frozen clock, not a real time: the function reads "
+                    "time.time()/datetime.now() directly (use ctx.now(), which is recorded)"
+                )
         except (TypeError, ValueError, OverflowError):
             diff = []
             message = f"the replay yielded an item at seq {seq} that cannot be encoded"
