@@ -313,6 +313,33 @@ class SimHelper:
             result.raise_on_failure()
         return result
 
+    def from_log(
+        self,
+        log: str | os.PathLike[str],
+        app: App | str | os.PathLike[str],
+        *,
+        run: str | None = None,
+        faults: Sequence[str] | None = None,
+        workers: int | None = None,
+    ) -> Simulation:
+        """A :class:`simulator.Simulation` whose workload is a recorded run of ``app``
+        in the SQLite log ``log`` (its parameters and recorded effects) and whose
+        reference is the recorded outputs: ``sim.from_log(path, app).run_seeds(range(200))
+        .raise_on_failure()`` fails unless today's code writes what production wrote.
+
+        Raises:
+            ConfigError: no such log or run, or a run of another app.
+        """
+        from simulator.recorded import load_recorded
+
+        application = app if isinstance(app, App) else load_app(Path(app))
+        return Simulation(
+            application,
+            kinds=tuple(faults) if faults is not None else DEFAULT_FAULTS,
+            workers=workers,
+            recorded=load_recorded(log, application, run=run),
+        )
+
     def deployment(
         self, app: App, params: Mapping[str, Any] | None = None, **options: Any
     ) -> SimulatedDeployment:

@@ -18,7 +18,7 @@ import asyncio
 import gc
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +167,8 @@ class World:
         step_budget: steps before the run counts as a livelock.
         liveness_bound: virtual seconds after the faults stop within which the run must
             finish (default: from the lease TTL and the reference's duration).
+        preload: streams written before the run starts (a recorded run's effect
+            streams, so its executions are handed back their recorded effects).
     """
 
     def __init__(
@@ -180,8 +182,10 @@ class World:
         trace: bool = False,
         step_budget: int = DEFAULT_STEP_BUDGET,
         liveness_bound: float | None = None,
+        preload: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
         self.app = app
+        self.preload = dict(preload or {})
         self.params = dict(params)
         self.scenario = scenario
         self.reference = reference
@@ -482,8 +486,8 @@ class World:
         self.loop.stop()
 
     def _likely_cause(self, violation: Violation) -> str:
-        """Name a direct clock/entropy read or a hash-order dependence in the function
-        that wrote the differing stream, if its source shows one."""
+        """Name the function that wrote the differing stream and, if its source shows
+        one, a direct clock/entropy read or a hash-order dependence in it."""
         if violation.kind not in _DIVERGENCE_KINDS or violation.stream is None:
             return ""
         from perper import codec
@@ -492,15 +496,15 @@ class World:
         entry = self.store._meta.get("executions", {}).get(violation.stream)
         if entry is None:
             return ""
-        function = self.app.functions.get(codec.unpack(entry[1]).get("function", ""))
-        if function is None:
-            return ""
-        causes = likely_causes(function.fn)
-        if not causes:
-            return ""
-        return f"\n  likely cause, in {function.name}:" + "".join(
-            "\n    " + cause for cause in causes[:5]
-        )
+        name = codec.unpack(entry[1]).get("function", "")
+        text = f"\n  function: {name}"
+        function = self.app.functions.get(name)
+        causes = likely_causes(function.fn) if function is not None else []
+        if causes:
+            text += f"\n  likely cause, in {name}:" + "".join(
+                "\n    " + cause for cause in causes[:5]
+            )
+        return text
 
     def on_segment(self, view: FaultyStore, stream: str, seq: int, count: int, data: bytes) -> None:
         view.notify(stream)  # readers learn of a write even if its caller times out
@@ -541,6 +545,8 @@ class World:
         """Record the run, start the workers and arm the fault schedule; False if the run
         was already done."""
         self._done = self.loop.create_future()
+        for stream, items in self.preload.items():
+            await self.store.append(stream, 0, list(items))
         harness = Runtime(
             self.store, self.app, clock=lambda: EPOCH, entropy=random.Random(0), worker_id="harness"
         )
@@ -674,6 +680,7 @@ def simulate(
     planted_bugs: frozenset[str] = frozenset(),
     trace: bool = False,
     step_budget: int = DEFAULT_STEP_BUDGET,
+    preload: Mapping[str, Sequence[Any]] | None = None,
 ) -> SimulationResult:
     """Run one simulated deployment of ``app`` and check it against ``reference``."""
     return World(
@@ -684,11 +691,16 @@ def simulate(
         planted_bugs=planted_bugs,
         trace=trace,
         step_budget=step_budget,
+        preload=preload,
     ).run()
 
 
 def reference_run(
-    app: App, params: Mapping[str, Any], *, step_budget: int = DEFAULT_STEP_BUDGET
+    app: App,
+    params: Mapping[str, Any],
+    *,
+    step_budget: int = DEFAULT_STEP_BUDGET,
+    preload: Mapping[str, Sequence[Any]] | None = None,
 ) -> Reference:
     """Run ``app`` fault-free on one simulated worker and record what it produced.
 
@@ -706,7 +718,7 @@ def reference_run(
         poll_interval=0.05,
         heal_at=0.0,
     )
-    world = World(app, params, scenario, reference=None, step_budget=step_budget)
+    world = World(app, params, scenario, reference=None, step_budget=step_budget, preload=preload)
     result = world.run()
     if result.violation is not None:
         raise ConfigError(
