@@ -119,6 +119,9 @@ class Simulation:
         recorded: a recorded run as the workload (:func:`simulator.recorded.load_recorded`):
             its launcher parameters and recorded effects; the reference is then its
             recorded outputs, not a fresh run (``params`` must be None).
+        other_hash_seed: when a function iterates a set, compute the reference in a child
+            process under another ``PYTHONHASHSEED`` (:mod:`simulator.hashseed`), so an
+            output that follows hash order shows as a difference.
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class Simulation:
         swarm: bool = True,
         step_budget: int = DEFAULT_STEP_BUDGET,
         recorded: RecordedRun | None = None,
+        other_hash_seed: bool = True,
     ) -> None:
         if recorded is not None and params:
             raise ConfigError(
@@ -139,6 +143,7 @@ class Simulation:
             )
         self.app = app
         self.recorded = recorded
+        self.other_hash_seed = other_hash_seed
         self.params = dict(recorded.params if recorded is not None else params or {})
         self.preload = recorded.preload if recorded is not None else {}
         self.kinds = tuple(kinds)
@@ -151,9 +156,17 @@ class Simulation:
     @property
     def reference(self) -> Reference:
         if self._reference is None:
-            fresh = reference_run(
-                self.app, self.params, step_budget=self.step_budget, preload=self.preload
-            )
+            from simulator.hashseed import depends_on_hash_order, reference_in_child
+
+            fresh = None
+            if self.other_hash_seed and depends_on_hash_order(self.app):
+                fresh = reference_in_child(
+                    self.app, self.params, step_budget=self.step_budget, preload=self.preload
+                )
+            if fresh is None:
+                fresh = reference_run(
+                    self.app, self.params, step_budget=self.step_budget, preload=self.preload
+                )
             if self.recorded is not None:
                 # Compare with what production wrote; the fault-free run only sizes the
                 # fault schedules (steps, virtual time).

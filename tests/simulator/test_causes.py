@@ -3,13 +3,18 @@ or an iteration in hash order."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from click.testing import CliRunner
 
 from perper.app import load_app
 from simulator.causes import likely_causes
 from simulator.cli import main
 
-from .conftest import APPS, EXAMPLES
+from .conftest import APPS, EXAMPLES, ROOT
 
 
 def test_a_function_reading_time_time_fails_with_the_wall_clock_named_as_the_cause() -> None:
@@ -40,3 +45,30 @@ def test_global_randomness_and_uuid4_are_named_and_the_examples_are_clean() -> N
     for path in sorted(EXAMPLES.glob("*.py")):
         for function in load_app(path).functions.values():
             assert likely_causes(function.fn) == [], (path, function.name)
+
+
+def test_output_in_hash_order_fails_against_a_reference_run_under_another_hash_seed() -> None:
+    # One process iterates the set the same way every run; the reference runs in a child
+    # under another PYTHONHASHSEED (0 here, 1 there: different orders of these strings).
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "run", str(APPS / "hashorder.py"), "--seeds", "0..2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "output-mismatch" in done.stdout and "function: tags" in done.stdout
+    assert "iterates a set: its order depends on PYTHONHASHSEED" in done.stdout
+
+
+def test_a_sorted_set_passes_under_another_hash_seed(tmp_path: Path) -> None:
+    source = (
+        (APPS / "hashorder.py").read_text().replace("for tag in seen:", "for tag in sorted(seen):")
+    )
+    fixed = tmp_path / "sortedtags.py"
+    fixed.write_text(source)
+    result = CliRunner().invoke(main, ["run", str(fixed), "--seeds", "0..4"])
+    assert result.exit_code == 0, result.output
+    assert "warning:" not in result.output
