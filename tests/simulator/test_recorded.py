@@ -113,3 +113,33 @@ def test_sim_from_log_makes_a_recorded_run_a_test_under_faults(
         failing.raise_on_failure()
     with pytest.raises(ConfigError, match="no such run"):
         sim.from_log(basic_log, EXAMPLES / "basic.py", run="nope")
+
+
+@pytest.mark.ignite
+def test_a_run_recorded_on_ignite_and_exported_passes_and_a_changed_copy_fails(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    from tests.conftest import store_url
+
+    if not os.environ.get("PERPER_TEST_IGNITE"):
+        pytest.skip("needs PERPER_TEST_IGNITE=ignite://host:port (a running node)")
+    url = store_url("ignite", tmp_path, "recorded")
+    argv = [sys.executable, "-m", "perper.cli"]
+    ran = subprocess.run(
+        [*argv, "run", str(EXAMPLES / "basic.py"), "--store", url, "--run", "prod",
+         "--param", "count=40"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    log = tmp_path / "exported.sqlite"
+    exported = subprocess.run(
+        [*argv, "export", url, str(log), "--run", "prod"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    code, out = invoke(str(EXAMPLES / "basic.py"), "--log", str(log), "--seeds", "0..49")
+    assert code == 0, out
+    code, out = invoke(str(changed_basic(tmp_path)), "--log", str(log), "--seeds", "0..4")
+    assert code == 1 and "function: processor" in out and "seq 3" in out, out
