@@ -22,6 +22,7 @@ from perper.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from perper.ingest import Producer
 from perper.runtime import RunResult, Runtime
 from perper.store import LogStore, open_store
 from perper.streamref import StreamRef
@@ -41,6 +42,7 @@ __all__ = [
     "LogStore",
     "NondeterminismError",
     "PerperError",
+    "Producer",
     "ReplayError",
     "RunResult",
     "Runtime",

@@ -105,54 +105,105 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 # Plain msgpack only: every type ormsgpack would encode lossily (a datetime as a string,
-# an enum as its value, a dataclass as a map) goes to _default instead, which refuses it
-# unless it is registered. Maps may have non-str keys, as msgpack allows.
+# an enum as its value, a str or int subclass as a plain one, a dataclass as a map) goes
+# to _default instead, which refuses it unless it is registered. Maps may have non-str
+# keys, as msgpack allows; but ormsgpack converts keys it does not pass through (a
+# datetime key to a string, an enum key to its value), so a map with non-str keys is
+# encoded only once every key is checked to be a plain msgpack value.
 _PACK_OPTIONS = (
-    ormsgpack.OPT_NON_STR_KEYS
-    | ormsgpack.OPT_PASSTHROUGH_BIG_INT
+    ormsgpack.OPT_PASSTHROUGH_BIG_INT
     | ormsgpack.OPT_PASSTHROUGH_DATACLASS
     | ormsgpack.OPT_PASSTHROUGH_DATETIME
     | ormsgpack.OPT_PASSTHROUGH_ENUM
+    | ormsgpack.OPT_PASSTHROUGH_SUBCLASS
     | ormsgpack.OPT_PASSTHROUGH_UUID
 )
+_PACK_OPTIONS_KEYS = _PACK_OPTIONS | ormsgpack.OPT_NON_STR_KEYS
+
+#: How deep containers may nest (ormsgpack's own limit is 254 levels).
+MAX_DEPTH = 254
+
+_KEY_TYPES = (type(None), bool, float, str, bytes)
 
 
 def _pack(obj: Any) -> bytes:
-    return ormsgpack.packb(obj, default=_default, option=_PACK_OPTIONS)
+    try:
+        return ormsgpack.packb(obj, default=_default, option=_PACK_OPTIONS)
+    except TypeError:
+        # Most often a map with non-str keys: encode it if every key is plain.
+        if _unencodable(obj, "value") is not None:
+            raise
+        return ormsgpack.packb(obj, default=_default, option=_PACK_OPTIONS_KEYS)
 
 
-def _unencodable(value: Any, path: str) -> tuple[str, str] | None:
+def _short(path: str) -> str:
+    return path if len(path) <= 120 else f"{path[:60]}...{path[-50:]}"
+
+
+def _unencodable(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
     """Find the first part of ``value`` msgpack cannot encode: (type name, path)."""
     kind = type(value)
-    if value is None or kind in (bool, float, str, bytes, StreamRef):
+    if value is None or kind in (bool, float, bytes, StreamRef):
+        return None
+    if kind is str:
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "str with a lone surrogate (not valid UTF-8)", _short(path)
         return None
     if kind is int:
         if -(2**63) <= value < 2**64:
             return None
-        return "int beyond 64 bits", path
+        return "int beyond 64 bits", _short(path)
+    if kind in (list, tuple, dict) or kind in _names_by_type:
+        depth += 1
+        if depth > MAX_DEPTH:
+            return f"{kind.__qualname__} nested deeper than {MAX_DEPTH} levels", _short(path)
     if kind in (list, tuple):
         for i, element in enumerate(value):
-            found = _unencodable(element, f"{path}[{i}]")
+            found = _unencodable(element, f"{path}[{i}]", depth)
             if found:
                 return found
         return None
     if kind is dict:
         for key, element in value.items():
-            found = _unencodable(key, f"{path} key {key!r}") or _unencodable(
-                element, f"{path}[{key!r}]"
+            found = _unencodable_key(key, f"{path} key {key!r}", depth) or _unencodable(
+                element, f"{path}[{key!r}]", depth
             )
             if found:
                 return found
         return None
     if kind in _names_by_type:
         for f in dataclasses.fields(value):
-            found = _unencodable(getattr(value, f.name), f"{path}.{f.name}")
+            found = _unencodable(getattr(value, f.name), f"{path}.{f.name}", 1)
             if found:
                 return found
         return None
     if dataclasses.is_dataclass(value):
-        return f"{kind.__qualname__} (a dataclass not registered with perper.codec.register)", path
-    return kind.__qualname__, path
+        return (
+            f"{kind.__qualname__} (a dataclass not registered with perper.codec.register)",
+            _short(path),
+        )
+    return kind.__qualname__, _short(path)
+
+
+def _unencodable_key(key: Any, path: str, depth: int) -> tuple[str, str] | None:
+    """Like :func:`_unencodable` for a map key: only plain scalars and tuples of them
+    (ormsgpack would silently turn any other key into a string or a value)."""
+    kind = type(key)
+    if kind is tuple:
+        if depth + 1 > MAX_DEPTH:
+            return f"tuple nested deeper than {MAX_DEPTH} levels", _short(path)
+        for i, element in enumerate(key):
+            found = _unencodable_key(element, f"{path}[{i}]", depth + 1)
+            if found:
+                return found
+        return None
+    if kind in _KEY_TYPES or kind is int:
+        return _unencodable(key, path, depth)
+    return f"{kind.__qualname__} as a map key", _short(path)
 
 
 def pack(obj: Any, *, what: str = "value") -> bytes:
@@ -163,9 +214,9 @@ def pack(obj: Any, *, what: str = "value") -> bytes:
     """
     try:
         return _pack(obj)
-    except (TypeError, OverflowError, ValueError) as error:
-        found = _unencodable(obj, what) or (type(obj).__qualname__, what)
-        raise EncodeError(*found) from error
+    except (TypeError, OverflowError, ValueError, RecursionError) as error:
+        found = _unencodable(obj, what) or (f"{type(obj).__qualname__} ({error})", what)
+        raise EncodeError(*found) from None
 
 
 def unpack(data: bytes) -> Any:
@@ -202,12 +253,12 @@ def pack_segment(items: Sequence[Any]) -> bytes:
     """
     try:
         return _pack(items if type(items) is list else list(items))
-    except (TypeError, OverflowError, ValueError) as error:
+    except (TypeError, OverflowError, ValueError, RecursionError) as error:
         for index, item in enumerate(items):
-            found = _unencodable(item, "item")
+            found = _unencodable(item, "item", 1)  # the segment's array is one level
             if found:
-                raise EncodeError(*found, index=index) from error
-        raise EncodeError(type(error).__name__, "segment") from error
+                raise EncodeError(*found, index=index) from None
+        raise EncodeError(f"a batch ({error})", "item", index=0) from None
 
 
 def unpack_segment(data: bytes) -> list[Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid as _uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from perper.app import StreamFunction
 from perper.errors import ConfigError
@@ -20,7 +20,9 @@ class ExecutionHost(Protocol):
     function: str
     state: dict[str, Any]
 
-    def read(self, stream: str) -> AsyncIterator[Any]: ...
+    def read(
+        self, stream: str, start: int | Literal["live"] = 0, with_seq: bool = False
+    ) -> AsyncIterator[Any]: ...
 
     def reserve_call(self, fn: StreamFunction) -> StreamRef: ...
 
@@ -65,20 +67,51 @@ class Context:
         recovery in checkpoint mode. Keep all cross-item memory here."""
         return self._host.state
 
-    def read(self, ref: StreamRef) -> AsyncIterator[Any]:
+    def read(
+        self, ref: StreamRef, *, start: int | Literal["live"] = 0, with_seq: bool = False
+    ) -> AsyncIterator[Any]:
         """Iterate over the items of a stream in seq order, waiting for new ones.
 
-        Ends when the stream's writer has finished it.
+        Ends when the stream's writer has finished it (sealed it). After recovery it
+        resumes from the checkpointed position.
+
+        Args:
+            ref: the stream.
+            start: the first seq to read; ``"live"`` starts at the stream's head when the
+                loop asks for its first item, skipping what was stored before. That head
+                is a recorded effect, so recovery and replay start at the same seq.
+            with_seq: yield ``(seq, item)`` pairs instead of items.
 
         Raises:
-            ConfigError: ``ref`` is not a StreamRef.
+            ConfigError: ``ref`` is not a StreamRef, or ``start`` is neither a seq
+                (an int >= 0) nor ``"live"``.
         """
         if not isinstance(ref, StreamRef):
             raise ConfigError(
                 f"ctx.read({ref!r}) in {self.function!r}: pass a perper.StreamRef (the value "
                 "ctx.start returned, received as a parameter)"
             )
-        return self._host.read(ref.stream)
+        if start != "live" and (type(start) is not int or start < 0):
+            raise ConfigError(
+                f"ctx.read({ref.stream!r}, start={start!r}) in {self.function!r}: start is "
+                'a seq (an int >= 0) or "live" (the head when reading begins)'
+            )
+        return self._host.read(ref.stream, start, with_seq)
+
+    def ingest(self, name: str) -> StreamRef:
+        """The :class:`StreamRef` of this run's ingest stream ``{run}/{name}``: the stream
+        that outside programs append to with :class:`perper.Producer` (or ``perper
+        ingest``). Read it like any other stream.
+
+        Raises:
+            ConfigError: ``name`` is empty or holds ``/`` or ``#``.
+        """
+        if not isinstance(name, str) or not name or "/" in name or "#" in name:
+            raise ConfigError(
+                f"ctx.ingest({name!r}) in {self.function!r}: name the ingest stream with a "
+                "non-empty str without '/' or '#', such as 'clicks'"
+            )
+        return StreamRef(f"{self.run}/{name}")
 
     async def start(self, fn: StreamFunction, *args: Any, **kwargs: Any) -> StreamRef:
         """Start ``fn(ctx, *args, **kwargs)`` and return a reference to its output stream.

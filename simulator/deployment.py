@@ -22,12 +22,18 @@ from typing import Any, TypeVar
 
 from perper import codec
 from perper.app import App
-from perper.runtime.records import is_internal_stream
+from perper.runtime.ids import is_internal_stream
+from perper.runtime.settings import RuntimeSettings
 from simulator.checkers import Violation
 from simulator.faults import Crash, Scenario
 from simulator.world import RUN, SimulationFailed, World
 
 T = TypeVar("T")
+
+#: What a stepped deployment's workers run with: short leases and small batches.
+DEPLOYMENT_SETTINGS = RuntimeSettings(
+    lease_ttl=1.0, batch_size=5, flush_delay=0.01, checkpoint_every=3, poll_interval=0.02
+)
 
 
 def drive(coro: Coroutine[Any, Any, T]) -> T:
@@ -49,7 +55,9 @@ class SimulatedDeployment:
             stream no function writes, e.g. ``StreamRef("in/orders")``).
         workers: how many workers start.
         seed: seeds the scheduler and the workers' entropy.
-        lease_ttl, batch_size, flush_delay, checkpoint_every, poll_interval: runtime settings.
+        settings: the workers' runtime settings (default :data:`DEPLOYMENT_SETTINGS`:
+            short leases and small batches, so that a few steps exercise recovery).
+        planted_bugs: runtime bugs to switch on (the simulator's self-tests).
     """
 
     def __init__(
@@ -59,22 +67,18 @@ class SimulatedDeployment:
         *,
         workers: int = 2,
         seed: int = 0,
-        lease_ttl: float = 1.0,
-        batch_size: int = 5,
-        flush_delay: float = 0.01,
-        checkpoint_every: int = 3,
-        poll_interval: float = 0.02,
+        settings: RuntimeSettings = DEPLOYMENT_SETTINGS,
         planted_bugs: frozenset[str] = frozenset(),
     ) -> None:
         scenario = Scenario(
             seed=seed,
             workers=workers,
             kinds=("crash",),
-            lease_ttl=lease_ttl,
-            batch_size=batch_size,
-            flush_delay=flush_delay,
-            checkpoint_every=checkpoint_every,
-            poll_interval=poll_interval,
+            lease_ttl=settings.lease_ttl,
+            batch_size=settings.batch_size,
+            flush_delay=settings.flush_delay,
+            checkpoint_every=settings.checkpoint_every,
+            poll_interval=settings.poll_interval,
             heal_at=math.inf,
         )
         self.world = World(app, params or {}, scenario, planted_bugs=planted_bugs)

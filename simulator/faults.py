@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from perper.errors import ConfigError, StoreUnavailableError
+from perper.runtime.settings import RuntimeSettings
 from perper.store.base import LogStore, Meta, StreamInfo
 from perper.store.memory import MemoryStore
 
@@ -270,6 +271,17 @@ class Scenario:
     heal_at: float
     schedule: tuple[Fault, ...] = field(default=())
     yield_every_call: bool = False
+
+    @property
+    def settings(self) -> RuntimeSettings:
+        """The runtime settings every worker of this scenario runs with."""
+        return RuntimeSettings(
+            batch_size=self.batch_size,
+            flush_delay=self.flush_delay,
+            lease_ttl=self.lease_ttl,
+            checkpoint_every=self.checkpoint_every,
+            poll_interval=self.poll_interval,
+        )
 
     def describe(self) -> list[str]:
         """The derived parameters, one ``name: value`` line each."""

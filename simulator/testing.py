@@ -16,6 +16,7 @@ imports perper; perper never imports it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 from collections.abc import Mapping, Sequence
@@ -29,13 +30,14 @@ from perper import codec
 from perper.app import App, StreamFunction, load_app
 from perper.errors import ConfigError
 from perper.runtime.engine import Runtime
+from perper.runtime.settings import RuntimeHooks
 from perper.store.memory import MemoryStore
 from perper.streamref import StreamRef
 from perper.testing.clock import EPOCH, ItemClock, TimeSchedule
 from perper.testing.recovery import input_map, stage_execution
 from simulator.campaign import CampaignResult, Simulation
 from simulator.checkers import Reference
-from simulator.deployment import SimulatedDeployment, drive
+from simulator.deployment import DEPLOYMENT_SETTINGS, SimulatedDeployment, drive
 from simulator.faults import DEFAULT_FAULTS
 from simulator.loop import run_simulated
 from simulator.world import RUN
@@ -90,12 +92,11 @@ async def _run_function(
     runtime = Runtime(
         store,
         fn.app,
+        hooks=RuntimeHooks(on_boundary=clock.on_boundary if clock is not None else None),
         clock=clock if clock is not None else (lambda: EPOCH + loop.time()),
         entropy=random.Random(0),
         worker_id="run_function",
     )
-    if clock is not None:
-        runtime._boundary_hook = clock.item_done
     execution = await stage_execution(runtime, fn, inputs, params, _RUN)
     await runtime.execute(execution)
     return [item async for _, item in store.read(execution)]
@@ -163,7 +164,10 @@ class DeploymentMachine(RuleBasedStateMachine):
             self.app, self._launch_params(), workers=self.workers
         )
         self.reference: SimulatedDeployment = SimulatedDeployment(
-            self.app, self._launch_params(), workers=1, lease_ttl=2.0
+            self.app,
+            self._launch_params(),
+            workers=1,
+            settings=dataclasses.replace(DEPLOYMENT_SETTINGS, lease_ttl=2.0),
         )
 
     def _launch_params(self) -> dict[str, Any]:

@@ -27,7 +27,9 @@ from perper.errors import ConfigError, StoreUnavailableError
 from perper.errors import SimulationFailed as SimulationFailed  # re-exported
 from perper.runtime import Runtime
 from perper.runtime.engine import RunResult
-from perper.runtime.records import DONE, EFFECTS_SUFFIX, FAILED
+from perper.runtime.ids import DONE, EFFECTS_SUFFIX, FAILED
+from perper.runtime.settings import RuntimeHooks, RuntimeSettings
+from perper.runtime.settings import planted_bugs as planted_bugs_named
 from perper.store.memory import MemoryStore
 from simulator.checkers import (
     FencingChecker,
@@ -162,7 +164,8 @@ class World:
         params: the launcher's parameters.
         scenario: workers, settings and fault schedule.
         reference: the fault-free run to compare with (None: no output checks).
-        planted_bugs: set as ``Runtime._planted_bugs`` on every worker (simulator self-tests).
+        planted_bugs: runtime bugs every worker runs with (:class:`PlantedBug` values, for
+            the simulator's self-tests).
         trace: hash every step.
         step_budget: steps before the run counts as a livelock.
         liveness_bound: virtual seconds after the faults stop within which the run must
@@ -190,6 +193,7 @@ class World:
         self.scenario = scenario
         self.reference = reference
         self.planted_bugs = planted_bugs
+        self.hooks = RuntimeHooks(planted_bugs=planted_bugs_named(planted_bugs))
         self.loop = SimulatedLoop(
             f"perper-simulator/{scenario.seed}/schedule", step_budget=step_budget, trace=trace
         )
@@ -371,16 +375,12 @@ class World:
         runtime = Runtime(
             view,
             self.app,
+            settings=scenario.settings,
+            hooks=self.hooks,
             clock=clock,
             entropy=random.Random(f"perper-simulator/{seed}/entropy/{name}"),
             worker_id=name,
-            batch_size=scenario.batch_size,
-            flush_delay=scenario.flush_delay,
-            lease_ttl=scenario.lease_ttl,
-            checkpoint_every=scenario.checkpoint_every,
-            poll_interval=scenario.poll_interval,
         )
-        runtime._planted_bugs = self.planted_bugs
         slot.owner, slot.view, slot.runtime = owner, view, runtime
         slot.finished, slot.result, slot.restart_pending = False, None, False
         self._arm_interrupt(slot)
@@ -707,15 +707,16 @@ def reference_run(
     Raises:
         ConfigError: the app fails even without faults (nothing to compare with).
     """
+    defaults = RuntimeSettings()  # the fault-free run uses the runtime's own defaults
     scenario = Scenario(
         seed=0,
         workers=1,
         kinds=(),
-        lease_ttl=2.0,
-        batch_size=1000,
-        flush_delay=0.05,
-        checkpoint_every=1000,
-        poll_interval=0.05,
+        lease_ttl=defaults.lease_ttl,
+        batch_size=defaults.batch_size,
+        flush_delay=defaults.flush_delay,
+        checkpoint_every=defaults.checkpoint_every,
+        poll_interval=defaults.poll_interval,
         heal_at=0.0,
     )
     world = World(app, params, scenario, reference=None, step_budget=step_budget, preload=preload)

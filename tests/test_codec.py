@@ -134,3 +134,58 @@ def test_nothing_in_perper_uses_pickle() -> None:
     root = Path(__file__).resolve().parent.parent
     for source in [*root.glob("perper/**/*.py"), *root.glob("simulator/**/*.py")]:
         assert "import pickle" not in source.read_text(), source
+
+
+@pytest.mark.parametrize(
+    ("key", "type_name"),
+    [
+        (datetime.datetime(2024, 1, 1), "datetime as a map key"),
+        (Color.RED, "Color as a map key"),
+        (uuid.UUID(int=7), "UUID as a map key"),
+        (StreamRef("r/x"), "StreamRef as a map key"),
+        ((1, datetime.date(2024, 1, 1)), "date as a map key"),
+    ],
+)
+def test_map_keys_msgpack_cannot_round_trip_are_refused_not_converted(
+    key: object, type_name: str
+) -> None:
+    # ormsgpack turns a datetime key into its ISO string and an enum key into its value.
+    with pytest.raises(EncodeError) as caught:
+        codec.pack({"outer": {key: 1}}, what="item")
+    assert caught.value.type_name == type_name
+    assert "item['outer'] key" in caught.value.path
+
+
+def test_plain_non_str_keys_still_round_trip() -> None:
+    value = {1: "a", -2: "b", 1.5: "c", None: "d", False: "e", b"k": "f", (1, "x"): "g"}
+    assert codec.unpack(codec.pack(value)) == value
+
+
+def test_subclasses_of_plain_types_are_refused_not_flattened() -> None:
+    class Name(str):
+        pass
+
+    with pytest.raises(EncodeError) as caught:
+        codec.pack({"n": Name("x")})
+    assert caught.value.type_name.endswith("Name")
+
+
+def test_nesting_deeper_than_the_limit_is_an_encode_error_not_a_recursion_error() -> None:
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(EncodeError, match="nested deeper than 254 levels") as caught:
+        codec.pack_segment([1, {"a": deep}])
+    assert caught.value.index == 1 and caught.value.path.startswith("item['a'][0][0]")
+    assert len(str(caught.value)) < 600
+    fits: list[object] = []
+    for _ in range(253):
+        fits = [fits]
+    assert codec.unpack_segment(codec.pack_segment([fits])) == [fits]
+
+
+def test_a_lone_surrogate_is_named_with_its_path() -> None:
+    with pytest.raises(EncodeError) as caught:
+        codec.pack_segment([{"ok": "é", "bad": ["x", "\udc80"]}])
+    assert caught.value.type_name == "str with a lone surrogate (not valid UTF-8)"
+    assert caught.value.path == "item['bad'][1]"

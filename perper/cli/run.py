@@ -29,7 +29,7 @@ from perper.cli.common import (
 from perper.cli.streams import streams_table
 from perper.errors import ConfigError
 from perper.params import parse_params
-from perper.runtime import RunResult, Runtime
+from perper.runtime import RunResult, Runtime, RuntimeSettings
 from perper.runtime.listing import list_streams
 from perper.runtime.records import DONE, RUNNING
 from perper.runtime.supervisor import StopRequest, supervise_workers, worker_argv, worker_env
@@ -42,7 +42,7 @@ _log = logging.getLogger("perper.worker")
 _lease_ttl_option = click.option(
     "--lease-ttl",
     type=click.FloatRange(min=0.1),
-    default=2.0,
+    default=RuntimeSettings().lease_ttl,
     show_default=True,
     help="Seconds without renewal after which a dead worker's executions move.",
 )
@@ -99,7 +99,9 @@ def run_command(
     console.print(f"run [bold]{run_name}[/bold] of {app_file} on {mask_url(url)}")
 
     async def body(store: LogStore) -> int:
-        runtime = Runtime(store, app, worker_id=_worker_id(), lease_ttl=lease_ttl)
+        runtime = Runtime(
+            store, app, settings=RuntimeSettings(lease_ttl=lease_ttl), worker_id=_worker_id()
+        )
         stop = StopRequest()
         _stop_on_signals(stop)
         progress = asyncio.ensure_future(_show_progress(store, run_name, console))
@@ -218,7 +220,9 @@ def worker_command(
                     f"run {run_name!r} in {mask_url(store.url)} belongs to app "
                     f"{entry.value['app']!r}, not {app.name!r}: start a worker with that app's file"
                 )
-        runtime = Runtime(store, app, worker_id=_worker_id(), lease_ttl=lease_ttl)
+        runtime = Runtime(
+            store, app, settings=RuntimeSettings(lease_ttl=lease_ttl), worker_id=_worker_id()
+        )
         watchdog = asyncio.ensure_future(_say_what_it_waits_for(store, app.name, run_name))
         try:
             result = await runtime.work(run=run_name, stop=stop)

@@ -155,19 +155,28 @@ class ReplayHost:
 
     # ------------------------------------------------------- the Context host
 
-    async def read(self, stream: str) -> AsyncIterator[Any]:
+    async def read(
+        self, stream: str, start: int | str = 0, with_seq: bool = False
+    ) -> AsyncIterator[Any]:
         log = self.log
         cursor = _Cursor(stream)
         self.cursors.append(cursor)
-        position = 0
+        # "live" is the recorded head; a replay never makes a new effect (effect() ends
+        # or diverges first), so the 0 is never used.
+        position = int(self.effect("live", lambda: 0)) if start == "live" else int(start)
+        cursor.first = position
         while True:
             async for first, items in log.read_batches(stream, start=position):
                 iterator = iter(items)
                 cursor.first = first
                 cursor.items = items
                 cursor.iterator = iterator
-                for item in iterator:
-                    yield item
+                if with_seq:
+                    for seq, item in enumerate(iterator, first):
+                        yield seq, item
+                else:
+                    for item in iterator:
+                        yield item
                 position = first + len(items)
             info = await log.info(stream)
             if info.head > position:

@@ -35,15 +35,10 @@ from perper.errors import (
     StoreUnavailableError,
 )
 from perper.runtime.execution import Execution, Stopped
+from perper.runtime.ids import DONE, FAILED, RUNNING, Status, check_run_name
 from perper.runtime.leases import Leases
-from perper.runtime.records import (
-    DONE,
-    FAILED,
-    RUNNING,
-    ExecutionRecord,
-    RunRecord,
-    check_run_name,
-)
+from perper.runtime.records import ExecutionRecord, RunRecord
+from perper.runtime.settings import NO_HOOKS, RuntimeHooks, RuntimeSettings
 from perper.store.base import LogStore
 
 log = logging.getLogger("perper.runtime")
@@ -83,7 +78,7 @@ class RunResult:
     """
 
     run: str
-    status: str
+    status: Status
     already_done: bool = False
     failures: tuple[Failure, ...] = field(default=())
 
@@ -113,21 +108,19 @@ class Runtime:
     Args:
         store: where streams and metadata live.
         app: the application whose functions run.
+        settings: the tuning knobs (:class:`RuntimeSettings`; default: its defaults).
+        hooks: what a test harness or the simulator injects (:class:`RuntimeHooks`);
+            production code passes none.
         clock: wall-clock source behind ``ctx.now()`` (default :func:`time.time`); only
             called when an effect is recorded for the first time.
         entropy: randomness behind ``ctx.random()``/``ctx.uuid()`` and the worker id
             (default: seeded from the OS); only drawn for new effects.
         worker_id: this worker's name in leases (default: random).
-        batch_size: output items buffered before they are appended as one segment.
-        flush_delay: seconds of loop time a yielded item may wait in the buffer.
-        lease_ttl: seconds of loop time without a renewal after which another worker may
-            take an execution over.
-        checkpoint_every: checkpoint-mode functions checkpoint after consuming this many
-            input items (a function's own ``checkpoint_every`` wins).
-        checkpoint_interval: ... or after this many seconds of loop time.
-        poll_interval: how often (loop seconds) the worker looks for executions to run.
-        store_retry_limit: seconds of loop time a worker keeps retrying an unavailable
-            store before it gives up with :class:`StoreUnavailableError`.
+        **overrides: single settings by name, applied over ``settings``
+            (``Runtime(store, app, batch_size=7)``).
+
+    Raises:
+        ConfigError: an override that is not a setting, or a value out of range.
     """
 
     def __init__(
@@ -135,49 +128,28 @@ class Runtime:
         store: LogStore,
         app: App,
         *,
+        settings: RuntimeSettings | None = None,
+        hooks: RuntimeHooks = NO_HOOKS,
         clock: Callable[[], float] | None = None,
         entropy: random.Random | None = None,
         worker_id: str | None = None,
-        batch_size: int = 1000,
-        flush_delay: float = 0.05,
-        lease_ttl: float = 2.0,
-        checkpoint_every: int = 1000,
-        checkpoint_interval: float = 5.0,
-        poll_interval: float = 0.05,
-        store_retry_limit: float = 60.0,
+        **overrides: Any,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size={batch_size!r} must be at least 1")
-        if checkpoint_every < 1:
-            raise ConfigError(f"checkpoint_every={checkpoint_every!r} must be at least 1")
-        if lease_ttl <= 0:
-            raise ConfigError(f"lease_ttl={lease_ttl!r} must be positive")
+        settings = settings if settings is not None else RuntimeSettings()
+        if overrides:
+            settings = settings.with_overrides(**overrides)
         self.store = store
         self.app = app
+        self.settings = settings
+        self.hooks = hooks
         self.clock = clock or time.time
         self.entropy = entropy or random.Random(os.urandom(16))
         self.worker_id = worker_id or f"worker-{self.entropy.randbytes(4).hex()}"
-        self.batch_size = batch_size
-        self.flush_delay = flush_delay
-        self.lease_ttl = lease_ttl
-        self.checkpoint_every = checkpoint_every
-        self.checkpoint_interval = checkpoint_interval
-        self.poll_interval = poll_interval
-        self.store_retry_limit = store_retry_limit
-        self.leases = Leases(store, self.worker_id, lease_ttl)
+        self.leases = Leases(store, self.worker_id, settings.lease_ttl)
         self.stopping = False
         self._tasks: dict[str, tuple[asyncio.Task[None], Execution]] = {}
         self._claiming: set[str] = set()
         self._wake: asyncio.Event | None = None
-        # Test hook: called as (execution, items consumed) whenever a function asks its
-        # input for the next item; it may raise to simulate a crash there.
-        self._boundary_hook: Callable[[str, int], None] | None = None
-        # Harness override of every function's checkpoint_every (check_recoverable).
-        self._force_checkpoint_every: int | None = None
-        # Deliberate bugs, switched on only by the simulator's self-tests, to prove the
-        # simulator catches them: "append-without-compare", "checkpoint-before-flush",
-        # "ignore-fencing".
-        self._planted_bugs: frozenset[str] = frozenset()
 
     # -------------------------------------------------------------------- runs
 
@@ -209,7 +181,7 @@ class Runtime:
         check_run_name(run)
         launcher = self.app.launcher_function
         bound = launcher.bind((), dict(params or {}))
-        packed = self._pack_params(launcher, bound)
+        packed = self.pack_params(launcher, bound)
         store = self.store
         entry = await store.meta_get("runs", run)
         if entry is not None:
@@ -251,7 +223,7 @@ class Runtime:
         self._wake = asyncio.Event()
         self.stopping = False
         renewer = loop.create_task(self._renew_forever(), name=f"{self.worker_id} leases")
-        poll = self.poll_interval
+        poll = self.settings.poll_interval
         unavailable_since: float | None = None
         try:
             while stop is None or not stop.is_set():
@@ -260,7 +232,7 @@ class Runtime:
                 except StoreUnavailableError as error:
                     now = loop.time()
                     unavailable_since = unavailable_since if unavailable_since is not None else now
-                    if now - unavailable_since > self.store_retry_limit:
+                    if now - unavailable_since > self.settings.store_retry_limit:
                         raise
                     log.warning("worker %s: store unavailable, retrying: %s", self.worker_id, error)
                     result, progressed = None, False
@@ -268,7 +240,11 @@ class Runtime:
                     unavailable_since = None
                 if result is not None:
                     return result
-                poll = self.poll_interval if progressed else min(poll * 2, self.lease_ttl / 2)
+                poll = (
+                    self.settings.poll_interval
+                    if progressed
+                    else min(poll * 2, self.settings.lease_ttl / 2)
+                )
                 self._wake.clear()
                 waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
                 if stop is not None:
@@ -341,7 +317,7 @@ class Runtime:
                 execution.interrupt()
         pending = [task for task, _ in self._tasks.values() if not task.done()]
         if pending:
-            _, late = await asyncio.wait(pending, timeout=max(self.lease_ttl, 1.0))
+            _, late = await asyncio.wait(pending, timeout=max(self.settings.lease_ttl, 1.0))
             for task in pending:  # in a deterministic order, not the set's
                 if task in late:
                     task.cancel()
@@ -351,11 +327,11 @@ class Runtime:
 
     async def _renew_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.lease_ttl / 4)
+            await asyncio.sleep(self.settings.lease_ttl / 4)
             for execution_id, (task, execution) in list(self._tasks.items()):
                 if task.done():
                     continue
-                if execution._unfenced:
+                if execution.unfenced:
                     continue  # planted bug: never notices it lost the lease
                 try:
                     renewed = await self.leases.renew(execution_id, execution.epoch)
@@ -365,7 +341,7 @@ class Runtime:
                     log.warning("worker %s lost the lease of %s", self.worker_id, execution_id)
                     task.cancel()
 
-    async def _set_run_status(self, run: str, status: str) -> None:
+    async def _set_run_status(self, run: str, status: Status) -> None:
         while True:
             entry = await self.store.meta_get("runs", run)
             if entry is None:
@@ -380,11 +356,18 @@ class Runtime:
     # -------------------------------------------------------------- executions
 
     @staticmethod
-    def _pack_params(fn: StreamFunction, params: dict[str, Any]) -> bytes:
+    def pack_params(fn: StreamFunction, params: dict[str, Any]) -> bytes:
+        """Encode ``fn``'s bound parameters as stored in its execution record.
+
+        Raises:
+            ConfigError: a parameter is not msgpack-able.
+        """
         try:
             return codec.pack(params, what="parameters")
         except EncodeError as error:
             raise ConfigError(f"cannot start {fn.name!r}: {error}") from error
+
+    _pack_params = pack_params  # the name bench/recovery.py knows
 
     async def create_execution(
         self, execution: str, run: str, fn: StreamFunction, params: bytes, *, parent: str | None
@@ -455,6 +438,10 @@ class Runtime:
             await execution.main()
         except Stopped:
             pass
+        except StoreError as error:
+            # Escaped main (e.g. the status write of a finished execution): give the
+            # execution back to be run again rather than hold it with no task running it.
+            log.warning("execution %s paused: %s", execution.execution, error)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await self.leases.release(execution.execution, execution.epoch)
@@ -472,9 +459,9 @@ class Runtime:
         current = self._tasks.get(execution.execution)
         if current is not None and current[1] is execution:
             del self._tasks[execution.execution]
-        self._wake_up()
+        self.wake_up()
 
-    def _wake_up(self) -> None:
+    def wake_up(self) -> None:
         """Make the work loop look at the run again (an execution ended or failed)."""
         if self._wake is not None:
             self._wake.set()

@@ -8,6 +8,16 @@ The order of writes is what makes every crash recoverable:
 
 A crash between any two steps leaves a checkpoint older than the outputs; recovery
 re-yields items already stored, and the idempotent append compares instead of writing.
+
+A checkpoint describes a point the function can really resume from: it is inside one
+``ctx.read`` (the function asked it for the next item) or at the function's end, and
+every other read the function opened is finished. Resuming runs the function again from
+its top with ``ctx.state`` restored; what it yields, records and starts before it reaches
+that point (a prologue before the first read, the code between two reads, what follows
+the last one) is compared with what it did the first time, at the same output seqs,
+effect positions and start indices, which each read records when it is opened and when
+it ends. A finished read yields nothing on resumption; the resumed read continues at its
+checkpointed position.
 """
 
 from __future__ import annotations
@@ -15,12 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import traceback
+import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from perper import codec
-from perper.app import Kind, StreamFunction
+from perper.app import App, Kind, StreamFunction
 from perper.context import Context
 from perper.diff import structural_diff
 from perper.errors import (
@@ -30,13 +42,65 @@ from perper.errors import (
     NondeterminismError,
     StoreUnavailableError,
 )
-from perper.runtime.records import DONE, EFFECTS_SUFFIX, FAILED, ExecutionRecord, child_stream
+from perper.runtime.ids import DONE, EFFECTS_SUFFIX, FAILED, Status, child_stream
+from perper.runtime.records import ExecutionRecord
+from perper.runtime.settings import Boundary, PlantedBug, RuntimeHooks, RuntimeSettings
+from perper.store.base import LogStore
 from perper.streamref import StreamRef
 
-if TYPE_CHECKING:
-    from perper.runtime.engine import Runtime
-
 log = logging.getLogger("perper.runtime")
+
+
+class Worker(Protocol):
+    """What an execution needs from the worker running it (the :class:`Runtime`)."""
+
+    store: LogStore
+    app: App
+    settings: RuntimeSettings
+    hooks: RuntimeHooks
+    clock: Callable[[], float]
+    entropy: random.Random
+    stopping: bool
+
+    def pack_params(self, fn: StreamFunction, params: dict[str, Any]) -> bytes: ...
+
+    async def attach(
+        self, execution: str, run: str, fn: StreamFunction, params: bytes, *, parent: str | None
+    ) -> ExecutionRecord: ...
+
+    def wake_up(self) -> None: ...
+
+
+#: Where an execution stands: [output items yielded, effects used, ctx.start calls made].
+Cursor = list[int]
+
+
+class ReadSlot:
+    """One ``ctx.read`` call of an execution, as a checkpoint records it.
+
+    ``opened`` is the cursor when the read was opened, ``closed`` the cursor when it
+    ended (None while it runs).
+    """
+
+    __slots__ = ("closed", "opened", "position", "stream")
+
+    def __init__(
+        self, stream: str, position: int, opened: Cursor, closed: Cursor | None = None
+    ) -> None:
+        self.stream = stream
+        self.position = position
+        self.opened = opened
+        self.closed = closed
+
+    def to_meta(self) -> list[Any]:
+        return [self.stream, self.position, self.opened, self.closed]
+
+    @classmethod
+    def from_meta(cls, value: list[Any]) -> ReadSlot:
+        if len(value) == 2:  # a checkpoint from before reads recorded their cursors
+            return cls(value[0], value[1], [], None)
+        stream, position, opened, closed = value
+        return cls(stream, position, list(opened), None if closed is None else list(closed))
 
 
 class Stopped(BaseException):
@@ -44,11 +108,13 @@ class Stopped(BaseException):
 
 
 class Execution:
-    """Runs one execution under a lease of epoch ``epoch``."""
+    """Runs one execution under a lease of epoch ``epoch``, for ``worker``."""
 
-    def __init__(self, runtime: Runtime, record: ExecutionRecord, epoch: int) -> None:
-        self.runtime = runtime
-        self.store = runtime.store
+    def __init__(self, worker: Worker, record: ExecutionRecord, epoch: int) -> None:
+        self.worker = worker
+        self.store = worker.store
+        self.settings = worker.settings
+        self.hooks = worker.hooks
         self.record = record
         self.epoch = epoch
         self.execution = record.id
@@ -64,23 +130,32 @@ class Execution:
         self._pending_effects: list[Any] = []
         self._buffer: list[Any] = []
         self._out_seq = 0
+        self._in_flight = 0  # items taken from the buffer by a flush not yet done
         self._timer: asyncio.TimerHandle | None = None
         self._flush_lock = asyncio.Lock()
         self._timed_flush: asyncio.Task[None] | None = None
         self._timed_flush_error: BaseException | None = None
         self._task: asyncio.Task[Any] | None = None
         self._reads = 0
-        self._positions: list[list[Any]] = []  # per ctx.read call: [stream, items consumed]
-        self._restored: list[list[Any]] = []
+        self._slots: list[ReadSlot] = []  # per ctx.read call, in the order they opened
+        self._readers: list[weakref.ref[AsyncIterator[Any]]] = []  # keeps the callbacks
+        self._restored: list[ReadSlot] = []
+        # The cursor of the checkpointed point while re-executing towards it; None once
+        # reached (or when nothing was restored).
+        self._resume_at: Cursor | None = None
         self._checkpointing = False
-        self._every = runtime.checkpoint_every
-        self._interval = runtime.checkpoint_interval
+        self._every = self.settings.checkpoint_every
+        self._interval = self.settings.checkpoint_interval
         self._countdown = 0
         self._checkpointed_total = 0
         self._checkpoint_due = False
+        self._returned = False  # the function has returned (its final checkpoint says so)
         self._checkpoint_timer: asyncio.TimerHandle | None = None
-        self._unfenced = "ignore-fencing" in runtime._planted_bugs
-        if self._unfenced:
+        bugs = self.hooks.planted_bugs
+        self._append_without_compare = PlantedBug.APPEND_WITHOUT_COMPARE in bugs
+        self._checkpoint_before_flush = PlantedBug.CHECKPOINT_BEFORE_FLUSH in bugs
+        self.unfenced = PlantedBug.IGNORE_FENCING in bugs
+        if self.unfenced:
             self.epoch = 0  # writes that every store accepts, whoever holds the lease
 
     # ---------------------------------------------------------------- running
@@ -88,11 +163,11 @@ class Execution:
     async def main(self) -> None:
         """Run the function to its end; record done or failed. Lost leases and stops end
         the task quietly, leaving the execution to be resumed."""
-        runtime = self.runtime
+        worker = self.worker
         record = self.record
         self._task = asyncio.current_task()
         try:
-            fn = runtime.app.function(record.function)
+            fn = worker.app.function(record.function)
             params = codec.unpack(record.params)
             self._configure(fn)
             self._recorded_effects = [
@@ -100,18 +175,29 @@ class Execution:
             ]
             if self._checkpointing:
                 await self._restore()
-            ctx = Context(self, logging.getLogger(f"{runtime.app.name}.{fn.name}"))
-            if fn.kind == Kind.LAUNCHER:
-                await fn.fn(ctx, **params)
-            else:
-                result = fn.fn(ctx, **params)
-                if hasattr(result, "__anext__"):
-                    await self._drain(result)
+            if not self._returned:
+                ctx = Context(self, logging.getLogger(f"{worker.app.name}.{fn.name}"))
+                if fn.kind == Kind.LAUNCHER:
+                    await fn.fn(ctx, **params)
                 else:
-                    await result
-            await self.checkpoint()
+                    result = fn.fn(ctx, **params)
+                    if hasattr(result, "__anext__"):
+                        await self._drain(result)
+                    else:
+                        await result
+                if self._resume_at is not None and self.cursor() != self._resume_at:
+                    # It ended without reaching the point it was checkpointed at.
+                    self._raise_past_resume_point(self.cursor()[0])
+                self._resume_at = None
+                self._returned = True
+                await self.checkpoint(None)
+            # else: its checkpoint was taken after it returned; only the seal was left,
+            # and running its code again could not reproduce state it had consumed.
+            await self._check_complete()
+            self._at(Boundary.FINISHED, self._out_seq)
             if fn.kind != Kind.LAUNCHER:
                 await self.store.seal(record.id, epoch=self.epoch)
+                self._at(Boundary.SEALED, self._out_seq)
             await self._set_status(DONE)
         except asyncio.CancelledError:
             error = self._timed_flush_error
@@ -138,14 +224,54 @@ class Execution:
                 if timer is not None:
                     timer.cancel()
 
+    def _at(self, boundary: Boundary, count: int) -> None:
+        hook = self.hooks.on_boundary
+        if hook is not None:
+            hook(self.execution, boundary, count)
+
+    async def _check_complete(self) -> None:
+        """A re-executed function that ends before the items it stored is not the
+        function that stored them: say so rather than seal over the extra items."""
+        head = (await self.store.info(self.execution)).head
+        if head > self._out_seq:
+            stored = None
+            async for _, item in self.store.read(self.execution, start=self._out_seq):
+                stored = item
+                break
+            raise NondeterminismError(
+                execution=self.execution,
+                function=self.function,
+                seq=self._out_seq,
+                stored=stored,
+                new="(the end of its output)",
+                what="end of output",
+            )
+
+    def _raise_past_resume_point(self, yielded: int) -> None:
+        assert self._resume_at is not None
+        raise NondeterminismError(
+            execution=self.execution,
+            function=self.function,
+            seq=self._resume_at[0],
+            stored=f"{self._resume_at[0]} items before the checkpointed point",
+            new=f"{yielded} items before reaching it",
+            what="output on resuming from its checkpoint",
+        )
+
     async def _fail(self, error: BaseException) -> None:
         if isinstance(error, FencedError):
             log.warning("execution %s stopped: %s", self.execution, error)
             raise Stopped() from error
         text = "".join(traceback.format_exception(error)).rstrip()
         log.debug("execution %s failed: %s", self.execution, text)
-        await self._set_status(FAILED, text)
-        self.runtime._wake_up()
+        try:
+            await self._set_status(FAILED, text)
+        except StoreUnavailableError as unavailable:
+            # The failure is not recorded: pause, so that this or another worker runs
+            # the execution again (and records the failure then) instead of stranding it.
+            log.warning("execution %s paused recording its failure: %s", self.execution, error)
+            raise Stopped() from unavailable
+        self.worker.wake_up()
 
     def _configure(self, fn: StreamFunction) -> None:
         self._checkpointing = fn.recovery == "checkpoint"
@@ -153,8 +279,8 @@ class Execution:
             self._every = fn.checkpoint_every
         if fn.checkpoint_interval is not None:
             self._interval = fn.checkpoint_interval
-        if self.runtime._force_checkpoint_every is not None:
-            self._every = self.runtime._force_checkpoint_every
+        if self.hooks.force_checkpoint_every is not None:
+            self._every = self.hooks.force_checkpoint_every
         self._arm_checkpoint_timer()
 
     def _arm_checkpoint_timer(self) -> None:
@@ -178,16 +304,30 @@ class Execution:
             return
         checkpoint = entry.value
         self.state = checkpoint["state"]
-        self._restored = checkpoint["positions"]
-        self._checkpointed_total = sum(position for _, position in self._restored)
-        self._out_seq = checkpoint["out"]
-        self._effect_position = checkpoint["effects"]
-        self._calls = checkpoint["calls"]
+        if checkpoint.get("returned"):
+            self._returned = True
+            self._out_seq = checkpoint["out"]
+            self._effect_position = checkpoint["effects"]
+            self._calls = checkpoint["calls"]
+            return
+        self._restored = [ReadSlot.from_meta(slot) for slot in checkpoint["positions"]]
+        self._checkpointed_total = sum(slot.position for slot in self._restored)
+        at = [checkpoint["out"], checkpoint["effects"], checkpoint["calls"]]
+        if any(not slot.opened for slot in self._restored):
+            # An old checkpoint without read cursors: resume as it was written.
+            self._out_seq, self._effect_position, self._calls = at
+        else:
+            self._resume_at = at
+
+    def cursor(self) -> Cursor:
+        """Where the function stands: items yielded, effects used, starts made."""
+        yielded = self._out_seq + self._in_flight + len(self._buffer)
+        return [yielded, self._effect_position, self._calls]
 
     async def _drain(self, agen: AsyncIterator[Any]) -> None:
         buffer = self._buffer
-        limit = self.runtime.batch_size
-        delay = self.runtime.flush_delay
+        limit = self.settings.batch_size
+        delay = self.settings.flush_delay
         loop = asyncio.get_running_loop()
         append = buffer.append
         async for item in agen:
@@ -195,7 +335,7 @@ class Execution:
             size = len(buffer)
             if size >= limit:
                 await self.flush()
-                if self.runtime.stopping:
+                if self.worker.stopping:
                     raise Stopped()
             elif size == 1 and self._timer is None:
                 # A loop timer rather than a clock read per item; it flushes even while
@@ -233,6 +373,7 @@ class Execution:
         self._pending_effects = []
         items = self._buffer.copy()
         self._buffer.clear()  # in place: _drain holds a reference to this list
+        self._in_flight = len(items)
         try:
             if effects:
                 await self._append_effects(effects)
@@ -243,6 +384,7 @@ class Execution:
         finally:
             # Whatever was not (known to be) written goes back first in line, so nothing
             # else is written at its positions and the next flush retries it in order.
+            self._in_flight = 0
             if effects:
                 self._pending_effects[0:0] = effects
             if items:
@@ -268,7 +410,11 @@ class Execution:
 
     async def _append_items(self, items: list[Any]) -> None:
         seq = self._out_seq
-        if "append-without-compare" in self.runtime._planted_bugs:
+        if self._resume_at is not None and seq + len(items) > self._resume_at[0]:
+            # Re-executing towards the checkpointed point, whose outputs are all stored:
+            # an item beyond it would be new output the first run never produced there.
+            self._raise_past_resume_point(seq + len(items))
+        if self._append_without_compare:
             seq = max(seq, await self.store.head(self.record.id))
         try:
             await self.store.append(self.record.id, seq, items, epoch=self.epoch)
@@ -284,30 +430,60 @@ class Execution:
             ) from None
         except EncodeError as error:
             at = seq + (error.index or 0)
+            where = error.path.removeprefix("item")
             raise EncodeError(
-                error.type_name, f"{self.function!r}'s item at seq {at}" + error.path[4:]
+                error.type_name, f"{self.function!r}'s item at seq {at}{where}"
             ) from None
         self._out_seq = seq + len(items)
+        self._in_flight = 0
 
     async def _raise_if_fenced(self, stream: str) -> None:
         """A conflict caused by a newer owner's writes means we lost the lease."""
         current = (await self.store.info(stream)).epoch
-        if current > self.epoch and not self._unfenced:
+        if current > self.epoch and not self.unfenced:
             raise FencedError(stream, self.epoch, current)
 
-    async def checkpoint(self) -> None:
-        """Flush, then save positions, output head, state, effects position and epoch."""
-        early = "checkpoint-before-flush" in self.runtime._planted_bugs
+    def _resume_slots(self, current: ReadSlot | None) -> list[ReadSlot] | None:
+        """The reads a checkpoint taken now records, or None if now is not a point the
+        function can resume from: inside ``current`` (or at the end, with None) while
+        every other read it opened has ended, and not while re-executing towards an
+        older checkpoint's point."""
+        if self._resume_at is not None:
+            return None
+        slots = self._slots
+        if current is None:
+            return slots if all(slot.closed is not None for slot in slots) else None
+        index = slots.index(current)
+        # Reads opened after the current one and ended (a cursor per item) are part of
+        # what the checkpointed cursor covers; resuming opens new ones.
+        if any(slot.closed is None for slot in slots[:index] + slots[index + 1 :]):
+            return None
+        return slots[: index + 1]
+
+    async def checkpoint(self, current: ReadSlot | None) -> None:
+        """Flush, then save the reads' positions and cursors, the output head, state,
+        effects position, start counter and epoch — if this is a point the function can
+        resume from (see :meth:`_resume_slots`); otherwise only flush."""
+        if current is not None and not self._checkpointing:
+            await self.flush()  # replay mode records only where its function ended
+            return
+        early = self._checkpoint_before_flush
         if not early:
             await self.flush()
+        slots = self._resume_slots(current)
+        if slots is None:
+            await self.flush()
+            return
         try:
             value = {
-                "positions": self._positions,
+                "positions": [slot.to_meta() for slot in slots],
                 "out": self._out_seq + (len(self._buffer) if early else 0),
                 "state": self.state,
                 "effects": self._effect_position,
                 "calls": self._calls,
                 "epoch": self.epoch,
+                # Taken after the function returned: recovery only seals the output.
+                "returned": self._returned,
             }
             codec.pack(value["state"], what="ctx.state")
         except EncodeError as error:
@@ -315,7 +491,7 @@ class Execution:
         store = self.store
         while True:
             entry = await store.meta_get("checkpoints", self.execution)
-            if entry is not None and entry.value["epoch"] > self.epoch and not self._unfenced:
+            if entry is not None and entry.value["epoch"] > self.epoch and not self.unfenced:
                 raise FencedError(
                     f"checkpoint of {self.execution}", self.epoch, entry.value["epoch"]
                 )
@@ -326,7 +502,7 @@ class Execution:
             await self.flush()
         self._arm_checkpoint_timer()
 
-    async def _set_status(self, status: str, error: str | None = None) -> None:
+    async def _set_status(self, status: Status, error: str | None = None) -> None:
         store = self.store
         while True:
             entry = await store.meta_get("executions", self.execution)
@@ -341,67 +517,165 @@ class Execution:
 
     # ------------------------------------------------------- the Context host
 
-    async def read(self, stream: str) -> AsyncIterator[Any]:
+    async def _reach(self, index: int, restored: ReadSlot) -> None:
+        """Re-executing after a restore, the function opened read ``index`` again: check
+        it got there as it did the first time, then move its cursor to where the read
+        ended (a finished read) or to the checkpointed point (the resumed read)."""
+        now = self.cursor()
+        if now != restored.opened:
+            what = "items, effects and ctx.start calls before ctx.read #" + str(index)
+            raise NondeterminismError(
+                execution=self.execution,
+                function=self.function,
+                seq=now[0],
+                stored=restored.opened,
+                new=now,
+                what=f"count of {what} (on resuming from its checkpoint)",
+            )
+        await self.flush()  # re-yielded items land at the seqs they were first written at
+        assert self._resume_at is not None
+        if restored.closed is not None:
+            self._out_seq, self._effect_position, self._calls = restored.closed
+        else:
+            self._out_seq, self._effect_position, self._calls = self._resume_at
+            self._resume_at = None
+
+    def read(self, stream: str, start: int | str = 0, with_seq: bool = False) -> AsyncIterator[Any]:
+        """Iterate over ``stream`` for the function (``ctx.read``), from ``start`` (a seq,
+        or ``"live"``: the head now, recorded as an effect), yielding ``(seq, item)`` if
+        ``with_seq``.
+
+        A function leaving the loop early (``break``) drops the iterator; a weak
+        reference notices that at once — before the function yields anything else — and
+        records where the read ended (asyncio closes the generator itself only later).
+        """
+        holder: list[ReadSlot] = []
+        reader = self._read(stream, holder, start, with_seq)
+        weak = weakref.ref(reader, lambda _: self._left(holder))
+        self._readers.append(weak)
+        return reader
+
+    def _left(self, holder: list[ReadSlot]) -> None:
+        if holder and holder[0].closed is None:
+            holder[0].closed = self.cursor()
+
+    async def _read(
+        self, stream: str, holder: list[ReadSlot], start: int | str, with_seq: bool
+    ) -> AsyncIterator[Any]:
         store = self.store
         index = self._reads
         self._reads += 1
-        position = 0
-        if index < len(self._restored) and self._restored[index][0] == stream:
-            position = self._restored[index][1]
-        slot = [stream, position]
-        self._positions.append(slot)
-        runtime = self.runtime
-        while True:
-            async for _, items in store.read_batches(stream, start=position):
-                for item in items:
-                    position += 1
-                    slot[1] = position
-                    yield item
-                    # The function asks for the next item: it has finished with this one,
-                    # so its state and outputs are consistent with the positions. One
-                    # countdown per item; timers and stop requests zero it.
-                    self._countdown -= 1
-                    if self._countdown <= 0:
-                        await self._boundary(position)
-            info = await store.info(stream)
-            if info.head > position:
-                continue
-            if info.sealed:
-                return
-            # About to block: make our own output visible first, or a cycle would stall.
-            if self._checkpointing and self._consumed_since_checkpoint() > 0:
-                await self.checkpoint()
-            else:
-                await self.flush()
-            if runtime.stopping:
-                await self._stop()
-            self.blocked = True
-            try:
-                await store.wait(stream, position, timeout=None)
-            finally:
-                self.blocked = False
+        restored = self._restored[index] if index < len(self._restored) else None
+        if restored is not None and restored.stream != stream:
+            raise NondeterminismError(
+                execution=self.execution,
+                function=self.function,
+                seq=index,
+                stored=f"ctx.read({restored.stream!r})",
+                new=f"ctx.read({stream!r})",
+                what="read (on resuming from its checkpoint)",
+            )
+        if restored is not None and self._resume_at is not None:
+            await self._reach(index, restored)
+        if restored is None:
+            opened = self.cursor()
+            first = await self._live_position(stream) if start == "live" else int(start)
+            slot = ReadSlot(stream, first, opened)
+        else:
+            slot = ReadSlot(stream, restored.position, restored.opened, restored.closed)
+        self._slots.append(slot)
+        holder.append(slot)
+        if slot.closed is not None:
+            return  # it had ended before the checkpoint: its loop ran for all its items
+        position = slot.position
+        self._at(Boundary.READ_START, position)
+        worker = self.worker
+        try:
+            while True:
+                async for _, items in store.read_batches(stream, start=position):
+                    for item in items:
+                        position += 1
+                        slot.position = position
+                        yield (position - 1, item) if with_seq else item
+                        # The function asks for the next item: it has finished with this
+                        # one, so its state and outputs are consistent with the
+                        # positions. One countdown per item; timers and stops zero it.
+                        self._countdown -= 1
+                        if self._countdown <= 0:
+                            await self._boundary(slot)
+                info = await store.info(stream)
+                if info.head > position:
+                    continue
+                if info.sealed:
+                    break
+                # About to block: make our own output visible first, or a cycle would
+                # stall.
+                if self._consumed_since_checkpoint() > 0:
+                    await self.checkpoint(slot)
+                else:
+                    await self.flush()
+                if worker.stopping:
+                    await self._stop(slot)
+                self.blocked = True
+                try:
+                    await self._wait(stream, position)
+                finally:
+                    self.blocked = False
+        except GeneratorExit:
+            # Closed by aclose(): where the function left the loop is known already if
+            # it dropped the iterator (see read), else it is now.
+            if slot.closed is None:
+                slot.closed = self.cursor()
+            raise
+        slot.closed = self.cursor()
 
-    async def _boundary(self, position: int) -> None:
-        runtime = self.runtime
-        if runtime._boundary_hook is not None:
-            runtime._boundary_hook(self.execution, position)
-        if runtime.stopping:
-            await self._stop()
+    async def _wait(self, stream: str, position: int) -> None:
+        """Wait for item ``position`` of ``stream``; after ``read_wait_warning`` seconds
+        say what is awaited if no execution writes the stream (it may be an ingest
+        stream a producer fills later, so keep waiting)."""
+        bound = self.settings.read_wait_warning
+        if await self.store.wait(stream, position, timeout=bound):
+            return
+        if await self.store.meta_get("executions", stream) is None:
+            info = await self.store.info(stream)
+            log.warning(
+                "execution %s has waited %gs for item %d of stream %r, which no execution "
+                "writes%s; it goes on waiting for a producer to append to it (perper "
+                "ingest, perper.Producer)",
+                self.execution,
+                bound,
+                position,
+                stream,
+                " and no producer has written to" if info.head == 0 else "",
+            )
+        await self.store.wait(stream, position, timeout=None)
+
+    async def _live_position(self, stream: str) -> int:
+        """The head of ``stream`` now, as a recorded effect (``ctx.read(start="live")``)."""
+        if self._effect_position < len(self._recorded_effects):
+            return int(self.effect("live", lambda: None))
+        head = await self.store.head(stream)
+        return int(self.effect("live", lambda: head))
+
+    async def _boundary(self, slot: ReadSlot) -> None:
+        self._at(Boundary.ITEM, slot.position)
+        if self.worker.stopping:
+            await self._stop(slot)
         if self._checkpointing and (
             self._checkpoint_due or self._consumed_since_checkpoint() >= self._every
         ):
-            await self.checkpoint()
+            await self.checkpoint(slot)
         self._reset_countdown()
 
     def _consumed_total(self) -> int:
-        total: int = sum(slot[1] for slot in self._positions)
+        total: int = sum(slot.position for slot in self._slots)
         return total
 
     def _consumed_since_checkpoint(self) -> int:
         return self._consumed_total() - self._checkpointed_total
 
     def _reset_countdown(self) -> None:
-        if self.runtime._boundary_hook is not None or self.runtime.stopping:
+        if self.hooks.on_boundary is not None or self.worker.stopping:
             self._countdown = 1
         elif self._checkpointing:
             self._countdown = max(self._every - self._consumed_since_checkpoint(), 1)
@@ -412,23 +686,20 @@ class Execution:
         """Make the function stop at its next item boundary (graceful shutdown)."""
         self._countdown = 0
 
-    async def _stop(self) -> None:
-        if self._checkpointing:
-            await self.checkpoint()
-        else:
-            await self.flush()
+    async def _stop(self, slot: ReadSlot) -> None:
+        await self.checkpoint(slot)
         raise Stopped()
 
     def reserve_call(self, fn: StreamFunction) -> StreamRef:
-        stream = child_stream(self.runtime.app, self.function, fn, self._prefix, self._calls)
+        stream = child_stream(self.worker.app, self.function, fn, self._prefix, self._calls)
         self._calls += 1
         return StreamRef(stream)
 
     async def start_reserved(
         self, ref: StreamRef, fn: StreamFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> StreamRef:
-        params = self.runtime._pack_params(fn, fn.bind(args, kwargs))
-        await self.runtime.attach(ref.stream, self.run, fn, params, parent=self.execution)
+        params = self.worker.pack_params(fn, fn.bind(args, kwargs))
+        await self.worker.attach(ref.stream, self.run, fn, params, parent=self.execution)
         return ref
 
     def effect(self, kind: str, make: Callable[[], Any]) -> Any:
@@ -451,10 +722,10 @@ class Execution:
         return value
 
     def entropy_bytes(self, count: int) -> bytes:
-        return self.runtime.entropy.randbytes(count)
+        return self.worker.entropy.randbytes(count)
 
     def entropy_float(self) -> float:
-        return self.runtime.entropy.random()
+        return self.worker.entropy.random()
 
     def wall_clock(self) -> float:
-        return self.runtime.clock()
+        return self.worker.clock()

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-from perper.runtime.records import ExecutionRecord, is_internal_stream
+from perper.runtime.ids import Status, is_internal_stream, start_order
+from perper.runtime.records import ExecutionRecord
 from perper.store.base import LogStore
+
+
+class StreamState(StrEnum):
+    """What ``perper streams ls`` shows for a stream no execution writes."""
+
+    SEALED = "sealed"
+    OPEN = "open"
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +28,7 @@ class StreamRow:
     name: str
     function: str
     items: int
-    status: str
+    status: Status | StreamState
 
 
 async def list_streams(store: LogStore, *, run: str | None = None) -> list[StreamRow]:
@@ -42,14 +51,15 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
         if execution is not None:
             rows.append(StreamRow(name, execution.function, items, execution.status))
         else:
-            rows.append(StreamRow(name, "", items, "sealed" if info and info.sealed else "open"))
+            rows.append(
+                StreamRow(
+                    name,
+                    "",
+                    items,
+                    StreamState.SEALED if info and info.sealed else StreamState.OPEN,
+                )
+            )
     return rows
 
 
-def start_order(name: str) -> list[tuple[int, str]]:
-    """Sort key putting ``run/f-2`` before ``run/g-10``: by call index, then by name."""
-    key = []
-    for part in name.split("/"):
-        head, _, index = part.rpartition("-")
-        key.append((int(index), head) if head and index.isdigit() else (-1, part))
-    return key
+__all__ = ["StreamRow", "StreamState", "list_streams", "start_order"]

@@ -2,58 +2,34 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from perper.app import App, Kind, StreamFunction
-from perper.errors import ConfigError
+from perper.runtime.ids import (
+    DONE,
+    EFFECTS_SUFFIX,
+    FAILED,
+    RUNNING,
+    Status,
+    check_run_name,
+    child_stream,
+    is_internal_stream,
+)
 
-RUNNING = "running"
-DONE = "done"
-FAILED = "failed"
-
-#: Suffix of the stream that records an execution's effects (now, random, uuid).
-EFFECTS_SUFFIX = "#effects"
-
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def check_run_name(run: str) -> str:
-    """Return ``run`` if it is a valid run name.
-
-    Raises:
-        ConfigError: it is not.
-    """
-    if not _RUN_NAME.match(run):
-        raise ConfigError(
-            f"run name {run!r} is not valid: use 1-128 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit"
-        )
-    return run
-
-
-def child_stream(app: App, caller: str, fn: object, prefix: str, index: int) -> str:
-    """The id (and stream name) of the ``index``-th start call made by ``caller``:
-    ``{prefix}/{function}-{index}``, where the prefix is the run for the launcher and the
-    caller's own id below it. Deterministic, so a re-run re-attaches.
-
-    Raises:
-        ConfigError: ``fn`` is not a stream function or action of ``app``.
-    """
-    if not isinstance(fn, StreamFunction) or fn.app is not app:
-        raise ConfigError(
-            f"{caller!r} started {fn!r}: ctx.start and ctx.declare take a function "
-            f"decorated with @app.stream or @app.action of app {app.name!r}"
-        )
-    if fn.kind == Kind.LAUNCHER:
-        raise ConfigError(f"{caller!r} cannot start the launcher {fn.name!r}")
-    return f"{prefix}/{fn.name}-{index}"
-
-
-def is_internal_stream(name: str) -> bool:
-    """True for streams the runtime keeps for itself (effects)."""
-    return "#" in name
+# The id scheme and statuses live in perper.runtime.ids; these names stay importable
+# from here.
+__all__ = [
+    "DONE",
+    "EFFECTS_SUFFIX",
+    "FAILED",
+    "RUNNING",
+    "ExecutionRecord",
+    "RunRecord",
+    "Status",
+    "check_run_name",
+    "child_stream",
+    "is_internal_stream",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,17 +53,19 @@ class ExecutionRecord:
     kind: str
     params: bytes
     parent: str | None = None
-    status: str = RUNNING
+    status: Status = RUNNING
     error: str | None = None
 
     def to_meta(self) -> dict[str, Any]:
-        return asdict(self)
+        meta = asdict(self)
+        meta["status"] = str(self.status)
+        return meta
 
     @classmethod
     def from_meta(cls, value: dict[str, Any]) -> ExecutionRecord:
-        return cls(**value)
+        return cls(**{**value, "status": Status(value["status"])})
 
-    def with_status(self, status: str, error: str | None = None) -> ExecutionRecord:
+    def with_status(self, status: Status, error: str | None = None) -> ExecutionRecord:
         return replace(self, status=status, error=error)
 
 
@@ -107,11 +85,13 @@ class RunRecord:
     app: str
     launcher: str
     params: bytes
-    status: str = RUNNING
+    status: Status = RUNNING
 
     def to_meta(self) -> dict[str, Any]:
-        return asdict(self)
+        meta = asdict(self)
+        meta["status"] = str(self.status)
+        return meta
 
     @classmethod
     def from_meta(cls, value: dict[str, Any]) -> RunRecord:
-        return cls(**value)
+        return cls(**{**value, "status": Status(value["status"])})

@@ -368,6 +368,71 @@ class LogStore(ABC):
                 if not waiters:
                     del self._waiters[stream]
 
+    # ------------------------------------------------------------ keyed appends
+
+    async def lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
+        """Return the seq of each of ``keys`` that a keyed append stored in ``stream``.
+
+        Backends that keep ingest keys override this and :meth:`write_keyed_segment`.
+        """
+        raise StoreError(
+            f"{self.url or type(self).__name__} does not keep idempotency keys; send to "
+            "this stream without keys, or use a memory://, sqlite:// or ignite:// store"
+        )
+
+    async def write_keyed_segment(
+        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
+    ) -> None:
+        """Like :meth:`write_segment` (epoch 0), and in the same atomic write store each
+        non-None ``keys[i]`` as the key of seq ``seq + i`` (``keys`` None: no keys).
+
+        Raises:
+            HeadMovedError: the head is not ``seq``, the stream is sealed or fenced.
+        """
+        raise StoreError(f"{self.url or type(self).__name__} does not keep idempotency keys")
+
+    async def append_keyed(
+        self, stream: str, items: Sequence[Any], keys: Sequence[str | None] | None
+    ) -> list[int]:
+        """Append ``items`` at the head of ``stream`` in one segment, skipping every item
+        whose key the stream already holds; return each item's seq.
+
+        ``keys`` has one key (or None) per item; ``keys=None`` means no item has one. An
+        item whose key is stored (or earlier in ``items``) appends nothing and gets the
+        seq of the item stored under that key, whatever that item is. Items without a key
+        are always appended. The items and their keys are written atomically, so a crash
+        leaves both or neither. Several writers may append to one stream at once: a writer
+        that loses the race for the head retries at the new head.
+
+        Raises:
+            SealedError: the stream is sealed and at least one item is new.
+            FencedError: a lease holder (an execution) writes this stream.
+            EncodeError: an item is not encodable (``index`` names it).
+        """
+        items, keys = check_keys(stream, items, keys)
+        given = [] if keys is None else list(dict.fromkeys(k for k in keys if k is not None))
+        while True:
+            info = await self.info(stream)
+            head = info.head
+            if keys is None:
+                seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, None
+            else:
+                known = await self.lookup_keys(stream, given) if given else {}
+                seqs, fresh, fresh_keys = plan_keyed(head, items, keys, known)
+            if not fresh:
+                return seqs
+            if info.sealed:
+                raise SealedError(stream, head, head)
+            if info.epoch > 0:
+                raise FencedError(stream, 0, info.epoch)
+            data = encode_segment(fresh)
+            try:
+                await self.write_keyed_segment(stream, head, len(fresh), data, fresh_keys)
+            except HeadMovedError:
+                continue  # another producer appended first: look the keys up again
+            self.notify(stream)
+            return seqs
+
     async def meta_put(self, table: str, key: str, value: Any) -> int:
         """Write ``value`` whatever the current version; return the new version."""
         entry = await self.meta_update(table, key, lambda _: value)
@@ -416,6 +481,89 @@ class LogStore(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class KeyIndex:
+    """One process's copy of a stream's idempotency keys: key -> seq, complete for the
+    seqs below ``through``.
+
+    The durable keys live in the store, written atomically with the segment that holds
+    their items; a store that keeps them per segment absorbs the segments' keys written
+    since ``through`` (by any process) before it plans an append, so a lookup is a dict
+    lookup and a write adds one small record per segment.
+    """
+
+    __slots__ = ("seqs", "through")
+
+    def __init__(self) -> None:
+        self.seqs: dict[str, int] = {}
+        self.through = 0
+
+    def absorb(self, first: int, keys: Sequence[str | None]) -> None:
+        """Take in the keys of the segment at ``first`` (None: an item without a key)."""
+        seqs = self.seqs
+        for offset, key in enumerate(keys):
+            if key is not None:
+                seqs.setdefault(key, first + offset)
+
+
+def check_keys(
+    stream: str, items: Sequence[Any], keys: Sequence[str | None] | None
+) -> tuple[list[Any], list[str | None] | None]:
+    """Return ``items`` and ``keys`` as lists (``keys`` None if no item has a key),
+    refusing a ``keys`` of another length or a key that is not a str."""
+    if type(items) is not list:
+        items = list(items)
+    if keys is None:
+        return items, None
+    if len(keys) != len(items):
+        raise StoreError(
+            f"append_keyed to {stream!r}: {len(items)} items but {len(keys)} keys; "
+            "pass one key (or None) per item"
+        )
+    keyed = False
+    for key in keys:
+        if key is not None:
+            if type(key) is not str:
+                raise StoreError(
+                    f"append_keyed to {stream!r}: key {key!r} is a {type(key).__name__}; "
+                    "idempotency keys are str (or None for none)"
+                )
+            keyed = True
+    return items, (list(keys) if keyed else None)
+
+
+def plan_keyed(
+    head: int, items: list[Any], keys: Sequence[str | None], known: dict[str, int]
+) -> tuple[list[int], list[Any], list[str | None]]:
+    """Plan a keyed append at ``head``: ``(seq of every item, new items, their keys)``.
+
+    ``known`` maps the keys already stored to their seqs; a key repeated in ``keys`` is
+    appended once, at its first occurrence.
+    """
+    if not known or known.keys().isdisjoint(keys):
+        # The usual case, checked at C speed: every key is new and none repeats.
+        distinct = set(keys)
+        unkeyed = keys.count(None) if None in distinct else 0
+        if len(distinct) - (unkeyed > 0) + unkeyed == len(keys):
+            return list(range(head, head + len(items))), items, list(keys)
+    seqs: list[int] = []
+    fresh: list[Any] = []
+    fresh_keys: list[str | None] = []
+    placed: dict[str, int] = {}
+    for item, key in zip(items, keys, strict=True):
+        if key is not None:
+            seq = known.get(key)
+            if seq is None:
+                seq = placed.get(key)
+            if seq is not None:
+                seqs.append(seq)
+                continue
+            placed[key] = head + len(fresh)
+        seqs.append(head + len(fresh))
+        fresh.append(item)
+        fresh_keys.append(key)
+    return seqs, fresh, fresh_keys
 
 
 def encode_segment(items: Sequence[Any]) -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from perper import codec
@@ -34,6 +34,8 @@ class MemoryStore(LogStore):
         self.url = url
         self._streams: dict[str, _Stream] = {}
         self._meta: dict[str, dict[str, tuple[int, bytes]]] = {}
+        # Ingest keys per stream: key -> seq, written with the segment that holds the item.
+        self._keys: dict[str, dict[str, int]] = {}
 
     async def info(self, stream: str) -> StreamInfo:
         self._check_open()
@@ -119,6 +121,24 @@ class MemoryStore(LogStore):
             for key, (version, data) in sorted(rows.items())
             if key.startswith(prefix)
         ]
+
+    async def lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
+        self._check_open()
+        stored = self._keys.get(stream)
+        if not stored:
+            return {}
+        return {key: stored[key] for key in keys if key in stored}
+
+    async def write_keyed_segment(
+        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
+    ) -> None:
+        await self.write_segment(stream, seq, count, data, 0)
+        if keys is None:
+            return
+        stored = self._keys.setdefault(stream, {})
+        for offset, key in enumerate(keys):
+            if key is not None:
+                stored[key] = seq + offset
 
     async def close(self) -> None:
         self._closed = True

@@ -6,6 +6,10 @@ Layout (format 2), readable with the ``sqlite3`` shell:
   ``epoch`` the highest lease epoch that wrote to it (fencing).
 * ``segments(stream_id, first_seq, count, data)`` — one row per appended batch; ``data``
   is a msgpack array of the batch's items.
+* ``segment_keys(stream_id, first_seq, keys)`` — the idempotency keys of a segment that
+  :class:`perper.Producer` wrote (msgpack array, one key or nil per item), written in the
+  transaction that writes the segment. Created by the first keyed append, so logs
+  without ingest keep their layout (and older perpers still read them).
 * ``runs``, ``executions``, ``checkpoints``, ``leases`` — metadata, ``(key, version,
   value)`` with ``value`` msgpack; ``version`` backs compare-and-set.
 
@@ -22,20 +26,31 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from perper import codec
-from perper.errors import FormatError, HeadMovedError, StoreError, StoreUnavailableError
+from perper.errors import (
+    FencedError,
+    FormatError,
+    HeadMovedError,
+    SealedError,
+    StoreError,
+    StoreUnavailableError,
+)
 from perper.store.base import (
     META_TABLES,
+    KeyIndex,
     LogStore,
     Meta,
     StreamInfo,
+    check_keys,
     check_table,
+    encode_segment,
+    plan_keyed,
 )
 
 #: The on-disk format this perper reads and writes.
@@ -62,6 +77,12 @@ CREATE TABLE IF NOT EXISTS segments (
     f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, version INTEGER NOT NULL, "
     "value BLOB NOT NULL);\n"
     for table in META_TABLES
+)
+
+_KEYS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS segment_keys (stream_id INTEGER NOT NULL REFERENCES "
+    "streams(id), first_seq INTEGER NOT NULL, keys BLOB NOT NULL, "
+    "PRIMARY KEY (stream_id, first_seq))"
 )
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -91,6 +112,8 @@ class SQLiteStore(LogStore):
         self.url = url or f"sqlite:///{self.path}"
         self.read_only = read_only
         self._ids: dict[str, int] = {}
+        self._has_keys = False
+        self._key_index: dict[str, KeyIndex] = {}
         self._db = self._open()
 
     # ------------------------------------------------------------------ opening
@@ -305,6 +328,130 @@ class SQLiteStore(LogStore):
                 (len(prefix), prefix),
             ).fetchall()
         return [(key, Meta(version, codec.unpack(value))) for key, version, value in rows]
+
+    # ------------------------------------------------------------ keyed appends
+
+    def _keys_table(self, db: sqlite3.Connection, *, create: bool) -> bool:
+        if not self._has_keys:
+            if create and not self.read_only:
+                db.execute(_KEYS_SCHEMA)
+            self._has_keys = (
+                db.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'segment_keys'"
+                ).fetchone()[0]
+                == 1
+            )
+        return self._has_keys
+
+    def _caught_up(
+        self, db: sqlite3.Connection, stream: str, stream_id: int, head: int
+    ) -> KeyIndex:
+        """The stream's key index, with the keys of every segment below ``head``."""
+        index = self._key_index.get(stream)
+        if index is None:
+            index = self._key_index[stream] = KeyIndex()
+        if index.through < head and self._keys_table(db, create=False):
+            for first, keys in db.execute(
+                "SELECT first_seq, keys FROM segment_keys WHERE stream_id = ? "
+                "AND first_seq >= ? AND first_seq < ? ORDER BY first_seq",
+                (stream_id, index.through, head),
+            ):
+                index.absorb(first, codec.unpack(keys))
+        index.through = max(index.through, head)
+        return index
+
+    async def lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
+        with self._translate() as db:
+            row = db.execute("SELECT id, head FROM streams WHERE name = ?", (stream,)).fetchone()
+            if row is None:
+                return {}
+            # The head first: the keys of every segment below it were committed with it.
+            seqs = self._caught_up(db, stream, row[0], row[1]).seqs
+        return {key: seqs[key] for key in keys if key in seqs}
+
+    async def write_keyed_segment(
+        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
+    ) -> None:
+        with self._translate() as db:
+            self._keys_table(db, create=True)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                stream_id = self._stream_id(db, stream, create=True)
+                if not self._moved(db, stream_id, seq, count, data, keys):
+                    raise HeadMovedError(stream)
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                    self._ids.pop(stream, None)  # its row may have been created and undone
+
+    @staticmethod
+    def _moved(
+        db: sqlite3.Connection,
+        stream_id: int | None,
+        seq: int,
+        count: int,
+        data: bytes,
+        keys: Sequence[str | None] | None,
+    ) -> bool:
+        moved = db.execute(
+            "UPDATE streams SET head = ? WHERE id = ? AND head = ? AND sealed = 0 AND epoch = 0",
+            (seq + count, stream_id, seq),
+        ).rowcount
+        if moved == 1:
+            db.execute(
+                "INSERT INTO segments (stream_id, first_seq, count, data) VALUES (?, ?, ?, ?)",
+                (stream_id, seq, count, data),
+            )
+            if keys is not None:
+                db.execute(
+                    "INSERT INTO segment_keys (stream_id, first_seq, keys) VALUES (?, ?, ?)",
+                    (stream_id, seq, codec.pack(list(keys), what="keys")),
+                )
+        return moved == 1
+
+    async def append_keyed(
+        self, stream: str, items: Sequence[Any], keys: Sequence[str | None] | None
+    ) -> list[int]:
+        """See :meth:`LogStore.append_keyed`: here one ``BEGIN IMMEDIATE`` transaction
+        catches up on the keys other processes stored, plans against them and writes the
+        segment with its keys, so producers in other processes queue on the file's write
+        lock instead of retrying."""
+        items, keys = check_keys(stream, items, keys)
+        with self._translate() as db:
+            if keys is not None:
+                self._keys_table(db, create=True)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                stream_id = self._stream_id(db, stream, create=True)
+                assert stream_id is not None
+                head, sealed, epoch = db.execute(
+                    "SELECT head, sealed, epoch FROM streams WHERE id = ?", (stream_id,)
+                ).fetchone()
+                index = None
+                if keys is None:
+                    seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, None
+                else:
+                    index = self._caught_up(db, stream, stream_id, head)
+                    seqs, fresh, fresh_keys = plan_keyed(head, items, keys, index.seqs)
+                if fresh:
+                    if sealed:
+                        raise SealedError(stream, head, head)
+                    if epoch > 0:
+                        raise FencedError(stream, 0, epoch)
+                    data = encode_segment(fresh)
+                    self._moved(db, stream_id, head, len(fresh), data, fresh_keys)
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                    self._ids.pop(stream, None)  # its row may have been created and undone
+        if fresh:
+            if index is not None and fresh_keys is not None:
+                index.absorb(head, fresh_keys)
+                index.through = head + len(fresh)
+            self.notify(stream)
+        return seqs
 
     async def close(self) -> None:
         self._closed = True

@@ -50,9 +50,11 @@ class ItemClock:
             self._step, self._times = None, times
         self.consumed = consumed
 
-    def item_done(self, _execution: str = "", _position: int = 0) -> None:
-        """The function finished an input item (the runtime's item-boundary hook)."""
-        self.consumed += 1
+    def on_boundary(self, execution: str, boundary: str, count: int) -> None:
+        """The runtime's boundary hook (``RuntimeHooks.on_boundary``): an ``item``
+        boundary means the function finished an input item."""
+        if boundary == "item":
+            self.consumed += 1
 
     def __call__(self) -> float:
         if self._step is not None:

@@ -1,11 +1,15 @@
-"""``check_recoverable``: crash a function at every item boundary and compare its output.
+"""``check_recoverable``: crash a function at every boundary and compare its output.
 
 A function declared ``recovery="checkpoint"`` resumes from its last checkpoint after a
 crash, with ``ctx.state`` restored and its inputs resumed — so any memory it keeps in
 local variables is lost. This harness proves a function safe for its declared mode: it
-runs it once uncrashed, then once per input item boundary with a crash injected there
-(no ``finally`` of the runtime runs, the lease stays held as after kill -9), recovers it
-with a fresh worker, and compares the final output with the uncrashed one.
+runs it once uncrashed, then once per crash point with a crash injected there (the
+lease stays held, as after kill -9), recovers it with a fresh worker, and compares the
+final output with the uncrashed one. The crash points are every
+:class:`~perper.runtime.settings.Boundary` the uncrashed run passed: before each read's
+first item (after what the function yielded before it), after every input item
+(including the last, before the code after the input loop), after the function returned
+(between its last yield and the seal) and after the seal.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +27,7 @@ from perper.errors import ConfigError, ExecutionFailedError
 from perper.errors import RecoveryError as RecoveryError  # re-exported
 from perper.runtime.engine import Runtime
 from perper.runtime.leases import Lease
+from perper.runtime.settings import Boundary, RuntimeHooks, RuntimeSettings
 from perper.store.base import LogStore
 from perper.store.memory import MemoryStore
 from perper.streamref import StreamRef
@@ -40,7 +45,8 @@ class RecoveryDivergence:
     """Where a recovered run first differed from the uncrashed one.
 
     Attributes:
-        boundary: the crash point: after this many input items had been consumed.
+        boundary: the crash point's number (1 is the first point the run passed).
+        where: the crash point in words, e.g. ``after input item 3``.
         seq: the first output seq that differs.
         expected: the uncrashed output at ``seq`` (None if the recovered one is longer).
         actual: the recovered output at ``seq`` (None if it is shorter).
@@ -48,6 +54,7 @@ class RecoveryDivergence:
     """
 
     boundary: int
+    where: str
     seq: int | None
     expected: Any
     actual: Any
@@ -55,9 +62,9 @@ class RecoveryDivergence:
 
     def __str__(self) -> str:
         if self.error is not None and self.seq is None:
-            return f"crashed after input item {self.boundary}, recovery failed:\n{self.error}"
+            return f"crashed {self.where}, recovery failed:\n{self.error}"
         lines = [
-            f"crashed after input item {self.boundary}: output seq {self.seq} differs",
+            f"crashed {self.where}: output seq {self.seq} differs",
             f"  expected: {self.expected!r}",
             f"  actual:   {self.actual!r}",
         ]
@@ -74,7 +81,7 @@ class RecoveryCheck:
     Attributes:
         function: the function's name.
         recovery: its declared recovery mode.
-        boundaries: how many crash points were tried.
+        boundaries: how many crash points were tried (up to the first divergence).
         output_items: the uncrashed output's length.
         divergence: the first crash point whose recovered output differs, or None.
     """
@@ -116,7 +123,10 @@ def check_recoverable(
     time_schedule: TimeSchedule | None = None,
     **params: Any,
 ) -> RecoveryCheck:
-    """Crash ``fn`` after every input item, recover it in its declared mode, and compare.
+    """Crash ``fn`` at every boundary, recover it in its declared mode, and compare.
+
+    The crash points: before each read's first item, after every input item, after the
+    function returned but before its output was sealed, and after the seal.
 
     Args:
         fn: a function registered with ``@app.stream`` or ``@app.action``.
@@ -191,7 +201,7 @@ async def stage_execution(
         await store.seal(stream)
         refs[name] = StreamRef(stream)
     execution = f"{run}/{fn.name}-0"
-    packed = runtime._pack_params(fn, fn.bind((), {**params, **refs}))
+    packed = runtime.pack_params(fn, fn.bind((), {**params, **refs}))
     await runtime.create_execution(execution, run, fn, packed, parent=None)
     return execution
 
@@ -200,29 +210,74 @@ async def _fresh(
     fn: StreamFunction, inputs: dict[str, list[Any]], params: dict[str, Any]
 ) -> tuple[LogStore, str]:
     store = MemoryStore()
-    return store, await stage_execution(_runtime(store, fn, "setup"), fn, inputs, params, _RUN)
+    setup = _runtime(store, fn, "setup", _hooks())
+    return store, await stage_execution(setup, fn, inputs, params, _RUN)
+
+
+#: Checkpoint at every item, and hold the whole output in one batch, so every crash
+#: point has a checkpoint right before it and nothing but the checkpoint flushes.
+_SETTINGS = RuntimeSettings(batch_size=1000, checkpoint_every=1)
 
 
 def _runtime(
-    store: LogStore, fn: StreamFunction, worker: str, clock: ItemClock | None = None
+    store: LogStore,
+    fn: StreamFunction,
+    worker: str,
+    hooks: RuntimeHooks,
+    clock: ItemClock | None = None,
 ) -> Runtime:
-    runtime = Runtime(
+    return Runtime(
         store,
         fn.app,
+        settings=_SETTINGS,
+        hooks=hooks,
         clock=clock if clock is not None else (lambda: EPOCH),
         entropy=random.Random(0),
         worker_id=worker,
-        batch_size=1000,
-        checkpoint_every=1,
     )
-    runtime._force_checkpoint_every = 1
-    if clock is not None:
-        runtime._boundary_hook = clock.item_done
-    return runtime
+
+
+def _hooks(on_boundary: Callable[[str, Boundary, int], None] | None = None) -> RuntimeHooks:
+    return RuntimeHooks(on_boundary=on_boundary, force_checkpoint_every=1)
 
 
 def _clock(schedule: TimeSchedule | None, consumed: int = 0) -> ItemClock | None:
     return None if schedule is None else ItemClock(schedule, consumed=consumed)
+
+
+def _both(
+    first: Callable[[str, Boundary, int], None], clock: ItemClock | None
+) -> Callable[[str, Boundary, int], None]:
+    """``first``, then the clock's item count (when there is a clock)."""
+    if clock is None:
+        return first
+
+    def both(execution: str, boundary: Boundary, count: int) -> None:
+        first(execution, boundary, count)
+        clock.on_boundary(execution, boundary, count)
+
+    return both
+
+
+class _Points:
+    """Names the crash points of a run in the order it passes them."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._reads = 0
+        self._items = 0
+
+    def __call__(self, _: str, boundary: Boundary, count: int) -> None:
+        if boundary is Boundary.READ_START:
+            self._reads += 1
+            self.names.append(f"before the first item of ctx.read #{self._reads}")
+        elif boundary is Boundary.ITEM:
+            self._items += 1
+            self.names.append(f"after input item {self._items}")
+        elif boundary is Boundary.FINISHED:
+            self.names.append("after the function returned, before its output was sealed")
+        else:
+            self.names.append("after its output was sealed, before it was marked done")
 
 
 async def _output(store: LogStore, execution: str) -> list[Any]:
@@ -236,19 +291,23 @@ async def _check(
     schedule: TimeSchedule | None = None,
 ) -> RecoveryCheck:
     store, execution = await _fresh(fn, inputs, params)
+    points = _Points()
+    clock = _clock(schedule)
     try:
-        await _runtime(store, fn, "reference", _clock(schedule)).execute(execution)
+        reference = _runtime(store, fn, "reference", _hooks(_both(points, clock)), clock)
+        await reference.execute(execution)
     except ExecutionFailedError as error:
         raise ConfigError(
             f"check_recoverable({fn.name}): the function fails without any crash:\n{error.error}"
         ) from None
     expected = await _output(store, execution)
-    boundaries = sum(len(items) for items in inputs.values())
-    for boundary in range(1, boundaries + 1):
-        divergence = await _crash_and_recover(fn, inputs, params, boundary, expected, schedule)
+    for boundary, where in enumerate(points.names, start=1):
+        divergence = await _crash_and_recover(
+            fn, inputs, params, boundary, where, expected, schedule
+        )
         if divergence is not None:
             return RecoveryCheck(fn.name, fn.recovery, boundary, len(expected), divergence)
-    return RecoveryCheck(fn.name, fn.recovery, boundaries, len(expected), None)
+    return RecoveryCheck(fn.name, fn.recovery, len(points.names), len(expected), None)
 
 
 async def _crash_and_recover(
@@ -256,23 +315,21 @@ async def _crash_and_recover(
     inputs: dict[str, list[Any]],
     params: dict[str, Any],
     boundary: int,
+    where: str,
     expected: list[Any],
     schedule: TimeSchedule | None = None,
 ) -> RecoveryDivergence | None:
     store, execution = await _fresh(fn, inputs, params)
-    clock = _clock(schedule)
-    crashing = _runtime(store, fn, "crashing", clock)
     seen = 0
+    clock = _clock(schedule)
 
-    def crash_at_boundary(execution: str, position: int) -> None:
+    def crash_at_boundary(_: str, __: Boundary, ___: int) -> None:
         nonlocal seen
         seen += 1
         if seen == boundary:
             raise _Crash()
-        if clock is not None:
-            clock.item_done()
 
-    crashing._boundary_hook = crash_at_boundary
+    crashing = _runtime(store, fn, "crashing", _hooks(_both(crash_at_boundary, clock)), clock)
     with contextlib.suppress(_Crash):
         await crashing.execute(execution)
     # The crashed worker never renews again: its lease expires, and the next claim
@@ -285,25 +342,29 @@ async def _crash_and_recover(
     )
     error: str | None = None
     checkpoint = await store.meta_get("checkpoints", execution)
-    resumed = sum(n for _, n in checkpoint.value["positions"]) if checkpoint else 0
+    resumed = sum(slot[1] for slot in checkpoint.value["positions"]) if checkpoint else 0
+    resumed_clock = _clock(schedule, resumed)
     try:
-        recovering = _runtime(store, fn, "recovering", _clock(schedule, resumed))
+        recovering = _runtime(
+            store, fn, "recovering", _hooks(_both(lambda *_: None, resumed_clock)), resumed_clock
+        )
         await recovering.execute(execution)
     except ExecutionFailedError as failed:
         error = failed.error
     actual = await _output(store, execution)
     for seq, (old, new) in enumerate(zip(expected, actual, strict=False)):
         if old != new:
-            return RecoveryDivergence(boundary, seq, old, new, error)
+            return RecoveryDivergence(boundary, where, seq, old, new, error)
     if len(actual) != len(expected):
         seq = min(len(actual), len(expected))
         return RecoveryDivergence(
             boundary,
+            where,
             seq,
             expected[seq] if seq < len(expected) else None,
             actual[seq] if seq < len(actual) else None,
             error,
         )
     if error is not None:
-        return RecoveryDivergence(boundary, None, None, None, error)
+        return RecoveryDivergence(boundary, where, None, None, None, error)
     return None

@@ -224,7 +224,7 @@ async def list_runs(store: LogStore) -> list[RunSummary]:
                 failures=sum(1 for e in executions if e.status == FAILED),
             )
         )
-    rank = {RUNNING: 0, FAILED: 1, DONE: 2}
+    rank: dict[str, int] = {RUNNING: 0, FAILED: 1, DONE: 2}
     return sorted(summaries, key=lambda s: (rank.get(s.status, 3), s.name))
 
 

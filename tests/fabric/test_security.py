@@ -91,8 +91,16 @@ def test_a_wrong_password_gets_a_clear_error_not_cannot_reach(secured: Path) -> 
     assert PASSWORD not in ran.stderr
 
 
-def test_a_client_without_tls_is_told_the_node_speaks_tls(secured: Path) -> None:
+def test_credentials_without_tls_are_refused_before_anything_is_sent(secured: Path) -> None:
     url = f"ignite://bob:{PASSWORD}@127.0.0.1:{PORT}?retry=2"
+    ran = perper("streams", "ls", "--store", url)
+    assert ran.returncode == 2
+    assert "credentials without TLS" in ran.stderr and "tls=0" in ran.stderr
+    assert PASSWORD not in ran.stderr
+
+
+def test_a_client_without_tls_is_told_the_node_speaks_tls(secured: Path) -> None:
+    url = f"ignite://bob:{PASSWORD}@127.0.0.1:{PORT}?tls=0&retry=2"
     ran = perper("streams", "ls", "--store", url)
     assert ran.returncode == 2
     assert "speaks TLS: add ?tls=1" in ran.stderr

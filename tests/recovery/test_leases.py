@@ -11,6 +11,7 @@ import perper
 from perper.errors import FencedError
 from perper.runtime import Runtime
 from perper.runtime.leases import Leases
+from perper.runtime.settings import Boundary, RuntimeHooks, RuntimeSettings
 from perper.store import LogStore
 
 
@@ -71,13 +72,17 @@ async def test_checkpoint_mode_resumes_from_the_checkpoint_not_the_start(store: 
     class Crash(BaseException):
         pass
 
-    first = Runtime(store, counter, batch_size=5, worker_id="w1", lease_ttl=0.2)
-
-    def crash(execution: str, position: int) -> None:
-        if execution == "c/running_sum-1" and position == crash_after:
+    def crash(execution: str, boundary: Boundary, position: int) -> None:
+        if (execution, boundary, position) == ("c/running_sum-1", Boundary.ITEM, crash_after):
             raise Crash()
 
-    first._boundary_hook = crash
+    first = Runtime(
+        store,
+        counter,
+        settings=RuntimeSettings(batch_size=5, lease_ttl=0.2),
+        hooks=RuntimeHooks(on_boundary=crash),
+        worker_id="w1",
+    )
     task = asyncio.ensure_future(first.run("c", {"count": 100}))
     while not any(
         isinstance(t.exception(), Crash)
@@ -90,7 +95,7 @@ async def test_checkpoint_mode_resumes_from_the_checkpoint_not_the_start(store: 
         await task
     checkpoint = await store.meta_get("checkpoints", "c/running_sum-1")
     assert checkpoint is not None
-    assert checkpoint.value["positions"] == [["c/numbers-0", 50]]
+    assert [slot[:2] for slot in checkpoint.value["positions"]] == [["c/numbers-0", 50]]
     assert checkpoint.value["state"] == {"sum": sum(range(50))}
 
     delivered.clear()

@@ -1,7 +1,9 @@
 """The key layout of a namespace in the two Ignite caches (docs/ignite.md, "Key layout").
 
 Segment entries: ``{ns}|s|{stream}|{n}`` -> header (kind, first seq, count, epoch) +
-segment data. Hints ``{ns}|h|{stream}``, metadata ``{ns}|m|{table}|{key}``,
+segment data; a **keyed** segment (kind 3, written by :class:`perper.Producer`) holds its
+items' idempotency keys between the two: ``uint32 length | msgpack array of keys (nil
+for an item without one)``, so the keys commit with the items in one ``put_if_absent``. Hints ``{ns}|h|{stream}``, metadata ``{ns}|m|{table}|{key}``,
 directory buckets ``{ns}|d|{area}|{group}|{shard}``, group lists ``{ns}|g|{area}`` and the
 format record ``{ns}|format``. Stream names and keys are escaped (``%`` ``|`` NUL).
 """
@@ -29,7 +31,7 @@ __all__ = [
 SEGMENTS_CACHE = "perper_segments"
 META_CACHE = "perper_meta"
 #: The key layout this package reads and writes, stored once per namespace.
-FORMAT = b"perper-ignite/2"
+FORMAT = b"perper-ignite/3"
 #: A writer refreshes a stream's hint every this many segments.
 HINT_EVERY = 16
 #: A run's names in one directory area are spread over this many buckets (by CRC-32), so
@@ -39,6 +41,8 @@ DIRECTORY_SHARDS = 16
 HEADER = struct.Struct(">BqIq")  # kind, first seq, count, lease epoch of the writer
 KIND_ITEMS = 1
 KIND_SEAL = 2
+KIND_KEYED = 3
+KEYS_LENGTH = struct.Struct(">I")
 HINT = struct.Struct(">qqq")  # segment count, head, epoch of the last segment
 VERSION = struct.Struct(">q")
 
@@ -102,6 +106,29 @@ def parse_header(key: str, value: Any) -> tuple[int, int, int, int]:
     if type(value) is not bytes or len(value) < HEADER.size:
         raise FormatError(f"Ignite entry {key!r} is not a perper segment: the namespace is corrupt")
     return HEADER.unpack_from(value)
+
+
+def keyed_value(first: int, count: int, data: bytes, keys: bytes) -> bytes:
+    """The entry of a keyed segment: header, packed keys (length first), segment data."""
+    return HEADER.pack(KIND_KEYED, first, count, 0) + KEYS_LENGTH.pack(len(keys)) + keys + data
+
+
+def payload(kind: int, value: bytes) -> bytes:
+    """The segment data of an items or keyed entry."""
+    if kind != KIND_KEYED:
+        return value[HEADER.size :]
+    (length,) = KEYS_LENGTH.unpack_from(value, HEADER.size)
+    return value[HEADER.size + KEYS_LENGTH.size + length :]
+
+
+def entry_keys(key: str, value: bytes) -> list[str | None]:
+    """The idempotency keys of a keyed entry, one per item."""
+    (length,) = KEYS_LENGTH.unpack_from(value, HEADER.size)
+    start = HEADER.size + KEYS_LENGTH.size
+    found = codec.unpack(value[start : start + length])
+    if type(found) is not list:
+        raise FormatError(f"Ignite entry {key!r} has no list of keys: the namespace is corrupt")
+    return found
 
 
 def members(key: str, raw: Any) -> list[str]:

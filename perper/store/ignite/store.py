@@ -21,7 +21,16 @@ from urllib.parse import quote
 
 from perper import codec
 from perper.errors import ConfigError, HeadMovedError, StoreError
-from perper.store.base import LogStore, Meta, StreamInfo, check_table
+from perper.store.base import (
+    KeyIndex,
+    LogStore,
+    Meta,
+    StreamInfo,
+    check_keys,
+    check_table,
+    encode_segment,
+    plan_keyed,
+)
 from perper.store.ignite.connection import Connector
 from perper.store.ignite.directory import Directory
 from perper.store.ignite.layout import (
@@ -29,6 +38,7 @@ from perper.store.ignite.layout import (
     HINT,
     HINT_EVERY,
     KIND_ITEMS,
+    KIND_KEYED,
     KIND_SEAL,
     META_CACHE,
     NAMESPACE_CHARS,
@@ -36,8 +46,11 @@ from perper.store.ignite.layout import (
     STREAMS_AREA,
     VERSION,
     Layout,
+    entry_keys,
+    keyed_value,
     meta_entry,
     parse_header,
+    payload,
 )
 from perper.store.ignite.url import mask_url, parse_url
 
@@ -207,6 +220,7 @@ class IgniteStore(LogStore):
         self._streams: dict[str, _Stream] = {}
         self._meta_seen: dict[str, bytes] = {}
         self._hints: set[asyncio.Task[None]] = set()
+        self._key_index: dict[str, KeyIndex] = {}
 
     @classmethod
     def from_url(cls, url: str) -> IgniteStore:
@@ -308,6 +322,13 @@ class IgniteStore(LogStore):
     async def scan_segments(
         self, stream: str, start: int, stop: int | None
     ) -> AsyncIterator[tuple[int, int, bytes]]:
+        async for kind, first, count, _, value in self._scan_entries(stream, start, stop):
+            yield first, count, payload(kind, value)
+
+    async def _scan_entries(
+        self, stream: str, start: int, stop: int | None
+    ) -> AsyncIterator[tuple[int, int, int, str, bytes]]:
+        """``(kind, first, count, key, entry)`` of the segments overlapping the range."""
         self._check_open()
         if stop is not None and stop <= start:
             return
@@ -345,7 +366,7 @@ class IgniteStore(LogStore):
                 if kind == KIND_SEAL or (stop is not None and first >= stop):
                     return
                 if first + count > start:
-                    yield first, count, value[HEADER.size :]
+                    yield kind, first, count, key, value
                 n += 1
 
     async def _locate(self, stream: str, state: _Stream, start: int) -> int | None:
@@ -378,7 +399,7 @@ class IgniteStore(LogStore):
                         f"segment {hi_n} exists: the namespace is corrupt"
                     )
                 kind, first, count, epoch = parse_header(key, value)
-                if kind == KIND_ITEMS:
+                if kind != KIND_SEAL:
                     state.learn(n, first, count, epoch)
                     self._cache.put(key, value)
 
@@ -395,7 +416,14 @@ class IgniteStore(LogStore):
             raise HeadMovedError(stream)
 
     async def _put_segment(
-        self, stream: str, state: _Stream, seq: int, count: int, data: bytes, epoch: int
+        self,
+        stream: str,
+        state: _Stream,
+        seq: int,
+        count: int,
+        data: bytes,
+        epoch: int,
+        keys: bytes | None = None,
     ) -> bool:
         """Store segment ``state.n``; False if it exists (someone appended or sealed first).
 
@@ -406,7 +434,10 @@ class IgniteStore(LogStore):
         if n == 0:
             await self._register(stream, state)
         key = self.layout.segment(stream, n)
-        value = HEADER.pack(KIND_ITEMS, seq, count, epoch) + data
+        if keys is None:
+            value = HEADER.pack(KIND_ITEMS, seq, count, epoch) + data
+        else:
+            value = keyed_value(seq, count, data, keys)
         if n % HINT_EVERY == 0 and n:
             # Segments 0..n-1 are committed, so a hint of that end is true whether or not
             # this put wins. It is only a shortcut for probes: sent beside the append, not
@@ -459,6 +490,93 @@ class IgniteStore(LogStore):
                 return seq + len(batch)
             items = batch
         return await super().append(stream, seq, items, epoch=epoch)
+
+    # ------------------------------------------------------------ keyed appends
+    # A keyed segment carries its keys in its own entry (layout.keyed_value), so the one
+    # put_if_absent that commits the items commits their keys. Lookups use this process's
+    # KeyIndex, caught up by reading the keyed entries written since it last looked.
+
+    async def _caught_up(self, stream: str, head: int) -> KeyIndex:
+        index = self._key_index.get(stream)
+        if index is None:
+            index = self._key_index[stream] = KeyIndex()
+        if index.through < head:
+            async for kind, first, _, key, value in self._scan_entries(stream, index.through, head):
+                if kind == KIND_KEYED:
+                    index.absorb(first, entry_keys(key, value))
+            index.through = max(index.through, head)
+        return index
+
+    async def lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
+        seqs = (await self._caught_up(stream, await self.head(stream))).seqs
+        return {key: seqs[key] for key in keys if key in seqs}
+
+    async def write_keyed_segment(
+        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
+    ) -> None:
+        self._check_open()
+        state = self._stream(stream)
+        if state.head != seq or state.sealed:
+            await self.info(stream)
+        if state.sealed or state.head != seq or state.epoch > 0:
+            raise HeadMovedError(stream)
+        if not await self._put_keyed(stream, state, seq, count, data, keys):
+            raise HeadMovedError(stream)
+
+    async def _put_keyed(
+        self,
+        stream: str,
+        state: _Stream,
+        seq: int,
+        count: int,
+        data: bytes,
+        keys: Sequence[str | None] | None,
+    ) -> bool:
+        packed = None if keys is None else codec.pack(list(keys), what="keys")
+        if not await self._put_segment(stream, state, seq, count, data, 0, packed):
+            return False
+        index = self._key_index.get(stream)
+        if index is not None and index.through == seq:
+            if keys is not None:
+                index.absorb(seq, keys)
+            index.through = seq + count
+        return True
+
+    async def append_keyed(
+        self, stream: str, items: Sequence[Any], keys: Sequence[str | None] | None
+    ) -> list[int]:
+        """See :meth:`LogStore.append_keyed`.
+
+        Fast path, as in :meth:`append`: when this process knows the stream's end and
+        holds the keys of every segment before it, the planned segment goes straight to
+        ``put_if_absent`` (one round trip); if another producer wrote first, the key is
+        taken and the contract's checked path runs instead.
+        """
+        self._check_open()
+        items, keys = check_keys(stream, items, keys)
+        state = self._streams.get(stream)
+        index = self._key_index.get(stream)
+        if (
+            state is not None
+            and items
+            and state.n
+            and not state.sealed
+            and state.epoch == 0
+            and (keys is None or (index is not None and index.through == state.head))
+        ):
+            head = state.head
+            if keys is None:
+                seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, None
+            else:
+                assert index is not None
+                seqs, fresh, fresh_keys = plan_keyed(head, items, keys, index.seqs)
+            if not fresh:
+                return seqs  # every key is stored, and stored keys never move
+            data = encode_segment(fresh)
+            if await self._put_keyed(stream, state, head, len(fresh), data, fresh_keys):
+                self.notify(stream)
+                return seqs
+        return await super().append_keyed(stream, items, keys)
 
     async def write_seal(self, stream: str, epoch: int) -> bool:
         self._check_open()
