@@ -146,6 +146,7 @@ class Simulation:
         self.other_hash_seed = other_hash_seed
         self.params = dict(recorded.params if recorded is not None else params or {})
         self.preload = recorded.preload if recorded is not None else {}
+        self.feeds = recorded.feeds if recorded is not None else {}
         self.kinds = tuple(kinds)
         self.workers = workers
         self.planted_bugs = frozenset(planted_bugs)
@@ -159,13 +160,17 @@ class Simulation:
             from simulator.hashseed import depends_on_hash_order, reference_in_child
 
             fresh = None
-            if self.other_hash_seed and depends_on_hash_order(self.app):
+            if self.other_hash_seed and not self.feeds and depends_on_hash_order(self.app):
                 fresh = reference_in_child(
                     self.app, self.params, step_budget=self.step_budget, preload=self.preload
                 )
             if fresh is None:
                 fresh = reference_run(
-                    self.app, self.params, step_budget=self.step_budget, preload=self.preload
+                    self.app,
+                    self.params,
+                    step_budget=self.step_budget,
+                    preload=self.preload,
+                    feeds=self.feeds,
                 )
             if self.recorded is not None:
                 # Compare with what production wrote; the fault-free run only sizes the
@@ -199,6 +204,7 @@ class Simulation:
             trace=trace,
             step_budget=self.step_budget,
             preload=self.preload,
+            feeds=self.feeds,
         )
 
     def run_seed(

@@ -7,8 +7,10 @@ the values it recorded, exactly as on recovery. The reference is the **recorded
 outputs**: a seed passes when today's code, on N workers under faults, writes exactly
 what production wrote, effect-dependent streams included.
 
-Ingest streams (appended by producers while the run ran) are not replayed yet: a log
-whose launcher takes a StreamRef is refused with a message saying so.
+Ingest streams (streams of the run no execution wrote: producers appended them) are fed
+by simulated producers during the run, each in its recorded batches and order, with
+seed-drawn pauses between batches, so every seed interleaves them differently with the
+workers. A launcher parameter that is a StreamRef to a stream outside the run is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from perper.errors import ConfigError
 from perper.runtime.records import EFFECTS_SUFFIX, is_internal_stream
 from perper.store.sqlite import SQLiteStore
 from simulator.checkers import Reference, _refs
-from simulator.world import RUN
+from simulator.world import RUN, Feed
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class RecordedRun:
         run: the recorded run's name.
         params: its launcher parameters.
         preload: the simulated effect streams to write before the run starts.
+        feeds: the ingest streams (written by producers, not by an execution), which
+            simulated producers append during the run in their recorded batches.
         reference: the recorded outputs, to compare every simulated run with.
     """
 
@@ -45,6 +49,7 @@ class RecordedRun:
     params: dict[str, Any]
     preload: dict[str, list[Any]] = field(repr=False)
     reference: Reference = field(repr=False)
+    feeds: dict[str, Feed] = field(default_factory=dict, repr=False)
 
 
 def _simulated(name: str, run: str) -> str:
@@ -85,6 +90,8 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
             )
         reference = Reference(label=f"the recorded run {run!r}")
         preload: dict[str, list[Any]] = {}
+        feeds: dict[str, Feed] = {}
+        executions = {key for key, _ in await store.meta_scan("executions", prefix=run + "/")}
         for info in await store.streams(prefix=run + "/"):
             items = [item async for _, item in store.read(info.name)]
             name = _simulated(info.name, run)
@@ -93,13 +100,18 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
                 continue
             if is_internal_stream(info.name):
                 continue
+            if info.name not in executions:  # an ingest stream: producers wrote it
+                batches = tuple(
+                    [tuple(batch) async for _, batch in store.read_batches(info.name)]
+                )
+                feeds[name] = Feed(batches, sealed=info.sealed)
             reference.heads[name] = info.head
             if info.sealed:
                 reference.sealed.add(name)
             reference.items[name] = items
             reference.outputs[name] = [codec.canonical(item) for item in items]
         reference.run_status = record["status"]
-        return RecordedRun(path, run, dict(params), preload, reference)
+        return RecordedRun(path, run, dict(params), preload, reference, feeds)
     finally:
         await store.close()
 

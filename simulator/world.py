@@ -125,6 +125,21 @@ _DIVERGENCE_KINDS = frozenset(
 )
 
 
+@dataclass(frozen=True)
+class Feed:
+    """What a simulated producer appends to an ingest stream.
+
+    Attributes:
+        batches: the items, in the batches (segments) they were recorded in, in order.
+        sealed: whether to seal the stream after the last batch.
+        spacing: the longest virtual pause before each batch (seconds).
+    """
+
+    batches: tuple[tuple[Any, ...], ...]
+    sealed: bool = True
+    spacing: float = 0.05
+
+
 class _Stop(Exception):
     pass
 
@@ -172,6 +187,10 @@ class World:
             finish (default: from the lease TTL and the reference's duration).
         preload: streams written before the run starts (a recorded run's effect
             streams, so its executions are handed back their recorded effects).
+        feeds: ingest streams that simulated producers append to while the run runs:
+            each :class:`Feed`'s batches in their recorded order, at virtual times the
+            seed draws (so the seed interleaves them with the workers), sealed at the
+            end if the recording was.
     """
 
     def __init__(
@@ -186,9 +205,11 @@ class World:
         step_budget: int = DEFAULT_STEP_BUDGET,
         liveness_bound: float | None = None,
         preload: Mapping[str, Sequence[Any]] | None = None,
+        feeds: Mapping[str, Feed] | None = None,
     ) -> None:
         self.app = app
         self.preload = dict(preload or {})
+        self.feeds = dict(feeds or {})
         self.params = dict(params)
         self.scenario = scenario
         self.reference = reference
@@ -205,6 +226,7 @@ class World:
         self.fired: list[str] = []
         self.notes: list[str] = []
         self.graveyard: list[Any] = []
+        self.producers: list[asyncio.Task[None]] = []
         self.faults_active = True
         self.finished = False
         self._tearing_down = False
@@ -554,6 +576,8 @@ class World:
             return False
         for slot in self.slots:
             self._start_worker(slot)
+        for stream, feed in sorted(self.feeds.items()):
+            self.producers.append(self.loop.create_task(self._produce(stream, feed)))
         for fault in self.scenario.schedule:
             if isinstance(fault, Partition) and fault.worker < len(self.slots):
                 slot = self.slots[fault.worker]
@@ -568,6 +592,17 @@ class World:
         if self.scenario.heal_at != float("inf"):
             self.loop.call_at_virtual(self.scenario.heal_at, self._heal)
         return True
+
+    async def _produce(self, stream: str, feed: Feed) -> None:
+        """A simulated producer: append ``feed``'s batches in order, a seeded pause
+        before each, then seal the stream if the recording did."""
+        pauses = random.Random(f"{self.scenario.seed}/feed/{stream}")
+        head = 0
+        for batch in feed.batches:
+            await asyncio.sleep(pauses.random() * feed.spacing)
+            head = await self.store.append(stream, head, batch)
+        if feed.sealed:
+            await self.store.seal(stream)
 
     async def _main(self) -> None:
         if await self.start():
@@ -681,6 +716,7 @@ def simulate(
     trace: bool = False,
     step_budget: int = DEFAULT_STEP_BUDGET,
     preload: Mapping[str, Sequence[Any]] | None = None,
+    feeds: Mapping[str, Feed] | None = None,
 ) -> SimulationResult:
     """Run one simulated deployment of ``app`` and check it against ``reference``."""
     return World(
@@ -692,6 +728,7 @@ def simulate(
         trace=trace,
         step_budget=step_budget,
         preload=preload,
+        feeds=feeds,
     ).run()
 
 
@@ -701,6 +738,7 @@ def reference_run(
     *,
     step_budget: int = DEFAULT_STEP_BUDGET,
     preload: Mapping[str, Sequence[Any]] | None = None,
+    feeds: Mapping[str, Feed] | None = None,
 ) -> Reference:
     """Run ``app`` fault-free on one simulated worker and record what it produced.
 
@@ -719,7 +757,15 @@ def reference_run(
         poll_interval=defaults.poll_interval,
         heal_at=0.0,
     )
-    world = World(app, params, scenario, reference=None, step_budget=step_budget, preload=preload)
+    world = World(
+        app,
+        params,
+        scenario,
+        reference=None,
+        step_budget=step_budget,
+        preload=preload,
+        feeds=feeds,
+    )
     result = world.run()
     if result.violation is not None:
         raise ConfigError(

@@ -143,3 +143,50 @@ def test_a_run_recorded_on_ignite_and_exported_passes_and_a_changed_copy_fails(
     assert code == 0, out
     code, out = invoke(str(changed_basic(tmp_path)), "--log", str(log), "--seeds", "0..4")
     assert code == 1 and "function: processor" in out and "seq 3" in out, out
+
+
+@pytest.fixture(scope="module")
+def clicks_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/clicks.py run for real, fed by examples/clicks_producer.py."""
+    log = tmp_path_factory.mktemp("clicks") / "clicks.db"
+    url = f"sqlite:///{log}"
+    argv = [sys.executable, "-m", "perper.cli", "run", str(EXAMPLES / "clicks.py")]
+    run = subprocess.Popen(
+        [*argv, "--run", "shop", "--store", url, "--param", "every=50"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    producer = subprocess.run(
+        [sys.executable, str(EXAMPLES / "clicks_producer.py"), "--store", url, "--run", "shop",
+         "--count", "300", "--seal"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out, _ = run.communicate(timeout=120)
+    assert producer.returncode == 0, producer.stdout + producer.stderr
+    assert run.returncode == 0 and "run shop done" in out, out
+    return log
+
+
+def test_a_run_fed_by_a_producer_passes_with_its_ingest_replayed_by_simulated_producers(
+    clicks_log: Path,
+) -> None:
+    code, out = invoke(str(EXAMPLES / "clicks.py"), "--log", str(clicks_log), "--seeds", "0..19")
+    assert code == 0, out
+    assert "recorded run 'shop'" in out and "20 seeds run, 0 failures" in out
+
+
+def test_a_copy_whose_session_logic_changed_fails_naming_sessions_and_the_first_seq(
+    clicks_log: Path, tmp_path: Path
+) -> None:
+    source = (EXAMPLES / "clicks.py").read_text()
+    changed = source.replace("session[2] += 1", "session[2] += 2", 1)
+    assert changed != source
+    path = tmp_path / "clicks_changed.py"
+    path.write_text(changed)
+    code, out = invoke(
+        str(path), "--log", str(clicks_log), "--seeds", "0..4", "--shrink",
+        "--save", str(tmp_path / "f.db"),
+    )  # fmt: skip
+    assert code == 1, out
+    assert "function: sessions" in out and "sim/sessions-0, seq" in out, out
+    found = re.search(r"shrunk (\d+) faults to (\d+) in \d+ runs", out)
+    assert found is not None and int(found.group(2)) <= 1, out
