@@ -101,9 +101,7 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
             if is_internal_stream(info.name):
                 continue
             if info.name not in executions:  # an ingest stream: producers wrote it
-                batches = tuple(
-                    [tuple(batch) async for _, batch in store.read_batches(info.name)]
-                )
+                batches = tuple([tuple(batch) async for _, batch in store.read_batches(info.name)])
                 feeds[name] = Feed(batches, sealed=info.sealed)
             reference.heads[name] = info.head
             if info.sealed:
