@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 import sys
 import time
 import traceback
@@ -18,6 +19,7 @@ from typing import Any
 
 from perper import codec
 from perper.app import App
+from perper.errors import ConfigError
 from perper.store.memory import MemoryStore
 from perper.store.sqlite import SQLiteStore
 from simulator.checkers import Reference
@@ -30,6 +32,7 @@ from simulator.faults import (
     format_schedule,
 )
 from simulator.loop import run_simulated
+from simulator.recorded import RecordedRun
 from simulator.world import (
     DEFAULT_STEP_BUDGET,
     SimulationFailed,
@@ -113,6 +116,12 @@ class Simulation:
         planted_bugs: runtime bugs to switch on (the simulator's self-tests only).
         swarm: enable a random subset of ``kinds`` per seed (False: all of them).
         step_budget: steps one seed may take.
+        recorded: a recorded run as the workload (:func:`simulator.recorded.load_recorded`):
+            its launcher parameters and recorded effects; the reference is then its
+            recorded outputs, not a fresh run (``params`` must be None).
+        other_hash_seed: when a function iterates a set, compute the reference in a child
+            process under another ``PYTHONHASHSEED`` (:mod:`simulator.hashseed`), so an
+            output that follows hash order shows as a difference.
     """
 
     def __init__(
@@ -125,9 +134,19 @@ class Simulation:
         planted_bugs: Iterable[str] = (),
         swarm: bool = True,
         step_budget: int = DEFAULT_STEP_BUDGET,
+        recorded: RecordedRun | None = None,
+        other_hash_seed: bool = True,
     ) -> None:
+        if recorded is not None and params:
+            raise ConfigError(
+                "a recorded run brings its own launcher parameters: drop --param with --log"
+            )
         self.app = app
-        self.params = dict(params or {})
+        self.recorded = recorded
+        self.other_hash_seed = other_hash_seed
+        self.params = dict(recorded.params if recorded is not None else params or {})
+        self.preload = recorded.preload if recorded is not None else {}
+        self.feeds = recorded.feeds if recorded is not None else {}
         self.kinds = tuple(kinds)
         self.workers = workers
         self.planted_bugs = frozenset(planted_bugs)
@@ -138,7 +157,28 @@ class Simulation:
     @property
     def reference(self) -> Reference:
         if self._reference is None:
-            self._reference = reference_run(self.app, self.params, step_budget=self.step_budget)
+            from simulator.hashseed import depends_on_hash_order, reference_in_child
+
+            fresh = None
+            if self.other_hash_seed and not self.feeds and depends_on_hash_order(self.app):
+                fresh = reference_in_child(
+                    self.app, self.params, step_budget=self.step_budget, preload=self.preload
+                )
+            if fresh is None:
+                fresh = reference_run(
+                    self.app,
+                    self.params,
+                    step_budget=self.step_budget,
+                    preload=self.preload,
+                    feeds=self.feeds,
+                )
+            if self.recorded is not None:
+                # Compare with what production wrote; the fault-free run only sizes the
+                # fault schedules (steps, virtual time).
+                recorded = replace(self.recorded.reference)
+                recorded.steps, recorded.virtual_time = fresh.steps, fresh.virtual_time
+                fresh = recorded
+            self._reference = fresh
         return self._reference
 
     def scenario(self, seed: int, schedule: Sequence[Fault] | None = None) -> Scenario:
@@ -163,6 +203,8 @@ class Simulation:
             planted_bugs=self.planted_bugs,
             trace=trace,
             step_budget=self.step_budget,
+            preload=self.preload,
+            feeds=self.feeds,
         )
 
     def run_seed(
@@ -345,14 +387,21 @@ def reproduce_command(
     workers: int | None,
     params: Sequence[str],
     schedule: Sequence[Fault] | None = None,
+    log: str | None = None,
+    run: str | None = None,
 ) -> str:
-    """The one-line command that re-runs exactly this seed."""
-    parts = ["python -m simulator run", app_path, f"--seed {seed}"]
+    """The one-line command that re-runs exactly this seed, every argument shell-quoted
+    (``shlex.quote``): a JSON ``--param`` with spaces, quotes or ``$`` pastes back intact."""
+    parts = ["python -m simulator run", shlex.quote(app_path), f"--seed {seed}"]
     if tuple(kinds) != DEFAULT_FAULTS:
-        parts.append(f"--faults {','.join(kinds) or 'none'}")
+        parts.append("--faults " + shlex.quote(",".join(kinds) or "none"))
     if workers is not None:
         parts.append(f"--workers {workers}")
-    parts.extend(f"--param {p}" for p in params)
+    parts.extend("--param " + shlex.quote(p) for p in params)
+    if log is not None:
+        parts.append("--log " + shlex.quote(log))
+        if run is not None:
+            parts.append("--run " + shlex.quote(run))
     if schedule is not None:
-        parts.append(f"--schedule {format_schedule(schedule)}")
+        parts.append("--schedule " + shlex.quote(format_schedule(schedule)))
     return " ".join(parts)

@@ -67,6 +67,13 @@ class Violation:
         if self.kind in ("output-mismatch", "extra-item", "missing-items"):
             lines.append(f"  expected: {_short(self.expected)}")
             lines.append(f"  actual:   {_short(self.actual)}")
+            if self.kind == "output-mismatch":
+                from perper.diff import structural_diff
+
+                diff = structural_diff(self.expected, self.actual)
+                if diff:
+                    lines.append("  diff:")
+                    lines.extend("    " + line for line in diff[:10])
         return "\n".join(lines)
 
 
@@ -115,6 +122,7 @@ class Reference:
         heads: the length of every non-internal stream, tainted ones included.
         run_status: the run's final status.
         steps, virtual_time: the size of the fault-free run.
+        label: what the reference is, in messages.
     """
 
     outputs: dict[str, list[bytes]] = field(default_factory=dict)
@@ -125,6 +133,8 @@ class Reference:
     run_status: str = "done"
     steps: int = 0
     virtual_time: float = 0.0
+    #: What the reference is, in messages ("the fault-free run", "the recorded run").
+    label: str = "the fault-free run"
 
     @classmethod
     async def from_store(cls, store: MemoryStore, run: str) -> Reference:
@@ -225,7 +235,7 @@ class OutputChecker:
         if expected is None:
             return Violation(
                 "unexpected-stream",
-                f"stream {stream!r} is not in the fault-free run",
+                f"stream {stream!r} is not in {self.reference.label}",
                 stream=stream,
                 seq=seq,
             )
@@ -235,7 +245,7 @@ class OutputChecker:
             if position >= len(expected):
                 return Violation(
                     "extra-item",
-                    f"{stream!r} got an item at seq {position}, but the fault-free run has only "
+                    f"{stream!r} got an item at seq {position}, but {self.reference.label} has only "
                     f"{len(expected)} items (a duplicate or an invented item)",
                     stream=stream,
                     seq=position,
@@ -245,7 +255,7 @@ class OutputChecker:
             if codec.canonical(item) != expected[position]:
                 return Violation(
                     "output-mismatch",
-                    f"{stream!r} holds another item at seq {position} than the fault-free run "
+                    f"{stream!r} holds another item at seq {position} than {self.reference.label} "
                     "(lost, duplicated, reordered or changed output)",
                     stream=stream,
                     seq=position,
@@ -265,7 +275,7 @@ class OutputChecker:
             if head < ref.heads[stream]:
                 return Violation(
                     "missing-items",
-                    f"{stream!r} ends with {head} items; the fault-free run has {ref.heads[stream]}",
+                    f"{stream!r} ends with {head} items; {ref.label} has {ref.heads[stream]}",
                     stream=stream,
                     seq=head,
                     expected=ref.items[stream][head],
@@ -281,7 +291,7 @@ class OutputChecker:
             if stream not in ref.heads and "#" not in stream:
                 return Violation(
                     "unexpected-stream",
-                    f"stream {stream!r} is not in the fault-free run",
+                    f"stream {stream!r} is not in {ref.label}",
                     stream=stream,
                 )
         return None

@@ -115,6 +115,21 @@ def main() -> None:
     default=None,
     help="Also write a failure as a self-contained page (fault timeline per worker).",
 )
+@click.option(
+    "--log",
+    "log_path",
+    metavar="REC.sqlite",
+    default=None,
+    help="Take a recorded run as the workload (its parameters and effects) and compare "
+    "with its recorded outputs instead of a fresh fault-free run.",
+)
+@click.option(
+    "--run",
+    "run_name",
+    metavar="NAME",
+    default=None,
+    help="The recorded run to take from --log [default: the log's only run of the app].",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show the runtime's log messages.")
 def run(
     app_file: str,
@@ -130,6 +145,8 @@ def run(
     schedule_spec: str | None,
     save_path: str | None,
     html_path: str | None,
+    log_path: str | None,
+    run_name: str | None,
     verbose: bool,
 ) -> None:
     """Simulate APP.py under faults, seed after seed, and check every output against a
@@ -154,6 +171,8 @@ def run(
             schedule_spec,
             save_path,
             html_path,
+            log_path,
+            run_name,
         )
     except (ConfigError, PerperError) as error:
         click.echo(f"error: {error}", err=True)
@@ -178,26 +197,55 @@ def _run(
     schedule_spec: str | None,
     save_path: str | None,
     html_path: str | None = None,
+    log_path: str | None = None,
+    run_name: str | None = None,
 ) -> int:
     from perper.params import parse_params
+    from simulator.recorded import load_recorded
 
     if seed is not None and seed_range is not None:
         raise ConfigError("give --seed N or --seeds A..B, not both")
+    if run_name is not None and log_path is None:
+        raise ConfigError(f"--run {run_name!r} names a recorded run: give --log REC.sqlite too")
     app = load_app(app_file)
     launcher_params = parse_params(app.launcher_function, params)
     kinds = parse_fault_kinds(faults)
     schedule = parse_schedule(schedule_spec) if schedule_spec is not None else None
-    simulation = Simulation(app, launcher_params, kinds=kinds, workers=workers)
+    recorded = load_recorded(log_path, app, run=run_name) if log_path is not None else None
+    simulation = Simulation(app, launcher_params, kinds=kinds, workers=workers, recorded=recorded)
     seeds = range(seed, seed + 1) if seed is not None else parse_seeds(seed_range or "0..99")
     reference = simulation.reference
-    click.echo(
-        f"{app_file}: fault-free reference run: {len(reference.heads)} streams, "
-        f"{sum(reference.heads.values())} items, {reference.steps} steps"
-    )
+    if recorded is not None:
+        click.echo(
+            f"{app_file}: recorded run {recorded.run!r} from {log_path}: "
+            f"{len(reference.heads)} streams, {sum(reference.heads.values())} items, "
+            f"{sum(map(len, recorded.preload.values()))} recorded effects; "
+            f"fault-free run: {reference.steps} steps"
+        )
+    else:
+        click.echo(
+            f"{app_file}: fault-free reference run: {len(reference.heads)} streams, "
+            f"{sum(reference.heads.values())} items, {reference.steps} steps"
+        )
+    if recorded is not None:
+        run_name = recorded.run
+
+    from simulator.causes import likely_causes
+
+    for function in app.functions.values():
+        for cause in likely_causes(function.fn):
+            click.echo(f"warning: {function.name} may not be deterministic: {cause}")
 
     def command(s: int, sched: Any = None) -> str:
         return reproduce_command(
-            app_file, s, kinds=kinds, workers=workers, params=params, schedule=sched
+            app_file,
+            s,
+            kinds=kinds,
+            workers=workers,
+            params=params,
+            schedule=sched,
+            log=log_path,
+            run=run_name,
         )
 
     if sweep:
@@ -232,7 +280,11 @@ def _run(
     click.echo(campaign.summary())
     failure = campaign.first_failure
     if failure is None:
-        click.echo("ok: every output equals the fault-free run")
+        click.echo(
+            "ok: every output equals the recorded run's"
+            if recorded is not None
+            else "ok: every output equals the fault-free run"
+        )
         return 0
     others = [o.seed for o in campaign.failures if o.seed != failure.seed]
     _report_failure(failure, app_file, save_path, command(failure.seed, schedule), html_path)

@@ -16,9 +16,14 @@ if TYPE_CHECKING:
 __all__ = ["sim"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def sim() -> SimHelper:
-    """Simulate apps under faults: ``sim.run(app, seeds=range(200))``."""
+    """Simulate apps under faults: ``sim.run(app, seeds=range(200))``.
+
+    Session-scoped: the helper holds no state between calls, so one instance serves every
+    test, and a test decorated with Hypothesis' ``@given`` may take it (a function-scoped
+    fixture would trip Hypothesis' ``function_scoped_fixture`` health check).
+    """
     from simulator.testing import SimHelper
 
     return SimHelper()

@@ -70,6 +70,21 @@ def ddmin(items: Sequence[Fault], fails: Callable[[Sequence[Fault]], bool]) -> l
     return current
 
 
+def one_minimal(items: Sequence[Fault], fails: Callable[[Sequence[Fault]], bool]) -> list[Fault]:
+    """Drop single faults from ``items`` while ``fails`` still holds, until no single one
+    can go: the result is 1-minimal (``fails(items)`` must hold)."""
+    current = list(items)
+    removed = True
+    while removed and current:
+        removed = False
+        for index in range(len(current)):
+            candidate = current[:index] + current[index + 1 :]
+            if fails(candidate):
+                current, removed = candidate, True
+                break
+    return current
+
+
 def _simpler(fault: Fault) -> list[Fault]:
     if isinstance(fault, Crash) and fault.restart_after:
         return [replace(fault, restart_after=0.0)]
@@ -107,6 +122,10 @@ def shrink(
             if fails(candidate):
                 minimal = candidate
                 break
+    # Simplifying an event can make another one superfluous; and ddmin's chunking is only
+    # 1-minimal when its last round reached single events. Removing single faults until
+    # none can go makes the result 1-minimal whatever happened before.
+    minimal = one_minimal(minimal, fails)
     final = tuple(minimal)
     fails(final)
     return ShrinkResult(tuple(schedule), final, last[final], runs)

@@ -18,7 +18,7 @@ import asyncio
 import gc
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,27 @@ class SimulationResult:
         return self.describe()
 
 
+#: Violations that show an output differing from the reference (a cause may be named).
+_DIVERGENCE_KINDS = frozenset(
+    {"output-mismatch", "extra-item", "missing-items", "replay-divergence", "nondeterminism"}
+)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """What a simulated producer appends to an ingest stream.
+
+    Attributes:
+        batches: the items, in the batches (segments) they were recorded in, in order.
+        sealed: whether to seal the stream after the last batch.
+        spacing: the longest virtual pause before each batch (seconds).
+    """
+
+    batches: tuple[tuple[Any, ...], ...]
+    sealed: bool = True
+    spacing: float = 0.05
+
+
 class _Stop(Exception):
     pass
 
@@ -164,6 +185,12 @@ class World:
         step_budget: steps before the run counts as a livelock.
         liveness_bound: virtual seconds after the faults stop within which the run must
             finish (default: from the lease TTL and the reference's duration).
+        preload: streams written before the run starts (a recorded run's effect
+            streams, so its executions are handed back their recorded effects).
+        feeds: ingest streams that simulated producers append to while the run runs:
+            each :class:`Feed`'s batches in their recorded order, at virtual times the
+            seed draws (so the seed interleaves them with the workers), sealed at the
+            end if the recording was.
     """
 
     def __init__(
@@ -177,8 +204,12 @@ class World:
         trace: bool = False,
         step_budget: int = DEFAULT_STEP_BUDGET,
         liveness_bound: float | None = None,
+        preload: Mapping[str, Sequence[Any]] | None = None,
+        feeds: Mapping[str, Feed] | None = None,
     ) -> None:
         self.app = app
+        self.preload = dict(preload or {})
+        self.feeds = dict(feeds or {})
         self.params = dict(params)
         self.scenario = scenario
         self.reference = reference
@@ -195,6 +226,7 @@ class World:
         self.fired: list[str] = []
         self.notes: list[str] = []
         self.graveyard: list[Any] = []
+        self.producers: list[asyncio.Task[None]] = []
         self.faults_active = True
         self.finished = False
         self._tearing_down = False
@@ -464,7 +496,7 @@ class World:
         current = self.loop.current_owner
         self.violation = Violation(
             violation.kind,
-            violation.message,
+            violation.message + self._likely_cause(violation),
             violation.stream,
             violation.seq,
             violation.expected,
@@ -474,6 +506,27 @@ class World:
             worker or violation.worker or (current.name if current is not ROOT else None),
         )
         self.loop.stop()
+
+    def _likely_cause(self, violation: Violation) -> str:
+        """Name the function that wrote the differing stream and, if its source shows
+        one, a direct clock/entropy read or a hash-order dependence in it."""
+        if violation.kind not in _DIVERGENCE_KINDS or violation.stream is None:
+            return ""
+        from perper import codec
+        from simulator.causes import likely_causes
+
+        entry = self.store._meta.get("executions", {}).get(violation.stream)
+        if entry is None:
+            return ""
+        name = codec.unpack(entry[1]).get("function", "")
+        text = f"\n  function: {name}"
+        function = self.app.functions.get(name)
+        causes = likely_causes(function.fn) if function is not None else []
+        if causes:
+            text += f"\n  likely cause, in {name}:" + "".join(
+                "\n    " + cause for cause in causes[:5]
+            )
+        return text
 
     def on_segment(self, view: FaultyStore, stream: str, seq: int, count: int, data: bytes) -> None:
         view.notify(stream)  # readers learn of a write even if its caller times out
@@ -514,6 +567,8 @@ class World:
         """Record the run, start the workers and arm the fault schedule; False if the run
         was already done."""
         self._done = self.loop.create_future()
+        for stream, items in self.preload.items():
+            await self.store.append(stream, 0, list(items))
         harness = Runtime(
             self.store, self.app, clock=lambda: EPOCH, entropy=random.Random(0), worker_id="harness"
         )
@@ -521,6 +576,8 @@ class World:
             return False
         for slot in self.slots:
             self._start_worker(slot)
+        for stream, feed in sorted(self.feeds.items()):
+            self.producers.append(self.loop.create_task(self._produce(stream, feed)))
         for fault in self.scenario.schedule:
             if isinstance(fault, Partition) and fault.worker < len(self.slots):
                 slot = self.slots[fault.worker]
@@ -535,6 +592,17 @@ class World:
         if self.scenario.heal_at != float("inf"):
             self.loop.call_at_virtual(self.scenario.heal_at, self._heal)
         return True
+
+    async def _produce(self, stream: str, feed: Feed) -> None:
+        """A simulated producer: append ``feed``'s batches in order, a seeded pause
+        before each, then seal the stream if the recording did."""
+        pauses = random.Random(f"{self.scenario.seed}/feed/{stream}")
+        head = 0
+        for batch in feed.batches:
+            await asyncio.sleep(pauses.random() * feed.spacing)
+            head = await self.store.append(stream, head, batch)
+        if feed.sealed:
+            await self.store.seal(stream)
 
     async def _main(self) -> None:
         if await self.start():
@@ -651,6 +719,8 @@ def simulate(
     planted_bugs: frozenset[str] = frozenset(),
     trace: bool = False,
     step_budget: int = DEFAULT_STEP_BUDGET,
+    preload: Mapping[str, Sequence[Any]] | None = None,
+    feeds: Mapping[str, Feed] | None = None,
 ) -> SimulationResult:
     """Run one simulated deployment of ``app`` and check it against ``reference``."""
     return World(
@@ -661,11 +731,18 @@ def simulate(
         planted_bugs=planted_bugs,
         trace=trace,
         step_budget=step_budget,
+        preload=preload,
+        feeds=feeds,
     ).run()
 
 
 def reference_run(
-    app: App, params: Mapping[str, Any], *, step_budget: int = DEFAULT_STEP_BUDGET
+    app: App,
+    params: Mapping[str, Any],
+    *,
+    step_budget: int = DEFAULT_STEP_BUDGET,
+    preload: Mapping[str, Sequence[Any]] | None = None,
+    feeds: Mapping[str, Feed] | None = None,
 ) -> Reference:
     """Run ``app`` fault-free on one simulated worker and record what it produced.
 
@@ -684,7 +761,15 @@ def reference_run(
         poll_interval=defaults.poll_interval,
         heal_at=0.0,
     )
-    world = World(app, params, scenario, reference=None, step_budget=step_budget)
+    world = World(
+        app,
+        params,
+        scenario,
+        reference=None,
+        step_budget=step_budget,
+        preload=preload,
+        feeds=feeds,
+    )
     result = world.run()
     if result.violation is not None:
         raise ConfigError(

@@ -35,6 +35,8 @@ class FrozenClock:
         self._freezer: Any = None
         self._factory: Any = None
         self._lazy: Any = None
+        #: Every instant the clock was frozen at (to name frozen readings in messages).
+        self.instants: set[float] = {DEFAULT_FROZEN_TIME}
 
     def __enter__(self) -> FrozenClock:
         if not self.enabled:
@@ -54,6 +56,7 @@ class FrozenClock:
 
     def move_to(self, seconds: float) -> None:
         """Freeze the clock at ``seconds`` since the epoch."""
+        self.instants.add(seconds)
         if self._lazy is not None:
             self._lazy.seconds = seconds
         elif self._factory is not None:
@@ -114,3 +117,27 @@ def _make_lazy(factory: Any) -> Any:
     lazy = LazyFactory(DEFAULT_FROZEN_TIME)
     stack[-1] = lazy
     return lazy
+
+
+def frozen_readings(value: Any, instants: set[float], expected: Any = None) -> list[float]:
+    """The numbers in ``value`` (not in ``expected``) that equal an instant the clock was
+    frozen at, whole seconds included: readings of the frozen clock, not of a real one."""
+    found: list[float] = []
+    known = set(_numbers(expected))
+    wholes = {float(int(t)) for t in instants} | set(instants)
+    for number in _numbers(value):
+        if number in wholes and number not in known and number not in found:
+            found.append(number)
+    return found
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [float(value)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list | tuple):
+        return [n for v in value for n in _numbers(v)]
+    return []

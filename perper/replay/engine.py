@@ -29,7 +29,7 @@ import traceback
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any
 
 from perper import codec
@@ -37,7 +37,7 @@ from perper.app import App, Kind, StreamFunction, load_app
 from perper.context import Context
 from perper.diff import structural_diff
 from perper.errors import ConfigError, EncodeError, FormatError, ReplayError
-from perper.replay.clock import DEFAULT_FROZEN_TIME, FrozenClock
+from perper.replay.clock import DEFAULT_FROZEN_TIME, FrozenClock, frozen_readings
 from perper.replay.host import ReplayHost, ReplayStop
 from perper.replay.log import open_log
 from perper.replay.results import (
@@ -282,9 +282,19 @@ def select(
 class ReplayPdb(pdb.Pdb):
     """pdb with ``ctx`` in reach in every frame it stops in."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, first_stop: CodeType | None = None) -> None:
         super().__init__()
         self.replay_ctx = ctx
+        # Until it first stops, stop only in this code (the user's function): a generator
+        # not started yet (seq 0) runs asyncio's first-iteration hook before its own code.
+        self.first_stop = first_stop
+
+    def stop_here(self, frame: FrameType) -> bool:
+        if self.first_stop is not None:
+            if frame.f_code is not self.first_stop:
+                return False
+            self.first_stop = None
+        return bool(super().stop_here(frame))
 
     def setup(self, f: FrameType | None, tb: TracebackType | None) -> None:
         super().setup(f, tb)
@@ -410,6 +420,9 @@ class _ExecutionReplay:
             attempt = await self._attempt(stop_before=None, locate=False, debug=False)
         notes: list[str] = []
         divergence = await self._judge(attempt, notes)
+        if debug and until is not None and divergence is not None and divergence.seq < until:
+            # It diverged before the seq asked for: stop there instead of running past it.
+            await self._attempt(stop_before=divergence.seq, locate=True, debug=True)
 
         if divergence is None and attempt.mismatch is not None:
             # Found by the fast pass: replay again item by item to the divergent item,
@@ -670,6 +683,13 @@ class _ExecutionReplay:
             codec.canonical(actual)
             diff = structural_diff(expected, actual)
             message = f"the replay yielded a different item at seq {seq}"
+            frozen = frozen_readings(actual, self.clock.instants, expected)
+            if frozen:
+                message += (
+                    f"; {', '.join(repr(t) for t in frozen)} in it is a reading of the "
+                    "replay's frozen clock, not a real time: the function reads "
+                    "time.time()/datetime.now() directly (use ctx.now(), which is recorded)"
+                )
         except (TypeError, ValueError, OverflowError):
             diff = []
             message = f"the replay yielded an item at seq {seq} that cannot be encoded"
@@ -855,7 +875,7 @@ def _open_debugger(
         file=sys.stdout,
         flush=True,
     )
-    debugger = ReplayPdb(ctx)
+    debugger = ReplayPdb(ctx, first_stop=agen.ag_code)
     # Stops at the first line the generator runs once resumed, in its own frame.
     debugger.set_trace(agen.ag_frame)
 

@@ -31,6 +31,7 @@ from perper.runtime.settings import Boundary, RuntimeHooks, RuntimeSettings
 from perper.store.base import LogStore
 from perper.store.memory import MemoryStore
 from perper.streamref import StreamRef
+from perper.testing.clock import EPOCH, ItemClock, TimeSchedule
 
 _RUN = "check"
 
@@ -119,6 +120,7 @@ def check_recoverable(
     inputs: Mapping[str, Sequence[Any]] | Sequence[Any],
     *,
     raise_on_failure: bool = False,
+    time_schedule: TimeSchedule | None = None,
     **params: Any,
 ) -> RecoveryCheck:
     """Crash ``fn`` at every boundary, recover it in its declared mode, and compare.
@@ -131,6 +133,9 @@ def check_recoverable(
         inputs: the items of each input stream, by parameter name; a plain sequence when
             the function has exactly one parameter not given in ``params``.
         raise_on_failure: raise :class:`RecoveryError` instead of returning a failed result.
+        time_schedule: what ``ctx.now()`` reads per input item (see
+            :class:`perper.testing.clock.ItemClock`); a recovery resumes the schedule at
+            the item its checkpoint resumes at. Default: a clock standing still.
         **params: the function's other parameters.
 
     Returns:
@@ -139,7 +144,9 @@ def check_recoverable(
     Raises:
         ConfigError: bad arguments, or the function fails even without a crash.
     """
-    check = asyncio.run(_check(fn, input_map(fn, inputs, params), params))
+    if time_schedule is not None:
+        ItemClock(time_schedule)  # bad schedules fail here, before any run
+    check = asyncio.run(_check(fn, input_map(fn, inputs, params), params, time_schedule))
     if raise_on_failure:
         check.raise_on_failure()
     return check
@@ -212,13 +219,19 @@ async def _fresh(
 _SETTINGS = RuntimeSettings(batch_size=1000, checkpoint_every=1)
 
 
-def _runtime(store: LogStore, fn: StreamFunction, worker: str, hooks: RuntimeHooks) -> Runtime:
+def _runtime(
+    store: LogStore,
+    fn: StreamFunction,
+    worker: str,
+    hooks: RuntimeHooks,
+    clock: ItemClock | None = None,
+) -> Runtime:
     return Runtime(
         store,
         fn.app,
         settings=_SETTINGS,
         hooks=hooks,
-        clock=lambda: 1_700_000_000.0,
+        clock=clock if clock is not None else (lambda: EPOCH),
         entropy=random.Random(0),
         worker_id=worker,
     )
@@ -226,6 +239,24 @@ def _runtime(store: LogStore, fn: StreamFunction, worker: str, hooks: RuntimeHoo
 
 def _hooks(on_boundary: Callable[[str, Boundary, int], None] | None = None) -> RuntimeHooks:
     return RuntimeHooks(on_boundary=on_boundary, force_checkpoint_every=1)
+
+
+def _clock(schedule: TimeSchedule | None, consumed: int = 0) -> ItemClock | None:
+    return None if schedule is None else ItemClock(schedule, consumed=consumed)
+
+
+def _both(
+    first: Callable[[str, Boundary, int], None], clock: ItemClock | None
+) -> Callable[[str, Boundary, int], None]:
+    """``first``, then the clock's item count (when there is a clock)."""
+    if clock is None:
+        return first
+
+    def both(execution: str, boundary: Boundary, count: int) -> None:
+        first(execution, boundary, count)
+        clock.on_boundary(execution, boundary, count)
+
+    return both
 
 
 class _Points:
@@ -254,19 +285,26 @@ async def _output(store: LogStore, execution: str) -> list[Any]:
 
 
 async def _check(
-    fn: StreamFunction, inputs: dict[str, list[Any]], params: dict[str, Any]
+    fn: StreamFunction,
+    inputs: dict[str, list[Any]],
+    params: dict[str, Any],
+    schedule: TimeSchedule | None = None,
 ) -> RecoveryCheck:
     store, execution = await _fresh(fn, inputs, params)
     points = _Points()
+    clock = _clock(schedule)
     try:
-        await _runtime(store, fn, "reference", _hooks(points)).execute(execution)
+        reference = _runtime(store, fn, "reference", _hooks(_both(points, clock)), clock)
+        await reference.execute(execution)
     except ExecutionFailedError as error:
         raise ConfigError(
             f"check_recoverable({fn.name}): the function fails without any crash:\n{error.error}"
         ) from None
     expected = await _output(store, execution)
     for boundary, where in enumerate(points.names, start=1):
-        divergence = await _crash_and_recover(fn, inputs, params, boundary, where, expected)
+        divergence = await _crash_and_recover(
+            fn, inputs, params, boundary, where, expected, schedule
+        )
         if divergence is not None:
             return RecoveryCheck(fn.name, fn.recovery, boundary, len(expected), divergence)
     return RecoveryCheck(fn.name, fn.recovery, len(points.names), len(expected), None)
@@ -279,9 +317,11 @@ async def _crash_and_recover(
     boundary: int,
     where: str,
     expected: list[Any],
+    schedule: TimeSchedule | None = None,
 ) -> RecoveryDivergence | None:
     store, execution = await _fresh(fn, inputs, params)
     seen = 0
+    clock = _clock(schedule)
 
     def crash_at_boundary(_: str, __: Boundary, ___: int) -> None:
         nonlocal seen
@@ -289,7 +329,7 @@ async def _crash_and_recover(
         if seen == boundary:
             raise _Crash()
 
-    crashing = _runtime(store, fn, "crashing", _hooks(crash_at_boundary))
+    crashing = _runtime(store, fn, "crashing", _hooks(_both(crash_at_boundary, clock)), clock)
     with contextlib.suppress(_Crash):
         await crashing.execute(execution)
     # The crashed worker never renews again: its lease expires, and the next claim
@@ -301,8 +341,14 @@ async def _crash_and_recover(
         "leases", execution, Lease(None, held.epoch).to_meta(), version=entry.version
     )
     error: str | None = None
+    checkpoint = await store.meta_get("checkpoints", execution)
+    resumed = sum(slot[1] for slot in checkpoint.value["positions"]) if checkpoint else 0
+    resumed_clock = _clock(schedule, resumed)
     try:
-        await _runtime(store, fn, "recovering", _hooks()).execute(execution)
+        recovering = _runtime(
+            store, fn, "recovering", _hooks(_both(lambda *_: None, resumed_clock)), resumed_clock
+        )
+        await recovering.execute(execution)
     except ExecutionFailedError as failed:
         error = failed.error
     actual = await _output(store, execution)

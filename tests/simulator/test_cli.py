@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,7 @@ def test_a_failure_prints_seed_parameters_schedule_violation_and_command(tmp_pat
     assert command is not None
     assert saved.exists()
     # the one-line command fails the same way
-    argv = command.group(1).split()[4:]
+    argv = shlex.split(command.group(1))[4:]
     code_again, again = invoke(*argv, "--save", str(tmp_path / "again.db"))
     assert code_again == 1
     first = re.search(r"first violation:\n\s+(.*)", out)
@@ -132,3 +133,20 @@ def test_python_dash_m_simulator_runs_the_done_when_command() -> None:
         check=True,
     ).stdout
     assert "200 seeds run, 0 failures" in out
+
+
+def test_the_reproduce_line_quotes_a_json_param_so_a_shell_reads_it_back_intact() -> None:
+    from simulator.campaign import reproduce_command
+    from simulator.faults import Crash
+
+    param = 'orders={"note": "it\'s $HOME; `rm` *", "ids": [1, 2]}'
+    schedule = (Crash("crash", 0, 5, 0.25),)
+    line = reproduce_command(
+        "my apps/app.py", 3, kinds=("crash",), workers=2, params=[param], schedule=schedule
+    )
+    argv = shlex.split(line)
+    assert argv[:5] == ["python", "-m", "simulator", "run", "my apps/app.py"]
+    assert argv[argv.index("--param") + 1] == param
+    from simulator.faults import format_schedule
+
+    assert argv[argv.index("--schedule") + 1] == format_schedule(schedule)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from perper import codec
@@ -63,6 +63,55 @@ def test_the_deployment_state_machine_agrees_with_fault_free_runs() -> None:
     )
 
 
+class StampsMachine(DeploymentMachine):
+    app = load_app(APPS / "stamps.py")
+    elements = st.integers(min_value=0, max_value=9)
+
+
+def test_the_state_machine_passes_a_correct_app_whose_outputs_use_ctx_now() -> None:
+    run_state_machine_as_test(
+        StampsMachine, settings=settings(max_examples=10, stateful_step_count=10, deadline=None)
+    )
+
+
+class ForgetfulMachine(DeploymentMachine):
+    app = load_app(APPS / "forgetful.py")
+    elements = st.integers(min_value=1, max_value=9)
+
+
+def test_the_state_machine_fails_an_app_that_loses_its_total_on_a_crash() -> None:
+    with pytest.raises(AssertionError, match=r"sim/totals-0: seq \d+ holds"):
+        run_state_machine_as_test(
+            ForgetfulMachine,
+            settings=settings(
+                max_examples=200,
+                stateful_step_count=15,
+                deadline=None,
+                database=None,
+                phases=[Phase.generate],
+                report_multiple_bugs=False,
+            ),
+        )
+
+
+class SealedOnlyMachine(TotalsMachine):
+    """A compare hook that accepts anything: the machine must then pass even the
+    forgetful app, which shows the hook is what decides."""
+
+    app = load_app(APPS / "forgetful.py")
+
+    def compare(
+        self, stream: str, expected: list[object] | None, actual: list[object], *, final: bool
+    ) -> str | None:
+        return None
+
+
+def test_the_compare_hook_decides_what_counts_as_a_difference() -> None:
+    run_state_machine_as_test(
+        SealedOnlyMachine, settings=settings(max_examples=10, stateful_step_count=10, deadline=None)
+    )
+
+
 def test_a_stepped_deployment_shows_a_planted_bug() -> None:
     from perper import StreamRef
     from simulator.deployment import SimulatedDeployment
@@ -101,3 +150,42 @@ def test_seed_shards_cover_every_seed_once() -> None:
     assert len(shards) == 8
     assert sorted(s for shard in shards for s in shard) == list(range(10_000))
     assert sorted(s for shard in seed_shards([5, 3, 9], 2) for s in shard) == [3, 5, 9]
+
+
+@settings(max_examples=5, deadline=None)
+@given(count=st.integers(min_value=1, max_value=8))
+def test_the_sim_fixture_serves_a_hypothesis_test(sim: SimHelper, count: int) -> None:
+    result = sim.run(EXAMPLES / "basic.py", {"count": count}, seeds=range(2), faults=["crash"])
+    assert result.ok and len(result.outcomes) == 2
+
+
+sessions_app = load_app(APPS / "sessions.py")
+
+
+def test_run_function_advances_the_clock_per_input_item_by_the_time_schedule() -> None:
+    clicks = ["a", "b", "c", "d", "e"]
+    at = [0.0, 10.0, 50.0, 55.0, 100.0]
+    out = run_function(sessions_app.functions["sessions"], clicks, time_schedule=at)
+    assert out == [{"ended": 2}, {"ended": 2}]
+    # seconds per item: 40 s between every two clicks ends a session at each
+    every = run_function(sessions_app.functions["sessions"], clicks, time_schedule=40.0)
+    assert every == [{"ended": 1}] * 4
+
+
+def test_check_recoverable_resumes_the_time_schedule_where_the_checkpoint_resumes() -> None:
+    from perper.testing import check_recoverable
+
+    at = [0.0, 10.0, 50.0, 55.0, 100.0, 101.0]
+    good = check_recoverable(sessions_app.functions["sessions"], list("abcdef"), time_schedule=at)
+    assert good.ok, str(good)
+    bad = check_recoverable(
+        sessions_app.functions["forgetful_sessions"], list("abcdef"), time_schedule=at
+    )
+    assert not bad.ok and bad.divergence is not None
+
+
+def test_a_decreasing_time_schedule_is_refused_with_the_values() -> None:
+    from perper.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"time_schedule=\[5.0, 1.0\] decreases"):
+        run_function(sessions_app.functions["sessions"], ["a", "b"], time_schedule=[5, 1])
