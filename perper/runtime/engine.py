@@ -30,6 +30,7 @@ from perper.errors import (
     ConfigError,
     EncodeError,
     ExecutionFailedError,
+    FormatError,
     NondeterminismError,
     StoreError,
     StoreUnavailableError,
@@ -148,6 +149,8 @@ class Runtime:
         self.worker_id = worker_id or f"worker-{self.entropy.randbytes(4).hex()}"
         self.leases = Leases(store, self.worker_id, settings.lease_ttl)
         self.stopping = False
+        #: The first corruption (FormatError) an execution met; work() raises it.
+        self.corruption: FormatError | None = None
         self._tasks: dict[str, tuple[asyncio.Task[None], Execution]] = {}
         self._claiming: set[str] = set()
         self._wake: asyncio.Event | None = None
@@ -225,6 +228,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.stopping = False
+        self.corruption = None
         renewer = loop.create_task(self._renew_forever(), name=f"{self.worker_id} leases")
         self.calls.serve_imported(self)
         poll = self.settings.poll_interval
@@ -242,6 +246,8 @@ class Runtime:
                     result, progressed = None, False
                 else:
                     unavailable_since = None
+                if self.corruption is not None:
+                    raise self.corruption
                 if result is not None:
                     return result
                 poll = (
@@ -443,6 +449,12 @@ class Runtime:
             await execution.main()
         except Stopped:
             pass
+        except FormatError as error:
+            # Corruption is reported, never worked around: the work loop raises it.
+            log.error("execution %s stopped: %s", execution.execution, error)
+            if self.corruption is None:
+                self.corruption = error
+            self.wake_up()
         except StoreError as error:
             # Escaped main (e.g. the status write of a finished execution): give the
             # execution back to be run again rather than hold it with no task running it.

@@ -40,6 +40,7 @@ from perper.errors import (
     ConflictError,
     EncodeError,
     FencedError,
+    FormatError,
     NondeterminismError,
     StoreUnavailableError,
 )
@@ -220,6 +221,10 @@ class Execution:
             # Transient: drop the execution here; this or another worker resumes it.
             log.warning("execution %s paused: %s", record.id, error)
             raise Stopped() from error
+        except FormatError:
+            # The log is corrupt: not the function's failure. Stop writing (no flush) and
+            # let the worker report it; the execution stays running for after a repair.
+            raise
         except Exception as error:
             if not isinstance(error, (NondeterminismError, EncodeError, FencedError)):
                 # What the function yielded before it raised is output like any other.

@@ -153,3 +153,38 @@ async def test_export_flat_of_fields_differing_only_in_case_exits_2_naming_them(
     assert "'amount'" in done.stderr and "'Amount'" in done.stderr and "seq 1" in done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists()
+
+
+READER = """
+from collections.abc import AsyncIterator
+import perper
+app = perper.App("reader")
+
+@app.stream
+async def copy(ctx: perper.Context, source: perper.StreamRef) -> AsyncIterator[int]:
+    async for item in ctx.read(source):
+        yield item["value"]
+
+@app.launcher
+async def main(ctx: perper.Context, source: perper.StreamRef) -> None:
+    await ctx.start(copy, source)
+"""
+
+
+@pytest.mark.parametrize("how", ["flip", "delete", "bump"])
+def test_a_run_reading_a_corrupt_stream_exits_2_naming_it_and_stops_writing(
+    tmp_path: Path, how: str
+) -> None:
+    log = corrupt(tmp_path, how)
+    app = tmp_path / "reader.py"
+    app.write_text(READER)
+    url = f"sqlite:///{log}"
+    done = perper("run", app, "--store", url, "--run", "r2", "--param", f"source={STREAM}", "-q")
+    assert done.returncode == 2, done.stderr  # corruption, not "an execution failed" (1)
+    assert STREAM in done.stderr and SEQ[how] in done.stderr and "corrupt" in done.stderr
+    db = sqlite3.connect(log)
+    row = db.execute("SELECT head, sealed FROM streams WHERE name = 'r2/copy-0'").fetchone()
+    db.close()
+    head, sealed = row or (0, 0)
+    corrupt_at = 1000 if how == "bump" else 500
+    assert head <= corrupt_at and not sealed  # nothing past the corrupt position, not sealed
