@@ -41,7 +41,7 @@ from perper.runtime.ids import DONE, FAILED, RUNNING, Status, check_run_name
 from perper.runtime.leases import Leases
 from perper.runtime.records import ExecutionRecord, RunRecord
 from perper.runtime.settings import NO_HOOKS, RuntimeHooks, RuntimeSettings
-from perper.store.base import LogStore
+from perper.store.base import KEEP, LogStore
 
 log = logging.getLogger("perper.runtime")
 
@@ -353,16 +353,17 @@ class Runtime:
                     task.cancel()
 
     async def _set_run_status(self, run: str, status: Status) -> None:
-        while True:
-            entry = await self.store.meta_get("runs", run)
-            if entry is None:
-                return
-            record = RunRecord.from_meta(entry.value)
+        def update(value: Any) -> Any:
+            if value is None:
+                return KEEP
+            record = RunRecord.from_meta(value)
             if record.status in (status, DESTROYED):  # a destroyed agent stays destroyed
-                return
-            updated = RunRecord(record.name, record.app, record.launcher, record.params, status)
-            if await self.store.meta_cas("runs", run, updated.to_meta(), version=entry.version):
-                return
+                return KEEP
+            return RunRecord(
+                record.name, record.app, record.launcher, record.params, status
+            ).to_meta()
+
+        await self.store.meta_update("runs", run, update)
 
     # -------------------------------------------------------------- executions
 

@@ -500,32 +500,26 @@ class Execution:
             codec.pack(value["state"], what="ctx.state")
         except EncodeError as error:
             raise EncodeError(error.type_name, f"{self.function!r}'s {error.path}") from None
-        store = self.store
-        while True:
-            entry = await store.meta_get("checkpoints", self.execution)
-            if entry is not None and entry.value["epoch"] > self.epoch and not self.unfenced:
-                raise FencedError(
-                    f"checkpoint of {self.execution}", self.epoch, entry.value["epoch"]
-                )
-            version = entry.version if entry else 0
-            if await store.meta_cas("checkpoints", self.execution, value, version=version):
-                break
+
+        def fenced(current: Any) -> Any:
+            if current is not None and current["epoch"] > self.epoch and not self.unfenced:
+                raise FencedError(f"checkpoint of {self.execution}", self.epoch, current["epoch"])
+            return value
+
+        await self.store.meta_update("checkpoints", self.execution, fenced)
         if early:
             await self.flush()
         self._arm_checkpoint_timer()
 
     async def _set_status(self, status: Status, error: str | None = None) -> None:
-        store = self.store
-        while True:
-            entry = await store.meta_get("executions", self.execution)
-            current = ExecutionRecord.from_meta(entry.value) if entry else self.record
-            updated = current.with_status(status, error)
-            version = entry.version if entry else 0
-            if await store.meta_cas(
-                "executions", self.execution, updated.to_meta(), version=version
-            ):
-                self.record = updated
-                return
+
+        def update(value: Any) -> Any:
+            current = ExecutionRecord.from_meta(value) if value is not None else self.record
+            return current.with_status(status, error).to_meta()
+
+        stored = await self.store.meta_update("executions", self.execution, update)
+        assert stored is not None
+        self.record = ExecutionRecord.from_meta(stored.value)
 
     # ------------------------------------------------------- the Context host
 

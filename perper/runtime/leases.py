@@ -21,7 +21,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from perper.store.base import LogStore
+from perper.store.base import KEEP, LogStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,28 +85,26 @@ class Leases:
 
     async def renew(self, execution: str, epoch: int) -> bool:
         """Bump the beat of a lease this worker holds at ``epoch``; False if it was lost."""
-        store = self.store
-        while True:
-            entry = await store.meta_get("leases", execution)
-            if entry is None:
-                return False
-            current = Lease.from_meta(entry.value)
-            if current.owner != self.owner or current.epoch != epoch:
-                return False
-            beat = Lease(self.owner, epoch, current.beat + 1)
-            if await store.meta_cas("leases", execution, beat.to_meta(), version=entry.version):
-                return True
+        renewed = False
+
+        def beat(value: Any) -> Any:
+            nonlocal renewed
+            current = None if value is None else Lease.from_meta(value)
+            renewed = current is not None and (current.owner, current.epoch) == (self.owner, epoch)
+            if current is None or not renewed:
+                return KEEP
+            return Lease(self.owner, epoch, current.beat + 1).to_meta()
+
+        await self.store.meta_update("leases", execution, beat)
+        return renewed
 
     async def release(self, execution: str, epoch: int) -> None:
         """Give the lease up (owner None, epoch kept) if this worker still holds it."""
-        store = self.store
-        while True:
-            entry = await store.meta_get("leases", execution)
-            if entry is None:
-                return
-            current = Lease.from_meta(entry.value)
-            if current.owner != self.owner or current.epoch != epoch:
-                return
-            freed = Lease(None, epoch, current.beat + 1)
-            if await store.meta_cas("leases", execution, freed.to_meta(), version=entry.version):
-                return
+
+        def free(value: Any) -> Any:
+            current = None if value is None else Lease.from_meta(value)
+            if current is None or (current.owner, current.epoch) != (self.owner, epoch):
+                return KEEP
+            return Lease(None, epoch, current.beat + 1).to_meta()
+
+        await self.store.meta_update("leases", execution, free)
