@@ -5,6 +5,7 @@ durable log (SQLite locally, Apache Ignite when distributed). See ``README.md``.
 """
 
 from perper.app import App, StreamFunction, load_app
+from perper.batch import Batch
 from perper.codec import register
 from perper.context import Context
 from perper.errors import (
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "Batch",
     "ConfigError",
     "ConflictError",
     "Context",
