@@ -133,7 +133,11 @@ def raw_sqlite(path: Path, count: int) -> float:
     """Insert the generator's segments, encoded beforehand, as blobs: one transaction
     each, with the store's pragmas. The storage limit of one stream's writes."""
     segments = [
-        encode_segment([{"value": i} for i in range(start, min(start + CHUNK, count))])
+        (
+            start,
+            min(CHUNK, count - start),
+            encode_segment([{"value": i} for i in range(start, min(start + CHUNK, count))]),
+        )
         for start in range(0, count, CHUNK)
     ]
     db = sqlite3.connect(path, isolation_level=None)
@@ -144,11 +148,11 @@ def raw_sqlite(path: Path, count: int) -> float:
         "count INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (stream_id, first_seq))"
     )
     started = time.perf_counter()
-    for index, data in enumerate(segments):
+    for first, size, data in segments:
         db.execute("BEGIN IMMEDIATE")
         db.execute(
             "INSERT INTO segments (stream_id, first_seq, count, data) VALUES (?, ?, ?, ?)",
-            (1, index * CHUNK, CHUNK, data),
+            (1, first, size, data),
         )
         db.execute("COMMIT")
     elapsed = time.perf_counter() - started
