@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import perper
 from perper.app import load_app
 from perper.errors import ConfigError
-from perper.replay import DIVERGED, IDENTICAL, replay
+from perper.replay import DIVERGED, IDENTICAL, STOPPED, replay
 from perper.runtime import Runtime
 from perper.runtime.settings import Boundary, RuntimeHooks, RuntimeSettings
 from perper.store.base import LogStore
@@ -208,3 +208,11 @@ def test_the_simulator_catches_a_batch_app_keeping_its_total_in_a_local(tmp_path
     )
     assert result.exit_code == 1, result.output
     assert "running_totals" in result.output
+
+
+def test_replay_until_a_seq_inside_a_yielded_batch_stops_just_before_it(tmp_path: Path) -> None:
+    batched = load_app(APP)
+    log = record(tmp_path / "batched.db", batched, {"count": 40}, batch_size=5)
+    result = replay(log, batched, execution="r/running_totals-1", until=10)["r/running_totals-1"]
+    assert result.outcome == STOPPED
+    assert result.items_compared == 10
