@@ -22,6 +22,8 @@ class Kind(StrEnum):
     STREAM = "stream"
     ACTION = "action"
     LAUNCHER = "launcher"
+    CALL = "call"
+    STOP = "stop"
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,6 +106,7 @@ class App:
         self.name = name
         self.functions: dict[str, StreamFunction] = {}
         self.launcher_name: str | None = None
+        self.stop_name: str | None = None
 
     def __repr__(self) -> str:
         return f"App({self.name!r}, functions={sorted(self.functions)})"
@@ -139,6 +142,16 @@ class App:
                 )
             if kind is Kind.ACTION and not (is_agen or is_coro):
                 raise ConfigError(f"@app.action {key!r} must be an async function")
+            if kind in (Kind.CALL, Kind.STOP) and not is_coro:
+                raise ConfigError(
+                    f"@app.{kind} {key!r} must be an async function (async def, no yield) "
+                    "returning a msgpack value"
+                )
+            if kind is Kind.STOP and self.stop_name is not None:
+                raise ConfigError(
+                    f"app {self.name!r} already has the stop function {self.stop_name!r}; "
+                    "an app has one"
+                )
             if kind is Kind.LAUNCHER:
                 if not is_coro:
                     raise ConfigError(
@@ -155,6 +168,8 @@ class App:
             self.functions[key] = registered
             if kind is Kind.LAUNCHER:
                 self.launcher_name = key
+            if kind is Kind.STOP:
+                self.stop_name = key
             return registered
 
         if fn is None:
@@ -240,6 +255,36 @@ class App:
         """Register the async function that builds the graph with ``ctx.start``."""
         return self._register(fn, Kind.LAUNCHER, name, "replay", None, None)
 
+    @overload
+    def call(self, fn: Callable[..., Any], /) -> StreamFunction: ...
+
+    @overload
+    def call(
+        self, fn: None = None, /, *, name: str | None = None
+    ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
+
+    def call(
+        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None
+    ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
+        """Register an async function others call with ``ctx.call`` or ``agent.call``; it
+        returns a msgpack value (or None). Each call runs exactly once, durably."""
+        return self._register(fn, Kind.CALL, name, "replay", None, None)
+
+    @overload
+    def stop(self, fn: Callable[..., Any], /) -> StreamFunction: ...
+
+    @overload
+    def stop(
+        self, fn: None = None, /, *, name: str | None = None
+    ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
+
+    def stop(
+        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None
+    ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
+        """Register the async function run when an instance of this app is destroyed
+        (``await agent.destroy()``); optional."""
+        return self._register(fn, Kind.STOP, name, "replay", None, None)
+
     def function(self, name: str) -> StreamFunction:
         """Return the registered function ``name``.
 
@@ -269,19 +314,15 @@ class App:
         return self.functions[self.launcher_name]
 
 
-def load_app(path: str | Path, *, name: str | None = None) -> App:
-    """Import the Python file ``path`` and return the :class:`App` it defines.
-
-    Args:
-        path: the app's file.
-        name: which App, when the file defines several (by ``App.name``).
-
-    Raises:
-        ConfigError: the file is missing, fails to import, or defines no (or several) apps.
-    """
+def _import_app_file(path: str | Path) -> Any:
+    """Import ``path`` as a module, its directory first on ``sys.path`` (as ``python
+    APP.py`` would have it), so apps import each other as modules."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"app file {str(path)!r} does not exist")
+    directory = str(file.resolve().parent)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
     module_name = "perper_app_" + "".join(c if c.isalnum() else "_" for c in file.stem)
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
@@ -296,7 +337,42 @@ def load_app(path: str | Path, *, name: str | None = None) -> App:
         raise ConfigError(
             f"importing {str(path)!r} failed: {type(error).__name__}: {error}"
         ) from error
-    apps = [value for value in vars(module).values() if isinstance(value, App)]
+    return module
+
+
+def _apps_in(module: Any) -> tuple[list[App], list[App]]:
+    """The Apps in ``module``'s namespace: (defined there, imported from other modules)."""
+    found = [value for value in vars(module).values() if isinstance(value, App)]
+    elsewhere = {
+        id(value)
+        for other in list(sys.modules.values())
+        if other is not module and other is not None and hasattr(other, "__dict__")
+        for value in list(vars(other).values())
+        if isinstance(value, App)
+    }
+    unique: list[App] = []
+    for app in found:
+        if all(app is not seen for seen in unique):
+            unique.append(app)
+    defined = [app for app in unique if id(app) not in elsewhere]
+    imported = [app for app in unique if id(app) in elsewhere]
+    return defined, imported
+
+
+def load_app(path: str | Path, *, name: str | None = None) -> App:
+    """Import the Python file ``path`` and return the :class:`App` it defines.
+
+    Apps it imports from other modules (agent types it starts) do not count.
+
+    Args:
+        path: the app's file.
+        name: which App, when the file defines several (by ``App.name``).
+
+    Raises:
+        ConfigError: the file is missing, fails to import, or defines no (or several) apps.
+    """
+    defined, _ = _apps_in(_import_app_file(path))
+    apps = defined
     if name is not None:
         apps = [a for a in apps if a.name == name]
     if len(apps) != 1:
@@ -307,6 +383,45 @@ def load_app(path: str | Path, *, name: str | None = None) -> App:
             + f"; found {found}"
         )
     return apps[0]
+
+
+def imported_apps(app: App) -> list[App]:
+    """The other Apps (agent types) in the namespaces of the modules that define
+    ``app``'s functions: what its instances may start. A worker of ``app`` serves them."""
+    found: list[App] = []
+    seen: set[int] = set()
+    for fn in app.functions.values():
+        namespace = getattr(fn.fn, "__globals__", None)
+        if not isinstance(namespace, dict) or id(namespace) in seen:
+            continue
+        seen.add(id(namespace))
+        for value in list(namespace.values()):
+            if (
+                isinstance(value, App)
+                and value.name != app.name
+                and all(value is not other for other in found)
+            ):
+                found.append(value)
+    return found
+
+
+def load_apps(path: str | Path) -> list[App]:
+    """Import ``path`` and return the App it defines, then every App it imports (the
+    agent types it starts), each once: what ``perper worker APP.py`` serves.
+
+    Raises:
+        ConfigError: as :func:`load_app`.
+    """
+    module = _import_app_file(path)
+    defined, imported = _apps_in(module)
+    if len(defined) != 1:
+        found = ", ".join(repr(a.name) for a in defined) or "none"
+        raise ConfigError(f"{str(path)!r} must define exactly one perper.App; found {found}")
+    apps = [defined[0]]
+    for app in imported:
+        if all(app.name != other.name for other in apps):
+            apps.append(app)
+    return apps
 
 
 PerperErrorTypes = (ConfigError,)

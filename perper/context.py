@@ -7,7 +7,8 @@ import uuid as _uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal, Protocol
 
-from perper.app import StreamFunction
+from perper.agents import AgentRef, AgentState, Caller, set_current
+from perper.app import App, StreamFunction
 from perper.errors import ConfigError
 from perper.streamref import StreamRef
 
@@ -42,6 +43,8 @@ class ExecutionHost(Protocol):
 
     def wall_clock(self) -> float: ...
 
+    def caller(self) -> Caller: ...
+
 
 class Context:
     """The handle a function uses to read streams, start others and record effects.
@@ -61,6 +64,7 @@ class Context:
         self.run = host.run
         self.function = host.function
         self.log = log
+        set_current(host)
 
     def __repr__(self) -> str:
         return f"<Context {self.execution}>"
@@ -194,3 +198,34 @@ class Context:
             "uuid", lambda: _uuid.UUID(bytes=self._host.entropy_bytes(16), version=4).hex
         )
         return _uuid.UUID(hex=raw)
+
+    # ------------------------------------------------------ calls and agents
+
+    def call(self, fn: StreamFunction | str, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        """Call the ``@app.call`` function ``fn`` on this agent instance; await its result.
+
+        Exactly once: the call's id derives from this execution and the call's index
+        (taken when ``ctx.call`` is called, so ``asyncio.gather`` of several calls gets
+        the same ids every time); the result is durable, and a re-run of this execution
+        gets the stored result without the callee running again.
+
+        Raises:
+            ConfigError: ``fn`` is not a call function of this app, or the arguments do
+                not fit it.
+            CallFailedError: the callee raised (its function, error type, message and
+                traceback are on the error).
+        """
+        return self._host.caller().call(fn, None, args, kwargs)
+
+    def start_agent(self, app: App, *args: Any, **kwargs: Any) -> Awaitable[AgentRef]:
+        """Start an instance of the agent type ``app`` (another App, imported as a module)
+        by running its launcher with these arguments; return its :class:`AgentRef` once
+        the launcher has returned. The instance id derives from this execution and the
+        call index, so a re-run re-attaches to the same instance."""
+        return self._host.caller().start_agent(app, args, kwargs)
+
+    @property
+    def agent_state(self) -> AgentState:
+        """The agent instance's durable key-value map, shared by all its executions;
+        every read and write is a recorded effect (see :class:`perper.AgentState`)."""
+        return AgentState(self._host)

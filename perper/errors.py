@@ -244,3 +244,40 @@ class SimulationFailed(PerperError, AssertionError):
     def __init__(self, message: str, result: Any) -> None:
         self.result = result
         super().__init__(message)
+
+
+class CallFailedError(PerperError):
+    """A called function raised: ``ctx.call`` / ``agent.call`` raise this in the caller.
+
+    Attributes:
+        function: the called function's name.
+        execution: the call's execution id.
+        error_type: the callee's exception type name.
+        error_message: its message.
+        traceback: the callee's traceback, as text.
+    """
+
+    def __init__(
+        self, function: str, execution: str, error_type: str, error_message: str, traceback: str
+    ) -> None:
+        self.function = function
+        self.execution = execution
+        self.error_type = error_type
+        self.error_message = error_message
+        self.traceback = traceback
+        super().__init__(
+            f"call {execution!r} of {function!r} raised {error_type}: {error_message}\n"
+            f"callee traceback:\n{traceback}"
+        )
+
+
+class AgentDestroyedError(PerperError):
+    """A call to (or start of) an agent instance that has been destroyed."""
+
+    def __init__(self, instance: str, function: str) -> None:
+        self.instance = instance
+        self.function = function
+        super().__init__(
+            f"cannot call {function!r} on agent {instance!r}: it was destroyed; start a "
+            "new instance with ctx.start_agent"
+        )

@@ -128,17 +128,40 @@ class Reference:
     @classmethod
     async def from_store(cls, store: MemoryStore, run: str) -> Reference:
         ref = cls()
-        executions = {
-            key: meta.value for key, meta in await store.meta_scan("executions", prefix=run + "/")
+        # The run and the agent instances it started ({run}.{app}-{i}, named below it).
+        runs = [run] + [
+            key for key, _ in await store.meta_scan("runs") if key.startswith(run + ".")
+        ]
+        executions: dict[str, Any] = {}
+        infos = []
+        for name in runs:
+            for key, meta in await store.meta_scan("executions", prefix=name + "/"):
+                executions[key] = meta.value
+            infos.extend(await store.streams(prefix=name + "/"))
+        kinds: dict[str, set[str]] = {}
+        for info in infos:
+            if info.name.endswith(EFFECTS_SUFFIX) and info.head > 0:
+                recorded = {effect[0] async for _, effect in store.read(info.name)}
+                kinds[info.name[: -len(EFFECTS_SUFFIX)]] = recorded
+        # Effects that differ between runs: the clock and randomness. Agent-state reads
+        # differ only in instances where such values were written.
+        random_kinds = {"now", "random", "uuid"}
+        writes = {"agent_state.set", "agent_state.update", "agent_state.remove"}
+        effects = {key for key, found in kinds.items() if found & random_kinds}
+        noisy_runs = {
+            executions[k]["run"] for k in effects if k in executions and kinds[k] & writes
         }
-        effects = {
-            info.name[: -len(EFFECTS_SUFFIX)]
-            for info in await store.streams(prefix=run + "/")
-            if info.name.endswith(EFFECTS_SUFFIX) and info.head > 0
+        effects |= {
+            key
+            for key, found in kinds.items()
+            if key in executions
+            and executions[key]["run"] in noisy_runs
+            and found & {"agent_state.get", "agent_state.update"}
         }
         tainted: set[str] = set()
         launcher_tainted = any(
-            v["kind"] == "launcher" and k in effects for k, v in executions.items()
+            v["kind"] == "launcher" and v["run"] == run and k in effects
+            for k, v in executions.items()
         )
         changed = True
         while changed:
@@ -146,15 +169,20 @@ class Reference:
             for key, value in executions.items():
                 if key in tainted:
                     continue
+                parent = value.get("parent")
                 if (
                     launcher_tainted
                     or key in effects
+                    or (parent is not None and parent in tainted)  # started or called by it
+                    or any(  # it got a result that depends on effects
+                        v.get("parent") == key and k in tainted for k, v in executions.items()
+                    )
                     or any(ref_ in tainted for ref_ in _refs(codec.unpack(value["params"])))
                 ):
                     tainted.add(key)
                     changed = True
         ref.tainted = tainted
-        for info in await store.streams(prefix=run + "/"):
+        for info in infos:
             if is_internal_stream(info.name):
                 continue
             ref.heads[info.name] = info.head

@@ -587,7 +587,11 @@ class World:
 
     def _final_checks(self) -> None:
         store = self.store
-        heads = {name: s.head for name, s in store._streams.items() if name.startswith(RUN + "/")}
+        heads = {
+            name: s.head
+            for name, s in store._streams.items()
+            if name.startswith((RUN + "/", RUN + "."))  # the run and its agent instances
+        }
         sealed = {name for name, s in store._streams.items() if s.sealed}
         if self.outputs is not None:
             found = self.outputs.final(heads, sealed)

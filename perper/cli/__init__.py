@@ -5,6 +5,7 @@
 * :mod:`perper.cli.replay` — ``perper replay``
 * :mod:`perper.cli.mirror` — ``perper export``, ``perper mirror``
 * :mod:`perper.cli.fabric` — ``perper fabric start|stop|status``
+* :mod:`perper.cli.call` — ``perper call``; :mod:`perper.cli.agents` — ``perper agents ls``
 * :mod:`perper.cli.ingest` — ``perper ingest RUN/NAME [FILE.jsonl | -]``
 * :mod:`perper.cli.ui` — ``perper ui``
 * :mod:`perper.cli.common` — what they share: exit codes, ``fail``, ``--store``, masking
@@ -26,6 +27,8 @@ import logging
 
 import click
 
+from perper.cli.agents import agents_group
+from perper.cli.call import call_command
 from perper.cli.fabric import fabric_group
 from perper.cli.ingest import ingest_command
 from perper.cli.mirror import export_command, mirror_command
@@ -54,5 +57,7 @@ main.add_command(export_command, "export")
 main.add_command(mirror_command, "mirror")
 main.add_command(replay_command, "replay")
 main.add_command(fabric_group, "fabric")
+main.add_command(call_command, "call")
+main.add_command(agents_group, "agents")
 main.add_command(ingest_command, "ingest")
 main.add_command(ui_command, "ui")

@@ -200,6 +200,8 @@ def worker_command(
 ) -> None:
     """Join a store and run unfinished executions of APP.py's runs until stopped.
 
+    It serves the App APP.py defines and every App it imports (agent types).
+
     SIGINT/SIGTERM stop it gracefully: each execution finishes its current batch,
     checkpoints and gives its lease back; then it exits 0 (a signal is how a worker
     ends). With --run NAME it exits once that run has ended: 0 done, 1 failed. While

@@ -58,6 +58,7 @@ from perper.replay.results import (
     ReplayResults,
     short_repr,
 )
+from perper.runtime.calls import CALL_KINDS, outcome_of
 from perper.runtime.listing import start_order
 from perper.runtime.records import (
     EFFECTS_SUFFIX,
@@ -162,7 +163,10 @@ def resolve_record(
         )
     params = codec.unpack(record.params)
     try:
-        bound = fn.bind((), params)
+        if record.kind in CALL_KINDS:  # a call records its arguments as given
+            bound = fn.bind(tuple(params["args"]), params["kwargs"])
+        else:
+            bound = fn.bind((), params)
     except ConfigError as error:
         cause = error.__cause__ or error
         return (
@@ -469,7 +473,11 @@ class _ExecutionReplay:
                 if fn.kind == Kind.LAUNCHER:
                     await fn.fn(ctx, **self.params)
                 else:
-                    result = fn.fn(ctx, **self.params)
+                    result: Any
+                    if fn.kind in CALL_KINDS:  # its output is its one outcome item
+                        result = outcome_of(fn, ctx, self.params)
+                    else:
+                        result = fn.fn(ctx, **self.params)
                     if hasattr(result, "__anext__"):
                         agen = result
                         if stop_before is None:

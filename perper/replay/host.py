@@ -13,6 +13,7 @@ from operator import length_hint
 from typing import Any
 
 from perper import codec
+from perper.agents import Caller
 from perper.app import App, Kind, StreamFunction
 from perper.diff import structural_diff
 from perper.errors import ConfigError, EncodeError
@@ -295,3 +296,8 @@ class ReplayHost:
 
     def wall_clock(self) -> float:
         return 0.0
+
+    def caller(self) -> Caller:
+        from perper.replay.calls import ReplayCalls
+
+        return ReplayCalls(self)

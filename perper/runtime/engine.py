@@ -34,6 +34,7 @@ from perper.errors import (
     StoreError,
     StoreUnavailableError,
 )
+from perper.runtime.calls import CALL_KINDS, DESTROYED, CallSupport
 from perper.runtime.execution import Execution, Stopped
 from perper.runtime.ids import DONE, FAILED, RUNNING, Status, check_run_name
 from perper.runtime.leases import Leases
@@ -150,6 +151,8 @@ class Runtime:
         self._tasks: dict[str, tuple[asyncio.Task[None], Execution]] = {}
         self._claiming: set[str] = set()
         self._wake: asyncio.Event | None = None
+        # The runtimes of other Apps (agent types) this worker runs instances of.
+        self.calls = CallSupport(self)
 
     # -------------------------------------------------------------------- runs
 
@@ -223,6 +226,7 @@ class Runtime:
         self._wake = asyncio.Event()
         self.stopping = False
         renewer = loop.create_task(self._renew_forever(), name=f"{self.worker_id} leases")
+        self.calls.serve_imported(self)
         poll = self.settings.poll_interval
         unavailable_since: float | None = None
         try:
@@ -263,6 +267,7 @@ class Runtime:
             if not renewer.done():
                 renewer.cancel()
                 await self._shutdown(graceful=True)
+            await self.calls.close(self)
 
     async def _step(self, only_run: str | None) -> tuple[RunResult | None, bool]:
         store = self.store
@@ -347,7 +352,7 @@ class Runtime:
             if entry is None:
                 return
             record = RunRecord.from_meta(entry.value)
-            if record.status == status:
+            if record.status in (status, DESTROYED):  # a destroyed agent stays destroyed
                 return
             updated = RunRecord(record.name, record.app, record.launcher, record.params, status)
             if await self.store.meta_cas("runs", run, updated.to_meta(), version=entry.version):
@@ -459,6 +464,8 @@ class Runtime:
         current = self._tasks.get(execution.execution)
         if current is not None and current[1] is execution:
             del self._tasks[execution.execution]
+        if execution.record.kind in CALL_KINDS and execution.record.status == DONE:
+            return  # its caller is waiting for it and still running: nothing to look at
         self.wake_up()
 
     def wake_up(self) -> None:

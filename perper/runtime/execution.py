@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from perper import codec
+from perper.agents import Caller
 from perper.app import App, Kind, StreamFunction
 from perper.batch import Batch
 from perper.context import Context
@@ -43,6 +44,7 @@ from perper.errors import (
     NondeterminismError,
     StoreUnavailableError,
 )
+from perper.runtime.calls import CALL_KINDS, CallSupport, ExecutionCalls, run_call
 from perper.runtime.ids import DONE, EFFECTS_SUFFIX, FAILED, Status, child_stream
 from perper.runtime.records import ExecutionRecord
 from perper.runtime.settings import Boundary, PlantedBug, RuntimeHooks, RuntimeSettings
@@ -62,6 +64,7 @@ class Worker(Protocol):
     clock: Callable[[], float]
     entropy: random.Random
     stopping: bool
+    calls: CallSupport
 
     def pack_params(self, fn: StreamFunction, params: dict[str, Any]) -> bytes: ...
 
@@ -152,6 +155,7 @@ class Execution:
         self._checkpoint_due = False
         self._returned = False  # the function has returned (its final checkpoint says so)
         self._checkpoint_timer: asyncio.TimerHandle | None = None
+        self._caller: ExecutionCalls | None = None
         bugs = self.hooks.planted_bugs
         self._append_without_compare = PlantedBug.APPEND_WITHOUT_COMPARE in bugs
         self._checkpoint_before_flush = PlantedBug.CHECKPOINT_BEFORE_FLUSH in bugs
@@ -168,6 +172,9 @@ class Execution:
         record = self.record
         self._task = asyncio.current_task()
         try:
+            if record.kind in CALL_KINDS:
+                await run_call(self)
+                return
             fn = worker.app.function(record.function)
             params = codec.unpack(record.params)
             self._configure(fn)
@@ -770,3 +777,9 @@ class Execution:
 
     def wall_clock(self) -> float:
         return self.worker.clock()
+
+    def caller(self) -> Caller:
+        """Calls, agents and agent state for this execution (:mod:`perper.runtime.calls`)."""
+        if self._caller is None:
+            self._caller = ExecutionCalls(self)
+        return self._caller

@@ -26,6 +26,10 @@ class Status(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    #: an agent instance (run) that ``agent.destroy()`` ended (perper.runtime.calls)
+    DESTROYED = "destroyed"
+    #: an execution of a destroyed instance that had not finished
+    CANCELLED = "cancelled"
 
 
 RUNNING = Status.RUNNING
@@ -75,6 +79,11 @@ def child_stream(app: App, caller: str, fn: object, prefix: str, index: int) -> 
         )
     if fn.kind == Kind.LAUNCHER:
         raise ConfigError(f"{caller!r} cannot start the launcher {fn.name!r}")
+    if fn.kind in (Kind.CALL, Kind.STOP):
+        raise ConfigError(
+            f"{caller!r} started {fn.name!r}, an @app.{fn.kind} function: call it with "
+            f"await ctx.call({fn.name}, ...) instead"
+        )
     name = f"{prefix}/{fn.name}-{index}"
     depth = name.count("/")
     if depth > MAX_START_DEPTH:
