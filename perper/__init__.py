@@ -6,6 +6,7 @@ durable log (SQLite locally, Apache Ignite when distributed). See ``README.md``.
 
 from perper.agents import AgentRef, AgentState
 from perper.app import App, StreamFunction, load_app
+from perper.batch import Batch
 from perper.codec import register
 from perper.context import Context
 from perper.errors import (
@@ -38,6 +39,7 @@ __all__ = [
     "AgentRef",
     "AgentState",
     "App",
+    "Batch",
     "CallFailedError",
     "ConfigError",
     "ConflictError",

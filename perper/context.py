@@ -25,6 +25,10 @@ class ExecutionHost(Protocol):
         self, stream: str, start: int | Literal["live"] = 0, with_seq: bool = False
     ) -> AsyncIterator[Any]: ...
 
+    def read_batches(
+        self, stream: str, start: int | Literal["live"] = 0, with_seq: bool = False
+    ) -> AsyncIterator[Any]: ...
+
     def reserve_call(self, fn: StreamFunction) -> StreamRef: ...
 
     async def start_reserved(
@@ -101,6 +105,42 @@ class Context:
                 'a seq (an int >= 0) or "live" (the head when reading begins)'
             )
         return self._host.read(ref.stream, start, with_seq)
+
+    def read_batches(
+        self, ref: StreamRef, *, start: int | Literal["live"] = 0, with_seq: bool = False
+    ) -> AsyncIterator[Any]:
+        """Iterate over a stream's items a batch at a time: a list of items per stored
+        segment (the first may begin inside one, at ``start``), waiting for new ones.
+
+        The batches are the stored segments themselves, so a recovered or replayed
+        function sees the same batches as the first run. Asking for the next batch is
+        what asking for the next item is to :meth:`read`: the function has finished
+        with the last one, and a checkpoint may be taken there; after recovery the read
+        resumes at the start of the batch that follows. Yield many items at once with
+        ``yield perper.Batch(items)``.
+
+        Args:
+            ref: the stream.
+            start: as for :meth:`read`.
+            with_seq: yield ``(first_seq, items)`` pairs instead of lists.
+
+        Raises:
+            ConfigError: as for :meth:`read`.
+        """
+        self._check_read("read_batches", ref, start)
+        return self._host.read_batches(ref.stream, start, with_seq)
+
+    def _check_read(self, name: str, ref: Any, start: Any) -> None:
+        if not isinstance(ref, StreamRef):
+            raise ConfigError(
+                f"ctx.{name}({ref!r}) in {self.function!r}: pass a perper.StreamRef (the "
+                "value ctx.start returned, received as a parameter)"
+            )
+        if start != "live" and (type(start) is not int or start < 0):
+            raise ConfigError(
+                f"ctx.{name}({ref.stream!r}, start={start!r}) in {self.function!r}: start "
+                'is a seq (an int >= 0) or "live" (the head when reading begins)'
+            )
 
     def ingest(self, name: str) -> StreamRef:
         """The :class:`StreamRef` of this run's ingest stream ``{run}/{name}``: the stream

@@ -34,6 +34,7 @@ from typing import Any
 
 from perper import codec
 from perper.app import App, Kind, StreamFunction, load_app
+from perper.batch import Batch
 from perper.context import Context
 from perper.diff import structural_diff
 from perper.errors import ConfigError, EncodeError, FormatError, ReplayError
@@ -538,6 +539,15 @@ class _ExecutionReplay:
         # Counting down is the cheapest per-item test there is; the loop does little else.
         remaining = recorded.count if await recorded.advance() else 1
         async for item in agen:
+            if item.__class__ is Batch:  # compared as its items, one by one
+                for each in item.items:
+                    append(each)
+                    remaining -= 1
+                    if not remaining:
+                        remaining = await self._compare_segment(recorded, out, attempt)
+                        if not remaining:
+                            return
+                continue
             append(item)
             remaining -= 1
             if not remaining:
@@ -614,6 +624,7 @@ class _ExecutionReplay:
         host = attempt.host
         seq = 0
         await recorded.advance()
+        pending: list[Any] = []  # the rest of a yielded Batch, last item first
         while True:
             if seq == stop_before:
                 if debug:
@@ -622,7 +633,13 @@ class _ExecutionReplay:
                     attempt.stopped = True
                     return
             try:
-                item = await agen.__anext__()
+                while not pending:
+                    item = await agen.__anext__()
+                    if item.__class__ is not Batch:
+                        break
+                    pending = item.items[::-1]
+                if pending:
+                    item = pending.pop()
             except StopAsyncIteration:
                 return
             if seq == stop_before and not locate:

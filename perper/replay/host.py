@@ -188,6 +188,31 @@ class ReplayHost:
                 f"input {stream!r} ends at seq {position} in the log without being finished"
             )
 
+    async def read_batches(
+        self, stream: str, start: int | str = 0, with_seq: bool = False
+    ) -> AsyncIterator[Any]:
+        """The recorded stream a stored segment at a time, as the runtime hands it out;
+        a batch counts as consumed once it is handed over."""
+        log = self.log
+        cursor = _Cursor(stream)
+        self.cursors.append(cursor)
+        position = int(self.effect("live", lambda: 0)) if start == "live" else int(start)
+        cursor.first = position
+        while True:
+            async for first, items in log.read_batches(stream, start=position):
+                # Consumed as a whole when handed over (the function may change it).
+                cursor.first = first + len(items)
+                yield (first, items) if with_seq else items
+                position = first + len(items)
+            info = await log.info(stream)
+            if info.head > position:
+                continue
+            if info.sealed:
+                return
+            raise self.end(
+                f"input {stream!r} ends at seq {position} in the log without being finished"
+            )
+
     def reserve_call(self, fn: StreamFunction) -> StreamRef:
         index = self._calls
         ref = StreamRef(child_stream(self.app, self.function, fn, self._prefix, index))

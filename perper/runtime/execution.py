@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from perper import codec
 from perper.agents import Caller
 from perper.app import App, Kind, StreamFunction
+from perper.batch import Batch
 from perper.context import Context
 from perper.diff import structural_diff
 from perper.errors import (
@@ -343,6 +344,17 @@ class Execution:
         loop = asyncio.get_running_loop()
         append = buffer.append
         async for item in agen:
+            if item.__class__ is Batch:
+                # Its items, in order, as if yielded one by one (see perper.batch).
+                buffer.extend(item.items)
+                size = len(buffer)
+                if size >= limit:
+                    await self.flush()
+                    if self.worker.stopping:
+                        raise Stopped()
+                elif size and self._timer is None:
+                    self._timer = loop.call_later(delay, self._flush_on_timer)
+                continue
             append(item)
             size = len(buffer)
             if size >= limit:
@@ -556,7 +568,21 @@ class Execution:
         records where the read ended (asyncio closes the generator itself only later).
         """
         holder: list[ReadSlot] = []
-        reader = self._read(stream, holder, start, with_seq)
+        reader = self._read(stream, holder, start, with_seq, False)
+        weak = weakref.ref(reader, lambda _: self._left(holder))
+        self._readers.append(weak)
+        return reader
+
+    def read_batches(
+        self, stream: str, start: int | str = 0, with_seq: bool = False
+    ) -> AsyncIterator[Any]:
+        """Iterate over ``stream`` a stored segment at a time (``ctx.read_batches``):
+        lists of items, or ``(first_seq, items)`` if ``with_seq``. The same read slot as
+        :meth:`read`, whose position moves by a whole batch: the function asking for the
+        next batch is the boundary (a checkpoint, a stop, a crash point), so recovery
+        resumes at the start of the batch after the last one it finished."""
+        holder: list[ReadSlot] = []
+        reader = self._read(stream, holder, start, with_seq, True)
         weak = weakref.ref(reader, lambda _: self._left(holder))
         self._readers.append(weak)
         return reader
@@ -566,7 +592,12 @@ class Execution:
             holder[0].closed = self.cursor()
 
     async def _read(
-        self, stream: str, holder: list[ReadSlot], start: int | str, with_seq: bool
+        self,
+        stream: str,
+        holder: list[ReadSlot],
+        start: int | str,
+        with_seq: bool,
+        batches: bool,
     ) -> AsyncIterator[Any]:
         store = self.store
         index = self._reads
@@ -598,7 +629,17 @@ class Execution:
         worker = self.worker
         try:
             while True:
-                async for _, items in store.read_batches(stream, start=position):
+                async for first, items in store.read_batches(stream, start=position):
+                    if batches:
+                        # One stored segment (from the read position on) per batch: what
+                        # the log holds, so recovery and replay see the same batches.
+                        position += len(items)
+                        slot.position = position
+                        yield (first, items) if with_seq else items
+                        self._countdown -= len(items)
+                        if self._countdown <= 0:
+                            await self._boundary(slot)
+                        continue
                     for item in items:
                         position += 1
                         slot.position = position

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perper.app import StreamFunction
+from perper.batch import Batch
 from perper.diff import structural_diff
 from perper.errors import ConfigError, ExecutionFailedError
 from perper.errors import RecoveryError as RecoveryError  # re-exported
@@ -131,7 +132,10 @@ def check_recoverable(
     Args:
         fn: a function registered with ``@app.stream`` or ``@app.action``.
         inputs: the items of each input stream, by parameter name; a plain sequence when
-            the function has exactly one parameter not given in ``params``.
+            the function has exactly one parameter not given in ``params``. A stream is
+            stored as one segment, or, where it holds :class:`perper.Batch` values, as
+            a segment per Batch (and per run of plain items between them): what
+            ``ctx.read_batches`` then hands out batch by batch.
         raise_on_failure: raise :class:`RecoveryError` instead of returning a failed result.
         time_schedule: what ``ctx.now()`` reads per input item (see
             :class:`perper.testing.clock.ItemClock`); a recovery resumes the schedule at
@@ -183,6 +187,24 @@ def input_map(
     return mapped
 
 
+def _segments(items: list[Any]) -> list[list[Any]]:
+    """The segments an input is stored as: one per Batch and per run of other items."""
+    segments: list[list[Any]] = []
+    run: list[Any] = []
+    for item in items:
+        if isinstance(item, Batch):
+            if run:
+                segments.append(run)
+                run = []
+            if item.items:
+                segments.append(list(item.items))
+        else:
+            run.append(item)
+    if run or not segments:
+        segments.append(run)
+    return segments
+
+
 async def stage_execution(
     runtime: Runtime,
     fn: StreamFunction,
@@ -197,7 +219,10 @@ async def stage_execution(
     refs: dict[str, StreamRef] = {}
     for name, items in inputs.items():
         stream = f"{run}/input-{name}"
-        await store.append(stream, 0, items)
+        seq = 0
+        for segment in _segments(items):
+            await store.append(stream, seq, segment)
+            seq += len(segment)
         await store.seal(stream)
         refs[name] = StreamRef(stream)
     execution = f"{run}/{fn.name}-0"
