@@ -12,7 +12,7 @@ import perper
 from perper.errors import ConfigError, SealedError
 from perper.store import LogStore, open_store
 from perper.store.memory import MemoryStore
-from tests.conftest import store_url
+from tests.conftest import STORE_KINDS, store_url
 
 STREAM = "shop/clicks"
 
@@ -151,12 +151,18 @@ async def test_a_stream_an_execution_writes_refuses_producers(store: LogStore) -
     assert await stored(store, "r/generator-0") == ["from the execution"]
 
 
+@pytest.mark.parametrize(
+    "shared_kind",  # memory:// lives in one process: nothing to share with a new one
+    [
+        pytest.param(kind, marks=[pytest.mark.ignite] if kind == "ignite" else [])
+        for kind in STORE_KINDS
+        if kind != "memory"
+    ],
+)
 async def test_a_producer_in_a_new_process_knows_the_keys_stored_before(
-    store_kind: str, tmp_path: Path
+    shared_kind: str, tmp_path: Path
 ) -> None:
-    if store_kind == "memory":
-        pytest.skip("a memory store lives in one process")
-    url = store_url(store_kind, tmp_path)
+    url = store_url(shared_kind, tmp_path)
     async with open_store(url) as first:
         await perper.Producer(first, STREAM).send_many(["a", "b", "c"], keys=["a", "b", "c"])
     async with open_store(url) as second:  # a fresh KeyIndex, caught up from the store
