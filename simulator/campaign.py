@@ -290,8 +290,7 @@ class Simulation:
             kinds=("crash",),
             schedule=(),
             yield_every_call=True,
-            flush_delay=60.0,
-            batch_size=1000,
+            settings=replace(self.scenario(seed).settings, flush_delay=60.0, batch_size=1000),
         )
         started = time.perf_counter()
         clean = self.run_scenario(base)

@@ -74,11 +74,7 @@ class SimulatedDeployment:
             seed=seed,
             workers=workers,
             kinds=("crash",),
-            lease_ttl=settings.lease_ttl,
-            batch_size=settings.batch_size,
-            flush_delay=settings.flush_delay,
-            checkpoint_every=settings.checkpoint_every,
-            poll_interval=settings.poll_interval,
+            settings=settings,
             heal_at=math.inf,
         )
         self.world = World(app, params or {}, scenario, planted_bugs=planted_bugs)

@@ -263,34 +263,22 @@ class Scenario:
     seed: int
     workers: int
     kinds: tuple[str, ...]
-    lease_ttl: float
-    batch_size: int
-    flush_delay: float
-    checkpoint_every: int
-    poll_interval: float
+    #: The runtime settings every worker of this scenario runs with.
+    settings: RuntimeSettings
     heal_at: float
     schedule: tuple[Fault, ...] = field(default=())
     yield_every_call: bool = False
-
-    @property
-    def settings(self) -> RuntimeSettings:
-        """The runtime settings every worker of this scenario runs with."""
-        return RuntimeSettings(
-            batch_size=self.batch_size,
-            flush_delay=self.flush_delay,
-            lease_ttl=self.lease_ttl,
-            checkpoint_every=self.checkpoint_every,
-            poll_interval=self.poll_interval,
-        )
 
     def describe(self) -> list[str]:
         """The derived parameters, one ``name: value`` line each."""
         return [
             f"workers: {self.workers}",
             f"fault kinds: {', '.join(self.kinds) or 'none'}",
-            f"lease_ttl: {self.lease_ttl:g}s, poll_interval: {self.poll_interval:g}s",
-            f"batch_size: {self.batch_size}, flush_delay: {self.flush_delay:g}s, "
-            f"checkpoint_every: {self.checkpoint_every}",
+            f"lease_ttl: {self.settings.lease_ttl:g}s, "
+            f"poll_interval: {self.settings.poll_interval:g}s",
+            f"batch_size: {self.settings.batch_size}, "
+            f"flush_delay: {self.settings.flush_delay:g}s, "
+            f"checkpoint_every: {self.settings.checkpoint_every}",
             f"faults stop at: {self.heal_at:g}s (then every worker is restarted and healed)",
         ]
 
@@ -397,11 +385,13 @@ def derive_scenario(
         seed=seed,
         workers=n,
         kinds=enabled,
-        lease_ttl=ttl,
-        batch_size=batch_size,
-        flush_delay=flush_delay,
-        checkpoint_every=checkpoint_every,
-        poll_interval=poll,
+        settings=RuntimeSettings(
+            lease_ttl=ttl,
+            batch_size=batch_size,
+            flush_delay=flush_delay,
+            checkpoint_every=checkpoint_every,
+            poll_interval=poll,
+        ),
         heal_at=heal_at,
         schedule=tuple(schedule),
     )

@@ -235,7 +235,7 @@ class World:
         self.liveness_bound = (
             liveness_bound
             if liveness_bound is not None
-            else (max(30.0, 12 * scenario.lease_ttl) + 4 * ref_time)
+            else (max(30.0, 12 * scenario.settings.lease_ttl) + 4 * ref_time)
         )
         self._wire_faults()
 
@@ -386,7 +386,7 @@ class World:
                 view.timeout_rate = slot.timeouts.rate
         view.yield_every_call = self.scenario.yield_every_call
         view.partition = slot.partition_event
-        view.partition_give_up = self.scenario.lease_ttl
+        view.partition_give_up = self.scenario.settings.lease_ttl
         view.refresh()
         loop = self.loop
         scenario = self.scenario
@@ -754,11 +754,7 @@ def reference_run(
         seed=0,
         workers=1,
         kinds=(),
-        lease_ttl=defaults.lease_ttl,
-        batch_size=defaults.batch_size,
-        flush_delay=defaults.flush_delay,
-        checkpoint_every=defaults.checkpoint_every,
-        poll_interval=defaults.poll_interval,
+        settings=defaults,
         heal_at=0.0,
     )
     world = World(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import hypothesis.strategies as st
 from hypothesis import given, settings
 
+from perper.runtime import RuntimeSettings
 from simulator.checkers import Violation
 from simulator.faults import Crash, Fault, Scenario
 from simulator.shrink import shrink
@@ -16,11 +17,9 @@ SCENARIO = Scenario(
     seed=0,
     workers=2,
     kinds=("crash",),
-    lease_ttl=1.0,
-    batch_size=5,
-    flush_delay=0.01,
-    checkpoint_every=3,
-    poll_interval=0.02,
+    settings=RuntimeSettings(
+        lease_ttl=1.0, batch_size=5, flush_delay=0.01, checkpoint_every=3, poll_interval=0.02
+    ),
     heal_at=0.0,
 )
 
