@@ -242,7 +242,7 @@ def _print_graph(results: GraphReplayResults) -> None:
             "stream", "function", "recorded", "replayed", "result", title=f"run {run.run}"
         )
         for stream in run.streams:
-            result = stream.outcome
+            result = str(stream.outcome)
             if stream.divergence is not None:
                 result += f" ({stream.divergence.kind}) at {stream.divergence.seq}"
             table.add_row(

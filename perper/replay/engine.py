@@ -54,6 +54,8 @@ from perper.replay.results import (
     STOPPED,
     UNREPLAYABLE,
     Divergence,
+    DivergenceKind,
+    Outcome,
     ReplayResult,
     ReplayResults,
     short_repr,
@@ -70,7 +72,7 @@ from perper.runtime.records import (
 from perper.store.base import LogStore, decode_segment, segment_packed
 
 #: A divergence kind: the replay reads an input past where the recording stopped reading.
-INPUT = "input"
+INPUT = DivergenceKind.INPUT
 
 #: ``progress(execution, items_compared, recorded_items)``, called after each segment.
 Progress = Callable[[str, int, int], None]
@@ -393,7 +395,7 @@ class _ExecutionReplay:
         self.fn: StreamFunction | None = None
         self.params: dict[str, Any] = {}
 
-    def _result(self, outcome: str, started: float, **fields: Any) -> ReplayResult:
+    def _result(self, outcome: Outcome, started: float, **fields: Any) -> ReplayResult:
         record = self.record
         return ReplayResult(
             execution=record.id,

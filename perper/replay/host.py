@@ -18,7 +18,7 @@ from perper.app import App, Kind, StreamFunction
 from perper.diff import structural_diff
 from perper.errors import ConfigError, EncodeError
 from perper.replay.clock import FrozenClock
-from perper.replay.results import EFFECT, START, Divergence
+from perper.replay.results import EFFECT, START, Divergence, DivergenceKind
 from perper.runtime.records import ExecutionRecord, child_stream
 from perper.store.base import LogStore
 from perper.streamref import StreamRef
@@ -124,7 +124,7 @@ class ReplayHost:
 
     def diverge(
         self,
-        kind: str,
+        kind: DivergenceKind,
         seq: int,
         expected: Any,
         actual: Any,

@@ -11,33 +11,58 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from perper import codec
 from perper.errors import ReplayDivergedError as ReplayDivergedError  # re-exported
 from perper.errors import ReplayError
 
-#: Outcomes of one replayed execution or stream.
-IDENTICAL = "identical"
-DIVERGED = "diverged"
-UNREPLAYABLE = "unreplayable"
-STOPPED = "stopped"
+
+class Outcome(StrEnum):
+    """How the replay of one execution or stream ended."""
+
+    IDENTICAL = "identical"
+    DIVERGED = "diverged"
+    UNREPLAYABLE = "unreplayable"
+    STOPPED = "stopped"
+
+
+IDENTICAL = Outcome.IDENTICAL
+DIVERGED = Outcome.DIVERGED
+UNREPLAYABLE = Outcome.UNREPLAYABLE
+STOPPED = Outcome.STOPPED
 
 #: Exit codes of ``perper replay`` (and :attr:`ReplayResults.exit_code`).
 EXIT_OK = 0
 EXIT_DIVERGED = 1
 EXIT_UNREPLAYABLE = 2
 
-#: Kinds of divergence.
-ITEM = "item"  # a different item at a seq
-SHORTER = "shorter"  # the replay's output ended before the recorded one
-LONGER = "longer"  # the replay yielded items beyond the recorded output
-START = "start"  # a ctx.start the recording does not have (or lacks one it has)
-EFFECT = "effect"  # ctx.now/random/uuid asked in another order, or beyond the recording
-EXCEPTION = "exception"  # the function raised where the recording did not
-FAILURE = "failure"  # the recorded execution failed; the replay did not fail the same way
-MISSING_STREAM = "missing"  # (graph) a recorded stream the replayed run did not write
-EXTRA_STREAM = "extra"  # (graph) a stream the replayed run wrote that the recording lacks
+
+class DivergenceKind(StrEnum):
+    """What differed first between a recording and its replay."""
+
+    ITEM = "item"  # a different item at a seq
+    SHORTER = "shorter"  # the replay's output ended before the recorded one
+    LONGER = "longer"  # the replay yielded items beyond the recorded output
+    START = "start"  # a ctx.start the recording does not have (or lacks one it has)
+    EFFECT = "effect"  # ctx.now/random/uuid asked in another order, or beyond the recording
+    EXCEPTION = "exception"  # the function raised where the recording did not
+    FAILURE = "failure"  # the recorded execution failed; the replay did not fail the same way
+    INPUT = "input"  # the replay read an input past where the recording stopped reading
+    MISSING_STREAM = "missing"  # (graph) a recorded stream the replayed run did not write
+    EXTRA_STREAM = "extra"  # (graph) a stream the replayed run wrote that the recording lacks
+
+
+ITEM = DivergenceKind.ITEM
+SHORTER = DivergenceKind.SHORTER
+LONGER = DivergenceKind.LONGER
+START = DivergenceKind.START
+EFFECT = DivergenceKind.EFFECT
+EXCEPTION = DivergenceKind.EXCEPTION
+FAILURE = DivergenceKind.FAILURE
+MISSING_STREAM = DivergenceKind.MISSING_STREAM
+EXTRA_STREAM = DivergenceKind.EXTRA_STREAM
 
 _MAX_REPR = 300
 
@@ -68,7 +93,7 @@ class Divergence:
         traceback: the replay's traceback, for ``exception``.
     """
 
-    kind: str
+    kind: DivergenceKind
     execution: str
     function: str
     seq: int
@@ -145,7 +170,7 @@ class ReplayResult:
     function: str
     kind: str
     recorded_status: str
-    outcome: str
+    outcome: Outcome
     items_compared: int = 0
     recorded_items: int = 0
     items_read: int = 0
@@ -331,7 +356,7 @@ class StreamResult:
 
     stream: str
     function: str
-    outcome: str
+    outcome: Outcome
     items_compared: int
     recorded_items: int
     replayed_items: int
@@ -376,7 +401,7 @@ class RunReplayResult:
     """
 
     run: str
-    outcome: str
+    outcome: Outcome
     streams: tuple[StreamResult, ...] = ()
     failures: tuple[RunFailure, ...] = ()
     reason: str | None = None

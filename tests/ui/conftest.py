@@ -106,7 +106,10 @@ def ui(known_log: Path) -> Iterator[UIServer]:
     stop_ui(server)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in the
+# test's thread while it is open, which would break every async test that xdist happens
+# to run after a UI test in the same worker process.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run 'make chromium' (apt-get install chromium)")
