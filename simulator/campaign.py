@@ -329,7 +329,7 @@ def _outcome(result: SimulationResult) -> SeedOutcome:
     return SeedOutcome(
         seed=result.seed,
         ok=result.ok,
-        kind=result.violation.kind if result.violation else None,
+        kind=str(result.violation.kind) if result.violation else None,
         steps=result.steps,
         virtual_time=result.virtual_time,
         wall_time=result.wall_time,

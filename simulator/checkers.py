@@ -20,6 +20,7 @@ they are checked by replaying the final log instead (:func:`replay_violations`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from perper import codec
@@ -27,6 +28,28 @@ from perper.runtime.records import EFFECTS_SUFFIX, FAILED, is_internal_stream
 from perper.store.base import segment_items
 from perper.store.memory import MemoryStore
 from perper.streamref import StreamRef
+
+
+class ViolationKind(StrEnum):
+    """What a checker found (the first word of a violation's report)."""
+
+    OUTPUT_MISMATCH = "output-mismatch"
+    EXTRA_ITEM = "extra-item"
+    MISSING_ITEMS = "missing-items"
+    NOT_SEALED = "not-sealed"
+    UNEXPECTED_STREAM = "unexpected-stream"
+    FENCING = "fencing"
+    LIVENESS = "liveness"
+    RUN_STATUS = "run-status"
+    REPLAY_DIVERGENCE = "replay-divergence"
+    STORE_ERROR_NOT_TOLERATED = "store-error-not-tolerated"
+    WORKER_ERROR = "worker-error"
+    STEP_BUDGET = "step-budget"
+    DEADLOCK = "deadlock"
+    NONDETERMINISM = "nondeterminism"
+    CONFLICT = "conflict"
+    GAP = "gap"
+    EXECUTION_FAILED = "execution-failed"
 
 
 @dataclass(frozen=True)
@@ -45,7 +68,7 @@ class Violation:
         worker: the worker whose action showed it, if any.
     """
 
-    kind: str
+    kind: ViolationKind
     message: str
     stream: str | None = None
     seq: int | None = None
@@ -64,10 +87,14 @@ class Violation:
             lines.append(
                 f"  stream: {self.stream}" + (f", seq {self.seq}" if self.seq is not None else "")
             )
-        if self.kind in ("output-mismatch", "extra-item", "missing-items"):
+        if self.kind in (
+            ViolationKind.OUTPUT_MISMATCH,
+            ViolationKind.EXTRA_ITEM,
+            ViolationKind.MISSING_ITEMS,
+        ):
             lines.append(f"  expected: {_short(self.expected)}")
             lines.append(f"  actual:   {_short(self.actual)}")
-            if self.kind == "output-mismatch":
+            if self.kind == ViolationKind.OUTPUT_MISMATCH:
                 from perper.diff import structural_diff
 
                 diff = structural_diff(self.expected, self.actual)
@@ -82,18 +109,18 @@ def _short(value: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def error_kind(error_text: str) -> str:
+def error_kind(error_text: str) -> ViolationKind:
     """Classify a stored execution error (a traceback) into a violation kind."""
     last = error_summary(error_text)
     for name, kind in (
-        ("NondeterminismError", "nondeterminism"),
-        ("ConflictError", "conflict"),
-        ("GapError", "gap"),
-        ("StoreUnavailableError", "store-error-not-tolerated"),
+        ("NondeterminismError", ViolationKind.NONDETERMINISM),
+        ("ConflictError", ViolationKind.CONFLICT),
+        ("GapError", ViolationKind.GAP),
+        ("StoreUnavailableError", ViolationKind.STORE_ERROR_NOT_TOLERATED),
     ):
         if name in last:
             return kind
-    return "execution-failed"
+    return ViolationKind.EXECUTION_FAILED
 
 
 def error_summary(error_text: str) -> str:
@@ -234,7 +261,7 @@ class OutputChecker:
         expected = self.reference.outputs.get(stream)
         if expected is None:
             return Violation(
-                "unexpected-stream",
+                ViolationKind.UNEXPECTED_STREAM,
                 f"stream {stream!r} is not in {self.reference.label}",
                 stream=stream,
                 seq=seq,
@@ -244,7 +271,7 @@ class OutputChecker:
             position = seq + offset
             if position >= len(expected):
                 return Violation(
-                    "extra-item",
+                    ViolationKind.EXTRA_ITEM,
                     f"{stream!r} got an item at seq {position}, but {self.reference.label} has only "
                     f"{len(expected)} items (a duplicate or an invented item)",
                     stream=stream,
@@ -254,7 +281,7 @@ class OutputChecker:
                 )
             if codec.canonical(item) != expected[position]:
                 return Violation(
-                    "output-mismatch",
+                    ViolationKind.OUTPUT_MISMATCH,
                     f"{stream!r} holds another item at seq {position} than {self.reference.label} "
                     "(lost, duplicated, reordered or changed output)",
                     stream=stream,
@@ -270,11 +297,13 @@ class OutputChecker:
             head = heads.get(stream, 0)
             if stream in ref.tainted:
                 if stream in ref.sealed and stream not in sealed:
-                    return Violation("not-sealed", f"{stream!r} was never finished", stream=stream)
+                    return Violation(
+                        ViolationKind.NOT_SEALED, f"{stream!r} was never finished", stream=stream
+                    )
                 continue
             if head < ref.heads[stream]:
                 return Violation(
-                    "missing-items",
+                    ViolationKind.MISSING_ITEMS,
                     f"{stream!r} ends with {head} items; {ref.label} has {ref.heads[stream]}",
                     stream=stream,
                     seq=head,
@@ -283,14 +312,14 @@ class OutputChecker:
                 )
             if stream in ref.sealed and stream not in sealed:
                 return Violation(
-                    "not-sealed",
+                    ViolationKind.NOT_SEALED,
                     f"{stream!r} has all its items but was never sealed",
                     stream=stream,
                 )
         for stream in sorted(heads):
             if stream not in ref.heads and "#" not in stream:
                 return Violation(
-                    "unexpected-stream",
+                    ViolationKind.UNEXPECTED_STREAM,
                     f"stream {stream!r} is not in {ref.label}",
                     stream=stream,
                 )
@@ -318,7 +347,7 @@ class FencingChecker:
         last = self._landed.get(what)
         if last is not None and epoch < last[0] and last[1] != writer:
             return Violation(
-                "fencing",
+                ViolationKind.FENCING,
                 f"{writer} (lease epoch {epoch} on {execution!r}) wrote {what!r} after {last[1]} "
                 f"(epoch {last[0]}) had: a stale lease holder's write landed (fencing ignored)",
                 stream=what,
@@ -336,13 +365,13 @@ def failed_execution(value: dict[str, Any]) -> Violation | None:
     kind = error_kind(error)
     summary = error_summary(error)
     hint = ""
-    if kind == "nondeterminism":
+    if kind == ViolationKind.NONDETERMINISM:
         hint = (
             "\n  (the function is not a pure function of its inputs, ctx.state and recorded "
             "effects — e.g. it keeps memory in local variables while declaring "
             "recovery='checkpoint')"
         )
-    elif kind == "store-error-not-tolerated":
+    elif kind == ViolationKind.STORE_ERROR_NOT_TOLERATED:
         hint = (
             "\n  (the runtime failed the execution on a transient store error instead of "
             "dropping it and retrying under its lease)"

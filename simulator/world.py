@@ -36,6 +36,7 @@ from simulator.checkers import (
     OutputChecker,
     Reference,
     Violation,
+    ViolationKind,
     error_summary,
     failed_execution,
 )
@@ -421,7 +422,7 @@ class World:
         except StoreUnavailableError as error:
             self.violate(
                 Violation(
-                    "store-error-not-tolerated",
+                    ViolationKind.STORE_ERROR_NOT_TOLERATED,
                     f"worker {runtime.worker_id} died of a transient store error: {error} (the runtime "
                     "does not retry StoreUnavailableError in its worker loop)",
                 ),
@@ -431,7 +432,7 @@ class World:
         except Exception as error:
             self.violate(
                 Violation(
-                    "worker-error",
+                    ViolationKind.WORKER_ERROR,
                     f"worker {runtime.worker_id} died: {type(error).__name__}: {error}",
                 ),
                 worker=runtime.worker_id,
@@ -443,7 +444,8 @@ class World:
             text = error_summary(first.error) if first else "(no failure recorded)"
             self.violate(
                 Violation(
-                    "run-status", f"the run failed: {first.execution if first else '?'}: {text}"
+                    ViolationKind.RUN_STATUS,
+                    f"the run failed: {first.execution if first else '?'}: {text}",
                 ),
                 worker=runtime.worker_id,
             )
@@ -479,7 +481,7 @@ class World:
             )
         self.violate(
             Violation(
-                "liveness",
+                ViolationKind.LIVENESS,
                 f"the run did not finish within {self.liveness_bound:g}s after the faults stopped; "
                 f"unfinished: {'; '.join(unfinished) or 'none'}; waiting: "
                 + "; ".join(
@@ -617,9 +619,9 @@ class World:
             try:
                 self.loop.run_until_complete(self._main())
             except StepBudgetExceeded as error:
-                self.violate(Violation("step-budget", str(error)))
+                self.violate(Violation(ViolationKind.STEP_BUDGET, str(error)))
             except Deadlock as error:
-                self.violate(Violation("deadlock", str(error)))
+                self.violate(Violation(ViolationKind.DEADLOCK, str(error)))
             except SimulationError:
                 if self.violation is None:
                     raise
@@ -674,7 +676,7 @@ class World:
             if status != self.reference.run_status:
                 self.violate(
                     Violation(
-                        "run-status",
+                        ViolationKind.RUN_STATUS,
                         f"the run ended {status!r}; the fault-free run ended "
                         f"{self.reference.run_status!r}",
                     )
@@ -701,7 +703,7 @@ class World:
             if result.execution in self.reference.tainted and not result.ok:
                 self.violate(
                     Violation(
-                        "replay-divergence",
+                        ViolationKind.REPLAY_DIVERGENCE,
                         f"replaying {result.execution!r} over its recorded inputs and effects does "
                         f"not reproduce its output: {result.describe()}",
                         stream=result.execution,

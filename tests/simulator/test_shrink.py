@@ -8,7 +8,7 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 
 from perper.runtime import RuntimeSettings
-from simulator.checkers import Violation
+from simulator.checkers import Violation, ViolationKind
 from simulator.faults import Crash, Fault, Scenario
 from simulator.shrink import shrink
 from simulator.world import SimulationResult
@@ -29,7 +29,7 @@ def crashes(count: int) -> tuple[Fault, ...]:
 
 
 def outcome(failed: bool) -> SimulationResult:
-    violation = Violation("output-mismatch", "planted") if failed else None
+    violation = Violation(ViolationKind.OUTPUT_MISMATCH, "planted") if failed else None
     return SimulationResult(seed=0, scenario=SCENARIO, violation=violation)
 
 
