@@ -20,7 +20,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from perper import codec
@@ -205,7 +205,7 @@ class Runtime:
             if record.status == DONE:
                 return True
         else:
-            record = RunRecord(run, self.app.name, launcher.name, packed)
+            record = RunRecord(run, self.app.name, launcher.name, packed, started=self.clock())
             await store.meta_cas("runs", run, record.to_meta(), version=0)
         for key, meta in await store.meta_scan("executions", prefix=run + "/"):
             if meta.value["status"] == FAILED:
@@ -359,9 +359,7 @@ class Runtime:
             record = RunRecord.from_meta(value)
             if record.status in (status, DESTROYED):  # a destroyed agent stays destroyed
                 return KEEP
-            return RunRecord(
-                record.name, record.app, record.launcher, record.params, status
-            ).to_meta()
+            return replace(record, status=status).to_meta()
 
         await self.store.meta_update("runs", run, update)
 

@@ -79,6 +79,9 @@ class RunRecord:
         launcher: the launcher's name.
         params: the msgpack-encoded launcher parameters.
         status: ``running``, ``done`` or ``failed``.
+        started: when the run was first started, by the runtime's clock (seconds since
+            the epoch; None in records written before perper recorded it). Shown only:
+            nothing the functions compute depends on it.
     """
 
     name: str
@@ -86,6 +89,7 @@ class RunRecord:
     launcher: str
     params: bytes
     status: Status = RUNNING
+    started: float | None = None
 
     def to_meta(self) -> dict[str, Any]:
         meta = asdict(self)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from perper import codec
@@ -42,6 +43,9 @@ class RunSummary:
     executions: int
     items: int
     failures: int
+    started: float | None = None
+    #: ``started`` as UTC text ("" when the record has no start time).
+    started_at: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +202,8 @@ async def _executions(store: LogStore, run: str) -> list[ExecutionRecord]:
 
 
 async def list_runs(store: LogStore) -> list[RunSummary]:
-    """Every run: running ones first, then failed, then done; by name within each.
-
-    Run records carry no start time, so "newest first" is approximated by status.
-    """
+    """Every run, newest first (by the start time in its record); runs recorded before
+    perper kept one come last: running, then failed, then done, by name."""
     runs = [RunRecord.from_meta(meta.value) for _, meta in await store.meta_scan("runs")]
     heads = {
         info.name: info.head for info in await store.streams() if not is_internal_stream(info.name)
@@ -222,10 +224,17 @@ async def list_runs(store: LogStore) -> list[RunSummary]:
                 executions=len(executions),
                 items=items,
                 failures=sum(1 for e in executions if e.status == FAILED),
+                started=run.started,
+                started_at=""
+                if run.started is None
+                else datetime.fromtimestamp(run.started, UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
             )
         )
     rank: dict[str, int] = {RUNNING: 0, FAILED: 1, DONE: 2}
-    return sorted(summaries, key=lambda s: (rank.get(s.status, 3), s.name))
+    return sorted(
+        summaries,
+        key=lambda s: (s.started is None, -(s.started or 0.0), rank.get(s.status, 3), s.name),
+    )
 
 
 async def run_graph(store: LogStore, run: str) -> RunGraph | None:

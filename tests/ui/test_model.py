@@ -48,6 +48,29 @@ def test_list_runs_counts_executions_items_and_failures():
     assert next(iter(on_memory(model.list_runs))).name == "broken"  # failed before done
 
 
+def test_the_runs_page_lists_the_newest_run_first_by_its_recorded_start():
+    async def main() -> list[model.RunSummary]:
+        store = MemoryStore()
+        app = load_app(KNOWN_RUNS[0][1])
+        for started, run in [(100.0, "old"), (300.0, "newest"), (200.0, "middle")]:
+            runtime = perper.Runtime(
+                store, app, clock=lambda t=started: t, entropy=random.Random(1)
+            )
+            await runtime.run(run, KNOWN_RUNS[0][2])
+        await store.meta_cas(  # a record written before runs kept their start: last
+            "runs", "legacy", {**(await store.meta_get("runs", "old")).value, "name": "legacy",
+                               "started": None}, version=0
+        )  # fmt: skip
+        try:
+            return await model.list_runs(store)
+        finally:
+            await store.close()
+
+    runs = off_loop(asyncio.run, main())
+    assert [run.name for run in runs] == ["newest", "middle", "old", "legacy"]
+    assert runs[0].started_at == "1970-01-01 00:05:00 UTC"
+
+
 def test_the_cycle_graph_has_edges_both_ways_between_ping_and_pong():
     graph = on_memory(lambda store: model.run_graph(store, "cycle-10"))
     assert graph is not None
