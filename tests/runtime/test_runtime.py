@@ -228,7 +228,10 @@ async def test_recorded_effects_return_the_recorded_values_on_re_execution(
     first = Runtime(store, effects, clock=lambda: next(ticks), entropy=random.Random(1))
     assert (await first.run("e", {"function": "stamped"})).status == "failed"
     written = await items(store, "e/stamped-0")
-    assert [item["now"] for item in written] == [1000.0, 1001.0, 1002.0, 1003.0]
+    stamps = [item["now"] for item in written]  # the run record's start took one tick
+    assert stamps == [1001.0, 1002.0, 1003.0, 1004.0]
+    run = await store.meta_get("runs", "e")
+    assert run is not None and run.value["started"] == 1000.0
 
     later = itertools.count(5000.0)
     second = Runtime(store, effects, clock=lambda: next(later), entropy=random.Random(2))
