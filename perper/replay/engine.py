@@ -355,7 +355,12 @@ class _Recorded:
         if self._items is None:
             assert self.data is not None
             self._items = decode_segment(
-                self.first, self.count, self.data, stream=self.stream, where=self.where
+                self.first,
+                self.count,
+                self.data,
+                stream=self.stream,
+                where=self.where,
+                checked=True,  # log.segments() verified the checksum
             )
         return self._items
 

@@ -349,7 +349,7 @@ class LogStore(ABC):
             self._compare(stream, seq, items, compared[1], compared[2])
             return
         async for first, count, data in self.segments(stream, seq, end):
-            stored = decode_segment(first, count, data, stream=stream, where=self.url)
+            stored = decode_segment(first, count, data, stream=stream, where=self.url, checked=True)
             self._compared = (stream, first, stored)
             self._compare(stream, seq, items, first, stored)
             position = first + count
@@ -544,8 +544,9 @@ class LogStore(ABC):
     def _decode_slice(
         self, stream: str, first: int, count: int, data: bytes, start: int, stop: int | None
     ) -> tuple[int, list[Any]]:
-        """Decode a segment and cut it to ``[start, stop)``; return its first seq and items."""
-        items = decode_segment(first, count, data, stream=stream, where=self.url)
+        """Decode a segment that :meth:`segments` handed out (its checksum verified) and cut
+        it to ``[start, stop)``; return its first seq and items."""
+        items = decode_segment(first, count, data, stream=stream, where=self.url, checked=True)
         if first < start or (stop is not None and first + count > stop):
             lo = max(start - first, 0)
             hi = count if stop is None else min(stop - first, count)
@@ -695,17 +696,26 @@ def segment_items(data: bytes) -> list[Any]:
 
 
 def decode_segment(
-    first: int, count: int, data: bytes, *, stream: str = "", where: str = ""
+    first: int,
+    count: int,
+    data: bytes,
+    *,
+    stream: str = "",
+    where: str = "",
+    checked: bool = False,
 ) -> list[Any]:
     """Decode a stored segment's items, checking its checksum and that there are as many
     items as its header says.
 
     ``stream`` and ``where`` (the store's URL) only make the error name the place.
+    ``checked``: the data came from :meth:`LogStore.segments`, which has verified its
+    checksum already; skip computing it a second time.
 
     Raises:
         FormatError: the data is not a segment of ``count`` items (a corrupt log).
     """
-    check_segment(first, count, data, stream=stream, where=where)
+    if not checked:
+        check_segment(first, count, data, stream=stream, where=where)
     try:
         items = codec.unpack_segment(data[_CRC.size :])
     except FormatError as error:
