@@ -15,9 +15,16 @@ from perper import codec
 from perper.agents import AgentRef
 from perper.app import App, Kind, StreamFunction
 from perper.diff import structural_diff
-from perper.errors import AgentDestroyedError, ConfigError
+from perper.errors import AgentDestroyedError
 from perper.replay.results import START
-from perper.runtime.calls import DESTROYED, call_id, child_instance, pack_call_params, result_of
+from perper.runtime.calls import (
+    DESTROYED,
+    call_id,
+    called_name,
+    child_instance,
+    pack_call_params,
+    result_of,
+)
 
 if TYPE_CHECKING:
     from perper.replay.host import ReplayHost
@@ -42,9 +49,7 @@ class ReplayCalls:
         kwargs: dict[str, Any],
     ) -> Awaitable[Any]:
         host = self.host
-        function = fn if isinstance(fn, str) else getattr(fn, "name", None)
-        if not isinstance(function, str):
-            raise ConfigError(f"{host.function!r} called {fn!r}: pass an @app.call function")
+        function = called_name(fn, host.function)
         run = host.run if agent is None else agent.instance
         index = self._reserve()
         execution = call_id(run, function, index, host.execution, host.run, host._prefix)

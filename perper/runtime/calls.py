@@ -79,6 +79,20 @@ def state_stream(run: str) -> str:
     return f"{run}/{STATE_STREAM}"
 
 
+def called_name(fn: StreamFunction | str, caller: str) -> str:
+    """The name of the function ``caller`` asks to call: ``fn`` itself or its ``.name``.
+
+    Raises:
+        ConfigError: ``fn`` is neither a name nor a registered function.
+    """
+    function = fn if isinstance(fn, str) else getattr(fn, "name", None)
+    if not isinstance(function, str):
+        raise ConfigError(
+            f"{caller!r} called {fn!r}: pass a function decorated with @app.call or its name"
+        )
+    return function
+
+
 def call_id(
     target_run: str, function: str, index: int, caller: str, caller_run: str, caller_prefix: str
 ) -> str:
@@ -424,12 +438,7 @@ class ExecutionCalls:
             raise ConfigError(f"{agent!r} is not a perper.AgentRef")
         app = x.worker.app if agent is None else self.support.app_named(agent.app)
         target_run = x.run if agent is None else agent.instance
-        function = fn if isinstance(fn, str) else getattr(fn, "name", None)
-        if not isinstance(function, str):
-            raise ConfigError(
-                f"{x.function!r} called {fn!r}: pass a function decorated with @app.call "
-                "or its name"
-            )
+        function = called_name(fn, x.function)
         target: StreamFunction | None = None
         if app is not None:
             target = app.function(function)
