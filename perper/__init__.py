@@ -25,6 +25,7 @@ from perper.errors import (
     SealedError,
     StoreError,
     StoreUnavailableError,
+    TrimmedError,
 )
 from perper.ingest import Producer
 from perper.runtime import RunResult, Runtime
@@ -61,6 +62,7 @@ __all__ = [
     "StoreUnavailableError",
     "StreamFunction",
     "StreamRef",
+    "TrimmedError",
     "call",
     "load_app",
     "open_store",

@@ -14,6 +14,8 @@ from typing import Any, overload
 from perper.errors import ConfigError
 
 RECOVERY_MODES = ("replay", "checkpoint")
+#: ``@app.stream(retention=...)``: keep every item, or delete what every reader passed.
+RETENTION_MODES = ("keep", "ephemeral")
 
 
 class Kind(StrEnum):
@@ -40,6 +42,8 @@ class StreamFunction:
             ``"checkpoint"`` (resume from the last checkpoint; all memory in ctx.state).
         checkpoint_every: checkpoint after this many output items (None: the run's default).
         checkpoint_interval: checkpoint after this many seconds of loop time (None: default).
+        retention: ``"keep"`` (every item stays, the default) or ``"ephemeral"`` (segments
+            every registered reader has durably passed are deleted; docs/retention.md).
     """
 
     app: App
@@ -49,6 +53,7 @@ class StreamFunction:
     recovery: str = "replay"
     checkpoint_every: int | None = None
     checkpoint_interval: float | None = None
+    retention: str = "keep"
     signature: inspect.Signature = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +90,34 @@ class StreamFunction:
             raise ConfigError(f"cannot start {self.name}{self.signature}: {error}") from error
         bound.apply_defaults()
         return dict(bound.arguments)
+
+
+def check_retention(retention: str) -> None:
+    """Refuse a ``retention=`` that is not one of :data:`RETENTION_MODES`."""
+    if retention not in RETENTION_MODES:
+        raise ConfigError(
+            f"retention={retention!r} is not a retention mode; use one of {RETENTION_MODES} "
+            '("ephemeral" deletes what every reader has passed)'
+        )
+
+
+def _retained(
+    registered: StreamFunction | Callable[[Callable[..., Any]], StreamFunction], retention: str
+) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
+    """Set ``retention`` on a registered function, or on what a decorator registers."""
+    if retention == "keep":
+        return registered
+    if isinstance(registered, StreamFunction):
+        object.__setattr__(registered, "retention", retention)
+        return registered
+    decorate = registered
+
+    def apply(function: Callable[..., Any]) -> StreamFunction:
+        result = decorate(function)
+        object.__setattr__(result, "retention", retention)
+        return result
+
+    return apply
 
 
 class App:
@@ -189,6 +222,7 @@ class App:
         recovery: str = "replay",
         checkpoint_every: int | None = None,
         checkpoint_interval: float | None = None,
+        retention: str = "keep",
     ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
 
     def stream(
@@ -200,16 +234,20 @@ class App:
         recovery: str = "replay",
         checkpoint_every: int | None = None,
         checkpoint_interval: float | None = None,
+        retention: str = "keep",
     ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
         """Register an async generator; each ``yield`` appends one item to its stream.
 
         Use bare (``@app.stream``) or with options (``@app.stream(recovery="checkpoint")``);
         either way the result is a :class:`StreamFunction`, so an app passes
-        ``mypy --strict``.
+        ``mypy --strict``. ``retention="ephemeral"`` deletes what every reader has passed
+        (docs/retention.md).
         """
-        return self._register(
+        check_retention(retention)
+        registered = self._register(
             fn, Kind.STREAM, name, recovery, checkpoint_every, checkpoint_interval
         )
+        return _retained(registered, retention)
 
     @overload
     def action(self, fn: Callable[..., Any], /) -> StreamFunction: ...

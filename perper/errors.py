@@ -97,6 +97,30 @@ class TooLargeError(StoreError):
         )
 
 
+class TrimmedError(StoreError):
+    """A read asked for items of an ephemeral stream that were deleted once every reader
+    had passed them (``@app.stream(retention="ephemeral")``, docs/retention.md)."""
+
+    def __init__(self, stream: str, position: int, first: int, where: str = "") -> None:
+        self.stream = stream
+        self.position = position
+        self.first = first
+        place = f"{where}: " if where else ""
+        super().__init__(
+            f"{place}stream {stream!r} was trimmed: seq {position} is gone, its first stored "
+            f"seq is {first} (an ephemeral stream keeps only what some reader still needs); "
+            f"read from seq {first} on, or recompute the stream from its inputs"
+        )
+
+
+class StreamDestroyedError(StoreError):
+    """A stream was deleted (``ctx.destroy``, ``perper streams rm``) while it was used."""
+
+    def __init__(self, stream: str, what: str) -> None:
+        self.stream = stream
+        super().__init__(f"stream {stream!r} was destroyed; refusing to {what}")
+
+
 class StoreClosedError(StoreError):
     """A call on a store after its ``close()``: open a new store instead."""
 

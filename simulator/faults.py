@@ -566,5 +566,30 @@ class FaultyStore(LogStore):
             return result
         return await self._backing.meta_scan(table, prefix=prefix)
 
+    # Retention (docs/retention.md): trims and deletes are writes like any other.
+
+    async def first_seq(self, stream: str) -> int:
+        if self.faulty:
+            await self._gate("first_seq")
+            result = await self._backing.first_seq(stream)
+            await self._after("first_seq")
+            return result
+        return await self._backing.first_seq(stream)
+
+    async def trim(self, stream: str, before_seq: int) -> int:
+        if self.faulty:
+            await self._gate("trim", write=True)
+        result = await self._backing.trim(stream, before_seq)
+        if self.faulty:
+            await self._after("trim", write=True)
+        return result
+
+    async def delete_stream(self, stream: str) -> None:
+        if self.faulty:
+            await self._gate("delete_stream", write=True)
+        await self._backing.delete_stream(stream)
+        if self.faulty:
+            await self._after("delete_stream", write=True)
+
     async def close(self) -> None:
         return None  # the shared store outlives every worker

@@ -48,6 +48,7 @@ from perper.errors import (
 from perper.runtime.calls import CALL_KINDS, CallSupport, ExecutionCalls, run_call
 from perper.runtime.ids import DONE, EFFECTS_SUFFIX, FAILED, Status, child_stream
 from perper.runtime.records import ExecutionRecord
+from perper.runtime.retention import Retention
 from perper.runtime.settings import Boundary, PlantedBug, RuntimeHooks, RuntimeSettings
 from perper.store.base import LogStore
 from perper.streamref import StreamRef
@@ -157,6 +158,7 @@ class Execution:
         self._returned = False  # the function has returned (its final checkpoint says so)
         self._checkpoint_timer: asyncio.TimerHandle | None = None
         self._caller: ExecutionCalls | None = None
+        self._retention: Retention | None = None
         bugs = self.hooks.planted_bugs
         self._append_without_compare = PlantedBug.APPEND_WITHOUT_COMPARE in bugs
         self._checkpoint_before_flush = PlantedBug.CHECKPOINT_BEFORE_FLUSH in bugs
@@ -208,6 +210,7 @@ class Execution:
                 await self.store.seal(record.id, epoch=self.epoch)
                 self._at(Boundary.SEALED, self._out_seq)
             await self._set_status(DONE)
+            await self._trim_inputs([slot.stream for slot in self._slots])
         except asyncio.CancelledError:
             error = self._timed_flush_error
             if error is None:
@@ -522,6 +525,16 @@ class Execution:
         if early:
             await self.flush()
         self._arm_checkpoint_timer()
+        await self._trim_inputs([slot.stream for slot in slots])
+
+    async def _trim_inputs(self, streams: list[str]) -> None:
+        """Once a checkpoint or the end made this reader's progress durable, delete what
+        every reader of its ephemeral inputs has passed (perper/runtime/retention.py)."""
+        if not streams:
+            return
+        if self._retention is None:
+            self._retention = Retention(self.store, self.worker.app)
+        await self._retention.trim_passed(streams)
 
     async def _set_status(self, status: Status, error: str | None = None) -> None:
 

@@ -49,6 +49,7 @@ from perper.errors import (
     StoreClosedError,
     StoreError,
     TooLargeError,
+    TrimmedError,
 )
 
 __all__ = [
@@ -224,6 +225,8 @@ class LogStore(ABC):
             async for first, count, data in self.scan_segments(stream, expected, stop):
                 end = first + count
                 if first > expected:
+                    if not yielded:
+                        await self._raise_if_trimmed(stream, expected)
                     raise FormatError(
                         f"{self.url}: stream {stream!r} is missing the items at seq "
                         f"{expected}..{first - 1} (the next stored segment starts at seq "
@@ -243,6 +246,8 @@ class LogStore(ABC):
             if promised is not None:
                 if expected >= promised:
                     return
+                if not yielded:
+                    await self._raise_if_trimmed(stream, expected)
                 raise FormatError(
                     f"{self.url}: stream {stream!r} has head {head} but its stored items end "
                     f"at seq {expected} (seq {expected}..{promised - 1} are missing): the log "
@@ -348,11 +353,21 @@ class LogStore(ABC):
         ):
             self._compare(stream, seq, items, compared[1], compared[2])
             return
-        async for first, count, data in self.segments(stream, seq, end):
-            stored = decode_segment(first, count, data, stream=stream, where=self.url, checked=True)
-            self._compared = (stream, first, stored)
-            self._compare(stream, seq, items, first, stored)
-            position = first + count
+        try:
+            async for first, count, data in self.segments(stream, seq, end):
+                stored = decode_segment(
+                    first, count, data, stream=stream, where=self.url, checked=True
+                )
+                self._compared = (stream, first, stored)
+                self._compare(stream, seq, items, first, stored)
+                position = first + count
+        except TrimmedError as trimmed:
+            # A recovering writer of an ephemeral stream re-yields items every reader has
+            # passed and the store deleted: there is nothing left to compare them with.
+            if trimmed.first < end:
+                lo = trimmed.first - seq
+                await self._check_overlap(stream, trimmed.first, items[lo:])
+            return
         if position < end:
             raise StoreError(f"stream {stream!r} is missing stored items near seq {position}")
 
@@ -449,6 +464,43 @@ class LogStore(ABC):
                 waiters.remove(future)
                 if not waiters:
                     del self._waiters[stream]
+
+    # ---------------------------------------------------------------- retention
+    # Ephemeral streams (docs/retention.md): the runtime deletes the segments every reader
+    # has durably passed. A store records the first seq it still holds before (or
+    # atomically with) deleting, so a crash midway leaves a readable stream, and a read
+    # below it is told apart from a corrupt log.
+
+    async def first_seq(self, stream: str) -> int:
+        """Return the first seq :meth:`trim` kept in ``stream`` (0: nothing trimmed).
+
+        Reads below it raise :class:`~perper.errors.TrimmedError`.
+        """
+        return 0
+
+    async def trim(self, stream: str, before_seq: int) -> int:
+        """Delete the stored segments of ``stream`` that end at or below ``before_seq``
+        (whole segments only, oldest first); return the first seq still stored.
+
+        The head, the seal and the idempotency keys stay; what is deleted reads as
+        :class:`~perper.errors.TrimmedError` from then on. Trimming below the current
+        first seq does nothing.
+        """
+        raise StoreError(
+            f"{self.url or type(self).__name__} cannot trim streams; use a memory://, "
+            'sqlite:// or ignite:// store for retention="ephemeral"'
+        )
+
+    async def delete_stream(self, stream: str) -> None:
+        """Delete ``stream`` entirely (items, seal, epoch, keys); afterwards it reads as a
+        stream never written. Its metadata (executions, checkpoints) is the caller's."""
+        raise StoreError(f"{self.url or type(self).__name__} cannot delete streams")
+
+    async def _raise_if_trimmed(self, stream: str, position: int) -> None:
+        """Raise :class:`~perper.errors.TrimmedError` if ``position`` was trimmed."""
+        first = await self.first_seq(stream)
+        if position < first:
+            raise TrimmedError(stream, position, first, self.url)
 
     # ------------------------------------------------------------ keyed appends
 

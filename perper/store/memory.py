@@ -12,9 +12,10 @@ from perper.store.base import LogStore, Meta, StreamInfo, check_table
 
 
 class _Stream:
-    __slots__ = ("data", "epoch", "firsts", "head", "sealed")
+    __slots__ = ("data", "epoch", "first", "firsts", "head", "sealed")
 
     def __init__(self) -> None:
+        self.first = 0  # the first seq trim kept
         self.firsts: list[int] = []
         self.data: list[tuple[int, bytes]] = []
         self.head = 0
@@ -60,6 +61,9 @@ class MemoryStore(LogStore):
             if first + count > start:
                 yield first, count, data
             index += 1
+            if index < len(s.firsts) and s.firsts[index] != first + count:
+                # A trim deleted segments while we yielded: find the next one by its seq.
+                index = bisect.bisect_left(s.firsts, first + count)
 
     async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
@@ -139,6 +143,37 @@ class MemoryStore(LogStore):
         for offset, key in enumerate(keys):
             if key is not None:
                 stored[key] = seq + offset
+
+    # ---------------------------------------------------------------- retention
+
+    async def first_seq(self, stream: str) -> int:
+        self._check_open()
+        s = self._streams.get(stream)
+        return 0 if s is None else s.first
+
+    async def trim(self, stream: str, before_seq: int) -> int:
+        self._check_open()
+        s = self._streams.get(stream)
+        if s is None:
+            return 0
+        drop = 0
+        while drop < len(s.firsts) and s.firsts[drop] + s.data[drop][0] <= before_seq:
+            drop += 1
+        if drop:
+            last = drop - 1
+            s.first = max(s.first, s.firsts[last] + s.data[last][0])
+            del s.firsts[:drop], s.data[:drop]
+            if self._compared is not None and self._compared[0] == stream:
+                self._compared = None
+        return s.first
+
+    async def delete_stream(self, stream: str) -> None:
+        self._check_open()
+        self._streams.pop(stream, None)
+        self._keys.pop(stream, None)
+        if self._compared is not None and self._compared[0] == stream:
+            self._compared = None
+        self.notify(stream)
 
     async def close(self) -> None:
         self._closed = True

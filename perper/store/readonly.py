@@ -86,6 +86,18 @@ class ReadOnlyStore(LogStore):
         self._check_open()
         return await self.inner.meta_scan(table, prefix=prefix)
 
+    async def first_seq(self, stream: str) -> int:
+        self._check_open()
+        return await self.inner.first_seq(stream)
+
+    async def trim(self, stream: str, before_seq: int) -> int:
+        self._check_open()
+        raise self._refuse(f"trim {stream!r}")
+
+    async def delete_stream(self, stream: str) -> None:
+        self._check_open()
+        raise self._refuse(f"delete {stream!r}")
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True

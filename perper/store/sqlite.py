@@ -89,6 +89,13 @@ _KEYS_SCHEMA = (
     "PRIMARY KEY (stream_id, first_seq))"
 )
 
+#: The first seq each trimmed stream still holds (retention="ephemeral"). Created by the
+#: first trim, like segment_keys; a file without it has trimmed nothing.
+_TRIMS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS stream_trims (stream_id INTEGER PRIMARY KEY REFERENCES "
+    "streams(id), first_seq INTEGER NOT NULL)"
+)
+
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _FAR = 2**62
 
@@ -485,6 +492,93 @@ class SQLiteStore(LogStore):
                 index.through = head + len(fresh)
             self.notify(stream)
         return seqs
+
+    # ---------------------------------------------------------------- retention
+    # One transaction records the new first seq and deletes the segments below it, so a
+    # crash leaves either the old stream or the trimmed one.
+
+    def _has_trims(self, db: sqlite3.Connection) -> bool:
+        query = "SELECT count(*) FROM sqlite_master WHERE name = 'stream_trims'"
+        return bool(db.execute(query).fetchone()[0] == 1)
+
+    async def first_seq(self, stream: str) -> int:
+        with self._translate() as db:
+            if not self._has_trims(db):
+                return 0
+            row = db.execute(
+                "SELECT t.first_seq FROM stream_trims t JOIN streams s ON s.id = t.stream_id "
+                "WHERE s.name = ?",
+                (stream,),
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def trim(self, stream: str, before_seq: int) -> int:
+        if self.read_only:
+            raise StoreError(f"{self.url} is open read-only; refusing to trim {stream!r}")
+        with self._translate() as db:
+            db.execute(_TRIMS_SCHEMA)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT id FROM streams WHERE name = ?", (stream,)).fetchone()
+                if row is None:
+                    db.execute("ROLLBACK")
+                    return 0
+                stream_id = row[0]
+                found = db.execute(
+                    "SELECT first_seq FROM stream_trims WHERE stream_id = ?", (stream_id,)
+                ).fetchone()
+                first = 0 if found is None else int(found[0])
+                end = db.execute(
+                    "SELECT max(first_seq + count) FROM segments WHERE stream_id = ? "
+                    "AND first_seq + count <= ?",
+                    (stream_id, before_seq),
+                ).fetchone()[0]
+                if end is None or end <= first:
+                    db.execute("ROLLBACK")
+                    return first
+                db.execute(
+                    "INSERT INTO stream_trims (stream_id, first_seq) VALUES (?, ?) "
+                    "ON CONFLICT (stream_id) DO UPDATE SET first_seq = excluded.first_seq",
+                    (stream_id, end),
+                )
+                db.execute(
+                    "DELETE FROM segments WHERE stream_id = ? AND first_seq < ?",
+                    (stream_id, end),
+                )
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+        if self._compared is not None and self._compared[0] == stream:
+            self._compared = None
+        return int(end)
+
+    async def delete_stream(self, stream: str) -> None:
+        if self.read_only:
+            raise StoreError(f"{self.url} is open read-only; refusing to delete {stream!r}")
+        with self._translate() as db:
+            has_keys = self._keys_table(db, create=False)
+            has_trims = self._has_trims(db)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT id FROM streams WHERE name = ?", (stream,)).fetchone()
+                if row is not None:
+                    stream_id = row[0]
+                    db.execute("DELETE FROM segments WHERE stream_id = ?", (stream_id,))
+                    if has_keys:
+                        db.execute("DELETE FROM segment_keys WHERE stream_id = ?", (stream_id,))
+                    if has_trims:
+                        db.execute("DELETE FROM stream_trims WHERE stream_id = ?", (stream_id,))
+                    db.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+        self._ids.pop(stream, None)
+        self._key_index.pop(stream, None)
+        if self._compared is not None and self._compared[0] == stream:
+            self._compared = None
+        self.notify(stream)
 
     async def close(self) -> None:
         self._closed = True

@@ -1,0 +1,131 @@
+"""Ephemeral streams: deleting the segments every reader of a stream has durably passed.
+
+No separate service: after a reader's checkpoint is written, and when a reader finishes,
+its execution calls :meth:`Retention.trim_passed` for the streams it reads. The rule
+(docs/retention.md) is the minimum, over every registered reader of the stream (the
+executions of its run whose parameters hold a :class:`~perper.StreamRef` to it), of what
+that reader can still need:
+
+* done, cancelled or destroyed: nothing (it never runs again);
+* ``recovery="checkpoint"``: the position its last checkpoint records for its open read of
+  the stream (its whole stream if that checkpoint was taken after the function returned;
+  from seq 0 if no checkpoint records a read of it yet);
+* ``recovery="replay"`` (or a function this app does not know): everything, until it is
+  done, since recovery re-reads its inputs from the start.
+
+A stream no execution reads yet is not trimmed at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from perper import codec
+from perper.app import App
+from perper.runtime.ids import Status
+from perper.runtime.records import ExecutionRecord
+from perper.store.base import LogStore
+from perper.streamref import StreamRef
+
+__all__ = ["Retention", "referenced_streams", "stream_readers"]
+
+log = logging.getLogger("perper.runtime")
+
+#: Statuses after which an execution never reads again.
+_FINISHED = frozenset({Status.DONE, Status.CANCELLED, Status.DESTROYED})
+_ALL = 1 << 62
+
+
+def referenced_streams(value: Any, found: set[str] | None = None) -> set[str]:
+    """The names of every :class:`StreamRef` inside ``value`` (decoded parameters)."""
+    found = set() if found is None else found
+    if isinstance(value, StreamRef):
+        found.add(value.stream)
+    elif isinstance(value, dict):
+        for item in value.values():
+            referenced_streams(item, found)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            referenced_streams(item, found)
+    return found
+
+
+async def stream_readers(store: LogStore, stream: str) -> list[ExecutionRecord]:
+    """The executions whose parameters refer to ``stream`` (its registered readers), among
+    the executions of the run that writes it."""
+    writer = await store.meta_get("executions", stream)
+    run = ExecutionRecord.from_meta(writer.value).run if writer is not None else ""
+    prefix = f"{run}/" if run else ""
+    readers = []
+    for key, meta in await store.meta_scan("executions", prefix=prefix):
+        if key == stream:
+            continue
+        record = ExecutionRecord.from_meta(meta.value)
+        if stream in referenced_streams(codec.unpack(record.params)):
+            readers.append(record)
+    return readers
+
+
+class Retention:
+    """Trims the ephemeral streams one execution reads, for the app it runs in."""
+
+    def __init__(self, store: LogStore, app: App) -> None:
+        self.store = store
+        self.app = app
+        self._ephemeral: dict[str, bool] = {}  # stream -> its writer is ephemeral
+
+    async def is_ephemeral(self, stream: str) -> bool:
+        """Whether ``stream`` is the output of a ``retention="ephemeral"`` function."""
+        known = self._ephemeral.get(stream)
+        if known is None:
+            entry = await self.store.meta_get("executions", stream)
+            known = False
+            if entry is not None:
+                fn = self.app.functions.get(ExecutionRecord.from_meta(entry.value).function)
+                known = fn is not None and fn.retention == "ephemeral"
+            self._ephemeral[stream] = known
+        return known
+
+    async def needed_from(self, stream: str) -> int | None:
+        """The first seq of ``stream`` some registered reader may still read (a large
+        number if none needs any), or None when no reader is registered yet."""
+        readers = await stream_readers(self.store, stream)
+        if not readers:
+            return None
+        needed = _ALL
+        for reader in readers:
+            needed = min(needed, await self._reader_needs(reader, stream))
+            if needed == 0:
+                break
+        return needed
+
+    async def _reader_needs(self, reader: ExecutionRecord, stream: str) -> int:
+        if reader.status in _FINISHED:
+            return _ALL
+        fn = self.app.functions.get(reader.function)
+        if fn is None or fn.recovery != "checkpoint":
+            return 0  # recovery re-reads from the start until it is done
+        entry = await self.store.meta_get("checkpoints", reader.id)
+        if entry is None:
+            return 0
+        checkpoint = entry.value
+        if checkpoint.get("returned"):
+            return _ALL
+        reads = [slot for slot in checkpoint["positions"] if slot[0] == stream]
+        if not reads:
+            return 0  # it has not opened its read of the stream yet
+        open_reads = [slot[1] for slot in reads if len(slot) < 4 or slot[3] is None]
+        return min(open_reads) if open_reads else _ALL
+
+    async def trim_passed(self, streams: list[str]) -> None:
+        """Trim each ephemeral stream of ``streams`` below what every reader passed."""
+        for stream in dict.fromkeys(streams):
+            if not await self.is_ephemeral(stream):
+                continue
+            needed = await self.needed_from(stream)
+            if needed is None or needed <= 0:
+                continue
+            head = await self.store.head(stream)
+            first = await self.store.trim(stream, min(needed, head))
+            log.debug("trimmed %s below seq %d", stream, first)
