@@ -45,6 +45,8 @@ class ExecutionHost(Protocol):
 
     def caller(self) -> Caller: ...
 
+    async def destroy(self, stream: str) -> None: ...
+
 
 class Context:
     """The handle a function uses to read streams, start others and record effects.
@@ -169,6 +171,22 @@ class Context:
         """
         ref = self._host.reserve_call(fn)
         return await self._host.start_reserved(ref, fn, args, kwargs)
+
+    async def destroy(self, ref: StreamRef) -> None:
+        """Cancel the execution writing ``ref`` and delete the stream from the store.
+
+        Idempotent (a recovered caller destroys nothing twice). Readers of a destroyed
+        stream wait on a stream that is gone: destroy a stream once they are done.
+
+        Raises:
+            ConfigError: ``ref`` is not a :class:`StreamRef`.
+        """
+        if not isinstance(ref, StreamRef):
+            raise ConfigError(
+                f"ctx.destroy({ref!r}) in {self.function!r}: pass the StreamRef that "
+                "ctx.start returned"
+            )
+        await self._host.destroy(ref.stream)
 
     def declare(self, fn: StreamFunction) -> tuple[StreamRef, Callable[..., Awaitable[StreamRef]]]:
         """Reserve the output stream of ``fn`` before starting it, for cyclic graphs.

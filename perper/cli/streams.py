@@ -12,6 +12,7 @@ from rich.table import Table
 from perper import codec
 from perper.cli.common import handle_errors, run_async, store_option, with_store
 from perper.errors import ConfigError
+from perper.runtime.destroy import destroy_stream
 from perper.runtime.listing import StreamRow, list_streams
 from perper.store import LogStore
 
@@ -25,9 +26,9 @@ def streams_group() -> None:
 
 def streams_table(rows: list[StreamRow]) -> Table:
     """The rich table of ``perper streams ls`` and the end of ``perper run``."""
-    table = Table("name", "function", "items", "status")
+    table = Table("name", "function", "items", "first", "status")
     for row in rows:
-        table.add_row(row.name, row.function, str(row.items), row.status)
+        table.add_row(row.name, row.function, str(row.items), str(row.first), row.status)
     return table
 
 
@@ -37,7 +38,10 @@ def streams_table(rows: list[StreamRow]) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
 @handle_errors
 def streams_ls(store_url: str | None, run_name: str | None, as_json: bool) -> None:
-    """One row per stream: name, function, items, status."""
+    """One row per stream: name, function, items, first stored seq, status.
+
+    The first stored seq is 0 unless an ephemeral stream was trimmed below it.
+    """
 
     async def body(store: LogStore) -> list[StreamRow]:
         return await list_streams(store, run=run_name)
@@ -47,7 +51,13 @@ def streams_ls(store_url: str | None, run_name: str | None, as_json: bool) -> No
         click.echo(
             json.dumps(
                 [
-                    {"name": r.name, "function": r.function, "items": r.items, "status": r.status}
+                    {
+                        "name": r.name,
+                        "function": r.function,
+                        "items": r.items,
+                        "first": r.first,
+                        "status": r.status,
+                    }
                     for r in rows
                 ],
                 indent=2,
@@ -84,3 +94,21 @@ def streams_cat(name: str, store_url: str | None, start: int, limit: int | None)
         out.flush()
 
     run_async(with_store(store_url, body))
+
+
+@streams_group.command("rm")
+@click.argument("name")
+@store_option
+@click.option("--force", is_flag=True, help="Delete it even if a running execution still reads it.")
+@handle_errors
+def streams_rm(name: str, store_url: str | None, force: bool) -> None:
+    """Delete stream NAME: cancel the execution writing it, then delete its items.
+
+    Refused while a running execution reads it, unless --force.
+    """
+
+    async def body(store: LogStore) -> None:
+        await destroy_stream(store, name, force=force)
+
+    run_async(with_store(store_url, body))
+    click.echo(f"deleted stream {name!r}")

@@ -213,6 +213,9 @@ class ReplayHost:
                 f"input {stream!r} ends at seq {position} in the log without being finished"
             )
 
+    async def destroy(self, stream: str) -> None:
+        """``ctx.destroy`` in a replay: the recording holds what it did; nothing to do."""
+
     def reserve_call(self, fn: StreamFunction) -> StreamRef:
         index = self._calls
         ref = StreamRef(child_stream(self.app, self.function, fn, self._prefix, index))

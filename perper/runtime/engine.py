@@ -296,7 +296,7 @@ class Runtime:
                 if run == only_run:
                     return RunResult(run, FAILED, failures=failures), True
                 continue
-            if (records and all(r.status == DONE for r in records)) or (
+            if (records and all(r.status in (DONE, Status.CANCELLED) for r in records)) or (
                 entry is not None and entry.value["status"] == DONE
             ):
                 await self._set_run_status(run, DONE)
@@ -311,6 +311,14 @@ class Runtime:
                 ):
                     progressed = True
         return None, progressed
+
+    async def stop_execution(self, execution: str) -> None:
+        """Cancel the task running ``execution`` here, if any, and wait for it to end
+        (its record says cancelled: ``ctx.destroy``)."""
+        running = self._tasks.get(execution)
+        if running is not None and running[0] is not asyncio.current_task():
+            running[0].cancel()
+            await asyncio.gather(running[0], return_exceptions=True)
 
     async def _cancel_run(self, run: str) -> None:
         doomed = [task for key, (task, _) in self._tasks.items() if key.startswith(run + "/")]

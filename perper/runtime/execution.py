@@ -38,6 +38,7 @@ from perper.batch import Batch
 from perper.context import Context
 from perper.diff import structural_diff
 from perper.errors import (
+    ConfigError,
     ConflictError,
     EncodeError,
     FencedError,
@@ -46,11 +47,12 @@ from perper.errors import (
     StoreUnavailableError,
 )
 from perper.runtime.calls import CALL_KINDS, CallSupport, ExecutionCalls, run_call
+from perper.runtime.destroy import cancel_writer, destroy_stream
 from perper.runtime.ids import DONE, EFFECTS_SUFFIX, FAILED, Status, child_stream
 from perper.runtime.records import ExecutionRecord
 from perper.runtime.retention import Retention
 from perper.runtime.settings import Boundary, PlantedBug, RuntimeHooks, RuntimeSettings
-from perper.store.base import LogStore
+from perper.store.base import KEEP, LogStore
 from perper.streamref import StreamRef
 
 log = logging.getLogger("perper.runtime")
@@ -75,6 +77,8 @@ class Worker(Protocol):
     ) -> ExecutionRecord: ...
 
     def wake_up(self) -> None: ...
+
+    async def stop_execution(self, execution: str) -> None: ...
 
 
 #: Where an execution stands: [output items yielded, effects used, ctx.start calls made].
@@ -230,6 +234,9 @@ class Execution:
             # let the worker report it; the execution stays running for after a repair.
             raise
         except Exception as error:
+            if await self._destroyed():
+                log.info("execution %s stopped: its stream was destroyed", record.id)
+                return
             if not isinstance(error, (NondeterminismError, EncodeError, FencedError)):
                 # What the function yielded before it raised is output like any other.
                 with contextlib.suppress(Exception):
@@ -239,6 +246,13 @@ class Execution:
             for timer in (self._timer, self._checkpoint_timer):
                 if timer is not None:
                     timer.cancel()
+
+    async def _destroyed(self) -> bool:
+        """Whether this execution was cancelled (its stream destroyed) while it ran."""
+        with contextlib.suppress(Exception):
+            entry = await self.store.meta_get("executions", self.execution)
+            return entry is not None and entry.value["status"] == str(Status.CANCELLED)
+        return False
 
     def _at(self, boundary: Boundary, count: int) -> None:
         hook = self.hooks.on_boundary
@@ -540,6 +554,8 @@ class Execution:
 
         def update(value: Any) -> Any:
             current = ExecutionRecord.from_meta(value) if value is not None else self.record
+            if current.status == Status.CANCELLED:
+                return KEEP  # destroyed (ctx.destroy, perper streams rm) while it ran
             return current.with_status(status, error).to_meta()
 
         stored = await self.store.meta_update("executions", self.execution, update)
@@ -749,6 +765,14 @@ class Execution:
     async def _stop(self, slot: ReadSlot) -> None:
         await self.checkpoint(slot)
         raise Stopped()
+
+    async def destroy(self, stream: str) -> None:
+        """Cancel the writer of ``stream`` and delete it (``ctx.destroy``); idempotent, so
+        a re-run of this function destroys nothing twice."""
+        await cancel_writer(self.store, stream)
+        await self.worker.stop_execution(stream)
+        with contextlib.suppress(ConfigError):
+            await destroy_stream(self.store, stream, force=True)
 
     def reserve_call(self, fn: StreamFunction) -> StreamRef:
         stream = child_stream(self.worker.app, self.function, fn, self._prefix, self._calls)

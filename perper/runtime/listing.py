@@ -22,13 +22,15 @@ class StreamRow:
     """One stream as listed: its name, writing function, item count and status.
 
     ``status`` is the writing execution's (running, done, failed), or for a stream no
-    execution writes, ``sealed`` or ``open``.
+    execution writes, ``sealed`` or ``open``. ``first`` is the first seq still stored (above
+    0 once an ephemeral stream was trimmed, docs/retention.md).
     """
 
     name: str
     function: str
     items: int
     status: Status | StreamState
+    first: int = 0
 
 
 async def list_streams(store: LogStore, *, run: str | None = None) -> list[StreamRow]:
@@ -48,8 +50,9 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
         info = infos.get(name)
         execution = executions.get(name)
         items = info.head if info else 0
+        first = await store.first_seq(name) if info else 0
         if execution is not None:
-            rows.append(StreamRow(name, execution.function, items, execution.status))
+            rows.append(StreamRow(name, execution.function, items, execution.status, first))
         else:
             rows.append(
                 StreamRow(
@@ -57,6 +60,7 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
                     "",
                     items,
                     StreamState.SEALED if info and info.sealed else StreamState.OPEN,
+                    first,
                 )
             )
     return rows

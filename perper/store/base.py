@@ -226,7 +226,7 @@ class LogStore(ABC):
                 end = first + count
                 if first > expected:
                     if not yielded:
-                        await self._raise_if_trimmed(stream, expected)
+                        await self.check_untrimmed(stream, expected)
                     raise FormatError(
                         f"{self.url}: stream {stream!r} is missing the items at seq "
                         f"{expected}..{first - 1} (the next stored segment starts at seq "
@@ -247,7 +247,7 @@ class LogStore(ABC):
                 if expected >= promised:
                     return
                 if not yielded:
-                    await self._raise_if_trimmed(stream, expected)
+                    await self.check_untrimmed(stream, expected)
                 raise FormatError(
                     f"{self.url}: stream {stream!r} has head {head} but its stored items end "
                     f"at seq {expected} (seq {expected}..{promised - 1} are missing): the log "
@@ -496,8 +496,10 @@ class LogStore(ABC):
         stream never written. Its metadata (executions, checkpoints) is the caller's."""
         raise StoreError(f"{self.url or type(self).__name__} cannot delete streams")
 
-    async def _raise_if_trimmed(self, stream: str, position: int) -> None:
-        """Raise :class:`~perper.errors.TrimmedError` if ``position`` was trimmed."""
+    async def check_untrimmed(self, stream: str, position: int) -> None:
+        """Raise :class:`~perper.errors.TrimmedError` if ``stream`` no longer holds seq
+        ``position`` (a trim deleted it); tools that must copy or replay a stream whole call
+        it before they write anything."""
         first = await self.first_seq(stream)
         if position < first:
             raise TrimmedError(stream, position, first, self.url)

@@ -95,6 +95,9 @@ async def write_flat_tables(
             f"--flat needs sqlite-utils: pip install 'perper[export]' ({error})"
         ) from error
     infos = await selected_streams(store, run=run, streams=streams)
+    for info in infos:
+        if info.head:
+            await store.check_untrimmed(info.name, 0)  # no table with items missing
     db = sqlite_utils.Database(path)
     names = []
     try:

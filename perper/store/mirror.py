@@ -135,6 +135,10 @@ class _Mirror:
                     f"{info.head} in {self.src.url}: the destination is not a copy of this "
                     "source; export into a new file"
                 )
+            if head < info.head:
+                # An ephemeral stream trimmed below what the copy needs: refuse before
+                # writing anything rather than make a copy with items missing.
+                await self.src.check_untrimmed(info.name, head)
             todo.append((info, head))
         total = sum(info.head - head for info, head in todo)
         copied = segments = sealed = 0
