@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from perper import codec
+from perper.errors import SimulationError
 from perper.runtime.records import EFFECTS_SUFFIX, FAILED, is_internal_stream
 from perper.store.base import segment_items
 from perper.store.memory import MemoryStore
@@ -164,7 +165,15 @@ class Reference:
     label: str = "the fault-free run"
 
     @classmethod
-    async def from_store(cls, store: MemoryStore, run: str) -> Reference:
+    async def from_store(
+        cls,
+        store: MemoryStore,
+        run: str,
+        *,
+        trimmed: dict[str, list[tuple[int, int, bytes]]] | None = None,
+    ) -> Reference:
+        """The reference of ``run`` in ``store``; ``trimmed`` holds the segments trims
+        deleted from ephemeral streams during the run (``World.trimmed``)."""
         ref = cls()
         # The run and the agent instances it started ({run}.{app}-{i}, named below it).
         runs = [run] + [
@@ -228,7 +237,19 @@ class Reference:
                 ref.sealed.add(info.name)
             if info.name in tainted:
                 continue
-            items = [item async for _, item in store.read(info.name)]
+            first = await store.first_seq(info.name)
+            items: list[Any] = []
+            if first:
+                gone = sorted((trimmed or {}).get(info.name, []))
+                for seq, count, data in gone:
+                    items.extend(segment_items(data)[max(len(items) - seq, 0) : count])
+                if len(items) < first:
+                    raise SimulationError(
+                        f"stream {info.name!r} was trimmed below seq {first} but the "
+                        f"simulator kept only {len(items)} of those items"
+                    )
+                items = items[:first]
+            items += [item async for _, item in store.read(info.name, first)]
             ref.items[info.name] = items
             ref.outputs[info.name] = [codec.canonical(item) for item in items]
         entry = await store.meta_get("runs", run)

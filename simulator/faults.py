@@ -579,7 +579,14 @@ class FaultyStore(LogStore):
     async def trim(self, stream: str, before_seq: int) -> int:
         if self.faulty:
             await self._gate("trim", write=True)
+        first = await self._backing.first_seq(stream)
+        doomed = [
+            segment
+            async for segment in self._backing.scan_segments(stream, first, before_seq)
+            if segment[0] + segment[1] <= before_seq
+        ]
         result = await self._backing.trim(stream, before_seq)
+        self._world.trimmed.setdefault(stream, []).extend(s for s in doomed if s[0] < result)
         if self.faulty:
             await self._after("trim", write=True)
         return result

@@ -220,6 +220,8 @@ class World:
             f"perper-simulator/{scenario.seed}/schedule", step_budget=step_budget, trace=trace
         )
         self.store = MemoryStore("memory://simulated")
+        #: Segments trims deleted (ephemeral streams), so the reference keeps every item.
+        self.trimmed: dict[str, list[tuple[int, int, bytes]]] = {}
         self.slots = [_Slot(i) for i in range(scenario.workers)]
         self.outputs = OutputChecker(reference) if reference is not None else None
         self.fencing = FencingChecker()
@@ -776,7 +778,7 @@ def reference_run(
         )
     loop = SimulatedLoop(0)
     try:
-        ref = loop.run_until_complete(Reference.from_store(world.store, RUN))
+        ref = loop.run_until_complete(Reference.from_store(world.store, RUN, trimmed=world.trimmed))
     finally:
         loop.close()
     ref.steps, ref.virtual_time = result.steps, result.virtual_time

@@ -45,6 +45,7 @@ from perper.errors import (
     FormatError,
     NondeterminismError,
     StoreUnavailableError,
+    TrimmedError,
 )
 from perper.runtime.calls import CALL_KINDS, CallSupport, ExecutionCalls, run_call
 from perper.runtime.destroy import cancel_writer, destroy_stream
@@ -237,6 +238,11 @@ class Execution:
             if await self._destroyed():
                 log.info("execution %s stopped: its stream was destroyed", record.id)
                 return
+            if isinstance(error, TrimmedError) and await self._superseded():
+                # A newer owner read on and checkpointed past where this one reads, and a
+                # trim followed: this owner lost its lease; it stops as if fenced.
+                log.warning("execution %s stopped: %s", record.id, error)
+                raise Stopped() from error
             if not isinstance(error, (NondeterminismError, EncodeError, FencedError)):
                 # What the function yielded before it raised is output like any other.
                 with contextlib.suppress(Exception):
@@ -246,6 +252,13 @@ class Execution:
             for timer in (self._timer, self._checkpoint_timer):
                 if timer is not None:
                     timer.cancel()
+
+    async def _superseded(self) -> bool:
+        """Whether a newer lease epoch than this execution's was given out."""
+        with contextlib.suppress(Exception):
+            entry = await self.store.meta_get("leases", self.execution)
+            return entry is not None and int(entry.value["epoch"]) > self.epoch
+        return False
 
     async def _destroyed(self) -> bool:
         """Whether this execution was cancelled (its stream destroyed) while it ran."""

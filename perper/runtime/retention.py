@@ -13,7 +13,9 @@ that reader can still need:
 * ``recovery="replay"`` (or a function this app does not know): everything, until it is
   done, since recovery re-reads its inputs from the start.
 
-A stream no execution reads yet is not trimmed at all.
+Readers are registered when they are started, so nothing is trimmed while more may come:
+neither a stream no execution reads yet, nor one whose starter (the execution that called
+``ctx.start`` for its writer, usually the launcher) is still running.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class Retention:
         self.store = store
         self.app = app
         self._ephemeral: dict[str, bool] = {}  # stream -> its writer is ephemeral
+        self._started_all: set[str] = set()  # streams whose starter has finished
 
     async def is_ephemeral(self, stream: str) -> bool:
         """Whether ``stream`` is the output of a ``retention="ephemeral"`` function."""
@@ -87,9 +90,28 @@ class Retention:
             self._ephemeral[stream] = known
         return known
 
+    async def _starter_done(self, stream: str) -> bool:
+        """Whether the execution that started ``stream``'s writer is finished, so that it
+        can start no more readers of it (it holds the ref that ``ctx.start`` returned)."""
+        if stream in self._started_all:
+            return True
+        entry = await self.store.meta_get("executions", stream)
+        if entry is None:
+            return False
+        parent = ExecutionRecord.from_meta(entry.value).parent
+        if parent is not None:
+            starter = await self.store.meta_get("executions", parent)
+            if starter is None or Status(starter.value["status"]) not in _FINISHED:
+                return False
+        self._started_all.add(stream)
+        return True
+
     async def needed_from(self, stream: str) -> int | None:
         """The first seq of ``stream`` some registered reader may still read (a large
-        number if none needs any), or None when no reader is registered yet."""
+        number if none needs any), or None while more readers may register: none is
+        registered yet, or the execution that started the stream is still running."""
+        if not await self._starter_done(stream):
+            return None
         readers = await stream_readers(self.store, stream)
         if not readers:
             return None

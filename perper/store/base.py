@@ -225,8 +225,9 @@ class LogStore(ABC):
             async for first, count, data in self.scan_segments(stream, expected, stop):
                 end = first + count
                 if first > expected:
-                    if not yielded:
-                        await self.check_untrimmed(stream, expected)
+                    # A trim may also delete what this scan was about to read (a reader
+                    # behind what every registered reader passed: a superseded owner).
+                    await self.check_untrimmed(stream, expected)
                     raise FormatError(
                         f"{self.url}: stream {stream!r} is missing the items at seq "
                         f"{expected}..{first - 1} (the next stored segment starts at seq "
@@ -246,8 +247,7 @@ class LogStore(ABC):
             if promised is not None:
                 if expected >= promised:
                     return
-                if not yielded:
-                    await self.check_untrimmed(stream, expected)
+                await self.check_untrimmed(stream, expected)
                 raise FormatError(
                     f"{self.url}: stream {stream!r} has head {head} but its stored items end "
                     f"at seq {expected} (seq {expected}..{promised - 1} are missing): the log "

@@ -60,10 +60,8 @@ class MemoryStore(LogStore):
             count, data = s.data[index]
             if first + count > start:
                 yield first, count, data
-            index += 1
-            if index < len(s.firsts) and s.firsts[index] != first + count:
-                # A trim deleted segments while we yielded: find the next one by its seq.
-                index = bisect.bisect_left(s.firsts, first + count)
+            # By seq, not by index: a trim may delete segments while we yield.
+            index = bisect.bisect_left(s.firsts, first + count, lo=0)
 
     async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int

@@ -114,6 +114,7 @@ class _Mirror:
     src: LogStore
     dest: LogStore
     selection: _Selection
+    skip_trimmed: bool = False
     heads: dict[str, int] = field(default_factory=dict)
     sealed: set[str] = field(default_factory=set)
     meta: dict[tuple[str, str], Any] = field(default_factory=dict)
@@ -138,6 +139,8 @@ class _Mirror:
             if head < info.head:
                 # An ephemeral stream trimmed below what the copy needs: refuse before
                 # writing anything rather than make a copy with items missing.
+                if self.skip_trimmed and await self.src.first_seq(info.name) > head:
+                    continue
                 await self.src.check_untrimmed(info.name, head)
             todo.append((info, head))
         total = sum(info.head - head for info, head in todo)
@@ -231,6 +234,7 @@ async def copy_store(
     run: str | None = None,
     streams: str | None = None,
     progress: Progress | None = None,
+    skip_trimmed: bool = False,
 ) -> CopyStats:
     """Copy the selected streams and metadata of ``src`` into ``dest``; return what it did.
 
@@ -243,11 +247,17 @@ async def copy_store(
         streams: only streams whose name matches this :mod:`fnmatch` glob (with their
             ``#effects`` streams, and the metadata of the matching executions).
         progress: called with ``(items copied, items to copy)`` as the copy advances.
+        skip_trimmed: leave out the streams a trim deleted items of (ephemeral streams),
+            instead of refusing the copy.
 
     Raises:
         StoreError: a destination stream holds more items than its source (not a copy).
+        TrimmedError: a selected stream was trimmed below what the copy needs (unless
+            ``skip_trimmed``); nothing was written.
     """
-    return await _Mirror(src, dest, _Selection(run, streams)).copy(progress)
+    return await _Mirror(src, dest, _Selection(run, streams), skip_trimmed=skip_trimmed).copy(
+        progress
+    )
 
 
 async def follow(
