@@ -1,0 +1,69 @@
+"""The command line over a run with trimmed streams: listed, never silently half-copied."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+APP = str(Path(__file__).resolve().parents[1] / "simulator" / "apps" / "ephemeral.py")
+
+
+def perper(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "perper.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ephemeral")
+    done = perper("run", APP, "--store", "sqlite:///log.db", "--run", "r", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def test_streams_ls_shows_the_first_stored_seq_of_trimmed_streams(ran: Path) -> None:
+    listed = perper("streams", "ls", "--store", "sqlite:///log.db", "--json", cwd=ran)
+    assert listed.returncode == 0, listed.stderr
+    firsts = {row["name"]: row["first"] for row in json.loads(listed.stdout)}
+    assert firsts == {
+        "r/numbers-0": 40,
+        "r/doubled-1": 40,
+        "r/total-2": 0,
+        "r/tripled-3": 40,
+        "r/total-4": 0,
+    }
+
+
+def test_export_of_a_trimmed_run_exits_2_naming_the_stream_and_writes_nothing(ran: Path) -> None:
+    exported = perper("export", "sqlite:///log.db", "out.db", "--run", "r", cwd=ran)
+    assert exported.returncode == 2
+    assert "was trimmed" in exported.stderr and "'r/doubled-1'" in exported.stderr
+    assert not (ran / "out.db").exists()
+
+
+def test_export_of_the_kept_streams_alone_works(ran: Path) -> None:
+    exported = perper(
+        "export", "sqlite:///log.db", "kept.db", "--run", "r", "--streams", "r/total-*", cwd=ran
+    )
+    assert exported.returncode == 0, exported.stderr
+
+
+def test_replay_of_a_trimmed_run_exits_2_naming_the_stream(ran: Path) -> None:
+    replayed = perper("replay", "log.db", APP, cwd=ran)
+    assert replayed.returncode == 2
+    assert "was trimmed" in replayed.stderr and "r/numbers-0" in replayed.stderr
+
+
+def test_cat_of_a_trimmed_position_exits_2_and_says_where_the_stream_starts(ran: Path) -> None:
+    cat = perper("streams", "cat", "r/numbers-0", "--store", "sqlite:///log.db", cwd=ran)
+    assert cat.returncode == 2
+    assert "first stored seq is 40" in cat.stderr
