@@ -237,6 +237,11 @@ class Connector:
     async def put(self, cache: str, key: str, value: bytes, what: str) -> None:
         await self.request(what, lambda c: c.cache(cache).put(key, value))
 
+    async def remove_keys(self, cache: str, keys: list[str], what: str) -> None:
+        """Delete ``keys`` (absent ones are fine: deleting is idempotent)."""
+        if keys:
+            await self.request(what, lambda c: c.cache(cache).remove_keys(keys))
+
     async def put_if_absent(self, cache: str, key: str, value: bytes, what: str) -> bool:
         """True if ``value`` is now stored at ``key`` because of us (or an equal write)."""
         return await self.conditional(

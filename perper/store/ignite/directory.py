@@ -68,6 +68,24 @@ class Directory:
             if await self.io.replace(META_CACHE, key, raw, codec.pack(listed), what):
                 return
 
+    async def unindex(self, area: str, name: str) -> None:
+        """Take ``name`` out of the directory of ``area`` (a deleted stream). Idempotent;
+        its group stays listed (an empty group lists nothing)."""
+        key = self.layout.directory(area, group_of(name), shard_of(name))
+        what = f"unlisting {name!r}"
+        self.indexed.discard((area, name))
+        while True:
+            raw = await self.io.get(META_CACHE, key, what)
+            if raw is None:
+                return
+            listed = members(key, raw)
+            at = bisect.bisect_left(listed, name)
+            if at == len(listed) or listed[at] != name:
+                return
+            del listed[at]
+            if await self.io.replace(META_CACHE, key, raw, codec.pack(listed), what):
+                return
+
     async def listed(self, area: str, prefix: str, what: str) -> list[str]:
         """The names in the directory of ``area`` that start with ``prefix``, sorted."""
         if "/" in prefix:

@@ -5,7 +5,7 @@ segment data (:func:`~perper.store.base.encode_segment`: a CRC-32, then the msgp
 layout 4; layout 3 had no checksum); a **keyed** segment (kind 3, written by
 :class:`perper.Producer`) holds its items' idempotency keys between the two: ``uint32
 length | msgpack array of keys (nil for an item without one)``, so the keys commit with
-the items in one ``put_if_absent``. Hints ``{ns}|h|{stream}``, metadata ``{ns}|m|{table}|{key}``,
+the items in one ``put_if_absent``. Hints ``{ns}|h|{stream}``, trim records ``{ns}|t|{stream}`` (ephemeral streams), metadata ``{ns}|m|{table}|{key}``,
 directory buckets ``{ns}|d|{area}|{group}|{shard}``, group lists ``{ns}|g|{area}`` and the
 format record ``{ns}|format``. Stream names and keys are escaped (``%`` ``|`` NUL).
 """
@@ -47,6 +47,9 @@ KIND_KEYED = 3
 KEYS_LENGTH = struct.Struct(">I")
 HINT = struct.Struct(">qqq")  # segment count, head, epoch of the last segment
 VERSION = struct.Struct(">q")
+#: A trimmed stream's first kept segment: its number, first seq, and the lease epoch of the
+#: last deleted segment (the stream's epoch if nothing is kept after it).
+TRIM = struct.Struct(">qqq")
 
 #: The directory area of stream names (metadata tables are the others).
 STREAMS_AREA = "streams"
@@ -65,6 +68,7 @@ class Layout:
         self._meta_prefix = f"{namespace}|m|"
         self._directory_prefix = f"{namespace}|d|"
         self._groups_prefix = f"{namespace}|g|"
+        self._trim_prefix = f"{namespace}|t|"
 
     def segment(self, stream: str, n: int) -> str:
         return f"{self._segment_prefix}{escape(stream)}|{n}"
@@ -80,6 +84,10 @@ class Layout:
 
     def hint(self, stream: str) -> str:
         return self._hint_prefix + escape(stream)
+
+    def trim(self, stream: str) -> str:
+        """The trim record of an ephemeral stream: :data:`TRIM` (docs/retention.md)."""
+        return self._trim_prefix + escape(stream)
 
 
 def escape(text: str) -> str:

@@ -44,6 +44,7 @@ from perper.store.ignite.layout import (
     NAMESPACE_CHARS,
     SEGMENTS_CACHE,
     STREAMS_AREA,
+    TRIM,
     VERSION,
     Layout,
     entry_keys,
@@ -77,6 +78,9 @@ class _Stream:
     sealed: bool = False
     seal_epoch: int = 0
     registered: bool = False
+    #: The first kept segment of a trimmed stream (ephemeral): its number and first seq.
+    floor_n: int = 0
+    floor_seq: int = 0
     starts: list[int] = field(default_factory=lambda: [0])
     numbers: list[int] = field(default_factory=lambda: [0])
 
@@ -133,6 +137,11 @@ class _SegmentCache:
         self.limit = limit
         self.size = 0
         self.entries: OrderedDict[str, bytes] = OrderedDict()
+
+    def drop(self, key: str) -> None:
+        value = self.entries.pop(key, None)
+        if value is not None:
+            self.size -= len(value)
 
     def get(self, key: str) -> bytes | None:
         value = self.entries.get(key)
@@ -288,6 +297,8 @@ class IgniteStore(LogStore):
                 if value is None:
                     if any(later in found for later in keys[i + 1 :]):
                         value = await self.io.get(SEGMENTS_CACHE, key, what)  # raced a writer?
+                        if value is None and await self._refresh_floor(stream, state, base + i + 1):
+                            break  # trimmed by another process: probe on from the floor
                         if value is None:
                             raise FormatError(
                                 f"{self.url}: segment {base + i} of stream {stream!r} (from "
@@ -325,12 +336,16 @@ class IgniteStore(LogStore):
         self._check_open()
         state = self._stream(stream)
         if not state.registered:
-            hint = await self.io.get(
-                SEGMENTS_CACHE, self.layout.hint(stream), f"looking up {stream!r}"
+            hint_key, trim_key = self.layout.hint(stream), self.layout.trim(stream)
+            found = await self.io.get_all(
+                SEGMENTS_CACHE, [hint_key, trim_key], f"looking up {stream!r}"
             )
+            hint = found.get(hint_key)
             if hint is None:
                 return StreamInfo(stream, 0, False)
             state.learn_end(*HINT.unpack(hint))
+            if trim_key in found:
+                self._learn_floor(state, found[trim_key])
         await self._probe(stream, state)
         if state.sealed:
             return StreamInfo(stream, state.head, True, state.seal_epoch)
@@ -350,6 +365,8 @@ class IgniteStore(LogStore):
         if stop is not None and stop <= start:
             return
         state = self._stream(stream)
+        if start < state.floor_seq:
+            return  # trimmed: segments() raises TrimmedError
         n = await self._locate(stream, state, start)
         if n is None:
             return
@@ -391,7 +408,7 @@ class IgniteStore(LogStore):
 
         (With ``start == 0`` segment 0, which may not exist: the caller then finds nothing.)
         """
-        if start == 0:
+        if start == 0 and state.floor_seq == 0:
             return 0
         if start >= state.head:
             await self.info(stream)
@@ -410,6 +427,10 @@ class IgniteStore(LogStore):
             )
             for n, key in zip(probes, keys, strict=True):
                 value = found.get(key)
+                if value is None and await self._refresh_floor(stream, state, n + 1):
+                    if start < state.floor_seq:
+                        return None  # trimmed meanwhile: segments() raises TrimmedError
+                    break  # bisect again above the floor
                 if value is None:
                     raise FormatError(
                         f"{self.url}: segment {n} of stream {stream!r} (near seq {start}) is "
@@ -712,6 +733,92 @@ class IgniteStore(LogStore):
             await asyncio.wait(hints, timeout=self.io.timeout)
         self._closed = True
         await self.io.close()
+
+    # ---------------------------------------------------------------- retention
+    # The trim record {ns}|t|{stream} (layout.TRIM) names the first kept segment. A trim
+    # writes it first (compare-and-set, only upwards), then deletes the segments below:
+    # a crash in between leaves segments nobody reads (below the floor), never a gap.
+
+    def _learn_floor(self, state: _Stream, raw: Any) -> None:
+        if type(raw) is not bytes or len(raw) != TRIM.size:
+            raise FormatError(
+                f"{self.url}: a trim record is not perper's: the namespace is corrupt"
+            )
+        n, seq, epoch = TRIM.unpack(raw)
+        if seq > state.floor_seq:
+            state.floor_n, state.floor_seq = n, seq
+            state.learn_end(n, seq, epoch)
+
+    async def _refresh_floor(self, stream: str, state: _Stream, above: int = 0) -> bool:
+        """Re-read the stream's trim record; True if its floor is now above segment
+        ``above - 1`` (so a missing segment below ``above`` was trimmed, not lost)."""
+        raw = await self.io.get(SEGMENTS_CACHE, self.layout.trim(stream), f"reading {stream!r}")
+        if raw is not None:
+            self._learn_floor(state, raw)
+        return raw is not None and state.floor_n >= above
+
+    async def first_seq(self, stream: str) -> int:
+        self._check_open()
+        state = self._stream(stream)
+        await self._refresh_floor(stream, state)
+        return state.floor_seq
+
+    async def trim(self, stream: str, before_seq: int) -> int:
+        self._check_open()
+        state = self._stream(stream)
+        await self.info(stream)
+        await self._refresh_floor(stream, state)
+        floor_n, floor_seq = state.floor_n, state.floor_seq
+        if before_seq <= floor_seq:
+            return floor_seq
+        keys: list[str] = []
+        end, epoch = floor_seq, 0
+        async for kind, first, count, key, value in self._scan_entries(stream, floor_seq, None):
+            if kind == KIND_SEAL or first + count > before_seq:
+                break
+            keys.append(key)
+            end, epoch = first + count, parse_header(key, value)[3]
+        if not keys:
+            return floor_seq
+        record = TRIM.pack(floor_n + len(keys), end, epoch)
+        trim_key = self.layout.trim(stream)
+        what = f"trimming {stream!r}"
+        while True:
+            raw = await self.io.get(SEGMENTS_CACHE, trim_key, what)
+            if raw is not None and TRIM.unpack(raw)[1] >= end:
+                break  # another trim went as far already
+            if raw is None:
+                done = await self.io.put_if_absent(SEGMENTS_CACHE, trim_key, record, what)
+            else:
+                done = await self.io.replace(SEGMENTS_CACHE, trim_key, raw, record, what)
+            if done:
+                break
+        for i in range(0, len(keys), 1024):
+            await self.io.remove_keys(SEGMENTS_CACHE, keys[i : i + 1024], what)
+        for key in keys:
+            self._cache.drop(key)
+        await self._refresh_floor(stream, state)
+        return state.floor_seq
+
+    async def delete_stream(self, stream: str) -> None:
+        self._check_open()
+        state = self._stream(stream)
+        info = await self.info(stream)
+        what = f"deleting {stream!r}"
+        await self.directory.unindex(STREAMS_AREA, stream)
+        keys = [self.layout.segment(stream, n) for n in range(state.n + (1 if info.sealed else 0))]
+        for i in range(0, len(keys), 1024):
+            await self.io.remove_keys(SEGMENTS_CACHE, keys[i : i + 1024], what)
+        await self.io.remove_keys(
+            SEGMENTS_CACHE, [self.layout.hint(stream), self.layout.trim(stream)], what
+        )
+        for key in keys:
+            self._cache.drop(key)
+        self._streams.pop(stream, None)
+        self._key_index.pop(stream, None)
+        if self._compared is not None and self._compared[0] == stream:
+            self._compared = None
+        self.notify(stream)
 
     # ------------------------------------------------------------------ helpers
 
