@@ -401,7 +401,8 @@ async def test_listings_read_their_namespaces_directory_not_the_whole_cluster(no
         assert [s.name for s in await store.streams()] == ["r1/a"]
         assert fetched and all(key.startswith(store.namespace + "|") for key in fetched)
         # our runs' buckets and entries (and a hint), however big the neighbour grows
-        assert len(fetched) <= 4 * DIRECTORY_SHARDS + 5  # + the probe of r1/a's end
+        # + the probe of r1/a's end (with its trim record, docs/retention.md)
+        assert len(fetched) <= 4 * DIRECTORY_SHARDS + 6
 
 
 @pytest.mark.ignite

@@ -291,7 +291,14 @@ class IgniteStore(LogStore):
             base = state.n  # other tasks may advance state.n while we wait for the answer
             keys = [self.layout.segment(stream, base + i) for i in range(window + 1)]
             what = f"reading the end of {stream!r}"
-            found = await self.io.get_all(SEGMENTS_CACHE, keys, what)
+            # The trim record rides along in the same request: another process may have
+            # trimmed past what this one knows (then the segments at base are gone).
+            trim_key = self.layout.trim(stream)
+            found = await self.io.get_all(SEGMENTS_CACHE, [*keys, trim_key], what)
+            trim = found.pop(trim_key, None)
+            if trim is not None and self._parse_trim(trim)[0] > base:
+                self._learn_floor(state, trim)
+                continue
             for i, key in enumerate(keys[:-1]):  # the last key only looks ahead
                 value = found.get(key)
                 if value is None:
@@ -739,12 +746,16 @@ class IgniteStore(LogStore):
     # writes it first (compare-and-set, only upwards), then deletes the segments below:
     # a crash in between leaves segments nobody reads (below the floor), never a gap.
 
-    def _learn_floor(self, state: _Stream, raw: Any) -> None:
+    def _parse_trim(self, raw: Any) -> tuple[int, int, int]:
         if type(raw) is not bytes or len(raw) != TRIM.size:
             raise FormatError(
                 f"{self.url}: a trim record is not perper's: the namespace is corrupt"
             )
         n, seq, epoch = TRIM.unpack(raw)
+        return n, seq, epoch
+
+    def _learn_floor(self, state: _Stream, raw: Any) -> None:
+        n, seq, epoch = self._parse_trim(raw)
         if seq > state.floor_seq:
             state.floor_n, state.floor_seq = n, seq
             state.learn_end(n, seq, epoch)
@@ -785,7 +796,7 @@ class IgniteStore(LogStore):
         what = f"trimming {stream!r}"
         while True:
             raw = await self.io.get(SEGMENTS_CACHE, trim_key, what)
-            if raw is not None and TRIM.unpack(raw)[1] >= end:
+            if raw is not None and self._parse_trim(raw)[1] >= end:
                 break  # another trim went as far already
             if raw is None:
                 done = await self.io.put_if_absent(SEGMENTS_CACHE, trim_key, record, what)
