@@ -55,6 +55,7 @@ bench: $(STAMP)  ## every benchmark, each beside its baseline
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/recovery.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/retention.py
 	$(BIN)/python bench/ignite.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/simulator.py
