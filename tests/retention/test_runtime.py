@@ -40,6 +40,16 @@ class Watched:
     def note(self) -> None:
         self.most = max(self.most, self.stored())
 
+    async def write_segment(
+        self, stream: str, seq: int, count: int, data: bytes, epoch: int
+    ) -> None:
+        await super().write_segment(stream, seq, count, data, epoch)  # type: ignore[misc]
+        self.note()
+
+    async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
+        self.crash_now(table)
+        return await super().meta_cas(table, key, value, version=version)  # type: ignore[misc,no-any-return]
+
     def crash_now(self, table: str) -> None:
         if table == "checkpoints" and self.crash_at_checkpoint is not None:
             self._checkpoints += 1
@@ -53,30 +63,10 @@ class WatchedMemory(Watched, MemoryStore):
     def stored(self) -> int:
         return sum(count for s in self._streams.values() for count, _ in s.data)
 
-    async def write_segment(
-        self, stream: str, seq: int, count: int, data: bytes, epoch: int
-    ) -> None:
-        await super().write_segment(stream, seq, count, data, epoch)
-        self.note()
-
-    async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
-        self.crash_now(table)
-        return await super().meta_cas(table, key, value, version=version)
-
 
 class WatchedSQLite(Watched, SQLiteStore):
     def stored(self) -> int:
         return int(self._db.execute("SELECT coalesce(sum(count), 0) FROM segments").fetchone()[0])
-
-    async def write_segment(
-        self, stream: str, seq: int, count: int, data: bytes, epoch: int
-    ) -> None:
-        await super().write_segment(stream, seq, count, data, epoch)
-        self.note()
-
-    async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
-        self.crash_now(table)
-        return await super().meta_cas(table, key, value, version=version)
 
 
 def watched(kind: str, tmp_path: Path) -> WatchedMemory | WatchedSQLite:
