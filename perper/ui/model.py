@@ -435,7 +435,8 @@ async def stream_page(
 ) -> StreamPage:
     """Items ``start`` to ``start + limit`` of ``stream`` (limit capped at 1,000)."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
-    start = max(0, start)
+    # A trimmed (ephemeral) stream pages from its first stored seq, which the page shows.
+    start = max(0, start, await store.first_seq(stream))
     info = await store.info(stream)
     writer_entry = await store.meta_get("executions", stream)
     writer = ExecutionRecord.from_meta(writer_entry.value) if writer_entry else None
