@@ -124,6 +124,7 @@ class SQLiteStore(LogStore):
         self.read_only = read_only
         self._ids: dict[str, int] = {}
         self._has_keys = False
+        self._trims_made = False  # this connection created (or saw) stream_trims
         self._key_index: dict[str, KeyIndex] = {}
         self._db = self._open()
         # One row holds one segment: SQLite's largest value, less room for the checksum
@@ -516,7 +517,9 @@ class SQLiteStore(LogStore):
         if self.read_only:
             raise StoreError(f"{self.url} is open read-only; refusing to trim {stream!r}")
         with self._translate() as db:
-            db.execute(_TRIMS_SCHEMA)
+            if not self._trims_made:
+                db.execute(_TRIMS_SCHEMA)
+                self._trims_made = True
             db.execute("BEGIN IMMEDIATE")
             try:
                 row = db.execute("SELECT id FROM streams WHERE name = ?", (stream,)).fetchone()
