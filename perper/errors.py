@@ -113,14 +113,6 @@ class TrimmedError(StoreError):
         )
 
 
-class StreamDestroyedError(StoreError):
-    """A stream was deleted (``ctx.destroy``, ``perper streams rm``) while it was used."""
-
-    def __init__(self, stream: str, what: str) -> None:
-        self.stream = stream
-        super().__init__(f"stream {stream!r} was destroyed; refusing to {what}")
-
-
 class StoreClosedError(StoreError):
     """A call on a store after its ``close()``: open a new store instead."""
 
