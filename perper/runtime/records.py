@@ -57,9 +57,17 @@ class ExecutionRecord:
     error: str | None = None
 
     def to_meta(self) -> dict[str, Any]:
-        meta = asdict(self)
-        meta["status"] = str(self.status)
-        return meta
+        # Not dataclasses.asdict: it deep-copies every field, and calls write one per call.
+        return {
+            "id": self.id,
+            "run": self.run,
+            "function": self.function,
+            "kind": self.kind,
+            "params": self.params,
+            "parent": self.parent,
+            "status": str(self.status),
+            "error": self.error,
+        }
 
     @classmethod
     def from_meta(cls, value: dict[str, Any]) -> ExecutionRecord:
