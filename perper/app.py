@@ -50,6 +50,7 @@ class StreamFunction:
     checkpoint_every: int | None = None
     checkpoint_interval: float | None = None
     signature: inspect.Signature = field(init=False, repr=False)
+    _plain: tuple[tuple[str, ...], dict[str, Any]] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         signature = inspect.signature(self.fn)
@@ -69,6 +70,20 @@ class StreamFunction:
                     "named parameters so runs can be recorded and replayed"
                 )
         object.__setattr__(self, "signature", signature.replace(parameters=parameters[1:]))
+        # What bind() needs to bind plain named parameters without inspect (calls bind
+        # their arguments twice each): names in order and defaults; None if any is
+        # positional-only or keyword-only (then inspect binds).
+        plain = all(p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters[1:])
+        object.__setattr__(
+            self,
+            "_plain",
+            (
+                tuple(p.name for p in parameters[1:]),
+                {p.name: p.default for p in parameters[1:] if p.default is not p.empty},
+            )
+            if plain
+            else None,
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -79,6 +94,20 @@ class StreamFunction:
         Raises:
             ConfigError: the arguments do not fit the signature.
         """
+        plain = self._plain
+        if plain is not None:
+            names, defaults = plain
+            if len(args) <= len(names):
+                fast = dict(zip(names, args, strict=False))
+                if all(name in names and name not in fast for name in kwargs):
+                    fast.update(kwargs)
+                    if len(fast) < len(names):
+                        for name in names:
+                            if name not in fast and name in defaults:
+                                fast[name] = defaults[name]
+                    if len(fast) == len(names):
+                        return {name: fast[name] for name in names}
+            # Else an error: inspect words it.
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as error:

@@ -162,6 +162,15 @@ async def set_running_unless_over(store: LogStore, run: str) -> str | None:
     return None if entry is None else str(entry.value["status"])
 
 
+async def stored_outcome(store: LogStore, execution: str) -> tuple[bool, Any]:
+    """``(True, outcome)`` if call ``execution`` has stored its outcome, else ``(False,
+    None)``."""
+    found, outcome = False, None
+    async for _, item in store.read(execution, 0, 1):  # runs to its end: stop is 1
+        found, outcome = True, item
+    return found, outcome
+
+
 async def await_outcome(
     store: LogStore,
     execution: str,
@@ -184,7 +193,8 @@ async def await_outcome(
     deadline = None if timeout is None else loop.time() + timeout
     delay = 0.05
     while True:
-        async for _, outcome in store.read(execution, 0, 1):
+        found, outcome = await stored_outcome(store, execution)
+        if found:
             return result_of(outcome, function, execution)
         wait = delay
         if deadline is not None:
@@ -481,7 +491,8 @@ class ExecutionCalls:
                 raise AgentDestroyedError(run, function)
         if recorded is not None and recorded.value["status"] == DONE:
             # A re-run caller: the stored outcome is the result (a sealed, done call).
-            async for _, outcome in store.read(execution, 0, 1):
+            found, outcome = await stored_outcome(store, execution)
+            if found:
                 return result_of(outcome, function, execution)
         if target is not None and recorded is None:
             return await self._inline(execution, run, target, params)
@@ -514,16 +525,18 @@ class ExecutionCalls:
         record = ExecutionRecord(execution, run, target.name, str(Kind.CALL), params, x.execution)
         callee = Execution(runtime, record, x.epoch)
         callee._task = x._task
-        callee._recorded_effects = [
-            effect async for _, effect in store.read(callee._effects_stream)
-        ]
+        if (await store.info(callee._effects_stream)).head:
+            # An earlier run of this call (its caller crashed since) recorded effects.
+            callee._recorded_effects = [
+                effect async for _, effect in store.read(callee._effects_stream)
+            ]
         blocked = x.blocked
         x.blocked = True
         host = current_host()
         try:
             ctx = Context(callee, logging.getLogger(f"{target.app.name}.{target.name}"))
             try:
-                outcome = await _inline_outcome(target, ctx, codec.unpack(params))
+                outcome = await call_outcome(target, ctx, codec.unpack(params))
             except NondeterminismError as error:
                 # Recorded as the leased path records it: a failed call, the run fails.
                 await callee._fail(error)
@@ -773,40 +786,40 @@ async def run_call(x: Execution) -> None:
     await x._set_status(DONE)
 
 
-async def _constant(value: Any) -> AsyncIterator[Any]:
-    yield value
-
-
-async def _outcome(fn: StreamFunction, ctx: Context, params: dict[str, Any]) -> AsyncIterator[Any]:
+async def call_outcome(fn: StreamFunction, ctx: Context, params: dict[str, Any]) -> Any:
+    """The one outcome item of call function ``fn`` run with its recorded ``params``
+    (``{"args": [...], "kwargs": {...}}``): ``{"ok": result}``, or ``{"error": ...}`` if
+    the arguments do not bind or it raised. Runtime errors propagate."""
     try:
         bound = fn.bind(tuple(params["args"]), params["kwargs"])
     except ConfigError as error:
-        yield outcome_error(error)
-        return
-    async for outcome in outcome_of(fn, ctx, bound):
-        yield outcome
+        return outcome_error(error)
+    return await _run_bound(fn, ctx, bound)
 
 
-async def _inline_outcome(fn: StreamFunction, ctx: Context, params: dict[str, Any]) -> Any:
-    """The one outcome item of call function ``fn`` run with ``params`` (as recorded)."""
-    async for outcome in _outcome(fn, ctx, params):
-        return outcome
-    raise AssertionError(f"call {fn.name!r} gave no outcome")
-
-
-async def outcome_of(fn: StreamFunction, ctx: Context, bound: dict[str, Any]) -> AsyncIterator[Any]:
-    """Run call function ``fn`` with its bound arguments; yield its one outcome item
-    (``{"ok": result}``, or ``{"error": ...}`` if it raised). Runtime errors propagate."""
+async def _run_bound(fn: StreamFunction, ctx: Context, bound: dict[str, Any]) -> Any:
     try:
         value = await fn.fn(ctx, **bound)
         codec.pack(value, what=f"the result of {fn.name!r}")
     except (NondeterminismError, FencedError, StoreUnavailableError):
         raise
     except Exception as error:
-        outcome = outcome_error(error)
-    else:
-        outcome = {"ok": value}
-    yield outcome
+        return outcome_error(error)
+    return {"ok": value}
+
+
+async def _constant(value: Any) -> AsyncIterator[Any]:
+    yield value
+
+
+async def _outcome(fn: StreamFunction, ctx: Context, params: dict[str, Any]) -> AsyncIterator[Any]:
+    yield await call_outcome(fn, ctx, params)
+
+
+async def outcome_of(fn: StreamFunction, ctx: Context, bound: dict[str, Any]) -> AsyncIterator[Any]:
+    """Run call function ``fn`` with its bound arguments; yield its one outcome item
+    (``{"ok": result}``, or ``{"error": ...}`` if it raised). Runtime errors propagate."""
+    yield await _run_bound(fn, ctx, bound)
 
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from perper.runtime.ids import (
@@ -74,7 +74,9 @@ class ExecutionRecord:
         return cls(**{**value, "status": Status(value["status"])})
 
     def with_status(self, status: Status, error: str | None = None) -> ExecutionRecord:
-        return replace(self, status=status, error=error)
+        return ExecutionRecord(
+            self.id, self.run, self.function, self.kind, self.params, self.parent, status, error
+        )
 
 
 @dataclass(frozen=True, slots=True)
