@@ -323,3 +323,73 @@ async def test_replay_answers_a_callers_calls_from_the_recording_and_compares_ca
     changed, _ = counting_app("replayed", factor=3)  # today's code answers differently
     diverged = [r for r in await replay_async(store, changed, run="r") if not r.ok]
     assert [r.execution for r in diverged][:1] == ["r/double-1"]
+
+
+async def test_a_call_served_by_the_callers_worker_runs_inline_without_a_lease_or_task(
+    store: LogStore,
+) -> None:
+    app, runs = counting_app("inline")
+    runtime = Runtime(store, app)
+    spawned: list[str] = []
+    claim = runtime.leases.claim
+
+    async def counting_claim(execution: str) -> int | None:
+        spawned.append(execution)
+        return await claim(execution)
+
+    runtime.leases.claim = counting_claim  # type: ignore[method-assign]
+    assert (await runtime.run("i", {"n": 2})).ok
+    assert runs["double"] == 3
+    calls = await executions(store, "i/double-")
+    assert sorted(calls) == ["i/double-0", "i/double-1", "i/double-2"]
+    assert all(
+        value["status"] == "done" and value["parent"] == "i/main" for value in calls.values()
+    )
+    for call in calls:
+        info = await store.info(call)
+        assert (info.head, info.sealed) == (1, True)
+        assert await store.meta_get("leases", call) is None
+    assert not [execution for execution in spawned if "/double-" in execution]
+
+
+async def test_a_caller_killed_inside_an_inline_call_gets_it_done_once_with_its_recorded_effects(
+    store: LogStore,
+) -> None:
+    app = perper.App("killed")
+    crashes = {"left": 1}
+    drawn: list[float] = []
+
+    @app.call
+    async def inner(ctx: perper.Context) -> int:
+        return 1
+
+    @app.call
+    async def outer(ctx: perper.Context) -> float:
+        value = ctx.random()
+        drawn.append(value)
+        await ctx.call(inner)  # records the draw before the nested call
+        if crashes["left"]:
+            crashes["left"] -= 1
+            raise Crash()  # kill -9 of the caller's worker, inside the inline call
+        return value
+
+    @app.launcher
+    async def main(ctx: perper.Context) -> None:
+        await ctx.agent_state.set("result", await ctx.call(outer))
+
+    first = Runtime(store, app, lease_ttl=0.2)
+    await first.prepare_run("k")
+    worker = asyncio.create_task(first.work(run="k"))
+    await until(lambda: crashes["left"] == 0 and all(t.done() for t, _ in first._tasks.values()))
+    worker.cancel()  # the worker dies with the caller's lease held
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker
+    assert await store.meta_get("executions", "k/outer-0") is None  # nothing recorded
+    result = await asyncio.wait_for(Runtime(store, app, lease_ttl=0.2).run("k"), timeout=30)
+    assert result.ok, str(result)
+    assert drawn[0] == drawn[1]  # the re-run call used the draw its first run recorded
+    assert await items(store, "k/outer-0") == [{"ok": drawn[0]}]
+    record = await store.meta_get("executions", "k/outer-0")
+    assert record is not None and record.value["status"] == "done"
+    log = await items(store, "k/#agent-state")
+    assert [entry[:3] for entry in log] == [["result", "set", drawn[0]]]
