@@ -97,6 +97,8 @@ class StreamFunction:
         plain = self._plain
         if plain is not None:
             names, defaults = plain
+            if not kwargs and len(args) == len(names):
+                return dict(zip(names, args, strict=True))
             if len(args) <= len(names):
                 fast = dict(zip(names, args, strict=False))
                 if all(name in names and name not in fast for name in kwargs):

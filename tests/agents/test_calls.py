@@ -393,3 +393,23 @@ async def test_a_caller_killed_inside_an_inline_call_gets_it_done_once_with_its_
     assert record is not None and record.value["status"] == "done"
     log = await items(store, "k/#agent-state")
     assert [entry[:3] for entry in log] == [["result", "set", drawn[0]]]
+
+
+def test_binding_arguments_without_inspect_gives_what_inspect_gives() -> None:
+    app = perper.App("binding")
+
+    @app.call
+    async def f(ctx: perper.Context, a: int, b: int = 2, c: Any = None) -> None:
+        return None
+
+    def by_inspect(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        bound = f.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    for args, kwargs in [((1,), {}), ((1, 3, 4), {}), ((), {"a": 1}), ((1,), {"c": 5})]:
+        assert f.bind(args, kwargs) == by_inspect(args, kwargs)
+        assert list(f.bind(args, kwargs)) == ["a", "b", "c"]
+    for args, kwargs in [((), {}), ((1, 2, 3, 4), {}), ((1,), {"a": 1}), ((1,), {"d": 1})]:
+        with pytest.raises(perper.ConfigError, match="cannot start f"):
+            f.bind(args, kwargs)
