@@ -47,7 +47,8 @@ from perper.errors import (
     NondeterminismError,
     StoreUnavailableError,
 )
-from perper.runtime.ids import Status
+from perper.runtime.ids import EFFECTS_SUFFIX, Status
+from perper.runtime.leases import Lease
 from perper.runtime.records import (
     DONE,
     FAILED,
@@ -160,6 +161,17 @@ async def set_running_unless_over(store: LogStore, run: str) -> str | None:
 
     entry = await store.meta_update("runs", run, revive)
     return None if entry is None else str(entry.value["status"])
+
+
+async def seed_lease(store: LogStore, execution: str) -> None:
+    """Before call ``execution`` is recorded for another worker to run: an inline run of it
+    whose caller died may have written its streams with that caller's lease epoch, which
+    would fence a new lease's epoch 1; make its lease start above that epoch."""
+    epoch = max(
+        [(await store.info(stream)).epoch for stream in (execution, execution + EFFECTS_SUFFIX)]
+    )
+    if epoch:
+        await store.meta_cas("leases", execution, Lease(None, epoch).to_meta(), version=0)
 
 
 async def stored_outcome(store: LogStore, execution: str) -> tuple[bool, Any]:
@@ -500,6 +512,7 @@ class ExecutionCalls:
             runtime = self.support.runtime_for(target.app)
             await runtime.attach(execution, run, target, params, parent=x.execution)
         else:
+            await seed_lease(store, execution)
             record = ExecutionRecord(execution, run, function, str(Kind.CALL), params, x.execution)
             await store.meta_cas("executions", execution, record.to_meta(), version=0)
         return await self._await(execution, run, function, revive=agent is not None)

@@ -413,3 +413,19 @@ def test_binding_arguments_without_inspect_gives_what_inspect_gives() -> None:
     for args, kwargs in [((), {}), ((1, 2, 3, 4), {}), ((1,), {"a": 1}), ((1,), {"d": 1})]:
         with pytest.raises(perper.ConfigError, match="cannot start f"):
             f.bind(args, kwargs)
+
+
+async def test_a_call_left_half_written_by_an_inline_run_gets_a_lease_above_its_epoch(
+    store: LogStore,
+) -> None:
+    from perper.runtime.calls import seed_lease
+    from perper.runtime.leases import Leases
+
+    # The caller (lease epoch 4) ran the call inline and died after recording its effects.
+    await store.append("r/f-0#effects", 0, [["random", 0.25]], epoch=4)
+    await seed_lease(store, "r/f-0")
+    epoch = await Leases(store, "w", 1.0).claim("r/f-0")
+    assert epoch == 5  # a worker not serving the caller's App may now run it, unfenced
+    await store.append("r/f-0#effects", 1, [["random", 0.5]], epoch=epoch)
+    await seed_lease(store, "r/g-0")  # nothing written: no lease entry
+    assert await store.meta_get("leases", "r/g-0") is None
