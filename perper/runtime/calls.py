@@ -8,6 +8,11 @@
   caller waits for it like a reader waits for an item. A callee that raises finishes its
   execution (done) with an error outcome; only runtime failures (nondeterminism, a value
   that cannot be encoded) fail it.
+* A call whose App this worker serves runs **inline** (``ExecutionCalls._inline``): in
+  the caller's task under the caller's lease, recorded when it ends by one
+  :meth:`~perper.store.base.LogStore.write_group` (new effects, sealed outcome, record
+  ``done``). Calls of Apps served elsewhere are recorded first and run by a worker that
+  holds their lease. docs/agents.md says why both keep every guarantee.
 * An **agent instance** is a run of another App: ``ctx.start_agent`` records the run and
   its launcher (whose ``parent`` is the caller) and waits until the launcher is done.
   One :class:`CallSupport` per worker keeps a sibling :class:`Runtime` per other App,
