@@ -505,7 +505,17 @@ class ExecutionCalls:
             if entry is None:
                 raise ConfigError(f"agent {run!r} does not exist in {store.url}")
             if entry.value["status"] == DESTROYED:
+                # A stale owner of the caller may have looked before the owner that took
+                # it over made this call and then destroyed the agent: look once more.
+                recorded = await store.meta_get("executions", execution)
+                if recorded is None:
+                    raise AgentDestroyedError(run, function)
+        if recorded is not None and recorded.value["status"] == CANCELLED:
+            # Cancelled by the agent's destruction before it stored an outcome.
+            found, outcome = await stored_outcome(store, execution)
+            if not found:
                 raise AgentDestroyedError(run, function)
+            return result_of(outcome, function, execution)
         if recorded is not None and recorded.value["status"] == DONE:
             # A re-run caller: the stored outcome is the result (a sealed, done call).
             found, outcome = await stored_outcome(store, execution)

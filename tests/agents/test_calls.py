@@ -429,3 +429,44 @@ async def test_a_call_left_half_written_by_an_inline_run_gets_a_lease_above_its_
     await store.append("r/f-0#effects", 1, [["random", 0.5]], epoch=epoch)
     await seed_lease(store, "r/g-0")  # nothing written: no lease entry
     assert await store.meta_get("leases", "r/g-0") is None
+
+
+async def test_a_stale_caller_that_finds_the_agent_destroyed_gets_the_call_the_new_owner_made() -> (
+    None
+):
+    from perper.store.memory import MemoryStore
+
+    class FirstLookMisses(MemoryStore):
+        """The caller's first look for call ``key`` misses it, as a caller paused before
+        another owner made the call (and destroyed the agent) would."""
+
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key: str | None = key
+            self.fails_once = False
+
+        async def meta_get(self, table: str, key: str) -> Any:
+            if table == "executions" and key == self.key and self.fails_once:
+                self.key = None
+                return None
+            return await super().meta_get(table, key)
+
+    store = FirstLookMisses("s.box-0/whoami-1@s.main")
+    box = container_app()
+    app = perper.App("stale")
+    answers: list[Any] = []
+
+    @app.launcher
+    async def main(ctx: perper.Context) -> None:
+        agent = await ctx.start_agent(box, "a")
+        answers.append(await agent.call("whoami", 1))
+        await agent.destroy()
+        if len(answers) == 1:
+            raise RuntimeError("fails once, after the destroy")
+
+    assert not (await Runtime(store, app).run("s")).ok
+    store.fails_once = True  # the re-run caller misses the call at first, then finds it
+    result = await Runtime(store, app).run("s")
+    assert result.ok, str(result)
+    assert store.key is None  # the miss happened
+    assert answers[0] == answers[1]
