@@ -63,6 +63,12 @@ def set_current(host: _CallerSource) -> None:
     _current.set(host)
 
 
+def current_host() -> _CallerSource | None:
+    """The execution AgentRef methods in this task act for, if any (internal: a call run
+    inline in its caller's task puts the caller back with :func:`set_current`)."""
+    return _current.get(None)
+
+
 def current_caller(what: str) -> Caller:
     """The calling execution's :class:`Caller`.
 

@@ -55,6 +55,7 @@ class StreamFunction:
     checkpoint_interval: float | None = None
     retention: str = "keep"
     signature: inspect.Signature = field(init=False, repr=False)
+    _plain: tuple[tuple[str, ...], dict[str, Any]] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         signature = inspect.signature(self.fn)
@@ -74,6 +75,20 @@ class StreamFunction:
                     "named parameters so runs can be recorded and replayed"
                 )
         object.__setattr__(self, "signature", signature.replace(parameters=parameters[1:]))
+        # What bind() needs to bind plain named parameters without inspect (calls bind
+        # their arguments twice each): names in order and defaults; None if any is
+        # positional-only or keyword-only (then inspect binds).
+        plain = all(p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters[1:])
+        object.__setattr__(
+            self,
+            "_plain",
+            (
+                tuple(p.name for p in parameters[1:]),
+                {p.name: p.default for p in parameters[1:] if p.default is not p.empty},
+            )
+            if plain
+            else None,
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -84,6 +99,22 @@ class StreamFunction:
         Raises:
             ConfigError: the arguments do not fit the signature.
         """
+        plain = self._plain
+        if plain is not None:
+            names, defaults = plain
+            if not kwargs and len(args) == len(names):
+                return dict(zip(names, args, strict=True))
+            if len(args) <= len(names):
+                fast = dict(zip(names, args, strict=False))
+                if all(name in names and name not in fast for name in kwargs):
+                    fast.update(kwargs)
+                    if len(fast) < len(names):
+                        for name in names:
+                            if name not in fast and name in defaults:
+                                fast[name] = defaults[name]
+                    if len(fast) == len(names):
+                        return {name: fast[name] for name in names}
+            # Else an error: inspect words it.
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as error:

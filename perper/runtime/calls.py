@@ -8,6 +8,11 @@
   caller waits for it like a reader waits for an item. A callee that raises finishes its
   execution (done) with an error outcome; only runtime failures (nondeterminism, a value
   that cannot be encoded) fail it.
+* A call whose App this worker serves runs **inline** (``ExecutionCalls._inline``): in
+  the caller's task under the caller's lease, recorded when it ends by one
+  :meth:`~perper.store.base.LogStore.write_group` (new effects, sealed outcome, record
+  ``done``). Calls of Apps served elsewhere are recorded first and run by a worker that
+  holds their lease. docs/agents.md says why both keep every guarantee.
 * An **agent instance** is a run of another App: ``ctx.start_agent`` records the run and
   its launcher (whose ``parent`` is the caller) and waits until the launcher is done.
   One :class:`CallSupport` per worker keeps a sibling :class:`Runtime` per other App,
@@ -33,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from perper import codec
-from perper.agents import AgentRef
+from perper.agents import AgentRef, current_host, set_current
 from perper.app import App, Kind, StreamFunction, imported_apps
 from perper.context import Context
 from perper.errors import (
@@ -47,7 +52,8 @@ from perper.errors import (
     NondeterminismError,
     StoreUnavailableError,
 )
-from perper.runtime.ids import Status
+from perper.runtime.ids import EFFECTS_SUFFIX, Status
+from perper.runtime.leases import Lease
 from perper.runtime.records import (
     DONE,
     FAILED,
@@ -55,7 +61,7 @@ from perper.runtime.records import (
     ExecutionRecord,
     check_run_name,
 )
-from perper.store.base import KEEP, LogStore
+from perper.store.base import KEEP, LogStore, MetaWrite, SegmentWrite, encode_segment
 
 if TYPE_CHECKING:
     from perper.runtime.engine import Runtime
@@ -162,6 +168,26 @@ async def set_running_unless_over(store: LogStore, run: str) -> str | None:
     return None if entry is None else str(entry.value["status"])
 
 
+async def seed_lease(store: LogStore, execution: str) -> None:
+    """Before call ``execution`` is recorded for another worker to run: an inline run of it
+    whose caller died may have written its streams with that caller's lease epoch, which
+    would fence a new lease's epoch 1; make its lease start above that epoch."""
+    epoch = max(
+        [(await store.info(stream)).epoch for stream in (execution, execution + EFFECTS_SUFFIX)]
+    )
+    if epoch:
+        await store.meta_cas("leases", execution, Lease(None, epoch).to_meta(), version=0)
+
+
+async def stored_outcome(store: LogStore, execution: str) -> tuple[bool, Any]:
+    """``(True, outcome)`` if call ``execution`` has stored its outcome, else ``(False,
+    None)``."""
+    found, outcome = False, None
+    async for _, item in store.read(execution, 0, 1):  # runs to its end: stop is 1
+        found, outcome = True, item
+    return found, outcome
+
+
 async def await_outcome(
     store: LogStore,
     execution: str,
@@ -184,7 +210,8 @@ async def await_outcome(
     deadline = None if timeout is None else loop.time() + timeout
     delay = 0.05
     while True:
-        async for _, outcome in store.read(execution, 0, 1):
+        found, outcome = await stored_outcome(store, execution)
+        if found:
             return result_of(outcome, function, execution)
         wait = delay
         if deadline is not None:
@@ -468,20 +495,129 @@ class ExecutionCalls:
     ) -> Any:
         x = self.x
         store = self.store
-        await x.flush()  # what the arguments may depend on is recorded first
-        if agent is not None and await store.meta_get("executions", execution) is None:
+        if x._pending_effects or x._buffer or x._flush_lock.locked():
+            # What the arguments may depend on is recorded first. (Skipped when nothing
+            # is pending: concurrent calls then reach their group writes together.)
+            await x.flush()
+        recorded = await store.meta_get("executions", execution)
+        if agent is not None and recorded is None:
             entry = await store.meta_get("runs", run)
             if entry is None:
                 raise ConfigError(f"agent {run!r} does not exist in {store.url}")
             if entry.value["status"] == DESTROYED:
+                # A stale owner of the caller may have looked before the owner that took
+                # it over made this call and then destroyed the agent: look once more.
+                recorded = await store.meta_get("executions", execution)
+                if recorded is None:
+                    raise AgentDestroyedError(run, function)
+        if recorded is not None and recorded.value["status"] == CANCELLED:
+            # Cancelled by the agent's destruction before it stored an outcome.
+            found, outcome = await stored_outcome(store, execution)
+            if not found:
                 raise AgentDestroyedError(run, function)
+            return result_of(outcome, function, execution)
+        if recorded is not None and recorded.value["status"] == DONE:
+            # A re-run caller: the stored outcome is the result (a sealed, done call).
+            found, outcome = await stored_outcome(store, execution)
+            if found:
+                return result_of(outcome, function, execution)
+        if target is not None and recorded is None:
+            return await self._inline(execution, run, target, params)
         if target is not None:
             runtime = self.support.runtime_for(target.app)
             await runtime.attach(execution, run, target, params, parent=x.execution)
         else:
+            await seed_lease(store, execution)
             record = ExecutionRecord(execution, run, function, str(Kind.CALL), params, x.execution)
             await store.meta_cas("executions", execution, record.to_meta(), version=0)
         return await self._await(execution, run, function, revive=agent is not None)
+
+    async def _inline(self, execution: str, run: str, target: StreamFunction, params: bytes) -> Any:
+        """Run call ``execution`` of ``target``, served by this worker, in the caller's
+        task under the caller's lease, and record it as a done call in one group write.
+
+        Nothing is recorded before it ends but what it records itself on the way (effects
+        before a nested call, agent-state writes, streams it starts), so a crash before
+        the group lands leaves no call record: the re-run caller makes the same call
+        again, and it runs again from its recorded effects. Its writes carry the caller's
+        lease epoch, so a caller's stale owner is fenced on them too. If the group is
+        refused (another run of the same call got there first, or a crash left part of it
+        on a store without transactions), it finishes with the idempotent writes the
+        leased path uses, which compare what is stored.
+        """
+        from perper.runtime.execution import Execution
+
+        x = self.x
+        store = self.store
+        runtime = self.support.runtime_for(target.app)
+        record = ExecutionRecord(execution, run, target.name, str(Kind.CALL), params, x.execution)
+        callee = Execution(runtime, record, x.epoch)
+        callee._task = x._task
+        if (await store.info(callee._effects_stream)).head:
+            # An earlier run of this call (its caller crashed since) recorded effects.
+            callee._recorded_effects = [
+                effect async for _, effect in store.read(callee._effects_stream)
+            ]
+        blocked = x.blocked
+        x.blocked = True
+        host = current_host()
+        try:
+            ctx = Context(callee, logging.getLogger(f"{target.app.name}.{target.name}"))
+            try:
+                outcome = await call_outcome(target, ctx, codec.unpack(params))
+            except NondeterminismError as error:
+                # Recorded as the leased path records it: a failed call, the run fails.
+                await callee._fail(error)
+                text = callee.record.error or ""
+                raise CallFailedError(
+                    target.name, execution, type(error).__name__, str(error), text
+                ) from None
+            if not await self._record_inline(callee, outcome):
+                await self._finish_inline(callee, runtime, outcome)
+            return result_of(outcome, target.name, execution)
+        finally:
+            x.blocked = blocked
+            if host is not None:
+                set_current(host)  # the callee's Context made itself current in this task
+
+    async def _record_inline(self, callee: Execution, outcome: Any) -> bool:
+        """The group write of an inline call: its new effects, its outcome (sealed) and
+        its record, done."""
+        epoch = callee.epoch
+        writes = []
+        effects = callee._pending_effects
+        if effects:
+            start = len(callee._recorded_effects)
+            writes.append(
+                SegmentWrite(
+                    callee._effects_stream, start, len(effects), encode_segment(effects), epoch
+                )
+            )
+        writes.append(
+            SegmentWrite(callee.execution, 0, 1, encode_segment([outcome]), epoch, seal=True)
+        )
+        done = callee.record.with_status(DONE)
+        if not await self.store.write_group(
+            writes, [MetaWrite("executions", callee.execution, done.to_meta())]
+        ):
+            return False
+        callee._recorded_effects.extend(effects)
+        callee._pending_effects = []
+        callee.record = done
+        return True
+
+    async def _finish_inline(self, callee: Execution, runtime: Runtime, outcome: Any) -> None:
+        """Finish an inline call whose group write was refused, comparing with what is
+        stored: effects, outcome, seal, then the record (checked against this call) done."""
+        callee._buffer.append(outcome)
+        await callee.flush()
+        await self.store.seal(callee.execution, epoch=callee.epoch)
+        record = callee.record
+        fn = runtime.app.function(record.function)
+        await runtime.create_execution(
+            record.id, record.run, fn, record.params, parent=record.parent
+        )
+        await callee._set_status(DONE)
 
     async def _await(self, execution: str, run: str, function: str, *, revive: bool) -> Any:
         x = self.x
@@ -678,33 +814,40 @@ async def run_call(x: Execution) -> None:
     await x._set_status(DONE)
 
 
-async def _constant(value: Any) -> AsyncIterator[Any]:
-    yield value
-
-
-async def _outcome(fn: StreamFunction, ctx: Context, params: dict[str, Any]) -> AsyncIterator[Any]:
+async def call_outcome(fn: StreamFunction, ctx: Context, params: dict[str, Any]) -> Any:
+    """The one outcome item of call function ``fn`` run with its recorded ``params``
+    (``{"args": [...], "kwargs": {...}}``): ``{"ok": result}``, or ``{"error": ...}`` if
+    the arguments do not bind or it raised. Runtime errors propagate."""
     try:
         bound = fn.bind(tuple(params["args"]), params["kwargs"])
     except ConfigError as error:
-        yield outcome_error(error)
-        return
-    async for outcome in outcome_of(fn, ctx, bound):
-        yield outcome
+        return outcome_error(error)
+    return await _run_bound(fn, ctx, bound)
 
 
-async def outcome_of(fn: StreamFunction, ctx: Context, bound: dict[str, Any]) -> AsyncIterator[Any]:
-    """Run call function ``fn`` with its bound arguments; yield its one outcome item
-    (``{"ok": result}``, or ``{"error": ...}`` if it raised). Runtime errors propagate."""
+async def _run_bound(fn: StreamFunction, ctx: Context, bound: dict[str, Any]) -> Any:
     try:
         value = await fn.fn(ctx, **bound)
         codec.pack(value, what=f"the result of {fn.name!r}")
     except (NondeterminismError, FencedError, StoreUnavailableError):
         raise
     except Exception as error:
-        outcome = outcome_error(error)
-    else:
-        outcome = {"ok": value}
-    yield outcome
+        return outcome_error(error)
+    return {"ok": value}
+
+
+async def _constant(value: Any) -> AsyncIterator[Any]:
+    yield value
+
+
+async def _outcome(fn: StreamFunction, ctx: Context, params: dict[str, Any]) -> AsyncIterator[Any]:
+    yield await call_outcome(fn, ctx, params)
+
+
+async def outcome_of(fn: StreamFunction, ctx: Context, bound: dict[str, Any]) -> AsyncIterator[Any]:
+    """Run call function ``fn`` with its bound arguments; yield its one outcome item
+    (``{"ok": result}``, or ``{"error": ...}`` if it raised). Runtime errors propagate."""
+    yield await _run_bound(fn, ctx, bound)
 
 
 __all__ = [

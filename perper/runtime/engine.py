@@ -288,26 +288,32 @@ class Runtime:
         progressed = False
         for run in runs:
             entry = await store.meta_get("runs", run)
-            records = await run_executions(store, run)
-            failures = failures_of(records)
+            # Raw entries: a run with many finished calls is mostly done records, which
+            # need no decoding to be counted.
+            metas = [
+                meta.value for _, meta in await store.meta_scan("executions", prefix=run + "/")
+            ]
+            failures = failures_of(
+                [ExecutionRecord.from_meta(value) for value in metas if value["status"] == FAILED]
+            )
             if failures or (entry is not None and entry.value["status"] == FAILED):
                 await self._cancel_run(run)
                 await self._set_run_status(run, FAILED)
                 if run == only_run:
                     return RunResult(run, FAILED, failures=failures), True
                 continue
-            if (records and all(r.status in (DONE, Status.CANCELLED) for r in records)) or (
+            if (metas and all(value["status"] in (DONE, Status.CANCELLED) for value in metas)) or (
                 entry is not None and entry.value["status"] == DONE
             ):
                 await self._set_run_status(run, DONE)
                 if run == only_run:
                     return RunResult(run, DONE), True
                 continue
-            for record in records:
+            for value in metas:
                 if (
-                    record.status == RUNNING
-                    and record.id not in self._tasks
-                    and await self._claim_and_spawn(record)
+                    value["status"] == RUNNING
+                    and value["id"] not in self._tasks
+                    and await self._claim_and_spawn(ExecutionRecord.from_meta(value))
                 ):
                     progressed = True
         return None, progressed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from perper.runtime.ids import (
@@ -57,16 +57,26 @@ class ExecutionRecord:
     error: str | None = None
 
     def to_meta(self) -> dict[str, Any]:
-        meta = asdict(self)
-        meta["status"] = str(self.status)
-        return meta
+        # Not dataclasses.asdict: it deep-copies every field, and calls write one per call.
+        return {
+            "id": self.id,
+            "run": self.run,
+            "function": self.function,
+            "kind": self.kind,
+            "params": self.params,
+            "parent": self.parent,
+            "status": str(self.status),
+            "error": self.error,
+        }
 
     @classmethod
     def from_meta(cls, value: dict[str, Any]) -> ExecutionRecord:
         return cls(**{**value, "status": Status(value["status"])})
 
     def with_status(self, status: Status, error: str | None = None) -> ExecutionRecord:
-        return replace(self, status=status, error=error)
+        return ExecutionRecord(
+            self.id, self.run, self.function, self.kind, self.params, self.parent, status, error
+        )
 
 
 @dataclass(frozen=True, slots=True)

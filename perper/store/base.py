@@ -58,6 +58,8 @@ __all__ = [
     "HeadMovedError",
     "LogStore",
     "Meta",
+    "MetaWrite",
+    "SegmentWrite",
     "StreamInfo",
     "check_segment",
     "check_table",
@@ -95,6 +97,31 @@ class Meta:
 
     version: int
     value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentWrite:
+    """One segment of a :meth:`LogStore.write_group`: ``data`` (``count`` items, from
+    :func:`encode_segment`) exactly at head ``seq`` of ``stream`` with lease ``epoch``,
+    then the stream sealed if ``seal``."""
+
+    stream: str
+    seq: int
+    count: int
+    data: bytes
+    epoch: int = 0
+    seal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MetaWrite:
+    """One compare-and-set of a :meth:`LogStore.write_group`: ``value`` at ``key`` of
+    ``table`` if the entry's version is ``version`` (0: absent)."""
+
+    table: str
+    key: str
+    value: Any
+    version: int = 0
 
 
 #: ``fn`` of :meth:`LogStore.meta_update`: the current value (None: absent) -> the new one.
@@ -568,6 +595,36 @@ class LogStore(ABC):
                 continue  # another producer appended first: look the keys up again
             self.notify(stream)
             return seqs
+
+    async def write_group(
+        self, segments: Sequence[SegmentWrite], metas: Sequence[MetaWrite] = ()
+    ) -> bool:
+        """Write every segment exactly at its stream's head (sealing it after, if asked),
+        then every metadata compare-and-set; return True if all were written, False as
+        soon as one is refused (a head moved, a stream sealed or fenced, a version
+        differs). Wakes the waiters of the streams written.
+
+        A backend that can makes the group one transaction (nothing written when it
+        returns False) and commits the groups of concurrent callers together; this
+        default applies the writes one by one, in order, so a refused or failed group may
+        have written a prefix: callers make every write idempotent and, on False, finish
+        with the idempotent :meth:`append`, :meth:`seal` and :meth:`meta_update`.
+        """
+        try:
+            for segment in segments:
+                await self.write_segment(
+                    segment.stream, segment.seq, segment.count, segment.data, segment.epoch
+                )
+                sealed = not segment.seal or await self.write_seal(segment.stream, segment.epoch)
+                self.notify(segment.stream)
+                if not sealed:
+                    return False
+        except HeadMovedError:
+            return False
+        for meta in metas:
+            if await self.meta_cas(meta.table, meta.key, meta.value, version=meta.version) is None:
+                return False
+        return True
 
     async def meta_put(self, table: str, key: str, value: Any) -> int:
         """Write ``value`` whatever the current version; return the new version."""

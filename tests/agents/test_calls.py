@@ -323,3 +323,150 @@ async def test_replay_answers_a_callers_calls_from_the_recording_and_compares_ca
     changed, _ = counting_app("replayed", factor=3)  # today's code answers differently
     diverged = [r for r in await replay_async(store, changed, run="r") if not r.ok]
     assert [r.execution for r in diverged][:1] == ["r/double-1"]
+
+
+async def test_a_call_served_by_the_callers_worker_runs_inline_without_a_lease_or_task(
+    store: LogStore,
+) -> None:
+    app, runs = counting_app("inline")
+    runtime = Runtime(store, app)
+    spawned: list[str] = []
+    claim = runtime.leases.claim
+
+    async def counting_claim(execution: str) -> int | None:
+        spawned.append(execution)
+        return await claim(execution)
+
+    runtime.leases.claim = counting_claim  # type: ignore[method-assign]
+    assert (await runtime.run("i", {"n": 2})).ok
+    assert runs["double"] == 3
+    calls = await executions(store, "i/double-")
+    assert sorted(calls) == ["i/double-0", "i/double-1", "i/double-2"]
+    assert all(
+        value["status"] == "done" and value["parent"] == "i/main" for value in calls.values()
+    )
+    for call in calls:
+        info = await store.info(call)
+        assert (info.head, info.sealed) == (1, True)
+        assert await store.meta_get("leases", call) is None
+    assert not [execution for execution in spawned if "/double-" in execution]
+
+
+async def test_a_caller_killed_inside_an_inline_call_gets_it_done_once_with_its_recorded_effects(
+    store: LogStore,
+) -> None:
+    app = perper.App("killed")
+    crashes = {"left": 1}
+    drawn: list[float] = []
+
+    @app.call
+    async def inner(ctx: perper.Context) -> int:
+        return 1
+
+    @app.call
+    async def outer(ctx: perper.Context) -> float:
+        value = ctx.random()
+        drawn.append(value)
+        await ctx.call(inner)  # records the draw before the nested call
+        if crashes["left"]:
+            crashes["left"] -= 1
+            raise Crash()  # kill -9 of the caller's worker, inside the inline call
+        return value
+
+    @app.launcher
+    async def main(ctx: perper.Context) -> None:
+        await ctx.agent_state.set("result", await ctx.call(outer))
+
+    first = Runtime(store, app, lease_ttl=0.2)
+    await first.prepare_run("k")
+    worker = asyncio.create_task(first.work(run="k"))
+    await until(lambda: crashes["left"] == 0 and all(t.done() for t, _ in first._tasks.values()))
+    worker.cancel()  # the worker dies with the caller's lease held
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker
+    assert await store.meta_get("executions", "k/outer-0") is None  # nothing recorded
+    result = await asyncio.wait_for(Runtime(store, app, lease_ttl=0.2).run("k"), timeout=30)
+    assert result.ok, str(result)
+    assert drawn[0] == drawn[1]  # the re-run call used the draw its first run recorded
+    assert await items(store, "k/outer-0") == [{"ok": drawn[0]}]
+    record = await store.meta_get("executions", "k/outer-0")
+    assert record is not None and record.value["status"] == "done"
+    log = await items(store, "k/#agent-state")
+    assert [entry[:3] for entry in log] == [["result", "set", drawn[0]]]
+
+
+def test_binding_arguments_without_inspect_gives_what_inspect_gives() -> None:
+    app = perper.App("binding")
+
+    @app.call
+    async def f(ctx: perper.Context, a: int, b: int = 2, c: Any = None) -> None:
+        return None
+
+    def by_inspect(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        bound = f.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    for args, kwargs in [((1,), {}), ((1, 3, 4), {}), ((), {"a": 1}), ((1,), {"c": 5})]:
+        assert f.bind(args, kwargs) == by_inspect(args, kwargs)
+        assert list(f.bind(args, kwargs)) == ["a", "b", "c"]
+    for args, kwargs in [((), {}), ((1, 2, 3, 4), {}), ((1,), {"a": 1}), ((1,), {"d": 1})]:
+        with pytest.raises(perper.ConfigError, match="cannot start f"):
+            f.bind(args, kwargs)
+
+
+async def test_a_call_left_half_written_by_an_inline_run_gets_a_lease_above_its_epoch(
+    store: LogStore,
+) -> None:
+    from perper.runtime.calls import seed_lease
+    from perper.runtime.leases import Leases
+
+    # The caller (lease epoch 4) ran the call inline and died after recording its effects.
+    await store.append("r/f-0#effects", 0, [["random", 0.25]], epoch=4)
+    await seed_lease(store, "r/f-0")
+    epoch = await Leases(store, "w", 1.0).claim("r/f-0")
+    assert epoch == 5  # a worker not serving the caller's App may now run it, unfenced
+    await store.append("r/f-0#effects", 1, [["random", 0.5]], epoch=epoch)
+    await seed_lease(store, "r/g-0")  # nothing written: no lease entry
+    assert await store.meta_get("leases", "r/g-0") is None
+
+
+async def test_a_stale_caller_that_finds_the_agent_destroyed_gets_the_call_the_new_owner_made() -> (
+    None
+):
+    from perper.store.memory import MemoryStore
+
+    class FirstLookMisses(MemoryStore):
+        """The caller's first look for call ``key`` misses it, as a caller paused before
+        another owner made the call (and destroyed the agent) would."""
+
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key: str | None = key
+            self.fails_once = False
+
+        async def meta_get(self, table: str, key: str) -> Any:
+            if table == "executions" and key == self.key and self.fails_once:
+                self.key = None
+                return None
+            return await super().meta_get(table, key)
+
+    store = FirstLookMisses("s.box-0/whoami-1@s.main")
+    box = container_app()
+    app = perper.App("stale")
+    answers: list[Any] = []
+
+    @app.launcher
+    async def main(ctx: perper.Context) -> None:
+        agent = await ctx.start_agent(box, "a")
+        answers.append(await agent.call("whoami", 1))
+        await agent.destroy()
+        if len(answers) == 1:
+            raise RuntimeError("fails once, after the destroy")
+
+    assert not (await Runtime(store, app).run("s")).ok
+    store.fails_once = True  # the re-run caller misses the call at first, then finds it
+    result = await Runtime(store, app).run("s")
+    assert result.ok, str(result)
+    assert store.key is None  # the miss happened
+    assert answers[0] == answers[1]
