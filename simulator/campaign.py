@@ -35,6 +35,7 @@ from simulator.loop import run_simulated
 from simulator.recorded import RecordedRun
 from simulator.world import (
     DEFAULT_STEP_BUDGET,
+    RUN,
     SimulationFailed,
     SimulationResult,
     reference_run,
@@ -147,6 +148,8 @@ class Simulation:
         self.params = dict(recorded.params if recorded is not None else params or {})
         self.preload = recorded.preload if recorded is not None else {}
         self.feeds = recorded.feeds if recorded is not None else {}
+        self.calls = recorded.calls if recorded is not None else ()
+        self.run_name = recorded.run if recorded is not None else RUN
         self.kinds = tuple(kinds)
         self.workers = workers
         self.planted_bugs = frozenset(planted_bugs)
@@ -160,7 +163,7 @@ class Simulation:
             from simulator.hashseed import depends_on_hash_order, reference_in_child
 
             fresh = None
-            if self.other_hash_seed and not self.feeds and depends_on_hash_order(self.app):
+            if self.other_hash_seed and self.recorded is None and depends_on_hash_order(self.app):
                 fresh = reference_in_child(
                     self.app, self.params, step_budget=self.step_budget, preload=self.preload
                 )
@@ -171,6 +174,8 @@ class Simulation:
                     step_budget=self.step_budget,
                     preload=self.preload,
                     feeds=self.feeds,
+                    calls=self.calls,
+                    run=self.run_name,
                 )
             if self.recorded is not None:
                 # Compare with what production wrote; the fault-free run only sizes the
@@ -205,6 +210,8 @@ class Simulation:
             step_budget=self.step_budget,
             preload=self.preload,
             feeds=self.feeds,
+            calls=self.calls,
+            run=self.run_name,
         )
 
     def run_seed(
