@@ -575,7 +575,7 @@ class World:
     def on_segment(self, view: FaultyStore, stream: str, seq: int, count: int, data: bytes) -> None:
         view.notify(stream)  # readers learn of a write even if its caller times out
         if self.outputs is not None:
-            found = self.outputs.on_segment(stream, seq, data)
+            found = self.outputs.on_segment(stream, seq, data, count)
             if found is not None:
                 self.violate(found, worker=view.worker_id)
                 return
