@@ -36,6 +36,7 @@ from simulator.recorded import RecordedRun
 from simulator.world import (
     DEFAULT_STEP_BUDGET,
     RUN,
+    PreparedStore,
     SimulationFailed,
     SimulationResult,
     reference_run,
@@ -156,6 +157,7 @@ class Simulation:
         self.swarm = swarm
         self.step_budget = step_budget
         self._reference: Reference | None = None
+        self._prepared: PreparedStore | None = None
 
     @property
     def reference(self) -> Reference:
@@ -199,6 +201,13 @@ class Simulation:
             scenario = scenario.with_schedule(schedule)
         return scenario
 
+    @property
+    def prepared(self) -> PreparedStore:
+        """The store as every seed starts from it (computed once)."""
+        if self._prepared is None:
+            self._prepared = PreparedStore.build(self.app, self.params, self.preload, self.run_name)
+        return self._prepared
+
     def run_scenario(self, scenario: Scenario, *, trace: bool = False) -> SimulationResult:
         return simulate(
             self.app,
@@ -212,6 +221,7 @@ class Simulation:
             feeds=self.feeds,
             calls=self.calls,
             run=self.run_name,
+            prepared=self.prepared,
         )
 
     def run_seed(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import gc
 import random
 import time
@@ -162,6 +163,59 @@ class ExternalCall:
     key: str
 
 
+async def prepare_store(
+    store: MemoryStore,
+    app: App,
+    params: Mapping[str, Any],
+    preload: Mapping[str, Sequence[Any]],
+    run: str,
+) -> bool:
+    """Write the preloaded streams and record the run as the harness does before the
+    workers start; True if the run was already done."""
+    for stream, items in preload.items():
+        await store.append(stream, 0, list(items))
+    harness = Runtime(
+        store, app, clock=lambda: EPOCH, entropy=random.Random(0), worker_id="harness"
+    )
+    return await harness.prepare_run(run, dict(params))
+
+
+@dataclass(frozen=True)
+class PreparedStore:
+    """The shared store as :func:`prepare_store` leaves it: the same for every seed of
+    one workload, so a :class:`~simulator.campaign.Simulation` computes it once and each
+    seed starts from a copy (no re-encoding of preloaded streams, no harness run)."""
+
+    streams: Mapping[str, Any] = field(repr=False)
+    meta: Mapping[str, Mapping[str, tuple[int, bytes]]] = field(repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        app: App,
+        params: Mapping[str, Any],
+        preload: Mapping[str, Sequence[Any]],
+        run: str = RUN,
+    ) -> PreparedStore:
+        store = MemoryStore("memory://prepared")
+        loop = SimulatedLoop(0)
+        try:
+            loop.run_until_complete(prepare_store(store, app, params, preload, run))
+        finally:
+            loop.close()
+        return cls(dict(store._streams), {t: dict(rows) for t, rows in store._meta.items()})
+
+    def restore(self, store: MemoryStore) -> None:
+        """Copy this into the empty ``store`` (segments and metadata are immutable bytes;
+        the streams' lists are copied, as the run appends to them)."""
+        for name, stream in self.streams.items():
+            fresh = copy.copy(stream)
+            fresh.firsts, fresh.data = list(stream.firsts), list(stream.data)
+            store._streams[name] = fresh
+        for table, rows in self.meta.items():
+            store._meta[table] = dict(rows)
+
+
 class _Stop(Exception):
     pass
 
@@ -218,6 +272,8 @@ class World:
             keep serving the run (a call revives a finished run) until every one returned.
         run: the run's name (a recorded run keeps its own, so the ids, stream names and
             references in its recorded effects stay valid).
+        prepared: the store as the harness prepares it for this workload
+            (:class:`PreparedStore`), copied in instead of preparing it again.
     """
 
     def __init__(
@@ -235,9 +291,11 @@ class World:
         feeds: Mapping[str, Feed] | None = None,
         calls: Sequence[ExternalCall] = (),
         run: str = RUN,
+        prepared: PreparedStore | None = None,
     ) -> None:
         self.app = app
         self.run_name = run
+        self.prepared = prepared
         self.preload = dict(preload or {})
         self.feeds = dict(feeds or {})
         self.calls = tuple(calls)
@@ -611,12 +669,9 @@ class World:
         """Record the run, start the workers and arm the fault schedule; False if the run
         was already done."""
         self._done = self.loop.create_future()
-        for stream, items in self.preload.items():
-            await self.store.append(stream, 0, list(items))
-        harness = Runtime(
-            self.store, self.app, clock=lambda: EPOCH, entropy=random.Random(0), worker_id="harness"
-        )
-        if await harness.prepare_run(self.run_name, self.params):
+        if self.prepared is not None:
+            self.prepared.restore(self.store)
+        elif await prepare_store(self.store, self.app, self.params, self.preload, self.run_name):
             return False
         for slot in self.slots:
             self._start_worker(slot)
@@ -789,6 +844,7 @@ def simulate(
     feeds: Mapping[str, Feed] | None = None,
     calls: Sequence[ExternalCall] = (),
     run: str = RUN,
+    prepared: PreparedStore | None = None,
 ) -> SimulationResult:
     """Run one simulated deployment of ``app`` and check it against ``reference``."""
     return World(
@@ -803,6 +859,7 @@ def simulate(
         feeds=feeds,
         calls=calls,
         run=run,
+        prepared=prepared,
     ).run()
 
 
