@@ -53,6 +53,17 @@ def _best_rate(seconds: float, once: Callable[[], tuple[int, float]]) -> float:
             return best
 
 
+def _asyncio_runs_per_second(seconds: float, run: Workload) -> float:
+    """The best runs/s of ``asyncio.run(run())`` over ``seconds``."""
+
+    def once() -> tuple[int, float]:
+        started = time.perf_counter()
+        asyncio.run(run())
+        return 1, time.perf_counter() - started
+
+    return _best_rate(seconds, once)
+
+
 def loop_steps_per_second(seconds: float = 1.0, tasks: int = 8, *, timers: bool = True) -> float:
     """Steps/s of :class:`SimulatedLoop` running ``tasks`` tasks that yield (and sleep)."""
     main = _workload(tasks, 2000, timers)
@@ -114,12 +125,7 @@ def basic_runs_per_second(seconds: float = 2.0, count: int = 100) -> float:
         result = await Runtime(MemoryStore(), app).run("bench", {"count": count})
         result.raise_on_failure()
 
-    def once() -> tuple[int, float]:
-        started = time.perf_counter()
-        asyncio.run(run())
-        return 1, time.perf_counter() - started
-
-    return _best_rate(seconds, once)
+    return _asyncio_runs_per_second(seconds, run)
 
 
 def record_clicks(path: Path, count: int = 10_000) -> Path:
@@ -177,12 +183,7 @@ def recorded_runs_per_second(
         result = await Runtime(store, app).run(recorded.run, recorded.params)
         result.raise_on_failure()
 
-    def once() -> tuple[int, float]:
-        started = time.perf_counter()
-        asyncio.run(run())
-        return 1, time.perf_counter() - started
-
-    return _best_rate(seconds, once)
+    return _asyncio_runs_per_second(seconds, run)
 
 
 def run_bench(seconds: float = 2.0, *, log_items: int = 10_000) -> list[str]:
