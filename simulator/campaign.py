@@ -243,6 +243,7 @@ class Simulation:
         seeds = list(seeds)
         started = time.perf_counter()
         self.reference  # noqa: B018 - computed once, before forking
+        self.prepared  # noqa: B018 - likewise
         if jobs > 1 and len(seeds) > 1:
             outcomes = self._run_parallel(seeds, jobs, trace)
         else:
