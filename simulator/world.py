@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perper.app import App
-from perper.errors import CallFailedError, ConfigError, StoreUnavailableError
+from perper.errors import (
+    AgentDestroyedError,
+    CallFailedError,
+    ConfigError,
+    StoreUnavailableError,
+)
 from perper.errors import SimulationFailed as SimulationFailed  # re-exported
 from perper.runtime import Runtime
 from perper.runtime.calls import outside_call
@@ -707,12 +712,13 @@ class World:
 
     async def _call_from_outside(self) -> None:
         """The simulated outside caller: make the recorded calls in their order, a
-        seeded pause before each; an error outcome is the callee's (the checkers compare
-        it with the recorded one)."""
+        seeded pause before each; an error outcome is the callee's and a destroyed
+        instance refuses the call (the checkers compare what was written with the
+        recorded run)."""
         pauses = random.Random(f"{self.scenario.seed}/calls")
         for call in self.calls:
             await asyncio.sleep(pauses.random() * 0.05)
-            with contextlib.suppress(CallFailedError):
+            with contextlib.suppress(CallFailedError, AgentDestroyedError):
                 await outside_call(
                     self.store,
                     call.run,
