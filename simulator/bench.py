@@ -1,9 +1,12 @@
-"""Speed of the simulator beside asyncio's own loop: the loop alone, and whole seeds of
-examples/basic.py beside the same run on a plain event loop."""
+"""Speed of the simulator beside asyncio's own loop: the loop alone, whole seeds of
+examples/basic.py beside the same run on a plain event loop, and seeds of a recorded
+run of examples/clicks.py (``--log``) beside the same workload run on a plain loop."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -12,8 +15,10 @@ from typing import Any
 from perper.app import load_app
 from perper.runtime import Runtime
 from perper.store.memory import MemoryStore
+from perper.store.sqlite import SQLiteStore
 from simulator.campaign import Simulation
 from simulator.loop import SimulatedLoop
+from simulator.recorded import RecordedRun, load_recorded
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -46,6 +51,17 @@ def _best_rate(seconds: float, once: Callable[[], tuple[int, float]]) -> float:
         best = max(best, units / elapsed)
         if time.perf_counter() >= deadline:
             return best
+
+
+def _asyncio_runs_per_second(seconds: float, run: Workload) -> float:
+    """The best runs/s of ``asyncio.run(run())`` over ``seconds``."""
+
+    def once() -> tuple[int, float]:
+        started = time.perf_counter()
+        asyncio.run(run())
+        return 1, time.perf_counter() - started
+
+    return _best_rate(seconds, once)
 
 
 def loop_steps_per_second(seconds: float = 1.0, tasks: int = 8, *, timers: bool = True) -> float:
@@ -109,20 +125,78 @@ def basic_runs_per_second(seconds: float = 2.0, count: int = 100) -> float:
         result = await Runtime(MemoryStore(), app).run("bench", {"count": count})
         result.raise_on_failure()
 
-    def once() -> tuple[int, float]:
-        started = time.perf_counter()
-        asyncio.run(run())
-        return 1, time.perf_counter() - started
-
-    return _best_rate(seconds, once)
+    return _asyncio_runs_per_second(seconds, run)
 
 
-def run_bench(seconds: float = 2.0) -> list[str]:
+def record_clicks(path: Path, count: int = 10_000) -> Path:
+    """Record a real run of examples/clicks.py into the SQLite log ``path``, fed ``count``
+    clicks by examples/clicks_producer.py (run ``shop``, sealed), on asyncio's loop."""
+    spec = importlib.util.spec_from_file_location(
+        "clicks_producer", EXAMPLES / "clicks_producer.py"
+    )
+    assert spec is not None and spec.loader is not None
+    producer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(producer)
+    app = load_app(EXAMPLES / "clicks.py")
+
+    async def record() -> None:
+        async with SQLiteStore(path) as store:
+            run = asyncio.ensure_future(Runtime(store, app).run("shop", {}))
+            await producer.produce(f"sqlite:///{path}", "shop", 1, count, seal=True)
+            (await run).raise_on_failure()
+
+    asyncio.run(record())
+    return path
+
+
+def recorded_seeds_per_second(
+    recorded: RecordedRun, seconds: float = 2.0, *, app_path: Path = EXAMPLES / "clicks.py"
+) -> float:
+    """Seeds/s of ``--log`` over ``recorded`` under crash faults (at least one seed)."""
+    simulation = Simulation(load_app(app_path), kinds=("crash",), recorded=recorded)
+    simulation.reference  # noqa: B018
+    seeds = 0
+    started = time.perf_counter()
+    while True:
+        result = simulation.run_seed(seeds)
+        assert result.ok, result.describe()
+        seeds += 1
+        if time.perf_counter() - started >= seconds:
+            return seeds / (time.perf_counter() - started)
+
+
+def recorded_runs_per_second(
+    recorded: RecordedRun, seconds: float = 2.0, *, app_path: Path = EXAMPLES / "clicks.py"
+) -> float:
+    """The baseline: whole runs/s of the recorded workload on asyncio's loop and a
+    MemoryStore, one worker, no faults, its ingest streams written before it starts."""
+    app = load_app(app_path)
+
+    async def run() -> None:
+        store = MemoryStore()
+        for stream, feed in recorded.feeds.items():
+            head = 0
+            for batch in feed.batches:
+                head = await store.append(stream, head, list(batch))
+            if feed.sealed:
+                await store.seal(stream)
+        result = await Runtime(store, app).run(recorded.run, recorded.params)
+        result.raise_on_failure()
+
+    return _asyncio_runs_per_second(seconds, run)
+
+
+def run_bench(seconds: float = 2.0, *, log_items: int = 10_000) -> list[str]:
     steps = loop_steps_per_second(seconds)
     plain_steps = loop_steps_per_second(seconds, timers=False)
     asyncio_steps = asyncio_steps_per_second(seconds)
     seeds, seed_steps = basic_seeds_per_second(seconds)
     runs = basic_runs_per_second(seconds)
+    with tempfile.TemporaryDirectory(prefix="perper-bench-") as folder:
+        log = record_clicks(Path(folder) / "clicks.db", log_items)
+        recorded = load_recorded(log, load_app(EXAMPLES / "clicks.py"))
+    log_seeds = recorded_seeds_per_second(recorded, seconds)
+    log_runs = recorded_runs_per_second(recorded, seconds)
     return [
         f"loop, 8 tasks with sleep(0) and timers   {steps:>12,.0f} steps/s",
         f"loop, 8 tasks with sleep(0) only         {plain_steps:>12,.0f} steps/s",
@@ -132,4 +206,7 @@ def run_bench(seconds: float = 2.0) -> list[str]:
         f"({seed_steps:,.0f} steps/s with the runtime)",
         f"the same run on asyncio, no faults       {runs:>12,.1f} runs/s",
         f"ratio seeds / runs                       {seeds / runs:>12.2f}x",
+        f"--log examples/clicks.py {log_items:,} items, crash{log_seeds:>9,.1f} seeds/s per process",
+        f"the same workload on asyncio, no faults  {log_runs:>12,.1f} runs/s",
+        f"ratio log seeds / runs                   {log_seeds / log_runs:>12.2f}x",
     ]

@@ -35,6 +35,8 @@ from simulator.loop import run_simulated
 from simulator.recorded import RecordedRun
 from simulator.world import (
     DEFAULT_STEP_BUDGET,
+    RUN,
+    PreparedStore,
     SimulationFailed,
     SimulationResult,
     reference_run,
@@ -147,12 +149,15 @@ class Simulation:
         self.params = dict(recorded.params if recorded is not None else params or {})
         self.preload = recorded.preload if recorded is not None else {}
         self.feeds = recorded.feeds if recorded is not None else {}
+        self.calls = recorded.calls if recorded is not None else ()
+        self.run_name = recorded.run if recorded is not None else RUN
         self.kinds = tuple(kinds)
         self.workers = workers
         self.planted_bugs = frozenset(planted_bugs)
         self.swarm = swarm
         self.step_budget = step_budget
         self._reference: Reference | None = None
+        self._prepared: PreparedStore | None = None
 
     @property
     def reference(self) -> Reference:
@@ -160,7 +165,7 @@ class Simulation:
             from simulator.hashseed import depends_on_hash_order, reference_in_child
 
             fresh = None
-            if self.other_hash_seed and not self.feeds and depends_on_hash_order(self.app):
+            if self.other_hash_seed and self.recorded is None and depends_on_hash_order(self.app):
                 fresh = reference_in_child(
                     self.app, self.params, step_budget=self.step_budget, preload=self.preload
                 )
@@ -171,6 +176,8 @@ class Simulation:
                     step_budget=self.step_budget,
                     preload=self.preload,
                     feeds=self.feeds,
+                    calls=self.calls,
+                    run=self.run_name,
                 )
             if self.recorded is not None:
                 # Compare with what production wrote; the fault-free run only sizes the
@@ -194,6 +201,13 @@ class Simulation:
             scenario = scenario.with_schedule(schedule)
         return scenario
 
+    @property
+    def prepared(self) -> PreparedStore:
+        """The store as every seed starts from it (computed once)."""
+        if self._prepared is None:
+            self._prepared = PreparedStore.build(self.app, self.params, self.preload, self.run_name)
+        return self._prepared
+
     def run_scenario(self, scenario: Scenario, *, trace: bool = False) -> SimulationResult:
         return simulate(
             self.app,
@@ -205,6 +219,9 @@ class Simulation:
             step_budget=self.step_budget,
             preload=self.preload,
             feeds=self.feeds,
+            calls=self.calls,
+            run=self.run_name,
+            prepared=self.prepared,
         )
 
     def run_seed(
@@ -226,6 +243,7 @@ class Simulation:
         seeds = list(seeds)
         started = time.perf_counter()
         self.reference  # noqa: B018 - computed once, before forking
+        self.prepared  # noqa: B018 - likewise
         if jobs > 1 and len(seeds) > 1:
             outcomes = self._run_parallel(seeds, jobs, trace)
         else:

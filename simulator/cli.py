@@ -347,13 +347,17 @@ def _report_failure(
 
 @main.command()
 @click.option("--seconds", type=float, default=2.0, show_default=True, help="Time per measurement.")
-def bench(seconds: float) -> None:
-    """Measure scheduling steps per second and seeds per second (examples/basic.py)."""
+@click.option(
+    "--log-items", type=int, default=10_000, show_default=True, help="Clicks in the recorded run."
+)
+def bench(seconds: float, log_items: int) -> None:
+    """Measure scheduling steps per second and seeds per second (examples/basic.py, and a
+    recorded run of examples/clicks.py with --log)."""
     from simulator.bench import run_bench
 
     logging.disable(logging.CRITICAL)
     try:
-        for line in run_bench(seconds):
+        for line in run_bench(seconds, log_items=log_items):
             click.echo(line)
     finally:
         logging.disable(logging.NOTSET)

@@ -442,6 +442,10 @@ class FaultyStore(LogStore):
         self.partition_give_up = 1.0
         self.faulty = False
 
+    #: Calls that, with no fault on, go straight to the shared store (nothing to report
+    #: to the checkers): bound on the instance, so the hot path skips a coroutine layer.
+    _DIRECT = ("info", "meta_get", "meta_scan", "streams", "scan_segments")
+
     def refresh(self) -> None:
         """Recompute whether any per-call fault is on (the fast path skips the gate)."""
         self.faulty = bool(
@@ -452,6 +456,13 @@ class FaultyStore(LogStore):
             or self.timeout_rate
             or self.yield_every_call
         )
+        attributes = self.__dict__
+        if self.faulty:
+            for name in self._DIRECT:
+                attributes.pop(name, None)
+        else:
+            for name in self._DIRECT:
+                attributes[name] = getattr(self._backing, name)
 
     async def _gate(self, what: str, *, write: bool = False) -> None:
         if self.dead:

@@ -1,33 +1,41 @@
 """A recorded run as the simulator's workload (``python -m simulator run --log REC.sqlite``).
 
 The workload is what production recorded: the run's launcher parameters and every
-execution's recorded effects (``ctx.now()``, ``ctx.random()``, ``ctx.uuid()``), which are
-preloaded as the simulated executions' effect streams, so each execution is handed back
-the values it recorded, exactly as on recovery. The reference is the **recorded
-outputs**: a seed passes when today's code, on N workers under faults, writes exactly
-what production wrote, effect-dependent streams included.
+execution's recorded effects (``ctx.now()``, ``ctx.random()``, ``ctx.uuid()``, agent-state
+reads and writes, the results of the calls it made), which are preloaded as the
+simulated executions' effect streams (with the agent instances' state logs), so each
+execution is handed back the values it recorded, exactly as on recovery. The reference
+is the **recorded outputs**, the agent instances' included: a seed passes when today's
+code, on N workers under faults, writes exactly what production wrote,
+effect-dependent streams included. The simulation keeps the recorded run's name, so
+execution ids and the stream references inside recorded values stay valid.
 
 Ingest streams (streams of the run no execution wrote: producers appended them) are fed
 by simulated producers during the run, each in its recorded batches and order, with
 seed-drawn pauses between batches, so every seed interleaves them differently with the
-workers. A launcher parameter that is a StreamRef to a stream outside the run is refused.
+workers. Calls from outside the run (``perper call``, ``perper.call``: call executions
+without a parent) are made again by a simulated caller, in the order the log recorded
+them, each after a seed-drawn pause; their outcomes are compared like every output. A
+launcher parameter that is a StreamRef to a stream outside the run is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from perper import codec
-from perper.app import App
+from perper.app import App, Kind
 from perper.errors import ConfigError
-from perper.runtime.records import EFFECTS_SUFFIX, is_internal_stream
+from perper.runtime.records import DONE, RUNNING, is_internal_stream
 from perper.store.sqlite import SQLiteStore
 from simulator.checkers import Reference, _refs
-from simulator.world import RUN, Feed
+from simulator.world import ExternalCall, Feed
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class RecordedRun:
         preload: the simulated effect streams to write before the run starts.
         feeds: the ingest streams (written by producers, not by an execution), which
             simulated producers append during the run in their recorded batches.
+        calls: the calls made from outside the run (``perper call``), in the order they
+            were recorded, which a simulated caller makes again.
         reference: the recorded outputs, to compare every simulated run with.
     """
 
@@ -50,10 +60,24 @@ class RecordedRun:
     preload: dict[str, list[Any]] = field(repr=False)
     reference: Reference = field(repr=False)
     feeds: dict[str, Feed] = field(default_factory=dict, repr=False)
+    calls: tuple[ExternalCall, ...] = field(default=(), repr=False)
 
 
-def _simulated(name: str, run: str) -> str:
-    return RUN + name[len(run) :]
+def _in_run(name: str, run: str) -> bool:
+    """``name`` belongs to ``run`` or to an agent instance it started (``{run}.{app}-{i}``)."""
+    return name.startswith((run + "/", run + "."))
+
+
+def _creation_order(path: Path) -> dict[str, int]:
+    """Execution id -> the order the log's executions were first written in: SQLite
+    keeps a row's rowid when it is updated, so rowid order is creation order (logs that
+    ``perper export`` writes keep it too). Empty when the file does not tell."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT key FROM executions ORDER BY rowid").fetchall()
+    except sqlite3.Error:
+        return {}
+    return {str(key): index for index, (key,) in enumerate(rows)}
 
 
 async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
@@ -91,14 +115,20 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
         reference = Reference(label=f"the recorded run {run!r}")
         preload: dict[str, list[Any]] = {}
         feeds: dict[str, Feed] = {}
-        executions = {key for key, _ in await store.meta_scan("executions", prefix=run + "/")}
-        for info in await store.streams(prefix=run + "/"):
-            items = [item async for _, item in store.read(info.name)]
-            name = _simulated(info.name, run)
-            if info.name.endswith(EFFECTS_SUFFIX):
-                preload[name] = items
+        executions = {
+            key: meta.value
+            for key, meta in await store.meta_scan("executions", prefix=run)
+            if _in_run(key, run)
+        }
+        for info in await store.streams(prefix=run):
+            if not _in_run(info.name, run):
                 continue
+            items = [item async for _, item in store.read(info.name)]
+            name = info.name
             if is_internal_stream(info.name):
+                # Recorded effects (now, random, uuid, agent-state reads, call results)
+                # and agent-state logs, as the executions that recorded them left them.
+                preload[name] = items
                 continue
             if info.name not in executions:  # an ingest stream: producers wrote it
                 batches = tuple([tuple(batch) async for _, batch in store.read_batches(info.name)])
@@ -109,9 +139,39 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
             reference.items[name] = items
             reference.outputs[name] = [codec.canonical(item) for item in items]
         reference.run_status = record["status"]
-        return RecordedRun(path, run, dict(params), preload, reference, feeds)
+        if record["status"] == RUNNING and all(
+            value["status"] == DONE for value in executions.values()
+        ):
+            # Every execution finished: a run a call revived, exported before a worker
+            # settled it again. The simulated run settles it: done.
+            reference.run_status = DONE
+        order = _creation_order(path)
+        outside = sorted(
+            (key for key, value in executions.items() if _called_from_outside(value)),
+            key=lambda key: (order.get(key, len(order)), key),
+        )
+        calls = tuple(_external_call(executions[key]) for key in outside)
+        return RecordedRun(path, run, dict(params), preload, reference, feeds, calls)
     finally:
         await store.close()
+
+
+CALL = str(Kind.CALL)
+
+
+def _called_from_outside(value: dict[str, Any]) -> bool:
+    return value.get("kind") == CALL and value.get("parent") is None
+
+
+def _external_call(value: dict[str, Any]) -> ExternalCall:
+    arguments = codec.unpack(value["params"])
+    return ExternalCall(
+        run=value["run"],
+        function=value["function"],
+        args=tuple(arguments.get("args", ())),
+        kwargs=dict(arguments.get("kwargs", {})),
+        key=value["id"].rpartition("@")[2],
+    )
 
 
 def load_recorded(path: str | os.PathLike[str], app: App, *, run: str | None = None) -> RecordedRun:

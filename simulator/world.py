@@ -15,6 +15,8 @@ Runtime with a new worker id; the leases its predecessor held expire by observat
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import gc
 import random
 import time
@@ -23,9 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perper.app import App
-from perper.errors import ConfigError, StoreUnavailableError
+from perper.errors import (
+    AgentDestroyedError,
+    CallFailedError,
+    ConfigError,
+    StoreUnavailableError,
+)
 from perper.errors import SimulationFailed as SimulationFailed  # re-exported
 from perper.runtime import Runtime
+from perper.runtime.calls import outside_call
 from perper.runtime.engine import RunResult
 from perper.runtime.ids import DONE, EFFECTS_SUFFIX, FAILED
 from perper.runtime.settings import RuntimeHooks, RuntimeSettings
@@ -141,6 +149,78 @@ class Feed:
     spacing: float = 0.05
 
 
+@dataclass(frozen=True)
+class ExternalCall:
+    """A call made from outside the run (``perper call``, ``perper.call``) that a
+    recorded run took as an input; a simulated caller makes it again.
+
+    Attributes:
+        run: the run (or agent instance) called.
+        function: the ``@app.call`` function's name.
+        args, kwargs: the arguments, as recorded.
+        key: the call's idempotency key (it names the call's execution).
+    """
+
+    run: str
+    function: str
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    key: str
+
+
+async def prepare_store(
+    store: MemoryStore,
+    app: App,
+    params: Mapping[str, Any],
+    preload: Mapping[str, Sequence[Any]],
+    run: str,
+) -> bool:
+    """Write the preloaded streams and record the run as the harness does before the
+    workers start; True if the run was already done."""
+    for stream, items in preload.items():
+        await store.append(stream, 0, list(items))
+    harness = Runtime(
+        store, app, clock=lambda: EPOCH, entropy=random.Random(0), worker_id="harness"
+    )
+    return await harness.prepare_run(run, dict(params))
+
+
+@dataclass(frozen=True)
+class PreparedStore:
+    """The shared store as :func:`prepare_store` leaves it: the same for every seed of
+    one workload, so a :class:`~simulator.campaign.Simulation` computes it once and each
+    seed starts from a copy (no re-encoding of preloaded streams, no harness run)."""
+
+    streams: Mapping[str, Any] = field(repr=False)
+    meta: Mapping[str, Mapping[str, tuple[int, bytes]]] = field(repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        app: App,
+        params: Mapping[str, Any],
+        preload: Mapping[str, Sequence[Any]],
+        run: str = RUN,
+    ) -> PreparedStore:
+        store = MemoryStore("memory://prepared")
+        loop = SimulatedLoop(0)
+        try:
+            loop.run_until_complete(prepare_store(store, app, params, preload, run))
+        finally:
+            loop.close()
+        return cls(dict(store._streams), {t: dict(rows) for t, rows in store._meta.items()})
+
+    def restore(self, store: MemoryStore) -> None:
+        """Copy this into the empty ``store`` (segments and metadata are immutable bytes;
+        the streams' lists are copied, as the run appends to them)."""
+        for name, stream in self.streams.items():
+            fresh = copy.copy(stream)
+            fresh.firsts, fresh.data = list(stream.firsts), list(stream.data)
+            store._streams[name] = fresh
+        for table, rows in self.meta.items():
+            store._meta[table] = dict(rows)
+
+
 class _Stop(Exception):
     pass
 
@@ -192,6 +272,13 @@ class World:
             each :class:`Feed`'s batches in their recorded order, at virtual times the
             seed draws (so the seed interleaves them with the workers), sealed at the
             end if the recording was.
+        calls: calls from outside the run that a simulated caller makes, one after the
+            other in the recorded order, each after a pause the seed draws; the workers
+            keep serving the run (a call revives a finished run) until every one returned.
+        run: the run's name (a recorded run keeps its own, so the ids, stream names and
+            references in its recorded effects stay valid).
+        prepared: the store as the harness prepares it for this workload
+            (:class:`PreparedStore`), copied in instead of preparing it again.
     """
 
     def __init__(
@@ -207,10 +294,17 @@ class World:
         liveness_bound: float | None = None,
         preload: Mapping[str, Sequence[Any]] | None = None,
         feeds: Mapping[str, Feed] | None = None,
+        calls: Sequence[ExternalCall] = (),
+        run: str = RUN,
+        prepared: PreparedStore | None = None,
     ) -> None:
         self.app = app
+        self.run_name = run
+        self.prepared = prepared
         self.preload = dict(preload or {})
         self.feeds = dict(feeds or {})
+        self.calls = tuple(calls)
+        self.callers_done = not self.calls
         self.params = dict(params)
         self.scenario = scenario
         self.reference = reference
@@ -420,7 +514,13 @@ class World:
 
     async def _worker_main(self, slot: _Slot, runtime: Runtime) -> None:
         try:
-            result = await runtime.work(run=RUN)
+            while True:
+                result = await runtime.work(run=self.run_name)
+                if self.callers_done or result is None or result.status != DONE:
+                    break
+                # A caller outside the run still has calls to make: a call revives the
+                # finished run, as a 'perper worker' serving it would see.
+                await asyncio.sleep(self.scenario.settings.poll_interval)
         except StoreUnavailableError as error:
             self.violate(
                 Violation(
@@ -456,7 +556,12 @@ class World:
 
     def _maybe_done(self) -> None:
         alive = [slot for slot in self.slots if slot.alive]
-        if alive and all(slot.finished for slot in alive) and not self.finished:
+        if (
+            alive
+            and self.callers_done
+            and all(slot.finished for slot in alive)
+            and not self.finished
+        ):
             self.finished = True
             if self._done is not None and not self._done.done():
                 self._done.set_result(None)
@@ -535,7 +640,7 @@ class World:
     def on_segment(self, view: FaultyStore, stream: str, seq: int, count: int, data: bytes) -> None:
         view.notify(stream)  # readers learn of a write even if its caller times out
         if self.outputs is not None:
-            found = self.outputs.on_segment(stream, seq, data)
+            found = self.outputs.on_segment(stream, seq, data, count)
             if found is not None:
                 self.violate(found, worker=view.worker_id)
                 return
@@ -571,17 +676,16 @@ class World:
         """Record the run, start the workers and arm the fault schedule; False if the run
         was already done."""
         self._done = self.loop.create_future()
-        for stream, items in self.preload.items():
-            await self.store.append(stream, 0, list(items))
-        harness = Runtime(
-            self.store, self.app, clock=lambda: EPOCH, entropy=random.Random(0), worker_id="harness"
-        )
-        if await harness.prepare_run(RUN, self.params):
+        if self.prepared is not None:
+            self.prepared.restore(self.store)
+        elif await prepare_store(self.store, self.app, self.params, self.preload, self.run_name):
             return False
         for slot in self.slots:
             self._start_worker(slot)
         for stream, feed in sorted(self.feeds.items()):
             self.producers.append(self.loop.create_task(self._produce(stream, feed)))
+        if self.calls:
+            self.producers.append(self.loop.create_task(self._call_from_outside()))
         for fault in self.scenario.schedule:
             if isinstance(fault, Partition) and fault.worker < len(self.slots):
                 slot = self.slots[fault.worker]
@@ -607,6 +711,26 @@ class World:
             head = await self.store.append(stream, head, batch)
         if feed.sealed:
             await self.store.seal(stream)
+
+    async def _call_from_outside(self) -> None:
+        """The simulated outside caller: make the recorded calls in their order, a
+        seeded pause before each; an error outcome is the callee's and a destroyed
+        instance refuses the call (the checkers compare what was written with the
+        recorded run)."""
+        pauses = random.Random(f"{self.scenario.seed}/calls")
+        for call in self.calls:
+            await asyncio.sleep(pauses.random() * 0.05)
+            with contextlib.suppress(CallFailedError, AgentDestroyedError):
+                await outside_call(
+                    self.store,
+                    call.run,
+                    call.function,
+                    call.args,
+                    dict(call.kwargs),
+                    key=call.key,
+                    timeout=None,
+                )
+        self.callers_done = True
 
     async def _main(self) -> None:
         if await self.start():
@@ -662,7 +786,8 @@ class World:
         heads = {
             name: s.head
             for name, s in store._streams.items()
-            if name.startswith((RUN + "/", RUN + "."))  # the run and its agent instances
+            # the run and its agent instances
+            if name.startswith((self.run_name + "/", self.run_name + "."))
         }
         sealed = {name for name, s in store._streams.items() if s.sealed}
         if self.outputs is not None:
@@ -671,10 +796,10 @@ class World:
                 self.violate(found)
                 return
         runs = store._meta.get("runs", {})
-        if self.reference is not None and RUN in runs:
+        if self.reference is not None and self.run_name in runs:
             from perper import codec
 
-            status = codec.unpack(runs[RUN][1])["status"]
+            status = codec.unpack(runs[self.run_name][1])["status"]
             if status != self.reference.run_status:
                 self.violate(
                     Violation(
@@ -694,7 +819,7 @@ class World:
         assert self.reference is not None
 
         async def check() -> Any:
-            return await replay_async(self.store, self.app, run=RUN, freeze_clock=False)
+            return await replay_async(self.store, self.app, run=self.run_name, freeze_clock=False)
 
         loop = SimulatedLoop(0)
         try:
@@ -725,6 +850,9 @@ def simulate(
     step_budget: int = DEFAULT_STEP_BUDGET,
     preload: Mapping[str, Sequence[Any]] | None = None,
     feeds: Mapping[str, Feed] | None = None,
+    calls: Sequence[ExternalCall] = (),
+    run: str = RUN,
+    prepared: PreparedStore | None = None,
 ) -> SimulationResult:
     """Run one simulated deployment of ``app`` and check it against ``reference``."""
     return World(
@@ -737,6 +865,9 @@ def simulate(
         step_budget=step_budget,
         preload=preload,
         feeds=feeds,
+        calls=calls,
+        run=run,
+        prepared=prepared,
     ).run()
 
 
@@ -747,6 +878,8 @@ def reference_run(
     step_budget: int = DEFAULT_STEP_BUDGET,
     preload: Mapping[str, Sequence[Any]] | None = None,
     feeds: Mapping[str, Feed] | None = None,
+    calls: Sequence[ExternalCall] = (),
+    run: str = RUN,
 ) -> Reference:
     """Run ``app`` fault-free on one simulated worker and record what it produced.
 
@@ -769,6 +902,8 @@ def reference_run(
         step_budget=step_budget,
         preload=preload,
         feeds=feeds,
+        calls=calls,
+        run=run,
     )
     result = world.run()
     if result.violation is not None:
@@ -778,7 +913,7 @@ def reference_run(
         )
     loop = SimulatedLoop(0)
     try:
-        ref = loop.run_until_complete(Reference.from_store(world.store, RUN, trimmed=world.trimmed))
+        ref = loop.run_until_complete(Reference.from_store(world.store, run, trimmed=world.trimmed))
     finally:
         loop.close()
     ref.steps, ref.virtual_time = result.steps, result.virtual_time

@@ -11,7 +11,14 @@ from .conftest import ROOT
 
 def test_the_simulator_benchmark_prints_rates_and_ratios_against_asyncio() -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "simulator.py"), "--seconds", "0.2"],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "simulator.py"),
+            "--seconds",
+            "0.2",
+            "--log-items",
+            "200",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -23,3 +30,5 @@ def test_the_simulator_benchmark_prints_rates_and_ratios_against_asyncio() -> No
     assert re.search(r"^ratio simulated / asyncio +[\d.]+x$", out, re.M), out
     assert re.search(r"^examples/basic.py count=100, crash faults +[\d,.]+ seeds/s", out, re.M), out
     assert re.search(r"^ratio seeds / runs +[\d.]+x$", out, re.M), out
+    assert re.search(r"^--log examples/clicks.py 200 items, crash +[\d,.]+ seeds/s", out, re.M)
+    assert re.search(r"^ratio log seeds / runs +[\d.]+x$", out, re.M), out

@@ -187,6 +187,89 @@ def test_a_copy_whose_session_logic_changed_fails_naming_sessions_and_the_first_
         "--save", str(tmp_path / "f.db"),
     )  # fmt: skip
     assert code == 1, out
-    assert "function: sessions" in out and "sim/sessions-0, seq" in out, out
+    assert "function: sessions" in out and "shop/sessions-0, seq" in out, out
     found = re.search(r"shrunk (\d+) faults to (\d+) in \d+ runs", out)
     assert found is not None and int(found.group(2)) <= 1, out
+
+
+def record_outside_calls(log: Path) -> Path:
+    """examples/agents/calls.py run for real, then three calls from outside the run
+    (``perper.call``, the one that raises included) served by a worker."""
+    import asyncio
+
+    import perper
+    from perper.app import load_app
+    from perper.runtime import Runtime
+    from perper.store.sqlite import SQLiteStore
+
+    app = load_app(EXAMPLES / "agents" / "calls.py")
+
+    async def main() -> None:
+        async with SQLiteStore(log) as store:
+            (await Runtime(store, app).run("c1", {})).raise_on_failure()
+            stop = asyncio.Event()
+            worker = asyncio.create_task(Runtime(store, app).work(stop=stop))
+            await perper.call(store, "c1", "random_number", 1, 1000, key="first")
+            await perper.call(store, "c1", "count_params", values=[1, 2, 3], key="second")
+            with pytest.raises(perper.CallFailedError):
+                await perper.call(store, "c1", "random_number", 1, key="bad")
+            stop.set()
+            await worker
+
+    asyncio.run(main())
+    return log
+
+
+@pytest.fixture(scope="module")
+def calls_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return record_outside_calls(tmp_path_factory.mktemp("calls") / "calls.db")
+
+
+def test_calls_from_outside_the_run_are_made_again_in_their_recorded_order(
+    calls_log: Path,
+) -> None:
+    from perper.app import load_app
+    from simulator.recorded import load_recorded
+
+    recorded = load_recorded(calls_log, load_app(EXAMPLES / "agents" / "calls.py"))
+    assert [(c.key, c.function, c.args, dict(c.kwargs)) for c in recorded.calls] == [
+        ("first", "random_number", (1, 1000), {}),
+        ("second", "count_params", (), {"values": [1, 2, 3]}),
+        ("bad", "random_number", (1,), {}),
+    ]
+    code, out = invoke(
+        str(EXAMPLES / "agents" / "calls.py"), "--log", str(calls_log), "--seeds", "0..29"
+    )
+    assert code == 0, out
+    assert "30 seeds run, 0 failures" in out
+
+
+def test_an_outside_call_gets_the_effects_it_recorded_and_a_changed_callee_fails_on_it(
+    calls_log: Path, tmp_path: Path
+) -> None:
+    source = (EXAMPLES / "agents" / "calls.py").read_text()
+    # Only the call from outside asks for high=1000: only its outcome changes.
+    changed = source.replace(
+        "    return low + int(ctx.random() * (high - low + 1))\n",
+        "    return low + int(ctx.random() * (high - low + 1)) + (high == 1000)\n",
+        1,
+    )
+    assert changed != source
+    path = tmp_path / "calls_changed.py"
+    path.write_text(changed)
+    code, out = invoke(str(path), "--log", str(calls_log), "--seeds", "0..4")
+    assert code == 1, out
+    assert "'c1/random_number@first' holds another item at seq 0" in out, out
+
+
+def test_agent_instances_and_their_agent_state_come_back_from_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "sums.db"
+    argv = [sys.executable, "-m", "perper.cli", "run", str(EXAMPLES / "agents" / "sums.py")]
+    done = subprocess.run(
+        [*argv, "--store", f"sqlite:///{log}", "--run", "s1", "--param", "count=20"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    code, out = invoke(str(EXAMPLES / "agents" / "sums.py"), "--log", str(log), "--seeds", "0..19")
+    assert code == 0, out
+    assert "20 seeds run, 0 failures" in out

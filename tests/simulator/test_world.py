@@ -164,3 +164,21 @@ def test_an_item_never_becomes_durable_before_the_effects_it_used(sim: SimHelper
     # Seed 2416 once failed: a background flush took the output buffer after awaiting the
     # effects append, so an item using an unrecorded ctx.now() was written.
     sim.run(EXAMPLES / "effects.py", seeds=[2416], faults=FAULT_KINDS)
+
+
+def test_a_seed_started_from_the_prepared_store_runs_exactly_as_one_that_prepares_it() -> None:
+    from simulator.world import simulate
+
+    simulation = Simulation(load_app(EXAMPLES / "effects.py"), kinds=("crash", "latency"))
+    for seed in range(6):
+        scenario = simulation.scenario(seed)
+        prepared = simulation.run_scenario(scenario, trace=True)
+        fresh = simulate(
+            simulation.app,
+            simulation.params,
+            scenario,
+            reference=simulation.reference,
+            trace=True,
+        )
+        assert prepared.ok and fresh.ok
+        assert prepared.trace_hash == fresh.trace_hash and prepared.steps == fresh.steps
