@@ -589,6 +589,14 @@ class KeyIndex:
             if key is not None:
                 seqs.setdefault(key, first + offset)
 
+    def absorb_fresh(self, first: int, keys: list[str | None]) -> None:
+        """:meth:`absorb` for the keys :func:`plan_keyed` just planned at ``first``: none
+        is in the index yet and none repeats, so they go in at C speed."""
+        if None in keys:
+            self.absorb(first, keys)
+        else:
+            self.seqs.update(zip(keys, range(first, first + len(keys)), strict=True))  # type: ignore[arg-type]
+
 
 def check_keys(
     stream: str, items: Sequence[Any], keys: Sequence[str | None] | None
@@ -604,16 +612,18 @@ def check_keys(
             f"append_keyed to {stream!r}: {len(items)} items but {len(keys)} keys; "
             "pass one key (or None) per item"
         )
-    keyed = False
-    for key in keys:
-        if key is not None:
-            if type(key) is not str:
+    kinds = set(map(type, keys))  # at C speed: this runs for every item sent
+    if not kinds <= _KEY_TYPES:
+        for key in keys:
+            if key is not None and type(key) is not str:
                 raise StoreError(
                     f"append_keyed to {stream!r}: key {key!r} is a {type(key).__name__}; "
                     "idempotency keys are str (or None for none)"
                 )
-            keyed = True
-    return items, (list(keys) if keyed else None)
+    return items, (list(keys) if str in kinds else None)
+
+
+_KEY_TYPES = {str, type(None)}
 
 
 def plan_keyed(

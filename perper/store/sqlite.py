@@ -417,6 +417,7 @@ class SQLiteStore(LogStore):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                     self._ids.pop(stream, None)  # its row may have been created and undone
+        self._remember_id(stream, stream_id)
 
     @staticmethod
     def _moved(
@@ -479,9 +480,10 @@ class SQLiteStore(LogStore):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                     self._ids.pop(stream, None)  # its row may have been created and undone
+        self._remember_id(stream, stream_id)
         if fresh:
             if index is not None and fresh_keys is not None:
-                index.absorb(head, fresh_keys)
+                index.absorb_fresh(head, fresh_keys)
                 index.through = head + len(fresh)
             self.notify(stream)
         return seqs
