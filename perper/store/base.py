@@ -462,6 +462,19 @@ class LogStore(ABC):
             "this stream without keys, or use a memory://, sqlite:// or ignite:// store"
         )
 
+    async def segment_keys(
+        self, stream: str, start: int = 0, stop: int | None = None
+    ) -> list[tuple[int, list[str | None]]]:
+        """Return ``(first_seq, keys)`` of each keyed segment of ``stream`` overlapping
+        ``[start, stop)``, in seq order; ``keys`` holds one key (or None) per item of the
+        segment. Segments written without keys are left out. For copying a stream with
+        its keys (:mod:`perper.store.mirror`).
+
+        Raises:
+            FormatError: a segment's stored keys are not a list of str/None (corrupt).
+        """
+        raise StoreError(f"{self.url or type(self).__name__} does not keep idempotency keys")
+
     async def write_keyed_segment(
         self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
     ) -> None:
@@ -596,6 +609,20 @@ class KeyIndex:
             self.absorb(first, keys)
         else:
             self.seqs.update(zip(keys, range(first, first + len(keys)), strict=True))  # type: ignore[arg-type]
+
+
+def checked_keys(found: Any, count: int, *, where: str) -> list[str | None]:
+    """The keys of a keyed segment of ``count`` items as read back from a store.
+
+    Raises:
+        FormatError: ``found`` is not a list of ``count`` str/None (a corrupt log).
+    """
+    if type(found) is not list or len(found) != count or not set(map(type, found)) <= _KEY_TYPES:
+        raise FormatError(
+            f"{where}: the idempotency keys stored with this segment of {count} items are "
+            "not one str (or nil) per item: the log is corrupt"
+        )
+    return found
 
 
 def check_keys(
