@@ -87,9 +87,11 @@ class Context:
 
         Args:
             ref: the stream.
-            start: the first seq to read; ``"live"`` starts at the stream's head when the
-                loop asks for its first item, skipping what was stored before. That head
-                is a recorded effect, so recovery and replay start at the same seq.
+            start: the first seq to read; ``"live"`` starts at the stream's head at this
+                call, skipping what was stored before it (items appended after the call,
+                before the loop asks for its first item, are read). That head is a
+                recorded effect, taken at the call, so recovery and replay start at the
+                same seq.
             with_seq: yield ``(seq, item)`` pairs instead of items.
 
         Raises:
@@ -104,7 +106,7 @@ class Context:
         if start != "live" and (type(start) is not int or start < 0):
             raise ConfigError(
                 f"ctx.read({ref.stream!r}, start={start!r}) in {self.function!r}: start is "
-                'a seq (an int >= 0) or "live" (the head when reading begins)'
+                'a seq (an int >= 0) or "live" (the head at this call)'
             )
         return self._host.read(ref.stream, start, with_seq)
 
@@ -141,7 +143,7 @@ class Context:
         if start != "live" and (type(start) is not int or start < 0):
             raise ConfigError(
                 f"ctx.{name}({ref.stream!r}, start={start!r}) in {self.function!r}: start "
-                'is a seq (an int >= 0) or "live" (the head when reading begins)'
+                'is a seq (an int >= 0) or "live" (the head at this call)'
             )
 
     def ingest(self, name: str) -> StreamRef:

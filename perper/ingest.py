@@ -45,8 +45,9 @@ from perper.store.base import LogStore
 
 __all__ = ["IngestResult", "Producer", "ingest_lines"]
 
-#: A queued send: its future, its number of items, whether it gets one seq or a list.
-_Waiter = tuple[asyncio.Future[Any], int, bool]
+#: A queued send: the future of a ``send`` (one item, one seq), or the future and the
+#: number of items of a ``send_many`` (a list of seqs).
+_Waiter = asyncio.Future[Any] | tuple[asyncio.Future[Any], int]
 
 
 class Producer:
@@ -73,8 +74,7 @@ class Producer:
         self.store = store
         self.stream = stream
         self.max_batch = max_batch
-        # What waits for the next write: the items and keys, and per send its future, its
-        # number of items, and whether it gets one seq (send) or a list (send_many).
+        # What waits for the next write: the items and keys, and per send its waiter.
         self._items: list[Any] = []
         self._keys: list[str | None] = []
         self._waiters: list[_Waiter] = []
@@ -108,7 +108,7 @@ class Producer:
         self._keys.append(key)
         if key is not None:
             self._keyed = True
-        self._waiters.append((future, 1, True))
+        self._waiters.append(future)
         # _wake_committer, inlined: this runs once per item.
         committer = self._committer
         if (committer is None or committer.done()) and not self._writing:
@@ -160,7 +160,7 @@ class Producer:
         self._keys.extend(key_list)
         if keys is not None:
             self._keyed = True
-        self._waiters.append((future, len(batch), False))
+        self._waiters.append((future, len(batch)))
         self._wake_committer()
         return await future
 
@@ -192,9 +192,9 @@ class Producer:
             keyed, self._keyed = self._keyed, False
             self._items, self._keys, self._waiters = [], [], []
             return items, (keys if keyed else None), waiters
-        taken, size = 1, waiters[0][1]
-        while taken < len(waiters) and size + waiters[taken][1] <= self.max_batch:
-            size += waiters[taken][1]
+        taken, size = 1, _count(waiters[0])
+        while taken < len(waiters) and size + _count(waiters[taken]) <= self.max_batch:
+            size += _count(waiters[taken])
             taken += 1
         batch = items[:size], (keys[:size] if self._keyed else None), waiters[:taken]
         del items[:size], keys[:size], waiters[:taken]
@@ -237,8 +237,7 @@ class Producer:
         the others."""
         position = 0
         for waiter in waiters:
-            count = waiter[1]
-            end = position + count
+            end = position + _count(waiter)
             try:
                 seqs = await self.store.append_keyed(
                     self.stream, items[position:end], None if keys is None else keys[position:end]
@@ -261,22 +260,46 @@ class Producer:
         await self.flush()
 
 
+def _count(waiter: _Waiter) -> int:
+    return waiter[1] if isinstance(waiter, tuple) else 1
+
+
+def _future(waiter: _Waiter) -> asyncio.Future[Any]:
+    return waiter[0] if isinstance(waiter, tuple) else waiter
+
+
 def _fail(waiters: list[_Waiter], error: BaseException) -> None:
-    for future, _, _ in waiters:
+    for waiter in waiters:
+        future = _future(waiter)
         if not future.done():
             future.set_exception(error)
 
 
 def _cancel(waiters: list[_Waiter]) -> None:
-    for future, _, _ in waiters:
-        future.cancel()
+    for waiter in waiters:
+        _future(waiter).cancel()
 
 
 def _resolve(waiters: list[_Waiter], seqs: list[int]) -> None:
+    if len(waiters) == len(seqs):  # one item per waiter (the usual case: only sends)
+        for waiter, seq in zip(waiters, seqs, strict=True):
+            if isinstance(waiter, tuple):
+                waiter = waiter[0]
+                if not waiter.done():
+                    waiter.set_result([seq])
+            elif not waiter.done():
+                waiter.set_result(seq)
+        return
     position = 0
-    for future, count, single in waiters:
+    for waiter in waiters:
+        if isinstance(waiter, tuple):
+            future, count = waiter
+            result: Any = seqs[position : position + count]
+        else:
+            future, count = waiter, 1
+            result = seqs[position]
         if not future.done():
-            future.set_result(seqs[position] if single else seqs[position : position + count])
+            future.set_result(result)
         position += count
 
 

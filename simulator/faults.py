@@ -546,6 +546,37 @@ class FaultyStore(LogStore):
             await self._after("seal", write=True)
         return sealed
 
+    # Ingest keys (perper.Producer): the key primitives fault like the other reads and
+    # writes, and a keyed segment is reported to the checkers as any other segment.
+
+    async def lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
+        if self.faulty:
+            await self._gate("lookup_keys")
+            result = await self._backing.lookup_keys(stream, keys)
+            await self._after("lookup_keys")
+            return result
+        return await self._backing.lookup_keys(stream, keys)
+
+    async def segment_keys(
+        self, stream: str, start: int = 0, stop: int | None = None
+    ) -> list[tuple[int, list[str | None]]]:
+        if self.faulty:
+            await self._gate("segment_keys")
+            result = await self._backing.segment_keys(stream, start, stop)
+            await self._after("segment_keys")
+            return result
+        return await self._backing.segment_keys(stream, start, stop)
+
+    async def write_keyed_segment(
+        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
+    ) -> None:
+        if self.faulty:
+            await self._gate("append_keyed", write=True)
+        await self._backing.write_keyed_segment(stream, seq, count, data, keys)
+        self._world.on_segment(self, stream, seq, count, data)
+        if self.faulty:
+            await self._after("append_keyed", write=True)
+
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
         if self.faulty:
             await self._gate("streams")

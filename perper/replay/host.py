@@ -156,15 +156,19 @@ class ReplayHost:
 
     # ------------------------------------------------------- the Context host
 
-    async def read(
-        self, stream: str, start: int | str = 0, with_seq: bool = False
-    ) -> AsyncIterator[Any]:
+    def _start(self, start: int | str) -> int:
+        # "live" is the recorded head, taken at the ctx.read call as the runtime takes it;
+        # a replay never makes a new effect (effect() ends or diverges first), so the 0 is
+        # never used.
+        return int(self.effect("live", lambda: 0)) if start == "live" else int(start)
+
+    def read(self, stream: str, start: int | str = 0, with_seq: bool = False) -> AsyncIterator[Any]:
+        return self._read(stream, self._start(start), with_seq)
+
+    async def _read(self, stream: str, position: int, with_seq: bool) -> AsyncIterator[Any]:
         log = self.log
         cursor = _Cursor(stream)
         self.cursors.append(cursor)
-        # "live" is the recorded head; a replay never makes a new effect (effect() ends
-        # or diverges first), so the 0 is never used.
-        position = int(self.effect("live", lambda: 0)) if start == "live" else int(start)
         cursor.first = position
         while True:
             async for first, items in log.read_batches(stream, start=position):
@@ -188,15 +192,17 @@ class ReplayHost:
                 f"input {stream!r} ends at seq {position} in the log without being finished"
             )
 
-    async def read_batches(
+    def read_batches(
         self, stream: str, start: int | str = 0, with_seq: bool = False
     ) -> AsyncIterator[Any]:
         """The recorded stream a stored segment at a time, as the runtime hands it out;
         a batch counts as consumed once it is handed over."""
+        return self._read_batches(stream, self._start(start), with_seq)
+
+    async def _read_batches(self, stream: str, position: int, with_seq: bool) -> AsyncIterator[Any]:
         log = self.log
         cursor = _Cursor(stream)
         self.cursors.append(cursor)
-        position = int(self.effect("live", lambda: 0)) if start == "live" else int(start)
         cursor.first = position
         while True:
             async for first, items in log.read_batches(stream, start=position):

@@ -139,6 +139,8 @@ class Execution:
         self._recorded_effects: list[Any] = []
         self._effect_position = 0
         self._pending_effects: list[Any] = []
+        # Heads being read for ctx.read(start="live") calls whose effect is pending.
+        self._live_heads: list[asyncio.Task[int]] = []
         self._buffer: list[Any] = []
         self._out_seq = 0
         self._in_flight = 0  # items taken from the buffer by a flush not yet done
@@ -420,6 +422,15 @@ class Execution:
             await self._flush_locked()
 
     async def _flush_locked(self) -> None:
+        while self._live_heads:
+            # A live read's effect is recorded with its head: wait for the value (a
+            # failed head read stays in line, so its empty effect is never written).
+            heads, self._live_heads = self._live_heads, []
+            try:
+                await asyncio.gather(*heads)
+            except BaseException:
+                self._live_heads[0:0] = heads
+                raise
         # Take the effects and the items together, before any await: an item yielded
         # while this flush is in flight may depend on an effect taken after it, and
         # must wait for the next flush with that effect.
@@ -610,7 +621,7 @@ class Execution:
         records where the read ended (asyncio closes the generator itself only later).
         """
         holder: list[ReadSlot] = []
-        reader = self._read(stream, holder, start, with_seq, False)
+        reader = self._read(stream, holder, self._live_start(stream, start), with_seq, False)
         weak = weakref.ref(reader, lambda _: self._left(holder))
         self._readers.append(weak)
         return reader
@@ -624,7 +635,7 @@ class Execution:
         next batch is the boundary (a checkpoint, a stop, a crash point), so recovery
         resumes at the start of the batch after the last one it finished."""
         holder: list[ReadSlot] = []
-        reader = self._read(stream, holder, start, with_seq, True)
+        reader = self._read(stream, holder, self._live_start(stream, start), with_seq, True)
         weak = weakref.ref(reader, lambda _: self._left(holder))
         self._readers.append(weak)
         return reader
@@ -637,7 +648,7 @@ class Execution:
         self,
         stream: str,
         holder: list[ReadSlot],
-        start: int | str,
+        start: int | asyncio.Task[int],
         with_seq: bool,
         batches: bool,
     ) -> AsyncIterator[Any]:
@@ -658,7 +669,7 @@ class Execution:
             await self._reach(index, restored)
         if restored is None:
             opened = self.cursor()
-            first = await self._live_position(stream) if start == "live" else int(start)
+            first = start if isinstance(start, int) else await start
             slot = ReadSlot(stream, first, opened)
         else:
             slot = ReadSlot(stream, restored.position, restored.opened, restored.closed)
@@ -739,12 +750,29 @@ class Execution:
             )
         await self.store.wait(stream, position, timeout=None)
 
-    async def _live_position(self, stream: str) -> int:
-        """The head of ``stream`` now, as a recorded effect (``ctx.read(start="live")``)."""
+    def _live_start(self, stream: str, start: int | str) -> int | asyncio.Task[int]:
+        """Where a read given ``start`` begins: a seq, or for ``"live"`` the head of
+        ``stream`` at this ``ctx.read`` call, a recorded effect taken at the call (so
+        items appended between the call and the first item are read).
+
+        Recorded (recovery): the seq itself. New: the effect's place is taken now and a
+        task reads the head at once; the read and :meth:`flush` (which must not record
+        the effect without its value) wait for it.
+        """
+        if start != "live":
+            return int(start)
         if self._effect_position < len(self._recorded_effects):
             return int(self.effect("live", lambda: None))
-        head = await self.store.head(stream)
-        return int(self.effect("live", lambda: head))
+        self.effect("live", lambda: None)
+        entry = self._pending_effects[-1]
+
+        async def head() -> int:
+            entry[1] = value = await self.store.head(stream)
+            return value
+
+        task = asyncio.get_running_loop().create_task(head())
+        self._live_heads.append(task)
+        return task
 
     async def _boundary(self, slot: ReadSlot) -> None:
         self._at(Boundary.ITEM, slot.position)

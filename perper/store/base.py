@@ -543,6 +543,19 @@ class LogStore(ABC):
             "this stream without keys, or use a memory://, sqlite:// or ignite:// store"
         )
 
+    async def segment_keys(
+        self, stream: str, start: int = 0, stop: int | None = None
+    ) -> list[tuple[int, list[str | None]]]:
+        """Return ``(first_seq, keys)`` of each keyed segment of ``stream`` overlapping
+        ``[start, stop)``, in seq order; ``keys`` holds one key (or None) per item of the
+        segment. Segments written without keys are left out. For copying a stream with
+        its keys (:mod:`perper.store.mirror`).
+
+        Raises:
+            FormatError: a segment's stored keys are not a list of str/None (corrupt).
+        """
+        raise StoreError(f"{self.url or type(self).__name__} does not keep idempotency keys")
+
     async def write_keyed_segment(
         self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
     ) -> None:
@@ -700,6 +713,28 @@ class KeyIndex:
             if key is not None:
                 seqs.setdefault(key, first + offset)
 
+    def absorb_fresh(self, first: int, keys: list[str | None]) -> None:
+        """:meth:`absorb` for the keys :func:`plan_keyed` just planned at ``first``: none
+        is in the index yet and none repeats, so they go in at C speed."""
+        if None in keys:
+            self.absorb(first, keys)
+        else:
+            self.seqs.update(zip(keys, range(first, first + len(keys)), strict=True))  # type: ignore[arg-type]
+
+
+def checked_keys(found: Any, count: int, *, where: str) -> list[str | None]:
+    """The keys of a keyed segment of ``count`` items as read back from a store.
+
+    Raises:
+        FormatError: ``found`` is not a list of ``count`` str/None (a corrupt log).
+    """
+    if type(found) is not list or len(found) != count or not set(map(type, found)) <= _KEY_TYPES:
+        raise FormatError(
+            f"{where}: the idempotency keys stored with this segment of {count} items are "
+            "not one str (or nil) per item: the log is corrupt"
+        )
+    return found
+
 
 def check_keys(
     stream: str, items: Sequence[Any], keys: Sequence[str | None] | None
@@ -715,16 +750,18 @@ def check_keys(
             f"append_keyed to {stream!r}: {len(items)} items but {len(keys)} keys; "
             "pass one key (or None) per item"
         )
-    keyed = False
-    for key in keys:
-        if key is not None:
-            if type(key) is not str:
+    kinds = set(map(type, keys))  # at C speed: this runs for every item sent
+    if not kinds <= _KEY_TYPES:
+        for key in keys:
+            if key is not None and type(key) is not str:
                 raise StoreError(
                     f"append_keyed to {stream!r}: key {key!r} is a {type(key).__name__}; "
                     "idempotency keys are str (or None for none)"
                 )
-            keyed = True
-    return items, (list(keys) if keyed else None)
+    return items, (list(keys) if str in kinds else None)
+
+
+_KEY_TYPES = {str, type(None)}
 
 
 def plan_keyed(

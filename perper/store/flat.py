@@ -22,7 +22,7 @@ from perper.store.mirror import selected_streams
 __all__ = ["column_name", "flat_rows", "flat_table_name", "write_flat_tables"]
 
 #: Tables of a perper SQLite log; a flat table never takes one of these names.
-_RESERVED = {"streams", "segments", "runs", "executions", "checkpoints", "leases"}
+_RESERVED = {"streams", "segments", "segment_keys", "runs", "executions", "checkpoints", "leases"}
 _SEQ_LIKE = re.compile(r"seq_*", re.IGNORECASE)
 
 

@@ -37,6 +37,8 @@ class MemoryStore(LogStore):
         self._meta: dict[str, dict[str, tuple[int, bytes]]] = {}
         # Ingest keys per stream: key -> seq, written with the segment that holds the item.
         self._keys: dict[str, dict[str, int]] = {}
+        # And per keyed segment, its keys (first seq -> one key or None per item).
+        self._segment_keys: dict[str, dict[int, list[str | None]]] = {}
 
     async def info(self, stream: str) -> StreamInfo:
         self._check_open()
@@ -140,7 +142,18 @@ class MemoryStore(LogStore):
         stored = self._keys.setdefault(stream, {})
         for offset, key in enumerate(keys):
             if key is not None:
-                stored[key] = seq + offset
+                stored.setdefault(key, seq + offset)
+        self._segment_keys.setdefault(stream, {})[seq] = list(keys)
+
+    async def segment_keys(
+        self, stream: str, start: int = 0, stop: int | None = None
+    ) -> list[tuple[int, list[str | None]]]:
+        self._check_open()
+        return [
+            (first, list(keys))
+            for first, keys in self._segment_keys.get(stream, {}).items()
+            if first + len(keys) > start and (stop is None or first < stop)
+        ]
 
     # ---------------------------------------------------------------- retention
 

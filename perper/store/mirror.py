@@ -8,6 +8,12 @@ destination already holds part of a source segment (its head falls inside it, be
 source was written in other batches, or an earlier copy was interrupted inside a segment
 boundary of another store) is that one segment decoded and its tail appended.
 
+Ingest segments are copied **with their idempotency keys** (read with
+:meth:`~perper.store.base.LogStore.segment_keys`, written with
+:meth:`~perper.store.base.LogStore.write_keyed_segment` in the same atomic write as the
+items), so an exported or mirrored ingest stream still dedups: a
+:class:`perper.Producer` sending a key the copy holds gets the stored seq back.
+
 A copy is idempotent and resumable: for every selected stream it starts at the destination's
 head, so running it again after an interruption copies only what is missing, and a finished
 copy run again copies nothing. Sealed flags and lease epochs are carried over. Metadata
@@ -30,8 +36,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perper import codec
-from perper.errors import HeadMovedError, StoreError
-from perper.store.base import KEEP, META_TABLES, LogStore, StreamInfo, decode_segment
+from perper.errors import FormatError, HeadMovedError, StoreError
+from perper.store.base import (
+    KEEP,
+    META_TABLES,
+    LogStore,
+    StreamInfo,
+    decode_segment,
+    encode_segment,
+)
 
 __all__ = ["CopyStats", "Progress", "copy_store", "follow", "selected_streams"]
 
@@ -168,15 +181,28 @@ class _Mirror:
         name, epoch, stop = info.name, info.epoch, info.head
         position = head
         written = 0
+        # Ingest segments carry their producers' idempotency keys: copied with them, so a
+        # send to the copy of a key it holds returns the stored seq instead of appending.
+        keyed = dict(await self.src.segment_keys(name, position, stop))
         async for first, count, data in self.src.segments(name, position, stop):
             if first + count <= position:
                 continue
+            keys = keyed.get(first)
+            if keys is not None and len(keys) != count:
+                raise FormatError(
+                    f"{self.src.url}: stream {name!r}, segment at seq {first}: {len(keys)} "
+                    f"idempotency keys for {count} items: the log is corrupt"
+                )
             if first == position:
                 try:
-                    await self.dest.write_segment(name, first, count, data, epoch)
+                    if keys is None:
+                        await self.dest.write_segment(name, first, count, data, epoch)
+                    else:
+                        await self.dest.write_keyed_segment(name, first, count, data, keys)
                 except HeadMovedError:
                     # Someone else writes this destination stream too: fall back to the
-                    # checked append, which compares what is already there.
+                    # checked append, which compares what is already there (without the
+                    # keys: a copy raced by another writer is not a faithful copy anyway).
                     await self.dest.append(
                         name, first, self._decode(name, first, count, data), epoch=epoch
                     )
@@ -184,7 +210,15 @@ class _Mirror:
                 position = first + count
             else:  # the destination's head falls inside this segment: append its tail
                 items = self._decode(name, first, count, data)[position - first :]
-                position = await self.dest.append(name, position, items, epoch=epoch)
+                if keys is None:
+                    position = await self.dest.append(name, position, items, epoch=epoch)
+                else:
+                    tail = keys[position - first :]
+                    await self.dest.write_keyed_segment(
+                        name, position, len(items), encode_segment(items), tail
+                    )
+                    self.dest.notify(name)
+                    position += len(items)
             written += 1
             self.heads[name] = position
             if progress:

@@ -8,7 +8,7 @@ what was refused, before anything reaches the backend.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from perper.errors import StoreError
@@ -69,6 +69,28 @@ class ReadOnlyStore(LogStore):
     async def seal(self, stream: str, *, epoch: int = 0) -> None:
         self._check_open()
         raise self._refuse(f"seal {stream!r}")
+
+    async def lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
+        self._check_open()
+        return await self.inner.lookup_keys(stream, keys)
+
+    async def segment_keys(
+        self, stream: str, start: int = 0, stop: int | None = None
+    ) -> list[tuple[int, list[str | None]]]:
+        self._check_open()
+        return await self.inner.segment_keys(stream, start, stop)
+
+    async def write_keyed_segment(
+        self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
+    ) -> None:
+        self._check_open()
+        raise self._refuse(f"write to {stream!r}")
+
+    async def append_keyed(
+        self, stream: str, items: Sequence[Any], keys: Sequence[str | None] | None
+    ) -> list[int]:
+        self._check_open()
+        raise self._refuse(f"write to {stream!r}")
 
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
         self._check_open()

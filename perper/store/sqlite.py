@@ -54,6 +54,7 @@ from perper.store.base import (
     StreamInfo,
     check_keys,
     check_table,
+    checked_keys,
     encode_segment,
     plan_keyed,
 )
@@ -532,6 +533,37 @@ class SQLiteStore(LogStore):
             seqs = self._caught_up(db, stream, row[0], row[1]).seqs
         return {key: seqs[key] for key in keys if key in seqs}
 
+    async def segment_keys(
+        self, stream: str, start: int = 0, stop: int | None = None
+    ) -> list[tuple[int, list[str | None]]]:
+        with self._translate() as db:
+            stream_id = self._stream_id(db, stream, create=False)
+            if stream_id is None or not self._keys_table(db, create=False):
+                return []
+            # From the segment holding ``start`` (its keys row has its first seq).
+            low = db.execute(
+                "SELECT max(first_seq) FROM segments WHERE stream_id = ? AND first_seq <= ?",
+                (stream_id, start),
+            ).fetchone()[0]
+            rows = db.execute(
+                "SELECT k.first_seq, k.keys, s.count FROM segment_keys k JOIN segments s "
+                "ON s.stream_id = k.stream_id AND s.first_seq = k.first_seq "
+                "WHERE k.stream_id = ? AND k.first_seq >= ? AND k.first_seq < ? "
+                "ORDER BY k.first_seq",
+                (stream_id, low or 0, _FAR if stop is None else stop),
+            ).fetchall()
+        found = []
+        for first, packed, count in rows:
+            if first + count <= start:
+                continue
+            where = f"{self.url}: stream {stream!r}, segment at seq {first}"
+            try:
+                keys = codec.unpack(packed)
+            except FormatError as error:
+                raise FormatError(f"{where}: its keys: {error}") from None
+            found.append((first, checked_keys(keys, count, where=where)))
+        return found
+
     async def write_keyed_segment(
         self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
     ) -> None:
@@ -547,6 +579,7 @@ class SQLiteStore(LogStore):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                     self._ids.pop(stream, None)  # its row may have been created and undone
+        self._remember_id(stream, stream_id)
 
     @staticmethod
     def _moved(
@@ -609,9 +642,10 @@ class SQLiteStore(LogStore):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                     self._ids.pop(stream, None)  # its row may have been created and undone
+        self._remember_id(stream, stream_id)
         if fresh:
             if index is not None and fresh_keys is not None:
-                index.absorb(head, fresh_keys)
+                index.absorb_fresh(head, fresh_keys)
                 index.through = head + len(fresh)
             self.notify(stream)
         return seqs

@@ -105,3 +105,41 @@ async def test_a_recovered_live_read_starts_at_the_recorded_head_not_the_new_one
         await events.seal()
     assert (await Runtime(store, app, lease_ttl=0.2).run("r", {"start": "live"})).ok
     assert await items(store, ECHO) == [[2, "new-2"], [3, "new-3"], [4, "new-4"]]
+
+
+late = perper.App("late")
+
+
+@late.stream
+async def late_reader(ctx: perper.Context, source: perper.StreamRef, go: perper.StreamRef):
+    live = ctx.read(source, start="live", with_seq=True)  # the head now: 3
+    ctx.now()  # an effect after the live one: replay must take them in this order
+    async for _ in ctx.read(go):  # items arrive on source meanwhile
+        break
+    async for seq, item in live:
+        yield [seq, item]
+
+
+@late.launcher
+async def late_main(ctx: perper.Context):
+    await ctx.start(late_reader, ctx.ingest("events"), ctx.ingest("go"))
+
+
+async def test_a_live_read_starts_at_the_head_of_its_call_not_of_its_first_item(
+    store: LogStore,
+) -> None:
+    reader = "r/late_reader-0"
+    async with perper.Producer(store, EVENTS) as events, perper.Producer(store, "r/go") as go:
+        await events.send_many(["old-0", "old-1", "old-2"])
+        task = asyncio.ensure_future(Runtime(store, late).run("r"))
+        # Recorded before the reader blocks on "go", though its loop has not begun.
+        await wait_for_head(store, reader + "#effects", 2)
+        await events.send_many(["new-3", "new-4"])
+        await go.send("go")
+        await events.seal()
+        await go.seal()
+        assert (await task).ok
+    effects = await items(store, reader + "#effects")
+    assert [kind for kind, _ in effects] == ["live", "now"] and effects[0][1] == 3
+    assert await items(store, reader) == [[3, "new-3"], [4, "new-4"]]
+    (await replay_async(store, late)).raise_on_failure()

@@ -28,6 +28,7 @@ from perper.store.base import (
     StreamInfo,
     check_keys,
     check_table,
+    checked_keys,
     encode_segment,
     plan_keyed,
 )
@@ -556,6 +557,15 @@ class IgniteStore(LogStore):
     async def lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
         seqs = (await self._caught_up(stream, await self.head(stream))).seqs
         return {key: seqs[key] for key in keys if key in seqs}
+
+    async def segment_keys(
+        self, stream: str, start: int = 0, stop: int | None = None
+    ) -> list[tuple[int, list[str | None]]]:
+        return [
+            (first, checked_keys(entry_keys(key, value), count, where=f"Ignite entry {key!r}"))
+            async for kind, first, count, key, value in self._scan_entries(stream, start, stop)
+            if kind == KIND_KEYED
+        ]
 
     async def write_keyed_segment(
         self, stream: str, seq: int, count: int, data: bytes, keys: Sequence[str | None] | None
