@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, overload
 
 from perper.errors import ConfigError
+from perper.store.index import IndexSpec, normalize_index
 
 RECOVERY_MODES = ("replay", "checkpoint")
 
@@ -40,6 +41,8 @@ class StreamFunction:
             ``"checkpoint"`` (resume from the last checkpoint; all memory in ctx.state).
         checkpoint_every: checkpoint after this many output items (None: the run's default).
         checkpoint_interval: checkpoint after this many seconds of loop time (None: default).
+        index: the output stream's indexed fields, ``((field, type name), ...)``, or None
+            (see :mod:`perper.store.index`; ``@app.stream(index={"user": int})``).
     """
 
     app: App
@@ -50,6 +53,7 @@ class StreamFunction:
     checkpoint_every: int | None = None
     checkpoint_interval: float | None = None
     signature: inspect.Signature = field(init=False, repr=False)
+    index: IndexSpec | None = None
 
     def __post_init__(self) -> None:
         signature = inspect.signature(self.fn)
@@ -119,7 +123,9 @@ class App:
         recovery: str,
         checkpoint_every: int | None,
         checkpoint_interval: float | None,
+        index: Mapping[str, type] | None = None,
     ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
+        spec = None if index is None else normalize_index(index, where="@app.stream index")
         if recovery not in RECOVERY_MODES:
             raise ConfigError(
                 f"recovery={recovery!r} is not a recovery mode; use one of {RECOVERY_MODES}"
@@ -165,6 +171,8 @@ class App:
             registered = StreamFunction(
                 self, key, kind, function, recovery, checkpoint_every, checkpoint_interval
             )
+            if spec is not None:
+                object.__setattr__(registered, "index", spec)
             self.functions[key] = registered
             if kind is Kind.LAUNCHER:
                 self.launcher_name = key
@@ -189,6 +197,7 @@ class App:
         recovery: str = "replay",
         checkpoint_every: int | None = None,
         checkpoint_interval: float | None = None,
+        index: Mapping[str, type] | None = None,
     ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
 
     def stream(
@@ -200,15 +209,21 @@ class App:
         recovery: str = "replay",
         checkpoint_every: int | None = None,
         checkpoint_interval: float | None = None,
+        index: Mapping[str, type] | None = None,
     ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
         """Register an async generator; each ``yield`` appends one item to its stream.
 
         Use bare (``@app.stream``) or with options (``@app.stream(recovery="checkpoint")``);
         either way the result is a :class:`StreamFunction`, so an app passes
-        ``mypy --strict``.
+        ``mypy --strict``. ``index={"user": int, "amount": float}`` indexes those fields
+        of every item (int, float, str, bool or bytes; a missing field is NULL) so
+        ``ctx.query`` and ``perper query`` can select items with SQL.
+
+        Raises:
+            ConfigError: a bad option, such as an index field of another type.
         """
         return self._register(
-            fn, Kind.STREAM, name, recovery, checkpoint_every, checkpoint_interval
+            fn, Kind.STREAM, name, recovery, checkpoint_every, checkpoint_interval, index
         )
 
     @overload
