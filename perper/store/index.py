@@ -141,30 +141,34 @@ def describe(spec: IndexSpec) -> str:
     return ", ".join(f"{name} {kind}" for name, kind in spec)
 
 
-def _value(item: Any, name: str, kind: str, stream: str, seq: int) -> Any:
-    if isinstance(item, dict):
-        value = item.get(name)
-    else:
-        value = getattr(item, name, None)
+def _get(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def _value(value: Any, name: str, kind: str, stream: str, seq: int) -> Any:
     if value is None:
         return None
     actual = type(value)
-    if kind == "int" and actual is int:
-        return value
+    if kind in ("int", "bool") and actual in (int, bool):
+        return int(value)
     if kind == "float" and actual in (float, int):
         return float(value)
-    if kind == "str" and actual is str:
+    if (kind == "str" and actual is str) or (kind == "bytes" and actual is bytes):
         return value
-    if kind == "bool" and actual is bool:
-        return int(value)
-    if kind == "bytes" and actual is bytes:
-        return value
-    if kind == "int" and actual is bool:
-        return int(value)
     raise ConfigError(
         f"stream {stream!r}, seq {seq}: indexed field {name!r} is declared {kind} but the item "
         f"holds {value!r} ({actual.__name__}); yield a {kind} (or leave the field out for NULL)"
     )
+
+
+# The value types a column takes as they are (anything else goes through _value).
+_AS_IS: dict[str, frozenset[type]] = {
+    "int": frozenset({int, type(None)}),
+    "float": frozenset({float, type(None)}),
+    "str": frozenset({str, type(None)}),
+    "bool": frozenset({bool, type(None)}),
+    "bytes": frozenset({bytes, type(None)}),
+}
 
 
 def index_rows(
@@ -175,10 +179,18 @@ def index_rows(
     Raises:
         ConfigError: an item holds a value of another type than its field's.
     """
-    return [
-        (seq, *(_value(item, name, kind, stream, seq) for name, kind in spec))
-        for seq, item in enumerate(items, first)
-    ]
+    columns: list[list[Any]] = []
+    for name, kind in spec:
+        try:
+            column = [item.get(name) for item in items]  # dicts: the usual case, fast
+        except AttributeError:
+            column = [_get(item, name) for item in items]
+        if not _AS_IS[kind].issuperset(map(type, column)):
+            column = [
+                _value(value, name, kind, stream, seq) for seq, value in enumerate(column, first)
+            ]
+        columns.append(column)
+    return list(zip(range(first, first + len(items)), *columns, strict=True))
 
 
 def check_params(params: Any, *, stream: str) -> tuple[Any, ...]:
