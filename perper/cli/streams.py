@@ -14,6 +14,7 @@ from perper.cli.common import handle_errors, run_async, store_option, with_store
 from perper.errors import ConfigError
 from perper.runtime.listing import StreamRow, list_streams
 from perper.store import LogStore
+from perper.store.index import describe as describe_index
 
 __all__ = ["streams_group", "streams_table"]
 
@@ -25,9 +26,13 @@ def streams_group() -> None:
 
 def streams_table(rows: list[StreamRow]) -> Table:
     """The rich table of ``perper streams ls`` and the end of ``perper run``."""
-    table = Table("name", "function", "items", "status")
+    indexed = any(row.index for row in rows)
+    table = Table("name", "function", "items", "status", *(["index"] if indexed else []))
     for row in rows:
-        table.add_row(row.name, row.function, str(row.items), row.status)
+        cells = [row.name, row.function, str(row.items), row.status]
+        if indexed:
+            cells.append(describe_index(row.index) if row.index else "")
+        table.add_row(*cells)
     return table
 
 
@@ -37,7 +42,8 @@ def streams_table(rows: list[StreamRow]) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
 @handle_errors
 def streams_ls(store_url: str | None, run_name: str | None, as_json: bool) -> None:
-    """One row per stream: name, function, items, status."""
+    """One row per stream: name, function, items, status, and for indexed streams their
+    indexed fields (the index column; "index" in --json: field -> type, or null)."""
 
     async def body(store: LogStore) -> list[StreamRow]:
         return await list_streams(store, run=run_name)
@@ -47,7 +53,13 @@ def streams_ls(store_url: str | None, run_name: str | None, as_json: bool) -> No
         click.echo(
             json.dumps(
                 [
-                    {"name": r.name, "function": r.function, "items": r.items, "status": r.status}
+                    {
+                        "name": r.name,
+                        "function": r.function,
+                        "items": r.items,
+                        "status": r.status,
+                        "index": dict(r.index) if r.index else None,
+                    }
                     for r in rows
                 ],
                 indent=2,

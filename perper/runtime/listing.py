@@ -8,6 +8,7 @@ from enum import StrEnum
 from perper.runtime.ids import Status, is_internal_stream, start_order
 from perper.runtime.records import ExecutionRecord
 from perper.store.base import LogStore
+from perper.store.index import IndexSpec
 
 
 class StreamState(StrEnum):
@@ -22,13 +23,15 @@ class StreamRow:
     """One stream as listed: its name, writing function, item count and status.
 
     ``status`` is the writing execution's (running, done, failed), or for a stream no
-    execution writes, ``sealed`` or ``open``.
+    execution writes, ``sealed`` or ``open``. ``index`` is an indexed stream's
+    declaration (``((field, type), ...)``), None for others.
     """
 
     name: str
     function: str
     items: int
     status: Status | StreamState
+    index: IndexSpec | None = None
 
 
 async def list_streams(store: LogStore, *, run: str | None = None) -> list[StreamRow]:
@@ -40,6 +43,7 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
         for key, meta in await store.meta_scan("executions", prefix=prefix)
     }
     infos = {info.name: info for info in await store.streams(prefix=prefix)}
+    indexes = await store.indexes(prefix=prefix)
     rows = []
     names = set(infos) | {k for k, e in executions.items() if e.kind != "launcher"}
     for name in sorted(names, key=start_order):
@@ -49,7 +53,9 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
         execution = executions.get(name)
         items = info.head if info else 0
         if execution is not None:
-            rows.append(StreamRow(name, execution.function, items, execution.status))
+            rows.append(
+                StreamRow(name, execution.function, items, execution.status, indexes.get(name))
+            )
         else:
             rows.append(
                 StreamRow(
@@ -57,6 +63,7 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
                     "",
                     items,
                     StreamState.SEALED if info and info.sealed else StreamState.OPEN,
+                    indexes.get(name),
                 )
             )
     return rows
