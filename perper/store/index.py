@@ -237,7 +237,8 @@ def check_order_by(order_by: str | None, spec: IndexSpec, *, stream: str) -> str
             )
         column = "seq" if field == "seq" else names[field or ""]
         has_seq = has_seq or column == "seq"
-        terms.append(f"{_quote(column)} {(match.group(2) or 'ASC').upper()}")
+        quoted = "seq" if column == "seq" else _quote(column)  # seq unquoted: Ignite's SEQ
+        terms.append(f"{quoted} {(match.group(2) or 'ASC').upper()}")
     if not has_seq:
         terms.append("seq ASC")
     return ", ".join(terms)

@@ -33,6 +33,7 @@ from perper.store.base import (
 )
 from perper.store.ignite.connection import Connector
 from perper.store.ignite.directory import Directory
+from perper.store.ignite.index import IgniteIndexes
 from perper.store.ignite.layout import (
     HEADER,
     HINT,
@@ -53,6 +54,7 @@ from perper.store.ignite.layout import (
     payload,
 )
 from perper.store.ignite.url import mask_url, parse_url
+from perper.store.index import IndexSpec
 
 __all__ = ["IgniteStore"]
 
@@ -225,6 +227,8 @@ class IgniteStore(LogStore):
         self._meta_seen: dict[str, bytes] = {}
         self._hints: set[asyncio.Task[None]] = set()
         self._key_index: dict[str, KeyIndex] = {}
+        #: Indexed streams: declarations, index rows in Ignite SQL tables (index.py).
+        self.indexing = IgniteIndexes(self)
 
     @classmethod
     def from_url(cls, url: str) -> IgniteStore:
@@ -455,6 +459,7 @@ class IgniteStore(LogStore):
             value = HEADER.pack(KIND_ITEMS, seq, count, epoch) + data
         else:
             value = keyed_value(seq, count, data, keys)
+        rows = self.indexing.rows_for(stream, seq, data) if self.indexing.specs else None
         if n % HINT_EVERY == 0 and n:
             # Segments 0..n-1 are committed, so a hint of that end is true whether or not
             # this put wins. It is only a shortcut for probes: sent beside the append, not
@@ -465,6 +470,8 @@ class IgniteStore(LogStore):
             return False
         state.learn(n, seq, count, epoch)
         self._cache.put(key, value)
+        if rows is not None:
+            await self.indexing.written(stream, seq, count, rows)
         return True
 
     def _send_hint(self, stream: str, hint: bytes) -> None:
@@ -698,6 +705,35 @@ class IgniteStore(LogStore):
                     self._remember(full, raw)
                     result.append((name, meta_entry(full, raw)))
         return result
+
+    # ---------------------------------------------------------- indexed streams
+
+    async def index_of(self, stream: str) -> IndexSpec | None:
+        self._check_open()
+        return await self.indexing.index_of(stream)
+
+    async def indexes(self, *, prefix: str = "") -> dict[str, IndexSpec]:
+        self._check_open()
+        return await self.indexing.indexes(prefix)
+
+    async def write_index(self, stream: str, spec: IndexSpec) -> IndexSpec:
+        self._check_open()
+        return await self.indexing.write_index(stream, spec)
+
+    async def query_seqs(
+        self,
+        stream: str,
+        where: str,
+        params: tuple[Any, ...],
+        *,
+        stop: int,
+        order_by: str,
+        limit: int | None,
+    ) -> list[int]:
+        self._check_open()
+        return await self.indexing.query_seqs(
+            stream, where, params, stop=stop, order_by=order_by, limit=limit
+        )
 
     async def close(self) -> None:
         if self._closed:
