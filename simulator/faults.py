@@ -590,7 +590,7 @@ class FaultyStore(LogStore):
             await self._after("write_index", write=True)
         return result
 
-    async def query_seqs(
+    async def query_rows(
         self,
         stream: str,
         where: str,
@@ -599,15 +599,15 @@ class FaultyStore(LogStore):
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[int]:
+    ) -> list[tuple[int, int | None]]:
         if self.faulty:
             await self._gate("query")
-            result = await self._backing.query_seqs(
+            result = await self._backing.query_rows(
                 stream, where, params, stop=stop, order_by=order_by, limit=limit
             )
             await self._after("query")
             return result
-        return await self._backing.query_seqs(
+        return await self._backing.query_rows(
             stream, where, params, stop=stop, order_by=order_by, limit=limit
         )
 

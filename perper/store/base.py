@@ -56,6 +56,7 @@ from perper.store.index import (
     check_order_by,
     check_params,
     check_where,
+    item_at,
     normalize_index,
 )
 from perper.store.index import describe as describe_index
@@ -531,7 +532,7 @@ class LogStore(ABC):
         """Return the stream's index declaration, or None if it is not indexed.
 
         Backends that index streams override this, :meth:`indexes`,
-        :meth:`write_index` and :meth:`query_seqs`.
+        :meth:`write_index` and :meth:`query_rows`.
         """
         return None
 
@@ -548,7 +549,7 @@ class LogStore(ABC):
             "sqlite:// or ignite:// store"
         )
 
-    async def query_seqs(
+    async def query_rows(
         self,
         stream: str,
         where: str,
@@ -557,10 +558,13 @@ class LogStore(ABC):
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[int]:
-        """Return the seqs below ``stop`` whose index rows match ``where`` (checked by
-        :func:`perper.store.index.check_where`), ordered by the checked ``order_by``
-        clause, at most ``limit`` of them. The backend primitive behind :meth:`query`."""
+    ) -> list[tuple[int, int | None]]:
+        """Return ``(seq, locator)`` of the index rows below ``stop`` that match ``where``
+        (checked by :func:`perper.store.index.check_where`), ordered by the checked
+        ``order_by`` clause, at most ``limit`` of them. The backend primitive behind
+        :meth:`query`. ``locator`` (or None) is where the item's bytes sit inside its
+        segment's packed array, from :func:`perper.store.index.item_locators`, so only
+        that item is decoded."""
         raise StoreError(f"{self.url or type(self).__name__} does not index streams")
 
     async def declare_index(self, stream: str, index: Any) -> IndexSpec:
@@ -617,22 +621,33 @@ class LogStore(ABC):
         stop = head if stop is None else min(stop, head)
         if limit == 0 or stop <= 0:
             return
-        seqs = await self.query_seqs(stream, where, bound, stop=stop, order_by=order, limit=limit)
-        cached: tuple[int, list[Any]] = (0, [])
-        for seq in seqs:
-            first, items = cached
-            if not first <= seq < first + len(items):
-                async for first, count, data in self.segments(stream, seq, seq + 1):
-                    items = decode_segment(
-                        first, count, data, stream=stream, where=self.url, checked=True
-                    )
-                    cached = (first, items)
-                if not first <= seq < first + len(items):
+        found = await self.query_rows(stream, where, bound, stop=stop, order_by=order, limit=limit)
+        # The segment of the last row: consecutive rows often share one.
+        segment: tuple[int, int, bytes] = (0, 0, b"")
+        decoded: list[Any] | None = None
+        for seq, locator in found:
+            first, count, data = segment
+            if not first <= seq < first + count:
+                # The backend primitive, not segments(): one segment, below the head the
+                # query began at, so no contiguity to check; its checksum is checked here.
+                async for first, count, data in self.scan_segments(stream, seq, seq + 1):
+                    if first <= seq < first + count:
+                        check_segment(first, count, data, stream=stream, where=self.url)
+                        segment, decoded = (first, count, data), None
+                        break
+                if not first <= seq < first + count:
                     raise FormatError(
                         f"{self.url}: stream {stream!r} has an index row at seq {seq} but no "
                         "stored item there: the log is corrupt"
                     )
-            yield seq, items[seq - first]
+            if locator is not None:
+                yield seq, item_at(data, locator, stream=stream, seq=seq, where=self.url)
+                continue
+            if decoded is None:
+                decoded = decode_segment(
+                    first, count, data, stream=stream, where=self.url, checked=True
+                )
+            yield seq, decoded[seq - first]
 
     async def meta_put(self, table: str, key: str, value: Any) -> int:
         """Write ``value`` whatever the current version; return the new version."""

@@ -30,6 +30,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from perper import codec
 from perper.errors import ConfigError, FormatError
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "decode_spec",
     "encode_spec",
     "index_rows",
+    "item_at",
+    "item_locators",
     "normalize_index",
 ]
 
@@ -70,6 +73,9 @@ FUNCTIONS = frozenset({"abs", "coalesce", "ifnull", "length", "lower", "upper", 
 #: A declaration as stored: ``((field, type name), ...)`` in declaration order.
 IndexSpec = tuple[tuple[str, str], ...]
 
+#: The hidden column of SQLite index tables holding each item's locator.
+LOCATOR = "perper_locator"
+_CRC_SIZE = 4  # the checksum before a segment's packed array (perper/store/base.py)
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 _ORDER = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)(?:\s+(ASC|DESC))?\s*\Z", re.IGNORECASE)
 _STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
@@ -96,11 +102,17 @@ def normalize_index(index: Any, *, where: str = "index") -> IndexSpec:
         )
     spec: list[tuple[str, str]] = []
     for name, kind in index.items():
-        if not isinstance(name, str) or not _FIELD.match(name) or name.lower() == "seq":
+        if (
+            not isinstance(name, str)
+            or not _FIELD.match(name)
+            or name.lower() == "seq"
+            or name.lower().startswith("perper_")
+        ):
             raise ConfigError(
                 f"{where}: field name {name!r} is not usable: index fields are identifiers "
                 "(letters, digits, _; not starting with a digit; at most 63 characters) "
-                "other than 'seq', which every index row has"
+                "other than 'seq', which every index row has, and not starting with "
+                "'perper_'"
             )
         type_name = INDEX_TYPES.get(kind) if isinstance(kind, type) else None
         if type_name is None:
@@ -171,10 +183,50 @@ _AS_IS: dict[str, frozenset[type]] = {
 }
 
 
+def item_locators(data: bytes, items: Sequence[Any]) -> list[int | None]:
+    """Where each item's bytes sit in the segment ``data`` holding ``items``: ``(offset
+    << 32) | length``, so a query decodes one item, not its whole segment. All None if
+    the items do not re-encode to exactly the stored bytes (then the segment is decoded).
+    """
+    packed = memoryview(data)
+    encoded = [codec.canonical(item) for item in items]
+    header = len(data) - _CRC_SIZE - sum(map(len, encoded))
+    if header not in (1, 3, 5):
+        return [None] * len(items)
+    locators: list[int | None] = []
+    offset = _CRC_SIZE + header
+    for chunk in encoded:
+        if packed[offset : offset + len(chunk)] != chunk:
+            return [None] * len(items)
+        locators.append((offset << 32) | len(chunk))
+        offset += len(chunk)
+    return locators
+
+
+def item_at(data: bytes, locator: int, *, stream: str, seq: int, where: str) -> Any:
+    """The item a locator from :func:`item_locators` points at in a checked segment.
+
+    Raises:
+        FormatError: the locator does not point at one item (a corrupt index).
+    """
+    offset, length = locator >> 32, locator & 0xFFFFFFFF
+    if offset < _CRC_SIZE or offset + length > len(data):
+        raise FormatError(
+            f"{where}: stream {stream!r}, seq {seq}: its index row points outside its "
+            "segment: the index is corrupt"
+        )
+    return codec.unpack(data[offset : offset + length])
+
+
 def index_rows(
-    spec: IndexSpec, stream: str, first: int, items: Sequence[Any]
+    spec: IndexSpec,
+    stream: str,
+    first: int,
+    items: Sequence[Any],
+    locators: Sequence[int | None] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """The index rows ``(seq, field values...)`` of ``items`` stored from seq ``first``.
+    """The index rows ``(seq, field values...)`` of ``items`` stored from seq ``first``,
+    each followed by its item's locator if ``locators`` is given.
 
     Raises:
         ConfigError: an item holds a value of another type than its field's.
@@ -190,6 +242,8 @@ def index_rows(
                 _value(value, name, kind, stream, seq) for seq, value in enumerate(column, first)
             ]
         columns.append(column)
+    if locators is not None:
+        columns.append(list(locators))
     return list(zip(range(first, first + len(items)), *columns, strict=True))
 
 
@@ -344,7 +398,9 @@ def sqlite_table(stream_id: int) -> str:
 def sqlite_create(db: sqlite3.Connection, table: str, spec: IndexSpec) -> None:
     """Create ``table`` for ``spec``: ``seq`` as its primary key and one SQL index per field."""
     columns = "".join(f", {_quote(name)} {SQLITE_TYPES[kind]}" for name, kind in spec)
-    db.execute(f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY{columns})")
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY{columns}, {LOCATOR} INTEGER)"
+    )
     for name, _ in spec:
         db.execute(f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table} ({_quote(name)}, seq)")
 
@@ -352,8 +408,8 @@ def sqlite_create(db: sqlite3.Connection, table: str, spec: IndexSpec) -> None:
 def sqlite_insert(
     db: sqlite3.Connection, table: str, spec: IndexSpec, rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    """Put ``rows`` into ``table``; a row at a seq that has one replaces it."""
-    marks = ", ".join("?" * (len(spec) + 1))
+    """Put ``rows`` (with locators) into ``table``; a row at a seq that has one replaces it."""
+    marks = ", ".join("?" * (len(spec) + 2))
     db.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
 
 
@@ -366,10 +422,10 @@ def sqlite_select(
     stop: int,
     order_by: str,
     limit: int | None,
-) -> list[int]:
-    """The seqs below ``stop`` matching the checked condition ``where``, in order."""
+) -> list[tuple[int, int | None]]:
+    """``(seq, locator)`` of the rows below ``stop`` matching the checked ``where``."""
     rows = db.execute(
-        f"SELECT seq FROM {table} AS t WHERE seq < ? AND ({where}\n) ORDER BY {order_by} LIMIT ?",
+        f"SELECT seq, {LOCATOR} FROM {table} AS t WHERE seq < ? AND ({where}\n) ORDER BY {order_by} LIMIT ?",
         (stop, *params, -1 if limit is None else limit),
     ).fetchall()
-    return [row[0] for row in rows]
+    return [(row[0], row[1]) for row in rows]

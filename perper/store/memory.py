@@ -13,6 +13,7 @@ from perper.store.base import LogStore, Meta, StreamInfo, check_table, segment_i
 from perper.store.index import (
     IndexSpec,
     index_rows,
+    item_locators,
     sqlite_create,
     sqlite_insert,
     sqlite_select,
@@ -161,7 +162,8 @@ class MemoryStore(LogStore):
     def _index(self, stream: str, indexed: tuple[IndexSpec, int], seq: int, data: bytes) -> None:
         spec, number = indexed
         assert self._index_db is not None
-        rows = index_rows(spec, stream, seq, segment_items(data))
+        items = segment_items(data)
+        rows = index_rows(spec, stream, seq, items, item_locators(data, items))
         sqlite_insert(self._index_db, sqlite_table(number), spec, rows)
 
     async def index_of(self, stream: str) -> IndexSpec | None:
@@ -190,7 +192,7 @@ class MemoryStore(LogStore):
         self._specs[stream] = indexed
         return spec
 
-    async def query_seqs(
+    async def query_rows(
         self,
         stream: str,
         where: str,
@@ -199,7 +201,7 @@ class MemoryStore(LogStore):
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[int]:
+    ) -> list[tuple[int, int | None]]:
         self._check_open()
         indexed = self._specs.get(stream)
         if indexed is None or self._index_db is None:

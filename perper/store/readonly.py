@@ -101,7 +101,7 @@ class ReadOnlyStore(LogStore):
         self._check_open()
         raise self._refuse(f"index {stream!r}")
 
-    async def query_seqs(
+    async def query_rows(
         self,
         stream: str,
         where: str,
@@ -110,9 +110,9 @@ class ReadOnlyStore(LogStore):
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[int]:
+    ) -> list[tuple[int, int | None]]:
         self._check_open()
-        return await self.inner.query_seqs(
+        return await self.inner.query_rows(
             stream, where, params, stop=stop, order_by=order_by, limit=limit
         )
 

@@ -65,6 +65,7 @@ from perper.store.index import (
     decode_spec,
     encode_spec,
     index_rows,
+    item_locators,
     sqlite_create,
     sqlite_insert,
     sqlite_select,
@@ -563,7 +564,14 @@ class SQLiteStore(LogStore):
             ).fetchone()
             if row is not None:
                 spec = self._specs[stream] = decode_spec(row[0], where=self.url)
+                self._grow_cache(db)
         return spec
+
+    @staticmethod
+    def _grow_cache(db: sqlite3.Connection) -> None:
+        # Index rows land at random places in their SQL indexes: with SQLite's default
+        # 2 MiB page cache most inserts re-read a page. 64 MiB at most, taken as used.
+        db.execute("PRAGMA cache_size = -65536")
 
     def _index_segment(
         self, db: sqlite3.Connection, stream: str, stream_id: int | None, seq: int, data: bytes
@@ -576,7 +584,8 @@ class SQLiteStore(LogStore):
             return
         assert stream_id is not None
         items = segment_items(data)
-        sqlite_insert(db, sqlite_table(stream_id), spec, index_rows(spec, stream, seq, items))
+        rows = index_rows(spec, stream, seq, items, item_locators(data, items))
+        sqlite_insert(db, sqlite_table(stream_id), spec, rows)
 
     async def index_of(self, stream: str) -> IndexSpec | None:
         with self._translate() as db:
@@ -608,12 +617,14 @@ class SQLiteStore(LogStore):
                     db.execute("ROLLBACK")
                     return decode_spec(row[0], where=self.url)
                 table = sqlite_table(stream_id)
+                self._grow_cache(db)
                 sqlite_create(db, table, spec)
                 for first, data in db.execute(
                     "SELECT first_seq, data FROM segments WHERE stream_id = ? ORDER BY first_seq",
                     (stream_id,),
                 ).fetchall():
-                    rows = index_rows(spec, stream, first, segment_items(data))
+                    items = segment_items(data)
+                    rows = index_rows(spec, stream, first, items, item_locators(data, items))
                     sqlite_insert(db, table, spec, rows)
                 db.execute(
                     "INSERT INTO stream_indexes (stream_id, fields) VALUES (?, ?)",
@@ -628,7 +639,7 @@ class SQLiteStore(LogStore):
         self._specs[stream] = spec
         return spec
 
-    async def query_seqs(
+    async def query_rows(
         self,
         stream: str,
         where: str,
@@ -637,7 +648,7 @@ class SQLiteStore(LogStore):
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[int]:
+    ) -> list[tuple[int, int | None]]:
         with self._translate() as db:
             stream_id = self._stream_id(db, stream, create=False)
             if stream_id is None or self._spec_of(db, stream, stream_id) is None:

@@ -228,7 +228,7 @@ class IgniteIndexes:
 
     # ----------------------------------------------------------------- queries
 
-    async def query_seqs(
+    async def query_rows(
         self,
         stream: str,
         where: str,
@@ -237,7 +237,7 @@ class IgniteIndexes:
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[int]:
+    ) -> list[tuple[int, int | None]]:
         spec = await self.index_of(stream)
         if spec is None:
             return []
@@ -251,4 +251,4 @@ class IgniteIndexes:
             query += " LIMIT ?"
             args.append(limit)
         rows = await self.sql(f"querying {stream!r}", query, args)
-        return [int(row[0]) for row in rows]
+        return [(int(row[0]), None) for row in rows]

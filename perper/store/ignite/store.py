@@ -720,7 +720,7 @@ class IgniteStore(LogStore):
         self._check_open()
         return await self.indexing.write_index(stream, spec)
 
-    async def query_seqs(
+    async def query_rows(
         self,
         stream: str,
         where: str,
@@ -729,9 +729,9 @@ class IgniteStore(LogStore):
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[int]:
+    ) -> list[tuple[int, int | None]]:
         self._check_open()
-        return await self.indexing.query_seqs(
+        return await self.indexing.query_rows(
             stream, where, params, stop=stop, order_by=order_by, limit=limit
         )
 
