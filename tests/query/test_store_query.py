@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ import perper
 from perper.errors import ConfigError
 from perper.store import LogStore, open_store
 from perper.store.readonly import ReadOnlyStore
-from tests.conftest import store_url
+from perper.store.sqlite import SQLiteStore
+from tests.conftest import ROOT, STORE_KINDS, store_url
 
 ORDERS = "shop/orders"
 INDEX = {"user": int, "amount": float, "page": str, "paid": bool, "tag": bytes}
@@ -188,3 +191,50 @@ async def test_the_declaration_and_rows_are_durable_across_reopening(tmp_path: P
         assert await store.index_of(ORDERS) == (("user", "int"),)
         await store.append(ORDERS, 10, [order(10)])
         assert [s for s, _ in await rows(store, "user = 0")] == [0, 5, 10]
+
+
+async def test_a_changed_byte_in_a_matching_segment_is_reported_as_corruption(
+    tmp_path: Path,
+) -> None:
+    url = store_url("sqlite", tmp_path)
+    async with open_store(url) as store:
+        await store.declare_index(ORDERS, {"user": int})
+        await store.append(ORDERS, 0, [order(i) for i in range(10)])
+    db = sqlite3.connect(tmp_path / "store.db")
+    (data,) = db.execute("SELECT data FROM segments").fetchone()
+    db.execute("UPDATE segments SET data = ?", (data[:-1] + bytes([data[-1] ^ 1]),))
+    db.commit()
+    db.close()
+    async with open_store(url) as store:
+        with pytest.raises(perper.FormatError, match="does not match its checksum"):
+            await rows(store, "user = 1")
+
+
+async def test_a_format_3_log_opened_for_writing_is_upgraded_and_can_be_indexed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    shutil.copy(ROOT / "fixtures" / "basic-clean.db", path)
+    async with SQLiteStore(path) as store:
+        name = (await store.streams())[0].name
+        await store.declare_index(name, {"value": int})
+        assert await store.index_of(name) == (("value", "int"),)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
+
+
+@pytest.mark.ignite
+async def test_ignite_segments_stored_without_their_rows_are_indexed_by_the_next_query(
+    tmp_path: Path,
+) -> None:
+    if "ignite" not in STORE_KINDS:
+        pytest.fail("set PERPER_TEST_IGNITE to run the Ignite tests")
+    url = store_url("ignite", tmp_path)
+    async with open_store(url) as declarer, open_store(url) as unaware:
+        await declarer.declare_index(ORDERS, {"user": int})
+        await declarer.append(ORDERS, 0, [order(i) for i in range(10)])
+        # Another process's writer that never learnt the declaration writes segments
+        # without rows: what a crash between a segment and its rows leaves.
+        await unaware.append(ORDERS, 10, [order(i) for i in range(10, 20)])
+        assert [s async for s, _ in declarer.query(ORDERS, "user = 1")] == [1, 6, 11, 16]
+        await declarer.append(ORDERS, 20, [order(i) for i in range(20, 25)])
+        assert [s async for s, _ in unaware.query(ORDERS, "user = 1")] == [1, 6, 11, 16, 21]
