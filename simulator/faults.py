@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from perper.errors import ConfigError, StoreUnavailableError
 from perper.runtime.settings import RuntimeSettings
-from perper.store.base import LogStore, Meta, StreamInfo
+from perper.store.base import LogStore, Meta, QueryRow, StreamInfo
 from perper.store.index import IndexSpec
 from perper.store.memory import MemoryStore
 
@@ -599,7 +599,7 @@ class FaultyStore(LogStore):
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[tuple[int, int | None]]:
+    ) -> list[QueryRow]:
         if self.faulty:
             await self._gate("query")
             result = await self._backing.query_rows(

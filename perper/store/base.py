@@ -67,6 +67,7 @@ __all__ = [
     "HeadMovedError",
     "LogStore",
     "Meta",
+    "QueryRow",
     "StreamInfo",
     "check_segment",
     "check_table",
@@ -75,6 +76,12 @@ __all__ = [
     "segment_items",
     "segment_packed",
 ]
+
+#: What :meth:`LogStore.query_rows` returns per matching row: ``(seq, locator, segment)``;
+#: ``locator`` (or None) is where the item's bytes sit in its segment
+#: (:func:`perper.store.index.item_locators`), ``segment`` (or None) the row's stored
+#: segment ``(first_seq, count, data)`` if the backend fetched it with the row.
+QueryRow = tuple[int, int | None, tuple[int, int, bytes] | None]
 
 #: Metadata tables every store provides.
 META_TABLES = ("runs", "executions", "checkpoints", "leases")
@@ -558,13 +565,12 @@ class LogStore(ABC):
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[tuple[int, int | None]]:
-        """Return ``(seq, locator)`` of the index rows below ``stop`` that match ``where``
+    ) -> list[QueryRow]:
+        """Return a :data:`QueryRow` per index row below ``stop`` that matches ``where``
         (checked by :func:`perper.store.index.check_where`), ordered by the checked
         ``order_by`` clause, at most ``limit`` of them. The backend primitive behind
-        :meth:`query`. ``locator`` (or None) is where the item's bytes sit inside its
-        segment's packed array, from :func:`perper.store.index.item_locators`, so only
-        that item is decoded."""
+        :meth:`query`, which checks each segment's checksum and decodes only the item a
+        locator points at."""
         raise StoreError(f"{self.url or type(self).__name__} does not index streams")
 
     async def declare_index(self, stream: str, index: Any) -> IndexSpec:
@@ -625,7 +631,11 @@ class LogStore(ABC):
         # The segment of the last row: consecutive rows often share one.
         segment: tuple[int, int, bytes] = (0, 0, b"")
         decoded: list[Any] | None = None
-        for seq, locator in found:
+        for seq, locator, fetched in found:
+            if fetched is not None and fetched[0] != segment[0]:
+                first, count, data = fetched
+                check_segment(first, count, data, stream=stream, where=self.url)
+                segment, decoded = fetched, None
             first, count, data = segment
             if not first <= seq < first + count:
                 # The backend primitive, not segments(): one segment, below the head the

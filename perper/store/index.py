@@ -28,10 +28,13 @@ import json
 import re
 import sqlite3
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perper import codec
 from perper.errors import ConfigError, FormatError
+
+if TYPE_CHECKING:
+    from perper.store.base import QueryRow
 
 __all__ = [
     "FUNCTIONS",
@@ -422,10 +425,25 @@ def sqlite_select(
     stop: int,
     order_by: str,
     limit: int | None,
-) -> list[tuple[int, int | None]]:
-    """``(seq, locator)`` of the rows below ``stop`` matching the checked ``where``."""
+    segments_of: int | None = None,
+) -> list[QueryRow]:
+    """The rows below ``stop`` matching the checked ``where``, in order, as
+    :data:`~perper.store.base.QueryRow`; with ``segments_of`` (a stream id in the SQLite
+    file's ``segments``) each with its segment, fetched in the same statement."""
+    columns, joined = f"seq, {LOCATOR}", ""
+    args: list[Any] = [stop, *params, -1 if limit is None else limit]
+    if segments_of is not None:
+        columns += ", s.first_seq, s.count, s.data"
+        joined = (
+            " JOIN segments AS s ON s.stream_id = ? AND s.first_seq = (SELECT max(first_seq) "
+            "FROM segments WHERE stream_id = ? AND first_seq <= t.seq)"
+        )
+        args = [segments_of, segments_of, *args]
     rows = db.execute(
-        f"SELECT seq, {LOCATOR} FROM {table} AS t WHERE seq < ? AND ({where}\n) ORDER BY {order_by} LIMIT ?",
-        (stop, *params, -1 if limit is None else limit),
+        f"SELECT {columns} FROM {table} AS t{joined} WHERE seq < ? AND ({where}\n) "
+        f"ORDER BY {order_by} LIMIT ?",
+        args,
     ).fetchall()
-    return [(row[0], row[1]) for row in rows]
+    if segments_of is None:
+        return [(row[0], row[1], None) for row in rows]
+    return [(row[0], row[1], (row[2], row[3], row[4])) for row in rows]

@@ -9,7 +9,7 @@ from typing import Any
 
 from perper import codec
 from perper.errors import HeadMovedError
-from perper.store.base import LogStore, Meta, StreamInfo, check_table, segment_items
+from perper.store.base import LogStore, Meta, QueryRow, StreamInfo, check_table, segment_items
 from perper.store.index import (
     IndexSpec,
     index_rows,
@@ -201,7 +201,7 @@ class MemoryStore(LogStore):
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[tuple[int, int | None]]:
+    ) -> list[QueryRow]:
         self._check_open()
         indexed = self._specs.get(stream)
         if indexed is None or self._index_db is None:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from perper.errors import StoreError
-from perper.store.base import LogStore, Meta, StreamInfo
+from perper.store.base import LogStore, Meta, QueryRow, StreamInfo
 from perper.store.index import IndexSpec
 
 __all__ = ["ReadOnlyStore"]
@@ -110,7 +110,7 @@ class ReadOnlyStore(LogStore):
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[tuple[int, int | None]]:
+    ) -> list[QueryRow]:
         self._check_open()
         return await self.inner.query_rows(
             stream, where, params, stop=stop, order_by=order_by, limit=limit

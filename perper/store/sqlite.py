@@ -53,6 +53,7 @@ from perper.store.base import (
     KeyIndex,
     LogStore,
     Meta,
+    QueryRow,
     StreamInfo,
     check_keys,
     check_table,
@@ -648,7 +649,7 @@ class SQLiteStore(LogStore):
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[tuple[int, int | None]]:
+    ) -> list[QueryRow]:
         with self._translate() as db:
             stream_id = self._stream_id(db, stream, create=False)
             if stream_id is None or self._spec_of(db, stream, stream_id) is None:
@@ -661,6 +662,7 @@ class SQLiteStore(LogStore):
                 stop=stop,
                 order_by=order_by,
                 limit=limit,
+                segments_of=stream_id,
             )
 
     async def close(self) -> None:

@@ -25,7 +25,7 @@ import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from perper.store.base import segment_items
+from perper.store.base import QueryRow, segment_items
 from perper.store.ignite.layout import META_CACHE, escape
 from perper.store.index import (
     IndexSpec,
@@ -237,7 +237,7 @@ class IgniteIndexes:
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[tuple[int, int | None]]:
+    ) -> list[QueryRow]:
         spec = await self.index_of(stream)
         if spec is None:
             return []
@@ -251,4 +251,4 @@ class IgniteIndexes:
             query += " LIMIT ?"
             args.append(limit)
         rows = await self.sql(f"querying {stream!r}", query, args)
-        return [(int(row[0]), None) for row in rows]
+        return [(int(row[0]), None, None) for row in rows]

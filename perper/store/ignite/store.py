@@ -25,6 +25,7 @@ from perper.store.base import (
     KeyIndex,
     LogStore,
     Meta,
+    QueryRow,
     StreamInfo,
     check_keys,
     check_table,
@@ -729,7 +730,7 @@ class IgniteStore(LogStore):
         stop: int,
         order_by: str,
         limit: int | None,
-    ) -> list[tuple[int, int | None]]:
+    ) -> list[QueryRow]:
         self._check_open()
         return await self.indexing.query_rows(
             stream, where, params, stop=stop, order_by=order_by, limit=limit
