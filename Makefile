@@ -60,6 +60,7 @@ bench: $(STAMP)  ## every benchmark, each beside its baseline
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/simulator.py
 	$(BIN)/python bench/calls.py
+	$(BIN)/python bench/query.py
 
 clean:
 	rm -rf $(VENV) .perper .pytest_cache .mypy_cache .ruff_cache

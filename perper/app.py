@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, overload
 
 from perper.errors import ConfigError
+from perper.store.index import IndexSpec, normalize_index
 
 RECOVERY_MODES = ("replay", "checkpoint")
 #: ``@app.stream(retention=...)``: keep every item, or delete what every reader passed.
@@ -44,6 +45,8 @@ class StreamFunction:
         checkpoint_interval: checkpoint after this many seconds of loop time (None: default).
         retention: ``"keep"`` (every item stays, the default) or ``"ephemeral"`` (segments
             every registered reader has durably passed are deleted; docs/retention.md).
+        index: the output stream's indexed fields, ``((field, type name), ...)``, or None
+            (see :mod:`perper.store.index`; ``@app.stream(index={"user": int})``).
     """
 
     app: App
@@ -56,6 +59,7 @@ class StreamFunction:
     retention: str = "keep"
     signature: inspect.Signature = field(init=False, repr=False)
     _plain: tuple[tuple[str, ...], dict[str, Any]] | None = field(init=False, repr=False)
+    index: IndexSpec | None = None
 
     def __post_init__(self) -> None:
         signature = inspect.signature(self.fn)
@@ -183,7 +187,9 @@ class App:
         recovery: str,
         checkpoint_every: int | None,
         checkpoint_interval: float | None,
+        index: Mapping[str, type] | None = None,
     ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
+        spec = None if index is None else normalize_index(index, where="@app.stream index")
         if recovery not in RECOVERY_MODES:
             raise ConfigError(
                 f"recovery={recovery!r} is not a recovery mode; use one of {RECOVERY_MODES}"
@@ -229,6 +235,8 @@ class App:
             registered = StreamFunction(
                 self, key, kind, function, recovery, checkpoint_every, checkpoint_interval
             )
+            if spec is not None:
+                object.__setattr__(registered, "index", spec)
             self.functions[key] = registered
             if kind is Kind.LAUNCHER:
                 self.launcher_name = key
@@ -254,6 +262,7 @@ class App:
         checkpoint_every: int | None = None,
         checkpoint_interval: float | None = None,
         retention: str = "keep",
+        index: Mapping[str, type] | None = None,
     ) -> Callable[[Callable[..., Any]], StreamFunction]: ...
 
     def stream(
@@ -266,17 +275,23 @@ class App:
         checkpoint_every: int | None = None,
         checkpoint_interval: float | None = None,
         retention: str = "keep",
+        index: Mapping[str, type] | None = None,
     ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
         """Register an async generator; each ``yield`` appends one item to its stream.
 
         Use bare (``@app.stream``) or with options (``@app.stream(recovery="checkpoint")``);
         either way the result is a :class:`StreamFunction`, so an app passes
         ``mypy --strict``. ``retention="ephemeral"`` deletes what every reader has passed
-        (docs/retention.md).
+        (docs/retention.md). ``index={"user": int, "amount": float}`` indexes those fields
+        of every item (int, float, str, bool or bytes; a missing field is NULL) so
+        ``ctx.query`` and ``perper query`` can select items with SQL.
+
+        Raises:
+            ConfigError: a bad option, such as an index field of another type.
         """
         check_retention(retention)
         registered = self._register(
-            fn, Kind.STREAM, name, recovery, checkpoint_every, checkpoint_interval
+            fn, Kind.STREAM, name, recovery, checkpoint_every, checkpoint_interval, index
         )
         return _retained(registered, retention)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid as _uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from perper.agents import AgentRef, AgentState, Caller, set_current
 from perper.app import App, StreamFunction
 from perper.errors import ConfigError
+from perper.store.index import IndexSpec, normalize_index
 from perper.streamref import StreamRef
 
 
@@ -30,6 +31,17 @@ class ExecutionHost(Protocol):
     ) -> AsyncIterator[Any]: ...
 
     def reserve_call(self, fn: StreamFunction) -> StreamRef: ...
+
+    def query(
+        self,
+        stream: str,
+        where: str,
+        params: Sequence[Any],
+        order_by: str,
+        limit: int | None,
+    ) -> AsyncIterator[tuple[int, Any]]: ...
+
+    def declare_index(self, stream: str, spec: IndexSpec) -> None: ...
 
     async def start_reserved(
         self, ref: StreamRef, fn: StreamFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -146,20 +158,66 @@ class Context:
                 'is a seq (an int >= 0) or "live" (the head at this call)'
             )
 
-    def ingest(self, name: str) -> StreamRef:
+    def ingest(self, name: str, *, index: Mapping[str, type] | None = None) -> StreamRef:
         """The :class:`StreamRef` of this run's ingest stream ``{run}/{name}``: the stream
         that outside programs append to with :class:`perper.Producer` (or ``perper
         ingest``). Read it like any other stream.
 
+        ``index={"user": int, ...}`` indexes those fields of its items (see
+        :meth:`query`); the declaration is stored before this function next reads or
+        queries.
+
         Raises:
-            ConfigError: ``name`` is empty or holds ``/`` or ``#``.
+            ConfigError: ``name`` is empty or holds ``/`` or ``#``, or ``index`` is bad.
         """
         if not isinstance(name, str) or not name or "/" in name or "#" in name:
             raise ConfigError(
                 f"ctx.ingest({name!r}) in {self.function!r}: name the ingest stream with a "
                 "non-empty str without '/' or '#', such as 'clicks'"
             )
-        return StreamRef(f"{self.run}/{name}")
+        ref = StreamRef(f"{self.run}/{name}")
+        if index is not None:
+            spec = normalize_index(index, where=f"ctx.ingest({name!r}) index")
+            self._host.declare_index(ref.stream, spec)
+        return ref
+
+    def query(
+        self,
+        ref: StreamRef,
+        where: str,
+        params: Sequence[Any] | None = None,
+        *,
+        order_by: str = "seq",
+        limit: int | None = None,
+    ) -> AsyncIterator[tuple[int, Any]]:
+        """Iterate over ``(seq, item)`` of the items of an indexed stream whose indexed
+        fields match the SQL condition ``where``, such as ``"user = ? AND amount > ?"``
+        with ``params=[7, 10.0]`` (always bound, never spliced into the text).
+
+        The query sees the stream as of its head when the loop first asks for a row;
+        that position is a recorded effect, so recovery and replay get the same rows. It
+        does not wait for more items.
+
+        Args:
+            ref: an indexed stream (``@app.stream(index=...)``, ``ctx.ingest(name,
+                index=...)``, ``perper.Producer(..., index=...)``).
+            where: a SQL condition over ``seq`` and the indexed fields.
+            params: one value per ``?`` (None, int, float, str, bool or bytes).
+            order_by: ``"seq"`` (the default), or indexed fields, each optionally
+                followed by ``DESC``: ``"amount DESC"``; ties are in seq order.
+            limit: at most this many rows (None: all).
+
+        Raises:
+            ConfigError: ``ref`` is not a StreamRef or not indexed, or the condition
+                names a field that is not indexed (the message names the indexed ones),
+                is not valid SQL or is unsafe (``;``, a subquery).
+        """
+        if not isinstance(ref, StreamRef):
+            raise ConfigError(
+                f"ctx.query({ref!r}) in {self.function!r}: pass a perper.StreamRef of an "
+                "indexed stream"
+            )
+        return self._host.query(ref.stream, where, list(params or ()), order_by, limit)
 
     async def start(self, fn: StreamFunction, *args: Any, **kwargs: Any) -> StreamRef:
         """Start ``fn(ctx, *args, **kwargs)`` and return a reference to its output stream.

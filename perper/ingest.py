@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from perper.errors import ConfigError, EncodeError
 from perper.store.base import LogStore
+from perper.store.index import normalize_index
 
 __all__ = ["IngestResult", "Producer", "ingest_lines"]
 
@@ -59,11 +60,23 @@ class Producer:
             (what ``ctx.ingest(name)`` reads).
         max_batch: how many items of concurrent sends one store write holds at most (a
             single ``send_many`` larger than that is written as one segment on its own).
+        index: the stream's indexed fields, such as ``{"user": int, "amount": float}``
+            (see ``ctx.query``); stored with the stream when the producer is entered.
 
     A Producer is an async context manager; leaving it waits for the sends in flight.
+
+    Raises:
+        ConfigError: a bad stream name, ``max_batch`` or ``index`` declaration.
     """
 
-    def __init__(self, store: LogStore, stream: str, *, max_batch: int = 1000) -> None:
+    def __init__(
+        self,
+        store: LogStore,
+        stream: str,
+        *,
+        max_batch: int = 1000,
+        index: Mapping[str, type] | None = None,
+    ) -> None:
         if not isinstance(stream, str) or not stream or "#" in stream:
             raise ConfigError(
                 f"Producer stream {stream!r}: name a stream such as 'shop/clicks' "
@@ -74,6 +87,8 @@ class Producer:
         self.store = store
         self.stream = stream
         self.max_batch = max_batch
+        #: The stream's indexed fields (``index=``), declared on entering the producer.
+        self.index = None if index is None else normalize_index(index, where="Producer index")
         # What waits for the next write: the items and keys, and per send its waiter.
         self._items: list[Any] = []
         self._keys: list[str | None] = []
@@ -248,7 +263,18 @@ class Producer:
                 _resolve([waiter], seqs)
             position = end
 
+    async def declare_index(self) -> None:
+        """Store the ``index=`` declaration with the stream (``async with`` does it on
+        entry; call it before sending if the producer is not entered).
+
+        Raises:
+            ConfigError: the stream is indexed on other fields.
+        """
+        if self.index is not None:
+            await self.store.declare_index(self.stream, self.index)
+
     async def __aenter__(self) -> Producer:
+        await self.declare_index()
         return self
 
     async def __aexit__(

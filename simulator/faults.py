@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from perper.errors import ConfigError, StoreUnavailableError
 from perper.runtime.settings import RuntimeSettings
-from perper.store.base import LogStore, Meta, StreamInfo
+from perper.store.base import LogStore, Meta, QueryRow, StreamInfo
+from perper.store.index import IndexSpec
 from perper.store.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -639,6 +640,50 @@ class FaultyStore(LogStore):
         await self._backing.delete_stream(stream)
         if self.faulty:
             await self._after("delete_stream", write=True)
+
+    # Indexed streams: forwarded to the shared store through the same gates.
+
+    async def index_of(self, stream: str) -> IndexSpec | None:
+        if self.faulty:
+            await self._gate("index_of")
+            result = await self._backing.index_of(stream)
+            await self._after("index_of")
+            return result
+        return await self._backing.index_of(stream)
+
+    async def indexes(self, *, prefix: str = "") -> dict[str, IndexSpec]:
+        if self.faulty:
+            await self._gate("indexes")
+        return await self._backing.indexes(prefix=prefix)
+
+    async def write_index(self, stream: str, spec: IndexSpec) -> IndexSpec:
+        if self.faulty:
+            await self._gate("write_index", write=True)
+        result = await self._backing.write_index(stream, spec)
+        if self.faulty:
+            await self._after("write_index", write=True)
+        return result
+
+    async def query_rows(
+        self,
+        stream: str,
+        where: str,
+        params: tuple[Any, ...],
+        *,
+        stop: int,
+        order_by: str,
+        limit: int | None,
+    ) -> list[QueryRow]:
+        if self.faulty:
+            await self._gate("query")
+            result = await self._backing.query_rows(
+                stream, where, params, stop=stop, order_by=order_by, limit=limit
+            )
+            await self._after("query")
+            return result
+        return await self._backing.query_rows(
+            stream, where, params, stop=stop, order_by=order_by, limit=limit
+        )
 
     async def close(self) -> None:
         return None  # the shared store outlives every worker

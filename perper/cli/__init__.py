@@ -8,6 +8,7 @@
 * :mod:`perper.cli.call` — ``perper call``; :mod:`perper.cli.agents` — ``perper agents ls``
 * :mod:`perper.cli.ingest` — ``perper ingest RUN/NAME [FILE.jsonl | -]``
 * :mod:`perper.cli.ui` — ``perper ui``
+* :mod:`perper.cli.query` — ``perper query NAME "CONDITION"`` (indexed streams)
 * :mod:`perper.cli.common` — what they share: exit codes, ``fail``, ``--store``, masking
 
 A new command group (``ingest``, ``call``, ``agents``, ``query``, ``ui``, ``streams rm``
@@ -32,6 +33,7 @@ from perper.cli.call import call_command
 from perper.cli.fabric import fabric_group
 from perper.cli.ingest import ingest_command
 from perper.cli.mirror import export_command, mirror_command
+from perper.cli.query import query_command
 from perper.cli.replay import replay_command
 from perper.cli.run import run_command, worker_command
 from perper.cli.streams import streams_group
@@ -61,3 +63,4 @@ main.add_command(call_command, "call")
 main.add_command(agents_group, "agents")
 main.add_command(ingest_command, "ingest")
 main.add_command(ui_command, "ui")
+main.add_command(query_command, "query")

@@ -15,6 +15,7 @@ from perper.errors import ConfigError
 from perper.runtime.destroy import destroy_stream
 from perper.runtime.listing import StreamRow, list_streams
 from perper.store import LogStore
+from perper.store.index import describe as describe_index
 
 __all__ = ["streams_group", "streams_table"]
 
@@ -26,9 +27,13 @@ def streams_group() -> None:
 
 def streams_table(rows: list[StreamRow]) -> Table:
     """The rich table of ``perper streams ls`` and the end of ``perper run``."""
-    table = Table("name", "function", "items", "first", "status")
+    indexed = any(row.index for row in rows)
+    table = Table("name", "function", "items", "first", "status", *(["index"] if indexed else []))
     for row in rows:
-        table.add_row(row.name, row.function, str(row.items), str(row.first), row.status)
+        cells = [row.name, row.function, str(row.items), str(row.first), row.status]
+        if indexed:
+            cells.append(describe_index(row.index) if row.index else "")
+        table.add_row(*cells)
     return table
 
 
@@ -40,7 +45,9 @@ def streams_table(rows: list[StreamRow]) -> Table:
 def streams_ls(store_url: str | None, run_name: str | None, as_json: bool) -> None:
     """One row per stream: name, function, items, first stored seq, status.
 
-    The first stored seq is 0 unless an ephemeral stream was trimmed below it.
+    The first stored seq is 0 unless an ephemeral stream was trimmed below it. Indexed
+    streams show their indexed fields (the index column; "index" in --json: field ->
+    type, or null).
     """
 
     async def body(store: LogStore) -> list[StreamRow]:
@@ -57,6 +64,7 @@ def streams_ls(store_url: str | None, run_name: str | None, as_json: bool) -> No
                         "items": r.items,
                         "first": r.first,
                         "status": r.status,
+                        "index": dict(r.index) if r.index else None,
                     }
                     for r in rows
                 ],

@@ -242,11 +242,18 @@ public class Node {
         }
         cfg.setDataStorageConfiguration(storage);
 
+        // INDEX_TEMPLATE ("perper_index", the trailing '*' marks a template): what the
+        // Ignite SQL tables of indexed streams are created with (CREATE TABLE ... WITH
+        // "template=perper_index"), so each takes few partitions, like the two caches.
         cfg.setCacheConfiguration(
             cache(SEGMENTS_CACHE, CacheAtomicityMode.ATOMIC, opts.backups),
-            cache(META_CACHE, CacheAtomicityMode.TRANSACTIONAL, opts.backups));
+            cache(META_CACHE, CacheAtomicityMode.TRANSACTIONAL, opts.backups),
+            cache(INDEX_TEMPLATE + "*", CacheAtomicityMode.ATOMIC, opts.backups));
         return cfg;
     }
+
+    /** The cache template of indexed streams' SQL tables (perper/store/ignite/index.py). */
+    static final String INDEX_TEMPLATE = "perper_index";
 
     static CacheConfiguration<Object, Object> cache(String name, CacheAtomicityMode mode, int backups) {
         CacheConfiguration<Object, Object> cc = new CacheConfiguration<>(name);

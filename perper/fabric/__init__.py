@@ -68,7 +68,7 @@ __all__ = [
     "stop",
 ]
 
-IGNITE_VERSION = "2.18.0"
+IGNITE_VERSION = "2.17.0"
 """The Apache Ignite version pinned in ``perper/fabric/pom.xml``."""
 
 DEFAULT_PORT = 10800

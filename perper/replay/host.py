@@ -8,7 +8,7 @@ checked against the recorded executions instead of started. Nothing is written.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from operator import length_hint
 from typing import Any
 
@@ -21,6 +21,7 @@ from perper.replay.clock import FrozenClock
 from perper.replay.results import EFFECT, START, Divergence, DivergenceKind
 from perper.runtime.records import ExecutionRecord, child_stream
 from perper.store.base import LogStore
+from perper.store.index import IndexSpec
 from perper.streamref import StreamRef
 
 
@@ -221,6 +222,25 @@ class ReplayHost:
 
     async def destroy(self, stream: str) -> None:
         """``ctx.destroy`` in a replay: the recording holds what it did; nothing to do."""
+
+    async def query(
+        self,
+        stream: str,
+        where: str,
+        params: Sequence[Any],
+        order_by: str,
+        limit: int | None,
+    ) -> AsyncIterator[tuple[int, Any]]:
+        """``ctx.query`` over the log, as of the position the recording recorded."""
+        # As for "live": a replay never makes a new effect, so the 0 is never used.
+        stop = int(self.effect("query", lambda: 0))
+        async for row in self.log.query(
+            stream, where, params, stop=stop, order_by=order_by, limit=limit
+        ):
+            yield row
+
+    def declare_index(self, stream: str, spec: IndexSpec) -> None:
+        """The recording declared it; the log is read-only and holds its index rows."""
 
     def reserve_call(self, fn: StreamFunction) -> StreamRef:
         index = self._calls

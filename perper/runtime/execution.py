@@ -28,7 +28,7 @@ import logging
 import random
 import traceback
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 from perper import codec
@@ -54,6 +54,7 @@ from perper.runtime.records import ExecutionRecord
 from perper.runtime.retention import Retention
 from perper.runtime.settings import Boundary, PlantedBug, RuntimeHooks, RuntimeSettings
 from perper.store.base import KEEP, LogStore
+from perper.store.index import IndexSpec
 from perper.streamref import StreamRef
 
 log = logging.getLogger("perper.runtime")
@@ -166,6 +167,7 @@ class Execution:
         self._checkpoint_timer: asyncio.TimerHandle | None = None
         self._caller: ExecutionCalls | None = None
         self._retention: Retention | None = None
+        self._undeclared: list[tuple[str, IndexSpec]] = []  # ctx.ingest(name, index=...)
         bugs = self.hooks.planted_bugs
         self._append_without_compare = PlantedBug.APPEND_WITHOUT_COMPARE in bugs
         self._checkpoint_before_flush = PlantedBug.CHECKPOINT_BEFORE_FLUSH in bugs
@@ -188,6 +190,8 @@ class Execution:
             fn = worker.app.function(record.function)
             params = codec.unpack(record.params)
             self._configure(fn)
+            if fn.index is not None:
+                await self.store.declare_index(record.id, fn.index)
             self._recorded_effects = [
                 effect async for _, effect in self.store.read(self._effects_stream)
             ]
@@ -653,6 +657,8 @@ class Execution:
         batches: bool,
     ) -> AsyncIterator[Any]:
         store = self.store
+        if self._undeclared:
+            await self._declare_indexes()
         index = self._reads
         self._reads += 1
         restored = self._restored[index] if index < len(self._restored) else None
@@ -773,6 +779,41 @@ class Execution:
         task = asyncio.get_running_loop().create_task(head())
         self._live_heads.append(task)
         return task
+
+    # ------------------------------------------------------------ queries
+
+    def declare_index(self, stream: str, spec: IndexSpec) -> None:
+        """Declare ``stream``'s index (``ctx.ingest(name, index=...)``) before this
+        execution next reads or queries."""
+        self._undeclared.append((stream, spec))
+
+    async def _declare_indexes(self) -> None:
+        while self._undeclared:
+            stream, spec = self._undeclared[0]
+            await self.store.declare_index(stream, spec)
+            del self._undeclared[0]
+
+    async def query(
+        self,
+        stream: str,
+        where: str,
+        params: Sequence[Any],
+        order_by: str,
+        limit: int | None,
+    ) -> AsyncIterator[tuple[int, Any]]:
+        """``ctx.query``: the matching items below the stream's head when first asked, a
+        recorded effect, so recovery and replay see the same rows."""
+        if self._undeclared:
+            await self._declare_indexes()
+        if self._effect_position < len(self._recorded_effects):
+            stop = int(self.effect("query", lambda: None))
+        else:
+            head = await self.store.head(stream)
+            stop = int(self.effect("query", lambda: head))
+        async for row in self.store.query(
+            stream, where, params, stop=stop, order_by=order_by, limit=limit
+        ):
+            yield row
 
     async def _boundary(self, slot: ReadSlot) -> None:
         self._at(Boundary.ITEM, slot.position)

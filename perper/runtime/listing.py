@@ -8,6 +8,7 @@ from enum import StrEnum
 from perper.runtime.ids import Status, is_internal_stream, start_order
 from perper.runtime.records import ExecutionRecord
 from perper.store.base import LogStore
+from perper.store.index import IndexSpec
 
 
 class StreamState(StrEnum):
@@ -23,7 +24,8 @@ class StreamRow:
 
     ``status`` is the writing execution's (running, done, failed), or for a stream no
     execution writes, ``sealed`` or ``open``. ``first`` is the first seq still stored (above
-    0 once an ephemeral stream was trimmed, docs/retention.md).
+    0 once an ephemeral stream was trimmed, docs/retention.md). ``index`` is an indexed stream's
+    declaration (``((field, type), ...)``), None for others.
     """
 
     name: str
@@ -31,6 +33,7 @@ class StreamRow:
     items: int
     status: Status | StreamState
     first: int = 0
+    index: IndexSpec | None = None
 
 
 async def list_streams(store: LogStore, *, run: str | None = None) -> list[StreamRow]:
@@ -42,6 +45,7 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
         for key, meta in await store.meta_scan("executions", prefix=prefix)
     }
     infos = {info.name: info for info in await store.streams(prefix=prefix)}
+    indexes = await store.indexes(prefix=prefix)
     rows = []
     names = set(infos) | {k for k, e in executions.items() if e.kind != "launcher"}
     for name in sorted(names, key=start_order):
@@ -52,7 +56,11 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
         items = info.head if info else 0
         first = await store.first_seq(name) if info else 0
         if execution is not None:
-            rows.append(StreamRow(name, execution.function, items, execution.status, first))
+            rows.append(
+                StreamRow(
+                    name, execution.function, items, execution.status, first, indexes.get(name)
+                )
+            )
         else:
             rows.append(
                 StreamRow(
@@ -61,6 +69,7 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
                     items,
                     StreamState.SEALED if info and info.sealed else StreamState.OPEN,
                     first,
+                    indexes.get(name),
                 )
             )
     return rows

@@ -40,6 +40,7 @@ from typing import Any
 
 from perper import codec
 from perper.errors import (
+    ConfigError,
     ConflictError,
     FencedError,
     FormatError,
@@ -51,6 +52,15 @@ from perper.errors import (
     TooLargeError,
     TrimmedError,
 )
+from perper.store.index import (
+    IndexSpec,
+    check_order_by,
+    check_params,
+    check_where,
+    item_at,
+    normalize_index,
+)
+from perper.store.index import describe as describe_index
 
 __all__ = [
     "KEEP",
@@ -59,6 +69,7 @@ __all__ = [
     "LogStore",
     "Meta",
     "MetaWrite",
+    "QueryRow",
     "SegmentWrite",
     "StreamInfo",
     "check_segment",
@@ -68,6 +79,12 @@ __all__ = [
     "segment_items",
     "segment_packed",
 ]
+
+#: What :meth:`LogStore.query_rows` returns per matching row: ``(seq, locator, segment)``;
+#: ``locator`` (or None) is where the item's bytes sit in its segment
+#: (:func:`perper.store.index.item_locators`), ``segment`` (or None) the row's stored
+#: segment ``(first_seq, count, data)`` if the backend fetched it with the row.
+QueryRow = tuple[int, int | None, tuple[int, int, bytes] | None]
 
 #: Metadata tables every store provides.
 META_TABLES = ("runs", "executions", "checkpoints", "leases")
@@ -638,6 +655,133 @@ class LogStore(ABC):
             if await self.meta_cas(meta.table, meta.key, meta.value, version=meta.version) is None:
                 return False
         return True
+
+    # ---------------------------------------------------------- indexed streams
+    # (perper/store/index.py: declarations, rows, checked conditions)
+
+    async def index_of(self, stream: str) -> IndexSpec | None:
+        """Return the stream's index declaration, or None if it is not indexed.
+
+        Backends that index streams override this, :meth:`indexes`,
+        :meth:`write_index` and :meth:`query_rows`.
+        """
+        return None
+
+    async def indexes(self, *, prefix: str = "") -> dict[str, IndexSpec]:
+        """Return the declaration of every indexed stream whose name starts with ``prefix``."""
+        return {}
+
+    async def write_index(self, stream: str, spec: IndexSpec) -> IndexSpec:
+        """Store ``spec`` as the stream's declaration unless it has one, and index the
+        items already stored, atomically; return the declaration stored afterwards
+        (another writer's, if it declared first)."""
+        raise StoreError(
+            f"{self.url or type(self).__name__} does not index streams; use a memory://, "
+            "sqlite:// or ignite:// store"
+        )
+
+    async def query_rows(
+        self,
+        stream: str,
+        where: str,
+        params: tuple[Any, ...],
+        *,
+        stop: int,
+        order_by: str,
+        limit: int | None,
+    ) -> list[QueryRow]:
+        """Return a :data:`QueryRow` per index row below ``stop`` that matches ``where``
+        (checked by :func:`perper.store.index.check_where`), ordered by the checked
+        ``order_by`` clause, at most ``limit`` of them. The backend primitive behind
+        :meth:`query`, which checks each segment's checksum and decodes only the item a
+        locator points at."""
+        raise StoreError(f"{self.url or type(self).__name__} does not index streams")
+
+    async def declare_index(self, stream: str, index: Any) -> IndexSpec:
+        """Declare the stream's indexed fields (``{"user": int, ...}``), durably, and
+        index what it holds already; idempotent for the same declaration.
+
+        Raises:
+            ConfigError: the declaration is bad, or the stream has another one.
+        """
+        spec = normalize_index(index, where=f"index of {stream!r}")
+        current = await self.index_of(stream)
+        if current is None:
+            current = await self.write_index(stream, spec)
+        if current != spec:
+            raise ConfigError(
+                f"stream {stream!r} is indexed on ({describe_index(current)}); another writer "
+                f"declares ({describe_index(spec)}): declare the same index everywhere the "
+                "stream is written, or write another stream"
+            )
+        return spec
+
+    async def query(
+        self,
+        stream: str,
+        where: str,
+        params: Sequence[Any] | None = None,
+        *,
+        stop: int | None = None,
+        order_by: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[tuple[int, Any]]:
+        """Yield ``(seq, item)`` of the items below ``stop`` (None: the head) of an indexed
+        stream whose index row matches the SQL condition ``where`` (``?`` bound to
+        ``params``), ordered by ``order_by`` (``"seq"`` unless given; ``"amount DESC"``),
+        at most ``limit`` of them.
+
+        Raises:
+            ConfigError: the stream is not indexed, or the condition, parameters, order
+                or limit are refused (the message names the field and the indexed ones).
+        """
+        spec = await self.index_of(stream)
+        if spec is None:
+            raise ConfigError(
+                f"stream {stream!r} in {self.url} is not indexed, so it cannot be queried; "
+                'declare its fields: @app.stream(index={"user": int}), ctx.ingest(name, '
+                "index=...) or perper.Producer(store, name, index=...)"
+            )
+        bound = check_params(params, stream=stream)
+        check_where(where, bound, spec, stream=stream)
+        order = check_order_by(order_by, spec, stream=stream)
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise ConfigError(f"query on {stream!r}: limit={limit!r} is a count (an int >= 0)")
+        head = (await self.info(stream)).head
+        stop = head if stop is None else min(stop, head)
+        if limit == 0 or stop <= 0:
+            return
+        found = await self.query_rows(stream, where, bound, stop=stop, order_by=order, limit=limit)
+        # The segment of the last row: consecutive rows often share one.
+        segment: tuple[int, int, bytes] = (0, 0, b"")
+        decoded: list[Any] | None = None
+        for seq, locator, fetched in found:
+            if fetched is not None and fetched[0] != segment[0]:
+                first, count, data = fetched
+                check_segment(first, count, data, stream=stream, where=self.url)
+                segment, decoded = fetched, None
+            first, count, data = segment
+            if not first <= seq < first + count:
+                # The backend primitive, not segments(): one segment, below the head the
+                # query began at, so no contiguity to check; its checksum is checked here.
+                async for first, count, data in self.scan_segments(stream, seq, seq + 1):
+                    if first <= seq < first + count:
+                        check_segment(first, count, data, stream=stream, where=self.url)
+                        segment, decoded = (first, count, data), None
+                        break
+                if not first <= seq < first + count:
+                    raise FormatError(
+                        f"{self.url}: stream {stream!r} has an index row at seq {seq} but no "
+                        "stored item there: the log is corrupt"
+                    )
+            if locator is not None:
+                yield seq, item_at(data, locator, stream=stream, seq=seq, where=self.url)
+                continue
+            if decoded is None:
+                decoded = decode_segment(
+                    first, count, data, stream=stream, where=self.url, checked=True
+                )
+            yield seq, decoded[seq - first]
 
     async def meta_put(self, table: str, key: str, value: Any) -> int:
         """Write ``value`` whatever the current version; return the new version."""

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import bisect
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from perper import codec
 from perper.errors import HeadMovedError
-from perper.store.base import LogStore, Meta, StreamInfo, check_table
+from perper.store.base import LogStore, Meta, QueryRow, StreamInfo, check_table, segment_items
+from perper.store.index import (
+    IndexSpec,
+    index_rows,
+    item_locators,
+    sqlite_create,
+    sqlite_insert,
+    sqlite_select,
+    sqlite_table,
+)
 
 
 class _Stream:
@@ -39,6 +49,10 @@ class MemoryStore(LogStore):
         self._keys: dict[str, dict[str, int]] = {}
         # And per keyed segment, its keys (first seq -> one key or None per item).
         self._segment_keys: dict[str, dict[int, list[str | None]]] = {}
+        # Indexed streams: declaration and table number; the rows live in an in-memory
+        # SQLite database (made on the first declaration), queried like SQLiteStore's.
+        self._specs: dict[str, tuple[IndexSpec, int]] = {}
+        self._index_db: sqlite3.Connection | None = None
 
     async def info(self, stream: str) -> StreamInfo:
         self._check_open()
@@ -74,6 +88,9 @@ class MemoryStore(LogStore):
             s = self._streams[stream] = _Stream()
         if s.head != seq or s.sealed or s.epoch > epoch:
             raise HeadMovedError(stream)
+        indexed = self._specs.get(stream)
+        if indexed is not None:
+            self._index(stream, indexed, seq, data)
         s.firsts.append(seq)
         s.data.append((count, data))
         s.head = seq + count
@@ -186,5 +203,67 @@ class MemoryStore(LogStore):
             self._compared = None
         self.notify(stream)
 
+    # ---------------------------------------------------------- indexed streams
+
+    def _index(self, stream: str, indexed: tuple[IndexSpec, int], seq: int, data: bytes) -> None:
+        spec, number = indexed
+        assert self._index_db is not None
+        items = segment_items(data)
+        rows = index_rows(spec, stream, seq, items, item_locators(data, items))
+        sqlite_insert(self._index_db, sqlite_table(number), spec, rows)
+
+    async def index_of(self, stream: str) -> IndexSpec | None:
+        self._check_open()
+        indexed = self._specs.get(stream)
+        return None if indexed is None else indexed[0]
+
+    async def indexes(self, *, prefix: str = "") -> dict[str, IndexSpec]:
+        self._check_open()
+        return {
+            name: spec for name, (spec, _) in sorted(self._specs.items()) if name.startswith(prefix)
+        }
+
+    async def write_index(self, stream: str, spec: IndexSpec) -> IndexSpec:
+        self._check_open()
+        indexed = self._specs.get(stream)
+        if indexed is not None:
+            return indexed[0]
+        if self._index_db is None:
+            self._index_db = sqlite3.connect(":memory:", isolation_level=None)
+        indexed = (spec, len(self._specs))
+        sqlite_create(self._index_db, sqlite_table(indexed[1]), spec)
+        s = self._streams.get(stream)
+        for first, (_, data) in zip(s.firsts if s else [], s.data if s else [], strict=True):
+            self._index(stream, indexed, first, data)
+        self._specs[stream] = indexed
+        return spec
+
+    async def query_rows(
+        self,
+        stream: str,
+        where: str,
+        params: tuple[Any, ...],
+        *,
+        stop: int,
+        order_by: str,
+        limit: int | None,
+    ) -> list[QueryRow]:
+        self._check_open()
+        indexed = self._specs.get(stream)
+        if indexed is None or self._index_db is None:
+            return []
+        return sqlite_select(
+            self._index_db,
+            sqlite_table(indexed[1]),
+            where,
+            params,
+            stop=stop,
+            order_by=order_by,
+            limit=limit,
+        )
+
     async def close(self) -> None:
         self._closed = True
+        if self._index_db is not None:
+            self._index_db.close()
+            self._index_db = None

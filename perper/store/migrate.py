@@ -1,6 +1,11 @@
 """Migrate a SQLite log of an older format into a new file of the current format.
 
-Format 2 -> 3 adds a CRC-32 to every segment. The old file is opened read-only with the
+Format 3 -> 4 adds the ``stream_indexes`` table (indexed streams): the file is copied with
+SQLite's backup API and the table added to the copy; a format 3 file opened for writing is
+upgraded the same way in place (:func:`perper.store.sqlite.upgrade_in_place`), since
+nothing else changed.
+
+Format 2 -> 4 adds a CRC-32 to every segment. The old file is opened read-only with the
 ``sqlite3`` module (its segments are plain msgpack arrays), each segment's items are
 checked against its count, and everything is written into a new file through
 :class:`~perper.store.sqlite.SQLiteStore`: the same streams, seqs, segment boundaries,
@@ -19,12 +24,19 @@ from urllib.parse import quote
 from perper import codec
 from perper.errors import ConfigError, FormatError
 from perper.store.base import META_TABLES, encode_segment
-from perper.store.sqlite import _MIGRATABLE, APPLICATION_ID, FORMAT_VERSION, SQLiteStore
+from perper.store.sqlite import (
+    _MIGRATABLE,
+    _UPGRADABLE,
+    APPLICATION_ID,
+    FORMAT_VERSION,
+    SQLiteStore,
+    upgrade_in_place,
+)
 
 __all__ = ["MIGRATABLE", "migrate_sqlite"]
 
 #: Formats :func:`migrate_sqlite` reads.
-MIGRATABLE = _MIGRATABLE
+MIGRATABLE = _MIGRATABLE + _UPGRADABLE
 
 
 async def migrate_sqlite(old: str | os.PathLike[str], new: str | os.PathLike[str]) -> int:
@@ -50,6 +62,8 @@ async def migrate_sqlite(old: str | os.PathLike[str], new: str | os.PathLike[str
                 f"{source} has perper format {version}; this perper migrates formats "
                 f"{', '.join(map(str, MIGRATABLE))} to {FORMAT_VERSION}"
             )
+        if version in _UPGRADABLE:
+            return _upgrade_copy(db, target, version)
         async with SQLiteStore(target) as store:
             streams = db.execute("SELECT id, name, sealed, epoch FROM streams ORDER BY name")
             for stream_id, name, sealed, epoch in streams.fetchall():
@@ -78,6 +92,17 @@ async def migrate_sqlite(old: str | os.PathLike[str], new: str | os.PathLike[str
     finally:
         db.close()
     return items
+
+
+def _upgrade_copy(db: sqlite3.Connection, target: Path, version: int) -> int:
+    copy = sqlite3.connect(target, isolation_level=None)
+    try:
+        db.backup(copy)
+        upgrade_in_place(copy, version)
+        items = copy.execute("SELECT coalesce(sum(count), 0) FROM segments").fetchone()[0]
+    finally:
+        copy.close()
+    return int(items)
 
 
 def _open_old(source: Path, target: Path) -> tuple[sqlite3.Connection, int, int]:

@@ -16,7 +16,8 @@ items), so an exported or mirrored ingest stream still dedups: a
 
 A copy is idempotent and resumable: for every selected stream it starts at the destination's
 head, so running it again after an interruption copies only what is missing, and a finished
-copy run again copies nothing. Sealed flags and lease epochs are carried over. Metadata
+copy run again copies nothing. Sealed flags, lease epochs and index declarations (the
+destination indexes what it is given) are carried over. Metadata
 entries (runs, executions, checkpoints, leases) are copied by value; the destination numbers
 its own versions (a version is a compare-and-set token of the store that holds it).
 
@@ -130,6 +131,7 @@ class _Mirror:
     skip_trimmed: bool = False
     heads: dict[str, int] = field(default_factory=dict)
     sealed: set[str] = field(default_factory=set)
+    indexed: set[str] = field(default_factory=set)
     meta: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     async def copy(self, progress: Progress | None) -> CopyStats:
@@ -156,6 +158,13 @@ class _Mirror:
                     continue
                 await self.src.check_untrimmed(info.name, head)
             todo.append((info, head))
+        # Index declarations first, so the copied segments get their index rows.
+        declared = await self.src.indexes(prefix=self.selection.prefix)
+        for info, _ in todo:
+            spec = declared.get(info.name)
+            if spec is not None and info.name not in self.indexed:
+                await self.dest.declare_index(info.name, spec)
+                self.indexed.add(info.name)
         total = sum(info.head - head for info, head in todo)
         copied = segments = sealed = 0
         if progress:

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from perper.errors import StoreError
-from perper.store.base import LogStore, Meta, StreamInfo
+from perper.store.base import LogStore, Meta, QueryRow, StreamInfo
+from perper.store.index import IndexSpec
 
 __all__ = ["ReadOnlyStore"]
 
@@ -119,6 +120,35 @@ class ReadOnlyStore(LogStore):
     async def delete_stream(self, stream: str) -> None:
         self._check_open()
         raise self._refuse(f"delete {stream!r}")
+
+    # Indexed streams: declarations and queries read through; declaring is a write.
+
+    async def index_of(self, stream: str) -> IndexSpec | None:
+        self._check_open()
+        return await self.inner.index_of(stream)
+
+    async def indexes(self, *, prefix: str = "") -> dict[str, IndexSpec]:
+        self._check_open()
+        return await self.inner.indexes(prefix=prefix)
+
+    async def write_index(self, stream: str, spec: IndexSpec) -> IndexSpec:
+        self._check_open()
+        raise self._refuse(f"index {stream!r}")
+
+    async def query_rows(
+        self,
+        stream: str,
+        where: str,
+        params: tuple[Any, ...],
+        *,
+        stop: int,
+        order_by: str,
+        limit: int | None,
+    ) -> list[QueryRow]:
+        self._check_open()
+        return await self.inner.query_rows(
+            stream, where, params, stop=stop, order_by=order_by, limit=limit
+        )
 
     async def close(self) -> None:
         if not self._closed:

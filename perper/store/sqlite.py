@@ -1,6 +1,6 @@
 """SQLiteStore: the embedded default store, a real SQLite file.
 
-Layout (format 3), readable with the ``sqlite3`` shell:
+Layout (format 4), readable with the ``sqlite3`` shell:
 
 * ``streams(id, name, head, sealed, epoch)`` — one row per stream; ``head`` is its length,
   ``epoch`` the highest lease epoch that wrote to it (fencing).
@@ -12,6 +12,11 @@ Layout (format 3), readable with the ``sqlite3`` shell:
 * ``segment_keys(stream_id, first_seq, keys)`` — the idempotency keys of a segment that
   :class:`perper.Producer` wrote (msgpack array, one key or nil per item), written in the
   transaction that writes the segment. Created by the first keyed append.
+* ``stream_indexes(stream_id, fields)`` — the index declaration of each indexed stream
+  (JSON ``[[field, type], ...]``), and per indexed stream a table
+  ``stream_index_{stream_id}(seq INTEGER PRIMARY KEY, field...)`` with one SQL index per
+  field: one row per item, written in the transaction that writes its segment (format 4;
+  a format 3 file is upgraded in place when opened for writing, as it only lacks these).
 * ``runs``, ``executions``, ``checkpoints``, ``leases`` — metadata, ``(key, version,
   value)`` with ``value`` msgpack; ``version`` backs compare-and-set.
 
@@ -50,6 +55,7 @@ from perper.store.base import (
     LogStore,
     Meta,
     MetaWrite,
+    QueryRow,
     SegmentWrite,
     StreamInfo,
     check_keys,
@@ -57,16 +63,41 @@ from perper.store.base import (
     checked_keys,
     encode_segment,
     plan_keyed,
+    segment_items,
+)
+from perper.store.index import (
+    IndexSpec,
+    decode_spec,
+    encode_spec,
+    index_rows,
+    item_locators,
+    sqlite_create,
+    sqlite_insert,
+    sqlite_select,
+    sqlite_table,
 )
 
 #: The on-disk format this perper reads and writes.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: Older formats ``python -m perper.store.migrate`` converts (perper/store/migrate.py).
 _MIGRATABLE = (2,)
+#: Older formats opened as they are: format 3 lacks only ``stream_indexes``, which opening
+#: it for writing adds (and moves it to format 4, :func:`upgrade_in_place`); a read-only
+#: open reads it as a format 4 file without indexed streams.
+_UPGRADABLE = (3,)
 #: ``PRAGMA application_id`` of perper logs: "PRPR".
 APPLICATION_ID = 0x50525052
 
-_SCHEMA = """
+#: Format 4: the declarations of indexed streams. Each indexed stream's rows live in a
+#: table ``stream_index_{stream_id}`` (perper/store/index.py), written in the transaction
+#: that writes the segment holding the items.
+_INDEX_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS stream_indexes (stream_id INTEGER PRIMARY KEY REFERENCES "
+    "streams(id), fields TEXT NOT NULL)"
+)
+
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS streams (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -81,10 +112,14 @@ CREATE TABLE IF NOT EXISTS segments (
     data BLOB NOT NULL,
     PRIMARY KEY (stream_id, first_seq)
 );
-""" + "".join(
-    f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, version INTEGER NOT NULL, "
-    "value BLOB NOT NULL);\n"
-    for table in META_TABLES
+"""
+    + "".join(
+        f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, version INTEGER NOT NULL, "
+        "value BLOB NOT NULL);\n"
+        for table in META_TABLES
+    )
+    + _INDEX_SCHEMA
+    + ";\n"
 )
 
 _KEYS_SCHEMA = (
@@ -102,6 +137,20 @@ _TRIMS_SCHEMA = (
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _FAR = 2**62
+
+
+def upgrade_in_place(db: sqlite3.Connection, version: int) -> None:
+    """Move an open file of an upgradable format to :data:`FORMAT_VERSION` in one
+    transaction (format 3 -> 4: add ``stream_indexes``; nothing else changes)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] == version:
+            db.execute(_INDEX_SCHEMA)
+            db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+        db.execute("COMMIT")
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
 
 
 class SQLiteStore(LogStore):
@@ -134,6 +183,7 @@ class SQLiteStore(LogStore):
         self._groups: list[
             tuple[Sequence[SegmentWrite], Sequence[MetaWrite], asyncio.Future[bool]]
         ] = []
+        self._specs: dict[str, IndexSpec] = {}
         self._db = self._open()
         # One row holds one segment: SQLite's largest value, less room for the checksum
         # and the array header.
@@ -203,7 +253,9 @@ class SQLiteStore(LogStore):
                     f"{self.url}: {path} is a SQLite database but not a perper log "
                     f"(application_id {app_id:#x}); point --store at a perper log or a new file"
                 )
-            elif version != FORMAT_VERSION:
+            elif version in _UPGRADABLE and not self.read_only:
+                upgrade_in_place(db, version)
+            elif version != FORMAT_VERSION and version not in _UPGRADABLE:
                 hint = (
                     f"migrate it into a new file: python -m perper.store.migrate {path} NEW.db"
                     if version in _MIGRATABLE
@@ -317,6 +369,11 @@ class SQLiteStore(LogStore):
             if moved != 1:
                 db.execute("ROLLBACK")
                 raise HeadMovedError(stream)
+            try:
+                self._index_segment(db, stream, stream_id, seq, data)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             db.execute(
                 "INSERT INTO segments (stream_id, first_seq, count, data) VALUES (?, ?, ?, ?)",
                 (stream_id, seq, count, data),
@@ -572,7 +629,7 @@ class SQLiteStore(LogStore):
             db.execute("BEGIN IMMEDIATE")
             try:
                 stream_id = self._stream_id(db, stream, create=True)
-                if not self._moved(db, stream_id, seq, count, data, keys):
+                if not self._moved(db, stream, stream_id, seq, count, data, keys):
                     raise HeadMovedError(stream)
                 db.execute("COMMIT")
             finally:
@@ -581,9 +638,10 @@ class SQLiteStore(LogStore):
                     self._ids.pop(stream, None)  # its row may have been created and undone
         self._remember_id(stream, stream_id)
 
-    @staticmethod
     def _moved(
+        self,
         db: sqlite3.Connection,
+        stream: str,
         stream_id: int | None,
         seq: int,
         count: int,
@@ -595,6 +653,7 @@ class SQLiteStore(LogStore):
             (seq + count, stream_id, seq),
         ).rowcount
         if moved == 1:
+            self._index_segment(db, stream, stream_id, seq, data)
             db.execute(
                 "INSERT INTO segments (stream_id, first_seq, count, data) VALUES (?, ?, ?, ?)",
                 (stream_id, seq, count, data),
@@ -636,7 +695,7 @@ class SQLiteStore(LogStore):
                     if epoch > 0:
                         raise FencedError(stream, 0, epoch)
                     data = encode_segment(fresh)
-                    self._moved(db, stream_id, head, len(fresh), data, fresh_keys)
+                    self._moved(db, stream, stream_id, head, len(fresh), data, fresh_keys)
                 db.execute("COMMIT")
             finally:
                 if db.in_transaction:
@@ -738,6 +797,126 @@ class SQLiteStore(LogStore):
         if self._compared is not None and self._compared[0] == stream:
             self._compared = None
         self.notify(stream)
+
+    # ---------------------------------------------------------- indexed streams
+
+    def _has_indexes(self, db: sqlite3.Connection) -> bool:
+        # A format 3 file opened read-only has no stream_indexes table.
+        return bool(
+            db.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'stream_indexes'"
+            ).fetchone()[0]
+        )
+
+    def _spec_of(
+        self, db: sqlite3.Connection, stream: str, stream_id: int | None
+    ) -> IndexSpec | None:
+        spec = self._specs.get(stream)
+        if spec is None and stream_id is not None and (not self.read_only or self._has_indexes(db)):
+            row = db.execute(
+                "SELECT fields FROM stream_indexes WHERE stream_id = ?", (stream_id,)
+            ).fetchone()
+            if row is not None:
+                spec = self._specs[stream] = decode_spec(row[0], where=self.url)
+                self._grow_cache(db)
+        return spec
+
+    @staticmethod
+    def _grow_cache(db: sqlite3.Connection) -> None:
+        # Index rows land at random places in their SQL indexes: with SQLite's default
+        # 2 MiB page cache most inserts re-read a page. 64 MiB at most, taken as used.
+        db.execute("PRAGMA cache_size = -65536")
+
+    def _index_segment(
+        self, db: sqlite3.Connection, stream: str, stream_id: int | None, seq: int, data: bytes
+    ) -> None:
+        """Inside a write transaction: the index rows of the segment ``data`` at ``seq``,
+        if the stream is indexed (looked up in the transaction, so a declaration another
+        process committed is honoured)."""
+        spec = self._spec_of(db, stream, stream_id)
+        if spec is None:
+            return
+        assert stream_id is not None
+        items = segment_items(data)
+        rows = index_rows(spec, stream, seq, items, item_locators(data, items))
+        sqlite_insert(db, sqlite_table(stream_id), spec, rows)
+
+    async def index_of(self, stream: str) -> IndexSpec | None:
+        with self._translate() as db:
+            return self._spec_of(db, stream, self._stream_id(db, stream, create=False))
+
+    async def indexes(self, *, prefix: str = "") -> dict[str, IndexSpec]:
+        with self._translate() as db:
+            if self.read_only and not self._has_indexes(db):
+                return {}
+            rows = db.execute(
+                "SELECT name, fields FROM streams JOIN stream_indexes ON id = stream_id "
+                "WHERE substr(name, 1, ?) = ? ORDER BY name",
+                (len(prefix), prefix),
+            ).fetchall()
+        return {name: decode_spec(fields, where=self.url) for name, fields in rows}
+
+    async def write_index(self, stream: str, spec: IndexSpec) -> IndexSpec:
+        if self.read_only:
+            raise StoreError(f"{self.url} is open read-only; refusing to index {stream!r}")
+        with self._translate() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                stream_id = self._stream_id(db, stream, create=True)
+                assert stream_id is not None
+                row = db.execute(
+                    "SELECT fields FROM stream_indexes WHERE stream_id = ?", (stream_id,)
+                ).fetchone()
+                if row is not None:
+                    db.execute("ROLLBACK")
+                    return decode_spec(row[0], where=self.url)
+                table = sqlite_table(stream_id)
+                self._grow_cache(db)
+                sqlite_create(db, table, spec)
+                for first, data in db.execute(
+                    "SELECT first_seq, data FROM segments WHERE stream_id = ? ORDER BY first_seq",
+                    (stream_id,),
+                ).fetchall():
+                    items = segment_items(data)
+                    rows = index_rows(spec, stream, first, items, item_locators(data, items))
+                    sqlite_insert(db, table, spec, rows)
+                db.execute(
+                    "INSERT INTO stream_indexes (stream_id, fields) VALUES (?, ?)",
+                    (stream_id, encode_spec(spec)),
+                )
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                    self._ids.pop(stream, None)
+        self._remember_id(stream, stream_id)
+        self._specs[stream] = spec
+        return spec
+
+    async def query_rows(
+        self,
+        stream: str,
+        where: str,
+        params: tuple[Any, ...],
+        *,
+        stop: int,
+        order_by: str,
+        limit: int | None,
+    ) -> list[QueryRow]:
+        with self._translate() as db:
+            stream_id = self._stream_id(db, stream, create=False)
+            if stream_id is None or self._spec_of(db, stream, stream_id) is None:
+                return []
+            return sqlite_select(
+                db,
+                sqlite_table(stream_id),
+                where,
+                params,
+                stop=stop,
+                order_by=order_by,
+                limit=limit,
+                segments_of=stream_id,
+            )
 
     async def close(self) -> None:
         self._closed = True

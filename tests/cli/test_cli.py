@@ -41,7 +41,7 @@ def test_run_prints_every_batch_and_ls_lists_the_streams(tmp_path: Path) -> None
         ("processor", 4, "done"),
         ("consumer", 0, "done"),
     ]
-    assert set(rows[0]) == {"name", "function", "items", "first", "status"}
+    assert set(rows[0]) == {"name", "function", "items", "first", "status", "index"}
     table = perper("streams", "ls", cwd=tmp_path)
     assert "generator" in table.stdout and "processor" in table.stdout
 

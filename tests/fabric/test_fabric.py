@@ -119,7 +119,7 @@ def _client() -> Any:
 
 @pytest.mark.ignite
 @pytest.mark.slow
-def test_data_survives_a_restart_with_persistence(cluster_dir: Path) -> None:
+def test_data_and_sql_tables_survive_a_restart_with_persistence(cluster_dir: Path) -> None:
     started = time.monotonic()
     first = _start(cluster_dir)
     cold_start = time.monotonic() - started
@@ -138,6 +138,14 @@ def test_data_survives_a_restart_with_persistence(cluster_dir: Path) -> None:
         assert meta.replace_if_equals("stream-a/head", 1, 2)
         assert not meta.replace_if_equals("stream-a/head", 1, 3)
         assert meta.get("stream-a/head") == 2
+        # SQL needs ignite-indexing; indexed streams create their tables from this template.
+        list(
+            client.sql(
+                'CREATE TABLE fabric_sql (seq BIGINT PRIMARY KEY, "user" BIGINT) '
+                'WITH "template=perper_index"'
+            )
+        )
+        list(client.sql('INSERT INTO fabric_sql (seq, "user") VALUES (?, ?)', query_args=[1, 42]))
     finally:
         client.close()
 
@@ -166,6 +174,8 @@ def test_data_survives_a_restart_with_persistence(cluster_dir: Path) -> None:
     try:
         assert client.get_cache(fabric.SEGMENTS_CACHE).get("stream-a/1") == b"second item"
         assert client.get_cache(fabric.META_CACHE).get("stream-a/head") == 2
+        found = client.sql('SELECT "user" FROM fabric_sql WHERE seq = ?', query_args=[1])
+        assert list(found) == [[42]]
     finally:
         client.close()
 

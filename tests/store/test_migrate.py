@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -46,11 +47,31 @@ async def test_a_format_2_log_is_refused_then_migrates_to_an_equal_format_3_log(
             ]
 
 
+async def test_a_format_3_log_migrates_to_format_4_with_the_same_items(tmp_path: Path) -> None:
+    old = tmp_path / "v3.db"
+    shutil.copy(ROOT / "fixtures" / "basic-clean.db", old)
+    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == 3
+    new = tmp_path / "v4.db"
+    items = await migrate_sqlite(old, new)
+    assert items > 0
+    assert sqlite3.connect(new).execute("PRAGMA user_version").fetchone()[0] == 4
+    async with (
+        SQLiteStore(old, read_only=True) as before,
+        SQLiteStore(new, read_only=True) as after,
+    ):
+        assert await after.streams() == await before.streams()
+        for info in await before.streams():
+            assert [i async for i in after.read(info.name)] == [
+                i async for i in before.read(info.name)
+            ]
+        assert await after.indexes() == {}
+
+
 async def test_migrating_a_current_log_or_into_an_existing_file_is_refused(
     tmp_path: Path,
 ) -> None:
-    current = tmp_path / "v3.db"
-    shutil.copy(ROOT / "fixtures" / "basic-clean.db", current)
+    current = tmp_path / "v4.db"
+    await migrate_sqlite(ROOT / "fixtures" / "basic-clean.db", current)
     with pytest.raises(FormatError, match="nothing to migrate"):
         await migrate_sqlite(current, tmp_path / "out.db")
     assert not (tmp_path / "out.db").exists()

@@ -25,6 +25,7 @@ from perper.store.base import (
     KeyIndex,
     LogStore,
     Meta,
+    QueryRow,
     StreamInfo,
     check_keys,
     check_table,
@@ -34,6 +35,7 @@ from perper.store.base import (
 )
 from perper.store.ignite.connection import Connector
 from perper.store.ignite.directory import Directory
+from perper.store.ignite.index import IgniteIndexes
 from perper.store.ignite.layout import (
     HEADER,
     HINT,
@@ -55,6 +57,7 @@ from perper.store.ignite.layout import (
     payload,
 )
 from perper.store.ignite.url import mask_url, parse_url
+from perper.store.index import IndexSpec
 
 __all__ = ["IgniteStore"]
 
@@ -235,6 +238,8 @@ class IgniteStore(LogStore):
         self._meta_seen: dict[str, bytes] = {}
         self._hints: set[asyncio.Task[None]] = set()
         self._key_index: dict[str, KeyIndex] = {}
+        #: Indexed streams: declarations, index rows in Ignite SQL tables (index.py).
+        self.indexing = IgniteIndexes(self)
 
     @classmethod
     def from_url(cls, url: str) -> IgniteStore:
@@ -484,6 +489,7 @@ class IgniteStore(LogStore):
             value = HEADER.pack(KIND_ITEMS, seq, count, epoch) + data
         else:
             value = keyed_value(seq, count, data, keys)
+        rows = self.indexing.rows_for(stream, seq, data) if self.indexing.specs else None
         if n % HINT_EVERY == 0 and n:
             # Segments 0..n-1 are committed, so a hint of that end is true whether or not
             # this put wins. It is only a shortcut for probes: sent beside the append, not
@@ -494,6 +500,8 @@ class IgniteStore(LogStore):
             return False
         state.learn(n, seq, count, epoch)
         self._cache.put(key, value)
+        if rows is not None:
+            await self.indexing.written(stream, seq, count, rows)
         return True
 
     def _send_hint(self, stream: str, hint: bytes) -> None:
@@ -736,6 +744,35 @@ class IgniteStore(LogStore):
                     self._remember(full, raw)
                     result.append((name, meta_entry(full, raw)))
         return result
+
+    # ---------------------------------------------------------- indexed streams
+
+    async def index_of(self, stream: str) -> IndexSpec | None:
+        self._check_open()
+        return await self.indexing.index_of(stream)
+
+    async def indexes(self, *, prefix: str = "") -> dict[str, IndexSpec]:
+        self._check_open()
+        return await self.indexing.indexes(prefix)
+
+    async def write_index(self, stream: str, spec: IndexSpec) -> IndexSpec:
+        self._check_open()
+        return await self.indexing.write_index(stream, spec)
+
+    async def query_rows(
+        self,
+        stream: str,
+        where: str,
+        params: tuple[Any, ...],
+        *,
+        stop: int,
+        order_by: str,
+        limit: int | None,
+    ) -> list[QueryRow]:
+        self._check_open()
+        return await self.indexing.query_rows(
+            stream, where, params, stop=stop, order_by=order_by, limit=limit
+        )
 
     async def close(self) -> None:
         if self._closed:
