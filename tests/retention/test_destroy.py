@@ -127,3 +127,22 @@ def test_perper_streams_rm_refuses_a_read_stream_unless_forced(tmp_path: Path) -
             return await store.head("r/src-0"), [i.name for i in await store.streams()]
 
     assert asyncio.run(check()) == (0, [])
+
+
+async def test_destroying_an_indexed_stream_is_refused_and_deletes_nothing() -> None:
+    async with MemoryStore() as store:
+        await store.declare_index("r/orders", {"user": int})
+        await store.append("r/orders", 0, [{"user": 1}, {"user": 2}])
+        with pytest.raises(ConfigError, match=r"'r/orders' is indexed \(user"):
+            await destroy_stream(store, "r/orders")
+        assert (await store.info("r/orders")).head == 2
+        assert [seq async for seq, _ in store.query("r/orders", "user = ?", [2])] == [1]
+
+
+def test_an_indexed_stream_cannot_be_declared_ephemeral() -> None:
+    other = perper.App("indexed-ephemeral")
+    with pytest.raises(ConfigError, match="an indexed stream cannot be ephemeral"):
+
+        @other.stream(index={"user": int}, retention="ephemeral")
+        async def orders(ctx: perper.Context) -> Any:
+            yield {"user": 1}
