@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ def perper_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "perper.cli", *args],
         cwd=cwd,
+        # A wide terminal, so the table's cells are not cut short.
+        env={**os.environ, "COLUMNS": "200"},
         capture_output=True,
         text=True,
         timeout=120,

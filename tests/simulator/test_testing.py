@@ -94,22 +94,30 @@ def test_the_state_machine_fails_an_app_that_loses_its_total_on_a_crash() -> Non
         )
 
 
-class SealedOnlyMachine(TotalsMachine):
-    """A compare hook that accepts anything: the machine must then pass even the
-    forgetful app, which shows the hook is what decides."""
-
-    app = load_app(APPS / "forgetful.py")
+class RefusingMachine(TotalsMachine):
+    """A compare hook that refuses every stream at the end: the machine must then fail a
+    correct app, with the hook's words, which shows the hook is what decides. (Accepting
+    everything would not show it: a crash can still end in a NondeterminismError, which
+    no compare hook can excuse.)"""
 
     def compare(
         self, stream: str, expected: list[object] | None, actual: list[object], *, final: bool
     ) -> str | None:
-        return None
+        return f"the hook refuses {stream}" if final else None
 
 
 def test_the_compare_hook_decides_what_counts_as_a_difference() -> None:
-    run_state_machine_as_test(
-        SealedOnlyMachine, settings=settings(max_examples=10, stateful_step_count=10, deadline=None)
-    )
+    with pytest.raises(AssertionError, match="the hook refuses sim/"):
+        run_state_machine_as_test(
+            RefusingMachine,
+            settings=settings(
+                max_examples=5,
+                stateful_step_count=5,
+                deadline=None,
+                database=None,
+                phases=[Phase.generate],
+            ),
+        )
 
 
 def test_a_stepped_deployment_shows_a_planted_bug() -> None:
