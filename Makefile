@@ -56,6 +56,7 @@ bench: $(STAMP)  ## every benchmark, each beside its baseline
 	$(BIN)/python bench/recovery.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/ignite.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/simulator.py
 	$(BIN)/python bench/calls.py

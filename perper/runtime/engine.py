@@ -41,6 +41,7 @@ from perper.runtime.ids import DONE, FAILED, RUNNING, Status, check_run_name
 from perper.runtime.leases import Leases
 from perper.runtime.records import ExecutionRecord, RunRecord
 from perper.runtime.settings import NO_HOOKS, RuntimeHooks, RuntimeSettings
+from perper.runtime.workers import WorkerRegistry
 from perper.store.base import KEEP, LogStore
 
 log = logging.getLogger("perper.runtime")
@@ -148,6 +149,8 @@ class Runtime:
         self.entropy = entropy or random.Random(os.urandom(16))
         self.worker_id = worker_id or f"worker-{self.entropy.randbytes(4).hex()}"
         self.leases = Leases(store, self.worker_id, settings.lease_ttl)
+        #: This worker's entry in the store's ``workers`` table and its live peers.
+        self.registry = WorkerRegistry(store, app.name, self.worker_id, settings.lease_ttl)
         self.stopping = False
         #: The first corruption (FormatError) an execution met; work() raises it.
         self.corruption: FormatError | None = None
@@ -229,6 +232,8 @@ class Runtime:
         self._wake = asyncio.Event()
         self.stopping = False
         self.corruption = None
+        with contextlib.suppress(StoreError):  # the renewer tries again
+            await self.registry.beat()
         renewer = loop.create_task(self._renew_forever(), name=f"{self.worker_id} leases")
         self.calls.serve_imported(self)
         poll = self.settings.poll_interval
@@ -273,20 +278,31 @@ class Runtime:
             if not renewer.done():
                 renewer.cancel()
                 await self._shutdown(graceful=True)
+                with contextlib.suppress(StoreError):
+                    await self.registry.beat(stopped=True)
             await self.calls.close(self)
 
     async def _step(self, only_run: str | None) -> tuple[RunResult | None, bool]:
         store = self.store
+        # New runs go to the live workers in turn, by their index among the app's runs
+        # (perper.runtime.workers); all of them, so that finished runs do not shift it.
+        runs: list[tuple[str, bool]] = []
         if only_run is not None:
-            runs = [only_run]
+            runs = [(only_run, False)]
         else:
-            runs = [
-                key
+            registry = self.registry
+            every = sorted(
+                (key, meta.value["status"])
                 for key, meta in await store.meta_scan("runs")
-                if meta.value["app"] == self.app.name and meta.value["status"] == RUNNING
+                if meta.value["app"] == self.app.name
+            )
+            runs = [
+                (key, not registry.mine(index))
+                for index, (key, status) in enumerate(every)
+                if status == RUNNING
             ]
         progressed = False
-        for run in runs:
+        for run, defer in runs:
             entry = await store.meta_get("runs", run)
             records = await run_executions(store, run)
             failures = failures_of(records)
@@ -307,7 +323,7 @@ class Runtime:
                 if (
                     record.status == RUNNING
                     and record.id not in self._tasks
-                    and await self._claim_and_spawn(record)
+                    and await self._claim_and_spawn(record, defer_fresh=defer)
                 ):
                     progressed = True
         return None, progressed
@@ -339,6 +355,8 @@ class Runtime:
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.lease_ttl / 4)
+            with contextlib.suppress(StoreError):  # next round; peers see a missed beat late
+                await self.registry.beat()
             for execution_id, (task, execution) in list(self._tasks.items()):
                 if task.done():
                     continue
@@ -420,13 +438,13 @@ class Runtime:
             await self._claim_and_spawn(record)
         return record
 
-    async def _claim_and_spawn(self, record: ExecutionRecord) -> bool:
+    async def _claim_and_spawn(self, record: ExecutionRecord, *, defer_fresh: bool = False) -> bool:
         # ctx.start (attach) and the poll loop (_step) may both try at once.
         if record.id in self._tasks or record.id in self._claiming:
             return False
         self._claiming.add(record.id)
         try:
-            epoch = await self.leases.claim(record.id)
+            epoch = await self.leases.claim(record.id, defer_fresh=defer_fresh)
             if epoch is None:
                 return False
             # The record may be stale: the execution can have finished (here or
@@ -446,6 +464,8 @@ class Runtime:
     async def _supervise(self, execution: Execution) -> None:
         try:
             await execution.main()
+            if execution.record.status != RUNNING:
+                self.registry.ran += 1
         except Stopped:
             pass
         except FormatError as error:
