@@ -156,6 +156,9 @@ class Runtime:
         self.corruption: FormatError | None = None
         self._tasks: dict[str, tuple[asyncio.Task[None], Execution]] = {}
         self._claiming: set[str] = set()
+        # Executions giving their lease back: the renewer leaves them alone (a renewal
+        # racing the release would find the lease free and call it lost).
+        self._releasing: set[str] = set()
         self._wake: asyncio.Event | None = None
         # The runtimes of other Apps (agent types) this worker runs instances of.
         self.calls = CallSupport(self)
@@ -358,7 +361,7 @@ class Runtime:
             with contextlib.suppress(StoreError):  # next round; peers see a missed beat late
                 await self.registry.beat()
             for execution_id, (task, execution) in list(self._tasks.items()):
-                if task.done():
+                if task.done() or execution_id in self._releasing:
                     continue
                 if execution.unfenced:
                     continue  # planted bug: never notices it lost the lease
@@ -366,7 +369,7 @@ class Runtime:
                     renewed = await self.leases.renew(execution_id, execution.epoch)
                 except StoreUnavailableError:
                     continue  # try again next round; the lease may expire meanwhile
-                if not renewed:
+                if not renewed and execution_id not in self._releasing:
                     log.warning("worker %s lost the lease of %s", self.worker_id, execution_id)
                     task.cancel()
 
@@ -484,10 +487,12 @@ class Runtime:
             self._forget(execution)
             raise
         # Anything else (a simulated crash) leaves the lease held, as kill -9 would.
+        self._releasing.add(execution.execution)
         try:
             with contextlib.suppress(StoreError):  # unreachable store: the lease expires
                 await self.leases.release(execution.execution, execution.epoch)
         finally:
+            self._releasing.discard(execution.execution)
             # Also when the renewer cancels us mid-release: never strand the execution.
             self._forget(execution)
 
