@@ -198,7 +198,10 @@ async def pipeline(url: str, count: int) -> float:
 
 
 def pipelines(url: str, count: int, rounds: int) -> None:
-    """The pipeline on Ignite beside the same on SQLite, alternating, median of ``rounds``."""
+    """The pipeline on Ignite beside the same on SQLite, alternating, median of ``rounds``
+    (none: skipped)."""
+    if rounds <= 0:
+        return
     ignite, sqlite = [], []
     with tempfile.TemporaryDirectory(prefix="perper-bench-pipeline-") as folder:
         for n in range(rounds):
