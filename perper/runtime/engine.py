@@ -235,9 +235,12 @@ class Runtime:
         self._wake = asyncio.Event()
         self.stopping = False
         self.corruption = None
-        with contextlib.suppress(StoreError):  # the renewer tries again
-            await self.registry.beat()
-        renewer = loop.create_task(self._renew_forever(), name=f"{self.worker_id} leases")
+        # Only a worker that takes any run is a peer new runs are spread over.
+        registered = run is None
+        if registered:
+            with contextlib.suppress(StoreError):  # the renewer tries again
+                await self.registry.beat()
+        renewer = loop.create_task(self._renew_forever(registered), name=f"{self.worker_id} leases")
         self.calls.serve_imported(self)
         poll = self.settings.poll_interval
         unavailable_since: float | None = None
@@ -281,8 +284,9 @@ class Runtime:
             if not renewer.done():
                 renewer.cancel()
                 await self._shutdown(graceful=True)
-                with contextlib.suppress(StoreError):
-                    await self.registry.beat(stopped=True)
+                if registered:
+                    with contextlib.suppress(StoreError):
+                        await self.registry.beat(stopped=True)
             await self.calls.close(self)
 
     async def _step(self, only_run: str | None) -> tuple[RunResult | None, bool]:
@@ -355,11 +359,12 @@ class Runtime:
         self._tasks.clear()
         self.stopping = False
 
-    async def _renew_forever(self) -> None:
+    async def _renew_forever(self, registered: bool) -> None:
         while True:
             await asyncio.sleep(self.settings.lease_ttl / 4)
-            with contextlib.suppress(StoreError):  # next round; peers see a missed beat late
-                await self.registry.beat()
+            if registered:
+                with contextlib.suppress(StoreError):  # next round; peers see it late
+                    await self.registry.beat()
             for execution_id, (task, execution) in list(self._tasks.items()):
                 if task.done() or execution_id in self._releasing:
                     continue

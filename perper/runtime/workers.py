@@ -1,9 +1,11 @@
 """The worker registry: which workers of an app share a store, so new runs spread over them.
 
-Each :class:`~perper.runtime.engine.Runtime` keeps a *presence lease* in the store's
-``leases`` table under ``~workers/{app}/{worker}`` (``~`` cannot start a run name, so
-no execution id looks like it), shaped like a lease: ``{"owner": worker, "epoch": 1,
-"beat": int, "ran": int}``. ``beat`` grows every ``ttl / 4`` seconds while it works,
+Each :class:`~perper.runtime.engine.Runtime` working on every run of its app (``perper
+worker``, ``Runtime.work()`` without ``run``; one bound to a single run is no peer)
+keeps a *presence lease* in the store's ``leases`` table under
+``~workers/{app}/{worker}`` (``~`` cannot start a run name, so no execution id looks
+like it), shaped like a lease: ``{"owner": worker, "epoch": 1, "beat": int, "ran":
+int}``. ``beat`` grows every ``ttl / 4`` seconds while it works,
 ``ran`` counts the executions it ran to their end, and ``owner`` becomes None when it
 stops gracefully. No new table, so every store and log format stays as it was.
 

@@ -90,3 +90,11 @@ async def test_runs_meant_for_a_worker_that_is_gone_are_taken_once_it_is_seen_de
         stop.set()
         await task
     assert worker.registry.ran == 8
+
+
+async def test_a_worker_bound_to_one_run_is_no_peer_new_runs_are_spread_over(
+    store: LogStore,
+) -> None:
+    result = await Runtime(store, basic, lease_ttl=TTL, worker_id="w0").run("solo", {"count": 10})
+    assert result.ok
+    assert await store.meta_scan(WORKERS_TABLE, prefix=registry_key("basic", "")) == []
