@@ -149,7 +149,7 @@ class Runtime:
         self.entropy = entropy or random.Random(os.urandom(16))
         self.worker_id = worker_id or f"worker-{self.entropy.randbytes(4).hex()}"
         self.leases = Leases(store, self.worker_id, settings.lease_ttl)
-        #: This worker's entry in the store's ``workers`` table and its live peers.
+        #: This worker's presence lease (perper.runtime.workers) and its view of its peers.
         self.registry = WorkerRegistry(store, app.name, self.worker_id, settings.lease_ttl)
         self.stopping = False
         #: The first corruption (FormatError) an execution met; work() raises it.
