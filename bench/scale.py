@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,11 +46,11 @@ PERPER = [sys.executable, "-m", "perper.cli"]
 PHASE_TIMEOUT = 600.0
 
 
-async def wait_for(what: str, condition: object, timeout: float) -> None:
+async def wait_for(what: str, condition: Callable[[], Awaitable[bool]], timeout: float) -> None:
     """Poll the async ``condition()`` until it is true, or fail after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not await condition():  # type: ignore[operator]
+    while not await condition():
         if loop.time() > deadline:
             raise RuntimeError(f"gave up after {timeout:g}s waiting for {what}")
         await asyncio.sleep(0.05)
