@@ -57,6 +57,7 @@ bench: $(STAMP)  ## every benchmark, each beside its baseline
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/retention.py
 	$(BIN)/python bench/ignite.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/simulator.py
 	$(BIN)/python bench/calls.py

@@ -40,7 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyignite import AioClient, Client
 
+import perper
+from bench.pipeline import app as pipeline_app
 from perper import codec, fabric
+from perper.runtime import Runtime
 from perper.store.ignite import SEGMENTS_CACHE, IgniteStore
 
 CHUNK = 64
@@ -181,6 +184,41 @@ async def concurrent_appends(url: str, batches: list[Batch], streams: int) -> fl
     return elapsed
 
 
+async def pipeline(url: str, count: int) -> float:
+    """Seconds the 3-stage pipeline of bench/pipeline.py takes over ``count`` items on
+    the store at ``url`` (every hop durable, checkpoints every 1,000 items)."""
+    async with perper.open_store(url) as store:
+        await store.head("connect")  # connected before the clock starts
+        started = time.perf_counter()
+        result = await Runtime(store, pipeline_app).run("bench", {"count": count})
+        elapsed = time.perf_counter() - started
+        result.raise_on_failure()
+        assert await store.head("bench/processor-1") == count
+    return elapsed
+
+
+def pipelines(url: str, count: int, rounds: int) -> None:
+    """The pipeline on Ignite beside the same on SQLite, alternating, median of ``rounds``
+    (none: skipped)."""
+    if rounds <= 0:
+        return
+    ignite, sqlite = [], []
+    with tempfile.TemporaryDirectory(prefix="perper-bench-pipeline-") as folder:
+        for n in range(rounds):
+            ignite.append(
+                asyncio.run(pipeline(f"{url}?namespace=pipe-{uuid.uuid4().hex[:12]}", count))
+            )
+            sqlite.append(asyncio.run(pipeline(f"sqlite:///{folder}/{n}.db", count)))
+    on_ignite, on_sqlite = count / statistics.median(ignite), count / statistics.median(sqlite)
+    print(
+        f"pipeline 3 stages over {count:,} items (bench/pipeline.py, every hop durable), median "
+        f"of {rounds}"
+    )
+    print(f"{'pipeline on the Ignite node':<42}{on_ignite:>12,.0f} items/s")
+    print(f"{'pipeline on SQLite (baseline)':<42}{on_sqlite:>12,.0f} items/s")
+    print(f"{'pipeline ratio Ignite / SQLite':<42}{on_ignite / on_sqlite:>12.2f}x")
+
+
 def run(url: str, items: int, batch: int, rounds: int, warmup: int, note: str) -> None:
     batches = make_batches(items, batch)
     for _ in range(warmup):  # a fresh JVM compiles its hot paths during the first rounds
@@ -229,12 +267,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured rounds first")
+    parser.add_argument("--pipeline-items", type=int, default=1_000_000)
+    parser.add_argument("--pipeline-rounds", type=int, default=3)
     parser.add_argument("--port", type=int, default=10970, help="thin-client port of the own node")
     parser.add_argument("--discovery-port", type=int, default=48800)
     parser.add_argument("--communication-port", type=int, default=48790)
     args = parser.parse_args()
     if args.url:
         run(args.url, args.items, args.batch, args.rounds, args.warmup, "given node")
+        pipelines(args.url, args.pipeline_items, args.pipeline_rounds)
         return
     with tempfile.TemporaryDirectory(prefix="perper-bench-ignite-") as work_dir:
         options: dict[str, Any] = {
@@ -256,6 +297,7 @@ def main() -> None:
                 args.warmup,
                 "own node, persistence on",
             )
+            pipelines(f"ignite://127.0.0.1:{args.port}", args.pipeline_items, args.pipeline_rounds)
         finally:
             fabric.stop(port=args.port, work_dir=work_dir)
 

@@ -41,6 +41,7 @@ from perper.runtime.ids import DONE, FAILED, RUNNING, Status, check_run_name
 from perper.runtime.leases import Leases
 from perper.runtime.records import ExecutionRecord, RunRecord
 from perper.runtime.settings import NO_HOOKS, RuntimeHooks, RuntimeSettings
+from perper.runtime.workers import WorkerRegistry
 from perper.store.base import KEEP, LogStore
 
 log = logging.getLogger("perper.runtime")
@@ -148,11 +149,16 @@ class Runtime:
         self.entropy = entropy or random.Random(os.urandom(16))
         self.worker_id = worker_id or f"worker-{self.entropy.randbytes(4).hex()}"
         self.leases = Leases(store, self.worker_id, settings.lease_ttl)
+        #: This worker's presence lease (perper.runtime.workers) and its view of its peers.
+        self.registry = WorkerRegistry(store, app.name, self.worker_id, settings.lease_ttl)
         self.stopping = False
         #: The first corruption (FormatError) an execution met; work() raises it.
         self.corruption: FormatError | None = None
         self._tasks: dict[str, tuple[asyncio.Task[None], Execution]] = {}
         self._claiming: set[str] = set()
+        # Executions giving their lease back: the renewer leaves them alone (a renewal
+        # racing the release would find the lease free and call it lost).
+        self._releasing: set[str] = set()
         self._wake: asyncio.Event | None = None
         # The runtimes of other Apps (agent types) this worker runs instances of.
         self.calls = CallSupport(self)
@@ -229,7 +235,12 @@ class Runtime:
         self._wake = asyncio.Event()
         self.stopping = False
         self.corruption = None
-        renewer = loop.create_task(self._renew_forever(), name=f"{self.worker_id} leases")
+        # Only a worker that takes any run is a peer new runs are spread over.
+        registered = run is None
+        if registered:
+            with contextlib.suppress(StoreError):  # the renewer tries again
+                await self.registry.beat()
+        renewer = loop.create_task(self._renew_forever(registered), name=f"{self.worker_id} leases")
         self.calls.serve_imported(self)
         poll = self.settings.poll_interval
         unavailable_since: float | None = None
@@ -273,20 +284,32 @@ class Runtime:
             if not renewer.done():
                 renewer.cancel()
                 await self._shutdown(graceful=True)
+                if registered:
+                    with contextlib.suppress(StoreError):
+                        await self.registry.beat(stopped=True)
             await self.calls.close(self)
 
     async def _step(self, only_run: str | None) -> tuple[RunResult | None, bool]:
         store = self.store
+        # New runs go to the live workers in turn, by their index among the app's runs
+        # (perper.runtime.workers); all of them, so that finished runs do not shift it.
+        runs: list[tuple[str, bool]] = []
         if only_run is not None:
-            runs = [only_run]
+            runs = [(only_run, False)]
         else:
-            runs = [
-                key
+            registry = self.registry
+            every = sorted(
+                (key, meta.value["status"])
                 for key, meta in await store.meta_scan("runs")
-                if meta.value["app"] == self.app.name and meta.value["status"] == RUNNING
+                if meta.value["app"] == self.app.name
+            )
+            runs = [
+                (key, not registry.mine(index))
+                for index, (key, status) in enumerate(every)
+                if status == RUNNING
             ]
         progressed = False
-        for run in runs:
+        for run, defer in runs:
             entry = await store.meta_get("runs", run)
             # Raw entries: a run with many finished calls is mostly done records, which
             # need no decoding to be counted.
@@ -313,7 +336,9 @@ class Runtime:
                 if (
                     value["status"] == RUNNING
                     and value["id"] not in self._tasks
-                    and await self._claim_and_spawn(ExecutionRecord.from_meta(value))
+                    and await self._claim_and_spawn(
+                        ExecutionRecord.from_meta(value), defer_fresh=defer
+                    )
                 ):
                     progressed = True
         return None, progressed
@@ -350,11 +375,14 @@ class Runtime:
         self._tasks.clear()
         self.stopping = False
 
-    async def _renew_forever(self) -> None:
+    async def _renew_forever(self, registered: bool) -> None:
         while True:
             await asyncio.sleep(self.settings.lease_ttl / 4)
+            if registered:
+                with contextlib.suppress(StoreError):  # next round; peers see it late
+                    await self.registry.beat()
             for execution_id, (task, execution) in list(self._tasks.items()):
-                if task.done():
+                if task.done() or execution_id in self._releasing:
                     continue
                 if execution.unfenced:
                     continue  # planted bug: never notices it lost the lease
@@ -362,7 +390,7 @@ class Runtime:
                     renewed = await self.leases.renew(execution_id, execution.epoch)
                 except StoreUnavailableError:
                     continue  # try again next round; the lease may expire meanwhile
-                if not renewed:
+                if not renewed and execution_id not in self._releasing:
                     log.warning("worker %s lost the lease of %s", self.worker_id, execution_id)
                     task.cancel()
 
@@ -434,13 +462,13 @@ class Runtime:
             await self._claim_and_spawn(record)
         return record
 
-    async def _claim_and_spawn(self, record: ExecutionRecord) -> bool:
+    async def _claim_and_spawn(self, record: ExecutionRecord, *, defer_fresh: bool = False) -> bool:
         # ctx.start (attach) and the poll loop (_step) may both try at once.
         if record.id in self._tasks or record.id in self._claiming:
             return False
         self._claiming.add(record.id)
         try:
-            epoch = await self.leases.claim(record.id)
+            epoch = await self.leases.claim(record.id, defer_fresh=defer_fresh)
             if epoch is None:
                 return False
             # The record may be stale: the execution can have finished (here or
@@ -460,6 +488,8 @@ class Runtime:
     async def _supervise(self, execution: Execution) -> None:
         try:
             await execution.main()
+            if execution.record.status != RUNNING:
+                self.registry.ran += 1
         except Stopped:
             pass
         except FormatError as error:
@@ -478,10 +508,12 @@ class Runtime:
             self._forget(execution)
             raise
         # Anything else (a simulated crash) leaves the lease held, as kill -9 would.
+        self._releasing.add(execution.execution)
         try:
             with contextlib.suppress(StoreError):  # unreachable store: the lease expires
                 await self.leases.release(execution.execution, execution.epoch)
         finally:
+            self._releasing.discard(execution.execution)
             # Also when the renewer cancels us mid-release: never strand the execution.
             self._forget(execution)
 

@@ -54,17 +54,31 @@ class Leases:
         self.owner = owner
         self.ttl = ttl
         self._seen: dict[str, tuple[Lease, float]] = {}
+        self._fresh: dict[str, float] = {}
 
-    async def claim(self, execution: str) -> int | None:
+    async def claim(self, execution: str, *, defer_fresh: bool = False) -> int | None:
         """Take the lease of ``execution`` if it is free or expired; return the new epoch,
-        or None if another worker holds it."""
+        or None if another worker holds it.
+
+        ``defer_fresh``: an execution nobody has claimed yet is another worker's to start
+        (:mod:`perper.runtime.workers`): take it only once this worker has seen it
+        unclaimed for ``ttl`` seconds of its own loop time (that worker may be gone).
+        """
         store = self.store
         entry = await store.meta_get("leases", execution)
         if entry is None:
+            if defer_fresh:
+                now = asyncio.get_running_loop().time()
+                first = self._fresh.setdefault(execution, now)
+                if now - first < self.ttl:
+                    return None
+            self._fresh.pop(execution, None)
             lease = Lease(self.owner, 1)
             if await store.meta_cas("leases", execution, lease.to_meta(), version=0) is None:
                 return None
             return 1
+        if self._fresh:
+            self._fresh.pop(execution, None)
         current = Lease.from_meta(entry.value)
         if current.owner is not None and current.owner != self.owner:
             now = asyncio.get_running_loop().time()

@@ -35,7 +35,7 @@ META_CACHE = "perper_meta"
 #: The key layout this package reads and writes, stored once per namespace.
 FORMAT = b"perper-ignite/4"
 #: A writer refreshes a stream's hint every this many segments.
-HINT_EVERY = 16
+HINT_EVERY = 64
 #: A run's names in one directory area are spread over this many buckets (by CRC-32), so
 #: adding a name rewrites a sixteenth of the run's list, and listing it is one get_all.
 DIRECTORY_SHARDS = 16

@@ -383,7 +383,11 @@ class IgniteStore(LogStore):
         n = await self._locate(stream, state, start)
         if n is None:
             return
-        beyond = 2  # window once past the known end, doubled on each round
+        # Window once past the known end, doubled on each round: small at the end of a
+        # stream this process knows (a tailing reader asks for what may just have been
+        # written), whole for one it knows nothing of yet (a cold reader of a long stream
+        # would otherwise pay a round trip per doubling).
+        beyond = 2 if state.registered else _MAX_WINDOW
         while True:
             window = _MAX_WINDOW
             if n < state.n:
