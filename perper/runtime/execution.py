@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import random
 import traceback
 import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from perper import codec
@@ -91,18 +92,40 @@ class ReadSlot:
     """One ``ctx.read`` call of an execution, as a checkpoint records it.
 
     ``opened`` is the cursor when the read was opened, ``closed`` the cursor when it
-    ended (None while it runs).
+    ended (None while it runs). ``position`` is the number of items of ``stream`` the
+    function has been handed; while a read hands over a run of decoded items it is
+    derived from what is left in that run's iterator (:meth:`follow`) instead of being
+    stored once per item.
     """
 
-    __slots__ = ("closed", "opened", "position", "stream")
+    __slots__ = ("_end", "_run", "closed", "opened", "stream")
 
     def __init__(
         self, stream: str, position: int, opened: Cursor, closed: Cursor | None = None
     ) -> None:
         self.stream = stream
-        self.position = position
+        self._end = position
+        self._run: Iterator[Any] | None = None
         self.opened = opened
         self.closed = closed
+
+    @property
+    def position(self) -> int:
+        run = self._run
+        if run is None:
+            return self._end
+        return self._end - operator.length_hint(run)
+
+    @position.setter
+    def position(self, value: int) -> None:
+        self._end = value
+        self._run = None
+
+    def follow(self, end: int, run: Iterator[Any]) -> None:
+        """Hand over the items of ``run`` (a list iterator), which ends at seq ``end``:
+        until the next update the position is ``end`` minus the items left in it."""
+        self._end = end
+        self._run = run
 
     def to_meta(self) -> list[Any]:
         return [self.stream, self.position, self.opened, self.closed]
@@ -161,6 +184,9 @@ class Execution:
         self._every = self.settings.checkpoint_every
         self._interval = self.settings.checkpoint_interval
         self._countdown = 0
+        # Non-empty once a timer or a stop wants a boundary at the function's next item,
+        # whatever the countdown: reads look at it once per item (see _read).
+        self._wake: list[None] = []
         self._checkpointed_total = 0
         self._checkpoint_due = False
         self._returned = False  # the function has returned (its final checkpoint says so)
@@ -346,6 +372,7 @@ class Execution:
     def _set_checkpoint_due(self) -> None:
         self._checkpoint_due = True
         self._countdown = 0
+        self._wake.append(None)
 
     async def _restore(self) -> None:
         entry = await self.store.meta_get("checkpoints", self.execution)
@@ -686,31 +713,59 @@ class Execution:
         position = slot.position
         self._at(Boundary.READ_START, position)
         worker = self.worker
+        wake = self._wake
         try:
             while True:
-                async for first, items in store.read_batches(stream, start=position):
-                    if batches:
-                        # One stored segment (from the read position on) per batch: what
-                        # the log holds, so recovery and replay see the same batches.
-                        position += len(items)
-                        slot.position = position
-                        yield (first, items) if with_seq else items
-                        self._countdown -= len(items)
-                        if self._countdown <= 0:
-                            await self._boundary(slot)
-                        continue
-                    for item in items:
-                        position += 1
-                        slot.position = position
-                        yield (position - 1, item) if with_seq else item
-                        # The function asks for the next item: it has finished with this
-                        # one, so its state and outputs are consistent with the
-                        # positions. One countdown per item; timers and stops zero it.
-                        self._countdown -= 1
-                        if self._countdown <= 0:
-                            await self._boundary(slot)
+                # One head read per pass: the pass reads up to it (segments() then needs
+                # no head read of its own) and the next pass looks for more.
                 info = await store.info(stream)
                 if info.head > position:
+                    async for first, items in store.read_batches(
+                        stream, start=position, stop=info.head
+                    ):
+                        if batches:
+                            # One stored segment (from the read position on) per batch:
+                            # what the log holds, so recovery and replay see the same
+                            # batches.
+                            position += len(items)
+                            slot.position = position
+                            yield (first, items) if with_seq else items
+                            self._countdown -= len(items)
+                            if self._countdown <= 0 or wake:
+                                await self._boundary(slot)
+                            continue
+                        # The items are decoded already: hand them over in runs that end
+                        # where the countdown does, with nothing per item but the yield
+                        # and a look at ``wake`` (which timers and stops fill). The slot
+                        # derives its position from the run's iterator.
+                        count = len(items)
+                        done = 0
+                        while done < count:
+                            size = min(max(self._countdown, 1), count - done)
+                            run = iter(items if size == count else items[done : done + size])
+                            slot.follow(first + done + size, run)
+                            if with_seq:
+                                seq = first + done
+                                for item in run:
+                                    yield (seq, item)
+                                    seq += 1
+                                    if wake:
+                                        break
+                            else:
+                                for item in run:
+                                    yield item
+                                    # The function asks for the next item: it has
+                                    # finished with this one, so its state and outputs
+                                    # are consistent with the positions.
+                                    if wake:
+                                        break
+                            handed = size - operator.length_hint(run)
+                            done += handed
+                            position = first + done
+                            slot.position = position
+                            self._countdown -= handed
+                            if self._countdown <= 0 or wake:
+                                await self._boundary(slot)
                     continue
                 if info.sealed:
                     break
@@ -823,6 +878,7 @@ class Execution:
             self._checkpoint_due or self._consumed_since_checkpoint() >= self._every
         ):
             await self.checkpoint(slot)
+        self._wake.clear()
         self._reset_countdown()
 
     def _consumed_total(self) -> int:
@@ -843,6 +899,7 @@ class Execution:
     def interrupt(self) -> None:
         """Make the function stop at its next item boundary (graceful shutdown)."""
         self._countdown = 0
+        self._wake.append(None)
 
     async def _stop(self, slot: ReadSlot) -> None:
         await self.checkpoint(slot)
