@@ -333,9 +333,9 @@ async def test_a_call_served_by_the_callers_worker_runs_inline_without_a_lease_o
     spawned: list[str] = []
     claim = runtime.leases.claim
 
-    async def counting_claim(execution: str) -> int | None:
+    async def counting_claim(execution: str, *, defer_fresh: bool = False) -> int | None:
         spawned.append(execution)
-        return await claim(execution)
+        return await claim(execution, defer_fresh=defer_fresh)
 
     runtime.leases.claim = counting_claim  # type: ignore[method-assign]
     assert (await runtime.run("i", {"n": 2})).ok
