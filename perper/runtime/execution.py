@@ -200,6 +200,10 @@ class Execution:
         self.unfenced = PlantedBug.IGNORE_FENCING in bugs
         if self.unfenced:
             self.epoch = 0  # writes that every store accepts, whoever holds the lease
+        # The first holder of this execution's first lease (epoch 1: the lease row was
+        # just created): no earlier run can have made its calls, so ExecutionCalls skips
+        # looking them up. An inline callee inherits its caller's (its id is new too).
+        self.fresh = self.epoch == 1 and record.kind not in CALL_KINDS
 
     # ---------------------------------------------------------------- running
 
