@@ -326,6 +326,7 @@ class CallSupport:
         self._workers: dict[str, asyncio.Task[Any]] = {}
         self._stop = asyncio.Event()
         self.views: dict[str, StateView] = {}
+        self._loggers: dict[str, logging.Logger] = {}
 
     def serve_imported(self, runtime: Runtime) -> None:
         """Start runtimes for the Apps the root App's modules import (its agent types),
@@ -385,6 +386,14 @@ class CallSupport:
             if held is not None:
                 return held[0]
         return None
+
+    def logger(self, fn: StreamFunction) -> logging.Logger:
+        """The ``ctx.log`` of call function ``fn`` (looked up once per function)."""
+        name = f"{fn.app.name}.{fn.name}"
+        found = self._loggers.get(name)
+        if found is None:
+            found = self._loggers[name] = logging.getLogger(name)
+        return found
 
     def view(self, run: str) -> StateView:
         view = self.views.get(run)
@@ -499,7 +508,8 @@ class ExecutionCalls:
             # What the arguments may depend on is recorded first. (Skipped when nothing
             # is pending: concurrent calls then reach their group writes together.)
             await x.flush()
-        recorded = await store.meta_get("executions", execution)
+        # A fresh caller (see Execution.fresh) has made none of its calls before.
+        recorded = None if x.fresh else await store.meta_get("executions", execution)
         if agent is not None and recorded is None:
             entry = await store.meta_get("runs", run)
             if entry is None:
@@ -549,11 +559,13 @@ class ExecutionCalls:
 
         x = self.x
         store = self.store
-        runtime = self.support.runtime_for(target.app)
+        support = self.support
+        runtime = support.runtime_for(target.app)
         record = ExecutionRecord(execution, run, target.name, str(Kind.CALL), params, x.execution)
         callee = Execution(runtime, record, x.epoch)
         callee._task = x._task
-        if (await store.info(callee._effects_stream)).head:
+        callee.fresh = x.fresh
+        if not x.fresh and (await store.info(callee._effects_stream)).head:
             # An earlier run of this call (its caller crashed since) recorded effects.
             callee._recorded_effects = [
                 effect async for _, effect in store.read(callee._effects_stream)
@@ -562,17 +574,24 @@ class ExecutionCalls:
         x.blocked = True
         host = current_host()
         try:
-            ctx = Context(callee, logging.getLogger(f"{target.app.name}.{target.name}"))
+            ctx = Context(callee, support.logger(target))
+            arguments = codec.unpack(params)  # a copy: the callee cannot touch the caller's
             try:
-                outcome = await call_outcome(target, ctx, codec.unpack(params))
-            except NondeterminismError as error:
-                # Recorded as the leased path records it: a failed call, the run fails.
-                await callee._fail(error)
-                text = callee.record.error or ""
-                raise CallFailedError(
-                    target.name, execution, type(error).__name__, str(error), text
-                ) from None
-            if not await self._record_inline(callee, outcome):
+                bound = target.bind(tuple(arguments["args"]), arguments["kwargs"])
+            except ConfigError as error:
+                outcome: Any = outcome_error(error)
+                data = encode_segment([outcome])
+            else:
+                try:
+                    outcome, data = await _run_encoded(target, ctx, bound)
+                except NondeterminismError as error:
+                    # Recorded as the leased path records it: a failed call, the run fails.
+                    await callee._fail(error)
+                    text = callee.record.error or ""
+                    raise CallFailedError(
+                        target.name, execution, type(error).__name__, str(error), text
+                    ) from None
+            if not await self._record_inline(callee, data):
                 await self._finish_inline(callee, runtime, outcome)
             return result_of(outcome, target.name, execution)
         finally:
@@ -580,9 +599,9 @@ class ExecutionCalls:
             if host is not None:
                 set_current(host)  # the callee's Context made itself current in this task
 
-    async def _record_inline(self, callee: Execution, outcome: Any) -> bool:
-        """The group write of an inline call: its new effects, its outcome (sealed) and
-        its record, done."""
+    async def _record_inline(self, callee: Execution, data: bytes) -> bool:
+        """The group write of an inline call: its new effects, its outcome (``data``, the
+        encoded segment; sealed) and its record, done."""
         epoch = callee.epoch
         writes = []
         effects = callee._pending_effects
@@ -593,9 +612,7 @@ class ExecutionCalls:
                     callee._effects_stream, start, len(effects), encode_segment(effects), epoch
                 )
             )
-        writes.append(
-            SegmentWrite(callee.execution, 0, 1, encode_segment([outcome]), epoch, seal=True)
-        )
+        writes.append(SegmentWrite(callee.execution, 0, 1, data, epoch, seal=True))
         done = callee.record.with_status(DONE)
         if not await self.store.write_group(
             writes, [MetaWrite("executions", callee.execution, done.to_meta())]
@@ -834,6 +851,26 @@ async def _run_bound(fn: StreamFunction, ctx: Context, bound: dict[str, Any]) ->
     except Exception as error:
         return outcome_error(error)
     return {"ok": value}
+
+
+async def _run_encoded(
+    fn: StreamFunction, ctx: Context, bound: dict[str, Any]
+) -> tuple[Any, bytes]:
+    """:func:`_run_bound` for an inline call: the outcome and its encoded segment (the
+    outcome is encoded once, which also checks that the result can be)."""
+    try:
+        value = await fn.fn(ctx, **bound)
+        outcome: Any = {"ok": value}
+        try:
+            return outcome, encode_segment([outcome])
+        except EncodeError:
+            codec.pack(value, what=f"the result of {fn.name!r}")  # names the bad value
+            raise
+    except (NondeterminismError, FencedError, StoreUnavailableError):
+        raise
+    except Exception as error:
+        outcome = outcome_error(error)
+    return outcome, encode_segment([outcome])
 
 
 async def _constant(value: Any) -> AsyncIterator[Any]:

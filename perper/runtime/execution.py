@@ -145,6 +145,30 @@ class Stopped(BaseException):
 class Execution:
     """Runs one execution under a lease of epoch ``epoch``, for ``worker``."""
 
+    # Scalars that start the same in every execution are class defaults: an inline call
+    # builds one Execution per call, and each instance attribute costs.
+    blocked: bool = False
+    _calls: int = 0
+    _effect_position: int = 0
+    _out_seq: int = 0
+    _in_flight: int = 0  # items taken from the buffer by a flush not yet done
+    _timer: asyncio.TimerHandle | None = None
+    _timed_flush: asyncio.Task[None] | None = None
+    _timed_flush_error: BaseException | None = None
+    _task: asyncio.Task[Any] | None = None
+    _reads: int = 0
+    # The cursor of the checkpointed point while re-executing towards it; None once
+    # reached (or when nothing was restored).
+    _resume_at: Cursor | None = None
+    _checkpointing: bool = False
+    _countdown: int = 0
+    _checkpointed_total: int = 0
+    _checkpoint_due: bool = False
+    _returned: bool = False  # the function has returned (its final checkpoint says so)
+    _checkpoint_timer: asyncio.TimerHandle | None = None
+    _caller: ExecutionCalls | None = None
+    _retention: Retention | None = None
+
     def __init__(self, worker: Worker, record: ExecutionRecord, epoch: int) -> None:
         self.worker = worker
         self.store = worker.store
@@ -156,43 +180,22 @@ class Execution:
         self.run = record.run
         self.function = record.function
         self.state: dict[str, Any] = {}
-        self.blocked = False
         self._prefix = record.run if record.kind == Kind.LAUNCHER else record.id
-        self._calls = 0
         self._effects_stream = record.id + EFFECTS_SUFFIX
         self._recorded_effects: list[Any] = []
-        self._effect_position = 0
         self._pending_effects: list[Any] = []
         # Heads being read for ctx.read(start="live") calls whose effect is pending.
         self._live_heads: list[asyncio.Task[int]] = []
         self._buffer: list[Any] = []
-        self._out_seq = 0
-        self._in_flight = 0  # items taken from the buffer by a flush not yet done
-        self._timer: asyncio.TimerHandle | None = None
         self._flush_lock = asyncio.Lock()
-        self._timed_flush: asyncio.Task[None] | None = None
-        self._timed_flush_error: BaseException | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._reads = 0
         self._slots: list[ReadSlot] = []  # per ctx.read call, in the order they opened
         self._readers: list[weakref.ref[AsyncIterator[Any]]] = []  # keeps the callbacks
         self._restored: list[ReadSlot] = []
-        # The cursor of the checkpointed point while re-executing towards it; None once
-        # reached (or when nothing was restored).
-        self._resume_at: Cursor | None = None
-        self._checkpointing = False
         self._every = self.settings.checkpoint_every
         self._interval = self.settings.checkpoint_interval
-        self._countdown = 0
         # Non-empty once a timer or a stop wants a boundary at the function's next item,
         # whatever the countdown: reads look at it once per item (see _read).
         self._wake: list[None] = []
-        self._checkpointed_total = 0
-        self._checkpoint_due = False
-        self._returned = False  # the function has returned (its final checkpoint says so)
-        self._checkpoint_timer: asyncio.TimerHandle | None = None
-        self._caller: ExecutionCalls | None = None
-        self._retention: Retention | None = None
         self._undeclared: list[tuple[str, IndexSpec]] = []  # ctx.ingest(name, index=...)
         bugs = self.hooks.planted_bugs
         self._append_without_compare = PlantedBug.APPEND_WITHOUT_COMPARE in bugs
@@ -200,6 +203,10 @@ class Execution:
         self.unfenced = PlantedBug.IGNORE_FENCING in bugs
         if self.unfenced:
             self.epoch = 0  # writes that every store accepts, whoever holds the lease
+        # The first holder of this execution's first lease (epoch 1: the lease row was
+        # just created): no earlier run can have made its calls, so ExecutionCalls skips
+        # looking them up. An inline callee inherits its caller's (its id is new too).
+        self.fresh = self.epoch == 1 and record.kind not in CALL_KINDS
 
     # ---------------------------------------------------------------- running
 

@@ -352,6 +352,32 @@ async def test_a_call_served_by_the_callers_worker_runs_inline_without_a_lease_o
     assert not [execution for execution in spawned if "/double-" in execution]
 
 
+async def test_a_first_run_caller_looks_up_neither_its_call_records_nor_their_effects(
+    store: LogStore,
+) -> None:
+    app, runs = counting_app("fresh")
+    looked: list[str] = []
+    meta_get, info = store.meta_get, store.info
+
+    async def counting_meta_get(table: str, key: str) -> Any:
+        if table == "executions" and "/double-" in key:
+            looked.append(key)
+        return await meta_get(table, key)
+
+    async def counting_info(stream: str) -> Any:
+        if "/double-" in stream:
+            looked.append(stream)
+        return await info(stream)
+
+    store.meta_get = counting_meta_get  # type: ignore[method-assign]
+    store.info = counting_info  # type: ignore[method-assign]
+    assert (await Runtime(store, app).run("f", {"n": 3})).ok
+    assert runs["double"] == 4
+    assert looked == []  # its first lease (epoch 1): no earlier run made these calls
+    assert (await Runtime(store, app).run("f", {"n": 3})).ok
+    assert runs["double"] == 4  # a re-run looks them up and finds them done
+
+
 async def test_a_caller_killed_inside_an_inline_call_gets_it_done_once_with_its_recorded_effects(
     store: LogStore,
 ) -> None:
