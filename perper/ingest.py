@@ -117,17 +117,21 @@ class Producer:
         """
         if key is not None and type(key) is not str:
             raise ConfigError(f"send(key={key!r}): a key is a str (or None for none)")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[int] = loop.create_future()
+        committer = self._committer
+        if committer is not None and not committer.done():
+            # The committer will take this send: the future belongs to its loop, which
+            # is running it (asyncio.get_running_loop() costs a getpid() system call).
+            future: asyncio.Future[int] = committer.get_loop().create_future()
+        else:
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            if not self._writing:  # _wake_committer, inlined: this runs once per item
+                self._committer = loop.create_task(self._commit())
         self._items.append(item)
         self._keys.append(key)
         if key is not None:
             self._keyed = True
         self._waiters.append(future)
-        # _wake_committer, inlined: this runs once per item.
-        committer = self._committer
-        if (committer is None or committer.done()) and not self._writing:
-            self._committer = loop.create_task(self._commit())
         return future
 
     async def send_many(

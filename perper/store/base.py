@@ -894,7 +894,13 @@ def check_keys(
             f"append_keyed to {stream!r}: {len(items)} items but {len(keys)} keys; "
             "pass one key (or None) per item"
         )
-    kinds = set(map(type, keys))  # at C speed: this runs for every item sent
+    try:
+        "".join(keys)  # type: ignore[arg-type]  # at C speed: every key a str (the usual case)
+    except TypeError:
+        pass
+    else:
+        return items, list(keys)
+    kinds = set(map(type, keys))
     if not kinds <= _KEY_TYPES:
         for key in keys:
             if key is not None and type(key) is not str:
@@ -908,6 +914,20 @@ def check_keys(
 _KEY_TYPES = {str, type(None)}
 
 
+def plan_fresh(
+    head: int, keys: Sequence[str | None], known: dict[str, int]
+) -> dict[str, int] | None:
+    """The usual case of :func:`plan_keyed`, at C speed: if every key is a str, none
+    repeats and none is in ``known``, each key's seq from ``head`` on (what the index
+    takes in once they are stored); else None."""
+    placed = dict(zip(keys, range(head, head + len(keys)), strict=True))
+    if len(placed) != len(keys) or None in placed:
+        return None
+    if known and not known.keys().isdisjoint(placed):
+        return None
+    return placed  # type: ignore[return-value]
+
+
 def plan_keyed(
     head: int, items: list[Any], keys: Sequence[str | None], known: dict[str, int]
 ) -> tuple[list[int], list[Any], list[str | None]]:
@@ -916,8 +936,10 @@ def plan_keyed(
     ``known`` maps the keys already stored to their seqs; a key repeated in ``keys`` is
     appended once, at its first occurrence.
     """
+    if plan_fresh(head, keys, known) is not None:
+        return list(range(head, head + len(items))), items, list(keys)
     if not known or known.keys().isdisjoint(keys):
-        # The usual case, checked at C speed: every key is new and none repeats.
+        # Every key is new, some are None: fresh unless a str key repeats.
         distinct = set(keys)
         unkeyed = keys.count(None) if None in distinct else 0
         if len(distinct) - (unkeyed > 0) + unkeyed == len(keys):

@@ -62,6 +62,7 @@ from perper.store.base import (
     check_table,
     checked_keys,
     encode_segment,
+    plan_fresh,
     plan_keyed,
     segment_items,
 )
@@ -179,6 +180,9 @@ class SQLiteStore(LogStore):
         self._has_keys = False
         self._trims_made = False  # this connection created (or saw) stream_trims
         self._key_index: dict[str, KeyIndex] = {}
+        # Per stream, the head this connection's last append_keyed committed (a guess:
+        # the statement that moves the head checks it).
+        self._heads: dict[str, int] = {}
         # write_group calls waiting for the next group commit (see _commit_groups).
         self._groups: list[
             tuple[Sequence[SegmentWrite], Sequence[MetaWrite], asyncio.Future[bool]]
@@ -660,22 +664,30 @@ class SQLiteStore(LogStore):
         data: bytes,
         keys: Sequence[str | None] | None,
     ) -> bool:
-        moved = db.execute(
-            "UPDATE streams SET head = ? WHERE id = ? AND head = ? AND sealed = 0 AND epoch = 0",
+        """Inside a write transaction: move the head from ``seq`` by ``count`` and write the
+        segment (with its index rows and keys), or return False if the head is not at
+        ``seq`` (or the stream is sealed or fenced). One statement moves the head and reads
+        the stream's index declaration, so a declaration another process committed is
+        honoured."""
+        row = db.execute(
+            "UPDATE streams SET head = ? WHERE id = ? AND head = ? AND sealed = 0 AND epoch = 0 "
+            "RETURNING (SELECT fields FROM stream_indexes WHERE stream_id = streams.id)",
             (seq + count, stream_id, seq),
-        ).rowcount
-        if moved == 1:
-            self._index_segment(db, stream, stream_id, seq, data)
+        ).fetchone()
+        if row is None:
+            return False
+        if row[0] is not None:
+            self._index_segment(db, stream, stream_id, seq, data, row[0])
+        db.execute(
+            "INSERT INTO segments (stream_id, first_seq, count, data) VALUES (?, ?, ?, ?)",
+            (stream_id, seq, count, data),
+        )
+        if keys is not None:
             db.execute(
-                "INSERT INTO segments (stream_id, first_seq, count, data) VALUES (?, ?, ?, ?)",
-                (stream_id, seq, count, data),
+                "INSERT INTO segment_keys (stream_id, first_seq, keys) VALUES (?, ?, ?)",
+                (stream_id, seq, codec.pack(keys, what="keys")),
             )
-            if keys is not None:
-                db.execute(
-                    "INSERT INTO segment_keys (stream_id, first_seq, keys) VALUES (?, ?, ?)",
-                    (stream_id, seq, codec.pack(list(keys), what="keys")),
-                )
-        return moved == 1
+        return True
 
     async def append_keyed(
         self, stream: str, items: Sequence[Any], keys: Sequence[str | None] | None
@@ -683,7 +695,12 @@ class SQLiteStore(LogStore):
         """See :meth:`LogStore.append_keyed`: here one ``BEGIN IMMEDIATE`` transaction
         catches up on the keys other processes stored, plans against them and writes the
         segment with its keys, so producers in other processes queue on the file's write
-        lock instead of retrying."""
+        lock instead of retrying.
+
+        The plan is first made at the head this connection's last keyed append left (and
+        with the keys it knew then): if the head is still there, the statement that moves
+        it is the only read; if another writer moved it, the transaction reads the head,
+        catches up and plans again."""
         items, keys = check_keys(stream, items, keys)
         with self._translate() as db:
             if keys is not None:
@@ -692,30 +709,57 @@ class SQLiteStore(LogStore):
             try:
                 stream_id = self._stream_id(db, stream, create=True)
                 assert stream_id is not None
-                head, sealed, epoch = db.execute(
-                    "SELECT head, sealed, epoch FROM streams WHERE id = ?", (stream_id,)
-                ).fetchone()
                 index = None
-                if keys is None:
-                    seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, None
-                else:
-                    index = self._caught_up(db, stream, stream_id, head)
-                    seqs, fresh, fresh_keys = plan_keyed(head, items, keys, index.seqs)
-                if fresh:
-                    if sealed:
-                        raise SealedError(stream, head, head)
-                    if epoch > 0:
-                        raise FencedError(stream, 0, epoch)
-                    data = encode_segment(fresh)
-                    self._moved(db, stream, stream_id, head, len(fresh), data, fresh_keys)
+                head = self._heads.get(stream)
+                if keys is not None and head is not None:
+                    index = self._key_index.get(stream)
+                    if index is None or index.through != head:
+                        head = None
+                placed = None
+                if head is not None:
+                    if index is None or keys is None:
+                        seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, None
+                    else:
+                        placed = plan_fresh(head, keys, index.seqs)
+                        seqs, fresh, fresh_keys = (
+                            plan_keyed(head, items, keys, index.seqs)
+                            if placed is None
+                            else (list(range(head, head + len(items))), items, keys)
+                        )
+                    if fresh and not self._moved(
+                        db, stream, stream_id, head, len(fresh), encode_segment(fresh), fresh_keys
+                    ):
+                        head = None  # another writer moved it (or sealed or fenced the stream)
+                if head is None:
+                    placed = None
+                    head, sealed, epoch = db.execute(
+                        "SELECT head, sealed, epoch FROM streams WHERE id = ?", (stream_id,)
+                    ).fetchone()
+                    if keys is None:
+                        seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, None
+                    else:
+                        index = self._caught_up(db, stream, stream_id, head)
+                        seqs, fresh, fresh_keys = plan_keyed(head, items, keys, index.seqs)
+                    if fresh:
+                        if sealed:
+                            raise SealedError(stream, head, head)
+                        if epoch > 0:
+                            raise FencedError(stream, 0, epoch)
+                        data = encode_segment(fresh)
+                        self._moved(db, stream, stream_id, head, len(fresh), data, fresh_keys)
                 db.execute("COMMIT")
             finally:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                     self._ids.pop(stream, None)  # its row may have been created and undone
+                    self._heads.pop(stream, None)
         self._remember_id(stream, stream_id)
+        self._heads[stream] = head + len(fresh)
         if fresh:
-            if index is not None and fresh_keys is not None:
+            if placed is not None:
+                index.seqs.update(placed)  # type: ignore[union-attr]
+                index.through = head + len(fresh)  # type: ignore[union-attr]
+            elif index is not None and fresh_keys is not None:
                 index.absorb_fresh(head, fresh_keys)
                 index.through = head + len(fresh)
             self.notify(stream)
@@ -806,6 +850,7 @@ class SQLiteStore(LogStore):
                     db.execute("ROLLBACK")
         self._ids.pop(stream, None)
         self._key_index.pop(stream, None)
+        self._heads.pop(stream, None)
         if self._compared is not None and self._compared[0] == stream:
             self._compared = None
         self.notify(stream)
@@ -840,12 +885,23 @@ class SQLiteStore(LogStore):
         db.execute("PRAGMA cache_size = -65536")
 
     def _index_segment(
-        self, db: sqlite3.Connection, stream: str, stream_id: int | None, seq: int, data: bytes
+        self,
+        db: sqlite3.Connection,
+        stream: str,
+        stream_id: int | None,
+        seq: int,
+        data: bytes,
+        fields: str | None = None,
     ) -> None:
         """Inside a write transaction: the index rows of the segment ``data`` at ``seq``,
         if the stream is indexed (looked up in the transaction, so a declaration another
-        process committed is honoured)."""
-        spec = self._spec_of(db, stream, stream_id)
+        process committed is honoured; ``fields``: the declaration, already read in it)."""
+        spec = self._specs.get(stream)
+        if spec is None and fields is not None:
+            spec = self._specs[stream] = decode_spec(fields, where=self.url)
+            self._grow_cache(db)
+        elif spec is None:
+            spec = self._spec_of(db, stream, stream_id)
         if spec is None:
             return
         assert stream_id is not None

@@ -255,3 +255,32 @@ async def test_seal_waits_for_a_send_many_in_flight_in_another_task() -> None:
     await sealing
     info = await store.info(STREAM)
     assert info.sealed and info.head == 100
+
+
+async def test_a_sqlite_keyed_append_sees_the_head_and_the_index_another_connection_wrote(
+    tmp_path: Path,
+) -> None:
+    # Each connection plans at the head its last keyed append left: the other connection's
+    # append (which moves the head) and index declaration (which does not) must be seen.
+    import sqlite3
+
+    from perper.store.index import normalize_index
+
+    url = f"sqlite:///{tmp_path}/log.db"
+    async with open_store(url) as one, open_store(url) as two:
+        assert await one.append_keyed(STREAM, [{"n": 0}, {"n": 1}], ["a", "b"]) == [0, 1]
+        assert await two.append_keyed(STREAM, [{"n": 2}], ["c"]) == [2]
+        # one's guess (head 2) is stale: it reads the head and the key c stored at 2.
+        assert await one.append_keyed(STREAM, [{"n": 9}, {"n": 3}], ["c", "d"]) == [2, 3]
+        await two.declare_index(STREAM, normalize_index({"n": int}, where="test"))
+        # The head did not move: one's guess holds, and the new item gets its index row.
+        assert await one.append_keyed(STREAM, [{"n": 4}], ["e"]) == [4]
+        assert await one.append_keyed(STREAM, [{"n": 5}], None) == [5]
+        assert await stored(two) == [{"n": i} for i in range(6)]
+    db = sqlite3.connect(tmp_path / "log.db")
+    try:
+        (stream_id,) = db.execute("SELECT id FROM streams WHERE name = ?", (STREAM,)).fetchone()
+        rows = db.execute(f"SELECT n FROM stream_index_{stream_id} ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    assert [n for (n,) in rows] == list(range(6))
