@@ -10,7 +10,7 @@ import pytest
 from perper.errors import ConfigError, FormatError
 from perper.store import open_store
 from perper.store.base import encode_segment
-from perper.store.sqlite import APPLICATION_ID, FORMAT_VERSION, SQLiteStore
+from perper.store.sqlite import APPLICATION_ID, FORMAT_VERSION, PAGE_SIZE, SQLiteStore
 
 
 async def test_reopening_the_file_keeps_streams_and_metadata(tmp_path: Path) -> None:
@@ -24,6 +24,30 @@ async def test_reopening_the_file_keeps_streams_and_metadata(tmp_path: Path) -> 
         assert (await store.info("s")).sealed
         entry = await store.meta_get("runs", "r1")
         assert entry is not None and entry.value == {"status": "done"}
+
+
+async def test_a_new_log_file_has_large_pages_and_an_old_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    async with open_store(f"sqlite:///{new}") as store:
+        await store.append("s", 0, list(range(5000)))
+    async with open_store(f"sqlite:///{old}") as store:
+        pass
+    # The old file's pages are changed back to 4 KiB (a file made before PAGE_SIZE).
+    db = sqlite3.connect(old, isolation_level=None)
+    db.execute("PRAGMA journal_mode = DELETE")
+    db.execute("PRAGMA page_size = 4096")
+    db.execute("VACUUM")
+    db.close()
+    async with open_store(f"sqlite:///{old}") as store:
+        await store.append("s", 0, list(range(5000)))
+        assert [item async for _, item in store.read("s")] == list(range(5000))
+    for path, size in ((new, PAGE_SIZE), (old, 4096)):
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA page_size").fetchone()[0] == size
+        db.close()
+    assert PAGE_SIZE == 16384
 
 
 async def test_one_row_per_appended_batch_readable_by_plain_sqlite(tmp_path: Path) -> None:
