@@ -142,6 +142,9 @@ _FAR = 2**62
 #: writes a quarter as many WAL frames (two write calls each) and a read follows a
 #: quarter as many page links. Files made with another page size keep theirs.
 PAGE_SIZE = 16384
+#: WAL size at which a writer copies it back into the database (SQLite's default bound,
+#: 1,000 pages of 4 KiB), so the WAL a log keeps does not grow with its page size.
+WAL_CHECKPOINT_BYTES = 4096 * 1000
 
 
 def upgrade_in_place(db: sqlite3.Connection, version: int) -> None:
@@ -277,6 +280,10 @@ class SQLiteStore(LogStore):
             if not self.read_only:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
+                # SQLite's auto-checkpoint counts pages: keep the WAL bound in bytes
+                # whatever the file's page size (1,000 pages of 4 KiB, SQLite's default).
+                page = db.execute("PRAGMA page_size").fetchone()[0]
+                db.execute(f"PRAGMA wal_autocheckpoint = {max(1, WAL_CHECKPOINT_BYTES // page)}")
             db.execute("SELECT count(*) FROM streams").fetchone()
         except sqlite3.DatabaseError as error:
             db.close()
