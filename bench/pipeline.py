@@ -12,8 +12,8 @@ Then the batch path, in the same run: the same three stages written with
 ``ctx.read_batches`` and ``yield perper.Batch(...)`` (durable on SQLite, checkpoint mode),
 bytewax's ``flat_map_batch`` over the same items with recovery enabled, and the raw
 SQLite limit: the generator's encoded segments (encoded before the clock starts)
-inserted as blobs, a transaction each, in a file with the store's pragmas (WAL,
-synchronous=NORMAL). The pipeline writes two streams of N items and reads two, so it
+inserted as blobs, a transaction each, in a file with the store's pragmas (its page
+size, WAL, synchronous=NORMAL). The pipeline writes two streams of N items and reads two, so it
 cannot pass half that limit.
 """
 
@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import perper
 from perper.runtime import Runtime
 from perper.store.base import encode_segment
+from perper.store.sqlite import PAGE_SIZE
 
 app = perper.App("pipeline")
 
@@ -141,6 +142,7 @@ def raw_sqlite(path: Path, count: int) -> float:
         for start in range(0, count, CHUNK)
     ]
     db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute(

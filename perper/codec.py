@@ -219,7 +219,7 @@ def pack(obj: Any, *, what: str = "value") -> bytes:
         raise EncodeError(*found) from None
 
 
-def unpack(data: bytes) -> Any:
+def unpack(data: bytes | memoryview) -> Any:
     """Decode one value packed by :func:`pack`.
 
     Raises:
@@ -261,7 +261,7 @@ def pack_segment(items: Sequence[Any]) -> bytes:
         raise EncodeError(f"a batch ({error})", "item", index=0) from None
 
 
-def unpack_segment(data: bytes) -> list[Any]:
+def unpack_segment(data: bytes | memoryview) -> list[Any]:
     """Decode a segment into its list of items."""
     items = unpack(data)
     if type(items) is not list:

@@ -416,7 +416,21 @@ class Execution:
         async for item in agen:
             if item.__class__ is Batch:
                 # Its items, in order, as if yielded one by one (see perper.batch).
-                buffer.extend(item.items)
+                items = item.items
+                if (
+                    len(items) >= limit
+                    and not buffer
+                    and not self._live_heads
+                    and not self._flush_lock.locked()
+                ):
+                    # A whole segment with nothing before it: append the list as it is
+                    # (copying it into the buffer and out again costs as much as its
+                    # encoding). Nothing can suspend before it is in flight.
+                    await self.flush(items)
+                    if self.worker.stopping:
+                        raise Stopped()
+                    continue
+                buffer.extend(items)
                 size = len(buffer)
                 if size >= limit:
                     await self.flush()
@@ -450,16 +464,19 @@ class Execution:
             if self._task is not None:
                 self._task.cancel()
 
-    async def flush(self) -> None:
+    async def flush(self, batch: list[Any] | None = None) -> None:
         """Make recorded effects, then buffered output items, durable (in that order, so no
-        stored item depends on an effect that is not recorded)."""
+        stored item depends on an effect that is not recorded).
+
+        ``batch``: items yielded after the buffered ones (a Batch's list, appended without
+        a copy); the function must not resume before this returns."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         async with self._flush_lock:
-            await self._flush_locked()
+            await self._flush_locked(batch)
 
-    async def _flush_locked(self) -> None:
+    async def _flush_locked(self, batch: list[Any] | None = None) -> None:
         while self._live_heads:
             # A live read's effect is recorded with its head: wait for the value (a
             # failed head read stays in line, so its empty effect is never written).
@@ -474,8 +491,13 @@ class Execution:
         # must wait for the next flush with that effect.
         effects = self._pending_effects
         self._pending_effects = []
-        items = self._buffer.copy()
-        self._buffer.clear()  # in place: _drain holds a reference to this list
+        if batch is not None and not self._buffer:
+            items = batch
+        else:
+            items = self._buffer.copy()
+            self._buffer.clear()  # in place: _drain holds a reference to this list
+            if batch is not None:
+                items.extend(batch)
         self._in_flight = len(items)
         try:
             if effects:

@@ -1031,7 +1031,8 @@ def decode_segment(
     if not checked:
         check_segment(first, count, data, stream=stream, where=where)
     try:
-        items = codec.unpack_segment(data[_CRC.size :])
+        # A view, not a slice: the array is decoded where it lies, not copied first.
+        items = codec.unpack_segment(memoryview(data)[_CRC.size :])
     except FormatError as error:
         raise FormatError(f"{_place(where, stream, first, count)}: {error}") from None
     if len(items) != count:

@@ -56,6 +56,16 @@ async def local_sums(ctx: perper.Context, source: perper.StreamRef):
         yield perper.Batch([total] * len(batch))
 
 
+@app.stream
+async def reused(ctx: perper.Context):
+    items = list(range(1000))  # batch_size items: appended as the list itself
+    yield perper.Batch(items)
+    items[:] = range(1000, 2000)  # the same list, refilled once the function resumes
+    yield perper.Batch(items)
+    items.clear()
+    yield 2000
+
+
 def _runtime(store: LogStore, hooks: RuntimeHooks | None = None) -> Runtime:
     return Runtime(
         store,
@@ -81,6 +91,14 @@ async def test_a_yielded_batch_is_stored_as_its_items_at_consecutive_seqs(
 ) -> None:
     assert await _run(store, mixed, {}) == [1, 2, 3, 4, 5, 6, 7]
     assert [seq async for seq, _ in store.read("t/mixed-0")] == list(range(7))
+
+
+async def test_a_batch_list_refilled_after_its_yield_is_stored_as_it_was_yielded(
+    store: LogStore,
+) -> None:
+    assert await _run(store, reused, {}) == list(range(2001))
+    segments = [(first, count) async for first, count, _ in store.segments("t/reused-0")]
+    assert segments == [(0, 1000), (1000, 1000), (2000, 1)]
 
 
 async def test_read_batches_hands_out_each_stored_segment_with_its_first_seq(

@@ -10,7 +10,13 @@ import pytest
 from perper.errors import ConfigError, FormatError
 from perper.store import open_store
 from perper.store.base import encode_segment
-from perper.store.sqlite import APPLICATION_ID, FORMAT_VERSION, SQLiteStore
+from perper.store.sqlite import (
+    APPLICATION_ID,
+    FORMAT_VERSION,
+    PAGE_SIZE,
+    WAL_CHECKPOINT_BYTES,
+    SQLiteStore,
+)
 
 
 async def test_reopening_the_file_keeps_streams_and_metadata(tmp_path: Path) -> None:
@@ -24,6 +30,40 @@ async def test_reopening_the_file_keeps_streams_and_metadata(tmp_path: Path) -> 
         assert (await store.info("s")).sealed
         entry = await store.meta_get("runs", "r1")
         assert entry is not None and entry.value == {"status": "done"}
+
+
+async def test_a_new_log_file_has_large_pages_and_an_old_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    async with open_store(f"sqlite:///{new}") as store:
+        await store.append("s", 0, list(range(5000)))
+    async with open_store(f"sqlite:///{old}") as store:
+        pass
+    # The old file's pages are changed back to 4 KiB (a file made before PAGE_SIZE).
+    db = sqlite3.connect(old, isolation_level=None)
+    db.execute("PRAGMA journal_mode = DELETE")
+    db.execute("PRAGMA page_size = 4096")
+    db.execute("VACUUM")
+    db.close()
+    async with open_store(f"sqlite:///{old}") as store:
+        await store.append("s", 0, list(range(5000)))
+        assert [item async for _, item in store.read("s")] == list(range(5000))
+    for path, size in ((new, PAGE_SIZE), (old, 4096)):
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA page_size").fetchone()[0] == size
+        db.close()
+    assert PAGE_SIZE == 16384
+
+
+async def test_the_wal_stays_near_its_bound_in_bytes_with_large_pages(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    async with open_store(f"sqlite:///{path}") as store:
+        for first in range(0, 12_000 * 100, 12_000):  # about 12 MB of segments
+            await store.append("s", first, [b"x" * 100] * 12_000)
+        wal = path.with_name(path.name + "-wal").stat().st_size
+    # Auto-checkpointed at 1,000 pages of 16 KiB the WAL would pass 16 MB.
+    assert wal < 2 * WAL_CHECKPOINT_BYTES
 
 
 async def test_one_row_per_appended_batch_readable_by_plain_sqlite(tmp_path: Path) -> None:
