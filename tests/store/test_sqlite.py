@@ -32,7 +32,7 @@ async def test_reopening_the_file_keeps_streams_and_metadata(tmp_path: Path) -> 
         assert entry is not None and entry.value == {"status": "done"}
 
 
-async def test_a_new_log_file_has_large_pages_and_an_old_one_keeps_its_own(
+async def test_a_new_log_file_has_the_store_page_size_and_an_old_one_keeps_its_own(
     tmp_path: Path,
 ) -> None:
     new, old = tmp_path / "new.db", tmp_path / "old.db"
@@ -40,24 +40,28 @@ async def test_a_new_log_file_has_large_pages_and_an_old_one_keeps_its_own(
         await store.append("s", 0, list(range(5000)))
     async with open_store(f"sqlite:///{old}") as store:
         pass
-    # The old file's pages are changed back to 4 KiB (a file made before PAGE_SIZE).
+    # The old file's pages are changed to 16 KiB (a file made with another page size).
     db = sqlite3.connect(old, isolation_level=None)
     db.execute("PRAGMA journal_mode = DELETE")
-    db.execute("PRAGMA page_size = 4096")
+    db.execute("PRAGMA page_size = 16384")
     db.execute("VACUUM")
     db.close()
     async with open_store(f"sqlite:///{old}") as store:
         await store.append("s", 0, list(range(5000)))
         assert [item async for _, item in store.read("s")] == list(range(5000))
-    for path, size in ((new, PAGE_SIZE), (old, 4096)):
+    for path, size in ((new, PAGE_SIZE), (old, 16384)):
         db = sqlite3.connect(path)
         assert db.execute("PRAGMA page_size").fetchone()[0] == size
         db.close()
-    assert PAGE_SIZE == 16384
+    assert PAGE_SIZE == 4096
 
 
 async def test_the_wal_stays_near_its_bound_in_bytes_with_large_pages(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA page_size = 16384")  # a file made with large pages
+    db.execute("VACUUM")
+    db.close()
     async with open_store(f"sqlite:///{path}") as store:
         for first in range(0, 12_000 * 100, 12_000):  # about 12 MB of segments
             await store.append("s", first, [b"x" * 100] * 12_000)
