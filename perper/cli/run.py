@@ -27,8 +27,9 @@ from perper.cli.common import (
     with_store,
 )
 from perper.cli.streams import streams_table
-from perper.errors import ConfigError
+from perper.errors import ConfigError, PerperError
 from perper.params import parse_params
+from perper.replay.engine import replay_async
 from perper.runtime import RunResult, Runtime, RuntimeSettings
 from perper.runtime.listing import list_streams
 from perper.runtime.records import DONE, RUNNING
@@ -84,7 +85,9 @@ def run_command(
     """Run APP.py's launcher and every stream it starts, until all finite ones finish.
 
     Running the same --run NAME again resumes an unfinished run (items already stored are
-    verified, never duplicated) or reports that it is done. With --workers N the run is
+    verified, never duplicated); for a run that is done it runs nothing new and replays
+    the run read-only with today's code, so what the run printed is printed again (exit 1
+    if today's code no longer reproduces it). With --workers N the run is
     shared by N `perper worker` processes (a killed one is restarted; the others take
     its executions over once its leases expire).
     """
@@ -138,7 +141,21 @@ def run_command(
             )
             return exit_code_for_signal(stop.signum)
         if result.already_done:
-            console.print(f"run {run_name} was already done; nothing to do")
+            console.print(
+                f"run {run_name} was already done; nothing new runs. Replaying it read-only "
+                "with today's code, so what it printed is printed again:"
+            )
+            try:
+                replayed = await replay_async(store, app, run=run_name)
+            except PerperError as error:
+                console.print(f"(it cannot be replayed: {error})", markup=False)
+            else:
+                if not replayed.ok:
+                    console.print(replayed.describe(), style="red", markup=False, highlight=False)
+                    return EXIT_FAILED
+                console.print(
+                    f"replayed {len(replayed)} execution(s): today's code reproduces the run"
+                )
         elif result.ok:
             console.print(f"run {run_name} done")
         else:

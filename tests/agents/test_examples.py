@@ -45,6 +45,10 @@ def test_the_calls_example_prints_each_result_and_a_rerun_makes_no_new_calls(
     assert before["calls_served"] == 5
     again = perper("run", str(AGENTS / "calls.py"), "--run", "c1", "-q", cwd=tmp_path)
     assert again.returncode == 0 and "already done" in again.stderr
+    # The done run is replayed read-only: the same lines, and no new call executions.
+    printed = [line for line in ran.stdout.splitlines() if " -> " in line]
+    assert [line for line in again.stdout.splitlines() if " -> " in line] == printed
+    assert "today's code reproduces the run" in again.stderr
     assert agents(tmp_path)["c1"] == before
 
 
