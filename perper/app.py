@@ -136,25 +136,6 @@ def check_retention(retention: str) -> None:
         )
 
 
-def _retained(
-    registered: StreamFunction | Callable[[Callable[..., Any]], StreamFunction], retention: str
-) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
-    """Set ``retention`` on a registered function, or on what a decorator registers."""
-    if retention == "keep":
-        return registered
-    if isinstance(registered, StreamFunction):
-        object.__setattr__(registered, "retention", retention)
-        return registered
-    decorate = registered
-
-    def apply(function: Callable[..., Any]) -> StreamFunction:
-        result = decorate(function)
-        object.__setattr__(result, "retention", retention)
-        return result
-
-    return apply
-
-
 class App:
     """A named set of stream functions, actions and one launcher.
 
@@ -188,6 +169,7 @@ class App:
         checkpoint_every: int | None,
         checkpoint_interval: float | None,
         index: Mapping[str, type] | None = None,
+        retention: str = "keep",
     ) -> StreamFunction | Callable[[Callable[..., Any]], StreamFunction]:
         spec = None if index is None else normalize_index(index, where="@app.stream index")
         if recovery not in RECOVERY_MODES:
@@ -233,10 +215,16 @@ class App:
                         "an app has one launcher"
                     )
             registered = StreamFunction(
-                self, key, kind, function, recovery, checkpoint_every, checkpoint_interval
+                self,
+                key,
+                kind,
+                function,
+                recovery,
+                checkpoint_every,
+                checkpoint_interval,
+                retention=retention,
+                index=spec,
             )
-            if spec is not None:
-                object.__setattr__(registered, "index", spec)
             self.functions[key] = registered
             if kind is Kind.LAUNCHER:
                 self.launcher_name = key
@@ -295,10 +283,9 @@ class App:
                 f"retention={retention!r} with index=: an indexed stream cannot be ephemeral "
                 "yet (trimming does not delete index rows); drop one of the two"
             )
-        registered = self._register(
-            fn, Kind.STREAM, name, recovery, checkpoint_every, checkpoint_interval, index
+        return self._register(
+            fn, Kind.STREAM, name, recovery, checkpoint_every, checkpoint_interval, index, retention
         )
-        return _retained(registered, retention)
 
     @overload
     def action(self, fn: Callable[..., Any], /) -> StreamFunction: ...

@@ -77,6 +77,8 @@ class Retention:
         self.app = app
         self._ephemeral: dict[str, bool] = {}  # stream -> its writer is ephemeral
         self._started_all: set[str] = set()  # streams whose starter has finished
+        # An app without ephemeral functions has nothing to trim: no look-ups at all.
+        self._any = any(fn.retention == "ephemeral" for fn in app.functions.values())
 
     async def is_ephemeral(self, stream: str) -> bool:
         """Whether ``stream`` is the output of a ``retention="ephemeral"`` function."""
@@ -142,6 +144,8 @@ class Retention:
 
     async def trim_passed(self, streams: list[str]) -> None:
         """Trim each ephemeral stream of ``streams`` below what every reader passed."""
+        if not self._any:
+            return
         for stream in dict.fromkeys(streams):
             if not await self.is_ephemeral(stream):
                 continue
