@@ -17,6 +17,7 @@ exactly what the format cannot round-trip.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -272,6 +273,18 @@ def unpack_segment(data: bytes | memoryview) -> list[Any]:
 def canonical(item: Any) -> bytes:
     """The encoding two items are compared by (tuples and lists compare equal)."""
     return _pack(item)
+
+
+def canonical_each(items: Sequence[Any]) -> list[bytes]:
+    """``[canonical(item) for item in items]``, without a Python call per item where the
+    items need no fallback (what indexing a segment's items by their bytes costs)."""
+    try:
+        return list(map(_PACK_EACH, items))
+    except TypeError:
+        return list(map(_pack, items))
+
+
+_PACK_EACH = functools.partial(ormsgpack.packb, default=_default, option=_PACK_OPTIONS)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -756,7 +756,7 @@ class LogStore(ABC):
         segment: tuple[int, int, bytes] = (0, 0, b"")
         decoded: list[Any] | None = None
         for seq, locator, fetched in found:
-            if fetched is not None and fetched[0] != segment[0]:
+            if fetched is not None and fetched[:2] != segment[:2]:
                 first, count, data = fetched
                 check_segment(first, count, data, stream=stream, where=self.url)
                 segment, decoded = fetched, None

@@ -12,10 +12,9 @@ from perper.errors import HeadMovedError
 from perper.store.base import LogStore, Meta, QueryRow, StreamInfo, check_table, segment_items
 from perper.store.index import (
     IndexSpec,
-    index_rows,
-    item_locators,
     sqlite_create,
     sqlite_insert,
+    sqlite_rows,
     sqlite_select,
     sqlite_table,
 )
@@ -208,8 +207,7 @@ class MemoryStore(LogStore):
     def _index(self, stream: str, indexed: tuple[IndexSpec, int], seq: int, data: bytes) -> None:
         spec, number = indexed
         assert self._index_db is not None
-        items = segment_items(data)
-        rows = index_rows(spec, stream, seq, items, item_locators(data, items))
+        rows = sqlite_rows(spec, stream, seq, data, segment_items(data))
         sqlite_insert(self._index_db, sqlite_table(number), spec, rows)
 
     async def index_of(self, stream: str) -> IndexSpec | None:

@@ -1,11 +1,14 @@
-"""Migrate a SQLite log of an older format into a new file of the current format.
+"""Migrate a SQLite log of an older format into a new file of the current format (5).
 
-Format 3 -> 4 adds the ``stream_indexes`` table (indexed streams): the file is copied with
-SQLite's backup API and the table added to the copy; a format 3 file opened for writing is
-upgraded the same way in place (:func:`perper.store.sqlite.upgrade_in_place`), since
-nothing else changed.
+Format 4 -> 5 rebuilds each indexed stream's index table in the bucketed layout (SQL
+indexes led by ``seq >> 12``, a CRC-32 per item; perper/store/index.py) from its stored
+segments, checking their checksums. Format 3 -> 5 adds the ``stream_indexes`` table
+(indexed streams; a format 3 file has none to rebuild). Both copy the file with SQLite's
+backup API and upgrade the copy in one transaction
+(:func:`perper.store.sqlite.upgrade_in_place`); a format 3 or 4 file opened for writing is
+upgraded the same way in place, since nothing else changed.
 
-Format 2 -> 4 adds a CRC-32 to every segment. The old file is opened read-only with the
+Format 2 -> 5 adds a CRC-32 to every segment. The old file is opened read-only with the
 ``sqlite3`` module (its segments are plain msgpack arrays), each segment's items are
 checked against its count, and everything is written into a new file through
 :class:`~perper.store.sqlite.SQLiteStore`: the same streams, seqs, segment boundaries,

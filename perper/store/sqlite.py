@@ -1,6 +1,6 @@
 """SQLiteStore: the embedded default store, a real SQLite file.
 
-Layout (format 4), readable with the ``sqlite3`` shell:
+Layout (format 5), readable with the ``sqlite3`` shell:
 
 * ``streams(id, name, head, sealed, epoch)`` — one row per stream; ``head`` is its length,
   ``epoch`` the highest lease epoch that wrote to it (fencing).
@@ -14,9 +14,11 @@ Layout (format 4), readable with the ``sqlite3`` shell:
   transaction that writes the segment. Created by the first keyed append.
 * ``stream_indexes(stream_id, fields)`` — the index declaration of each indexed stream
   (JSON ``[[field, type], ...]``), and per indexed stream a table
-  ``stream_index_{stream_id}(seq INTEGER PRIMARY KEY, field...)`` with one SQL index per
-  field: one row per item, written in the transaction that writes its segment (format 4;
-  a format 3 file is upgraded in place when opened for writing, as it only lacks these).
+  ``stream_index_{stream_id}(seq INTEGER PRIMARY KEY, perper_bucket, field...,
+  perper_locator, perper_check)`` with one SQL index ``(perper_bucket, field)`` per field:
+  one row per item, written in the transaction that writes its segment
+  (perper/store/index.py). Format 4 had the same tables without the bucket and the
+  check; a format 3 or 4 file is upgraded in place when opened for writing.
 * ``runs``, ``executions``, ``checkpoints``, ``leases`` — metadata, ``(key, version,
   value)`` with ``value`` msgpack; ``version`` backs compare-and-set.
 
@@ -70,22 +72,22 @@ from perper.store.index import (
     IndexSpec,
     decode_spec,
     encode_spec,
-    index_rows,
-    item_locators,
     sqlite_create,
     sqlite_insert,
+    sqlite_rows,
     sqlite_select,
     sqlite_table,
 )
 
 #: The on-disk format this perper reads and writes.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: Older formats ``python -m perper.store.migrate`` converts (perper/store/migrate.py).
 _MIGRATABLE = (2,)
-#: Older formats opened as they are: format 3 lacks only ``stream_indexes``, which opening
-#: it for writing adds (and moves it to format 4, :func:`upgrade_in_place`); a read-only
-#: open reads it as a format 4 file without indexed streams.
-_UPGRADABLE = (3,)
+#: Older formats opened as they are: format 3 lacks only ``stream_indexes``, format 4 has
+#: index tables of the unbucketed layout; opening either for writing upgrades it in place
+#: (:func:`upgrade_in_place`). A read-only open reads format 3 as a file without indexed
+#: streams, and queries format 4's index tables as they are.
+_UPGRADABLE = (3, 4)
 #: ``PRAGMA application_id`` of perper logs: "PRPR".
 APPLICATION_ID = 0x50525052
 
@@ -152,16 +154,52 @@ WAL_CHECKPOINT_BYTES = 4096 * 1000
 
 def upgrade_in_place(db: sqlite3.Connection, version: int) -> None:
     """Move an open file of an upgradable format to :data:`FORMAT_VERSION` in one
-    transaction (format 3 -> 4: add ``stream_indexes``; nothing else changes)."""
+    transaction. Format 3 -> 4: add ``stream_indexes``. Format 4 -> 5: rebuild each
+    indexed stream's table in the bucketed layout (:func:`perper.store.index.sqlite_create`)
+    from its stored segments, whose checksums are checked; nothing else changes.
+
+    Raises:
+        FormatError: a segment of an indexed stream is corrupt (nothing is changed).
+    """
     db.execute("BEGIN IMMEDIATE")
     try:
-        if db.execute("PRAGMA user_version").fetchone()[0] == version:
-            db.execute(_INDEX_SCHEMA)
+        current = db.execute("PRAGMA user_version").fetchone()[0]
+        if current == version:
+            if current == 3:
+                db.execute(_INDEX_SCHEMA)
+            else:
+                declared = db.execute(
+                    "SELECT i.stream_id, s.name, i.fields FROM stream_indexes AS i "
+                    "JOIN streams AS s ON s.id = i.stream_id ORDER BY i.stream_id"
+                ).fetchall()
+                for stream_id, name, fields in declared:
+                    table = sqlite_table(stream_id)
+                    db.execute(f"DROP TABLE IF EXISTS {table}")
+                    spec = decode_spec(fields, where=f"stream {name!r}")
+                    sqlite_create(db, table, spec)
+                    _fill_index(db, table, spec, name, stream_id)
             db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
         db.execute("COMMIT")
     finally:
         if db.in_transaction:
             db.execute("ROLLBACK")
+
+
+def _fill_index(
+    db: sqlite3.Connection, table: str, spec: IndexSpec, stream: str, stream_id: int
+) -> None:
+    """Inside a write transaction: index every stored segment of ``stream_id`` into
+    ``table`` (a declaration's back-fill, an upgrade from format 4).
+
+    Raises:
+        FormatError: a segment does not match its checksum.
+    """
+    stored = db.execute(
+        "SELECT first_seq, data FROM segments WHERE stream_id = ? ORDER BY first_seq",
+        (stream_id,),
+    ).fetchall()
+    for first, data in stored:
+        sqlite_insert(db, table, spec, sqlite_rows(spec, stream, first, data, segment_items(data)))
 
 
 class SQLiteStore(LogStore):
@@ -198,6 +236,7 @@ class SQLiteStore(LogStore):
             tuple[Sequence[SegmentWrite], Sequence[MetaWrite], asyncio.Future[bool]]
         ] = []
         self._specs: dict[str, IndexSpec] = {}
+        self._format = FORMAT_VERSION  # what the file holds once opened (_open sets it)
         self._db = self._open()
         # One row holds one segment: SQLite's largest value, less room for the checksum
         # and the array header.
@@ -272,6 +311,8 @@ class SQLiteStore(LogStore):
                 )
             elif version in _UPGRADABLE and not self.read_only:
                 upgrade_in_place(db, version)
+            elif version in _UPGRADABLE:
+                self._format = version
             elif version != FORMAT_VERSION and version not in _UPGRADABLE:
                 hint = (
                     f"migrate it into a new file: python -m perper.store.migrate {path} NEW.db"
@@ -922,8 +963,7 @@ class SQLiteStore(LogStore):
         if spec is None:
             return
         assert stream_id is not None
-        items = segment_items(data)
-        rows = index_rows(spec, stream, seq, items, item_locators(data, items))
+        rows = sqlite_rows(spec, stream, seq, data, segment_items(data))
         sqlite_insert(db, sqlite_table(stream_id), spec, rows)
 
     async def index_of(self, stream: str) -> IndexSpec | None:
@@ -958,13 +998,7 @@ class SQLiteStore(LogStore):
                 table = sqlite_table(stream_id)
                 self._grow_cache(db)
                 sqlite_create(db, table, spec)
-                for first, data in db.execute(
-                    "SELECT first_seq, data FROM segments WHERE stream_id = ? ORDER BY first_seq",
-                    (stream_id,),
-                ).fetchall():
-                    items = segment_items(data)
-                    rows = index_rows(spec, stream, first, items, item_locators(data, items))
-                    sqlite_insert(db, table, spec, rows)
+                _fill_index(db, table, spec, stream, stream_id)
                 db.execute(
                     "INSERT INTO stream_indexes (stream_id, fields) VALUES (?, ?)",
                     (stream_id, encode_spec(spec)),
@@ -1001,6 +1035,7 @@ class SQLiteStore(LogStore):
                 order_by=order_by,
                 limit=limit,
                 segments_of=stream_id,
+                bucketed=self._format >= 5,
             )
 
     async def close(self) -> None:

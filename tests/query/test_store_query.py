@@ -16,7 +16,7 @@ import perper
 from perper.errors import ConfigError
 from perper.store import LogStore, open_store
 from perper.store.readonly import ReadOnlyStore
-from perper.store.sqlite import SQLiteStore
+from perper.store.sqlite import APPLICATION_ID, SQLiteStore
 from tests.conftest import ROOT, STORE_KINDS, store_url
 
 ORDERS = "shop/orders"
@@ -193,7 +193,7 @@ async def test_the_declaration_and_rows_are_durable_across_reopening(tmp_path: P
         assert [s for s, _ in await rows(store, "user = 0")] == [0, 5, 10]
 
 
-async def test_a_changed_byte_in_a_matching_segment_is_reported_as_corruption(
+async def test_a_changed_byte_in_a_matching_item_is_reported_as_corruption(
     tmp_path: Path,
 ) -> None:
     url = store_url("sqlite", tmp_path)
@@ -202,10 +202,14 @@ async def test_a_changed_byte_in_a_matching_segment_is_reported_as_corruption(
         await store.append(ORDERS, 0, [order(i) for i in range(10)])
     db = sqlite3.connect(tmp_path / "store.db")
     (data,) = db.execute("SELECT data FROM segments").fetchone()
-    db.execute("UPDATE segments SET data = ?", (data[:-1] + bytes([data[-1] ^ 1]),))
+    # The page of seq 6 (a match of user = 1), "/p0", becomes "/p1": still valid msgpack.
+    at = data.index(b"/p0", data.index(b"/p0", data.index(b"/p0") + 1) + 1)
+    assert data.count(b"/p0") == 4 and at == data.rindex(b"/p0", 0, data.rindex(b"/p0"))
+    db.execute("UPDATE segments SET data = ?", (data[: at + 2] + b"1" + data[at + 3 :],))
     db.commit()
     db.close()
     async with open_store(url) as store:
+        assert [seq for seq, _ in await rows(store, "user = 2")] == [2, 7]  # untouched items
         with pytest.raises(perper.FormatError, match="does not match its checksum"):
             await rows(store, "user = 1")
 
@@ -219,7 +223,64 @@ async def test_a_format_3_log_opened_for_writing_is_upgraded_and_can_be_indexed(
         name = (await store.streams())[0].name
         await store.declare_index(name, {"value": int})
         assert await store.index_of(name) == (("value", "int"),)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 5
+
+
+def format_4_indexed_log(path: Path) -> None:
+    """A format 4 log as that perper wrote it: an index table keyed by seq with one
+    ``(field, seq)`` index per field and no bucket or check column."""
+    from perper.store.base import encode_segment
+
+    db = sqlite3.connect(path, isolation_level=None)
+    db.executescript(
+        """
+        CREATE TABLE streams (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+            head INTEGER NOT NULL DEFAULT 0, sealed INTEGER NOT NULL DEFAULT 0,
+            epoch INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE segments (stream_id INTEGER NOT NULL, first_seq INTEGER NOT NULL,
+            count INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (stream_id, first_seq));
+        CREATE TABLE stream_indexes (stream_id INTEGER PRIMARY KEY, fields TEXT NOT NULL);
+        CREATE TABLE stream_index_1 (seq INTEGER PRIMARY KEY, "user" INTEGER,
+            perper_locator INTEGER);
+        CREATE INDEX stream_index_1_user ON stream_index_1 ("user", seq);
+        """
+    )
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    for table in ("runs", "executions", "checkpoints", "leases"):
+        db.execute(
+            f"CREATE TABLE {table} (key TEXT PRIMARY KEY, version INTEGER NOT NULL, "
+            "value BLOB NOT NULL)"
+        )
+    db.execute("INSERT INTO streams (id, name, head) VALUES (1, ?, 10)", (ORDERS,))
+    data = encode_segment([order(i) for i in range(10)])
+    db.execute("INSERT INTO segments VALUES (1, 0, 10, ?)", (data,))
+    db.execute('INSERT INTO stream_indexes VALUES (1, \'[["user", "int"]]\')')
+    db.executemany(
+        "INSERT INTO stream_index_1 VALUES (?, ?, NULL)", [(i, i % 5) for i in range(10)]
+    )
+    db.execute("PRAGMA user_version = 4")
+    db.close()
+
+
+async def test_a_format_4_log_is_queried_read_only_and_upgraded_to_5_for_writing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    format_4_indexed_log(path)
+    async with SQLiteStore(path, read_only=True) as old:
+        assert [seq async for seq, _ in old.query(ORDERS, "user = 1")] == [1, 6]
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 4
+    async with SQLiteStore(path) as store:
+        await store.append(ORDERS, 10, [order(i) for i in range(10, 15)])
+        assert await rows(store, "user = 1") == [(i, order(i)) for i in (1, 6, 11)]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+    columns = [row[1] for row in db.execute("PRAGMA table_info(stream_index_1)")]
+    assert columns == ["seq", "perper_bucket", "user", "perper_locator", "perper_check"]
+    assert (
+        db.execute("SELECT count(*) FROM stream_index_1 WHERE perper_check IS NULL").fetchone()[0]
+        == 0
+    )
 
 
 @pytest.mark.ignite

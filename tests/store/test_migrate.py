@@ -14,6 +14,7 @@ from perper.errors import FormatError
 from perper.store.migrate import migrate_sqlite
 from perper.store.sqlite import SQLiteStore
 from tests.conftest import ROOT
+from tests.query.test_store_query import ORDERS, format_4_indexed_log
 
 
 def format_2_log(tmp_path: Path) -> Path:
@@ -47,14 +48,14 @@ async def test_a_format_2_log_is_refused_then_migrates_to_an_equal_format_3_log(
             ]
 
 
-async def test_a_format_3_log_migrates_to_format_4_with_the_same_items(tmp_path: Path) -> None:
+async def test_a_format_3_log_migrates_to_format_5_with_the_same_items(tmp_path: Path) -> None:
     old = tmp_path / "v3.db"
     shutil.copy(ROOT / "fixtures" / "basic-clean.db", old)
     assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == 3
-    new = tmp_path / "v4.db"
+    new = tmp_path / "v5.db"
     items = await migrate_sqlite(old, new)
     assert items > 0
-    assert sqlite3.connect(new).execute("PRAGMA user_version").fetchone()[0] == 4
+    assert sqlite3.connect(new).execute("PRAGMA user_version").fetchone()[0] == 5
     async with (
         SQLiteStore(old, read_only=True) as before,
         SQLiteStore(new, read_only=True) as after,
@@ -65,6 +66,19 @@ async def test_a_format_3_log_migrates_to_format_4_with_the_same_items(tmp_path:
                 i async for i in before.read(info.name)
             ]
         assert await after.indexes() == {}
+
+
+async def test_a_format_4_indexed_log_migrates_to_format_5_with_its_index_rebuilt(
+    tmp_path: Path,
+) -> None:
+    old, new = tmp_path / "v4.db", tmp_path / "v5.db"
+    format_4_indexed_log(old)
+    assert await migrate_sqlite(old, new) == 10
+    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == 4
+    assert sqlite3.connect(new).execute("PRAGMA user_version").fetchone()[0] == 5
+    async with SQLiteStore(new, read_only=True) as after:
+        assert [seq async for seq, _ in after.query(ORDERS, "user = ?", [1])] == [1, 6]
+        assert await after.indexes() == {ORDERS: (("user", "int"),)}
 
 
 async def test_migrating_a_current_log_or_into_an_existing_file_is_refused(
