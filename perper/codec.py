@@ -17,8 +17,8 @@ exactly what the format cannot round-trip.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any, TypeVar
 
 import ormsgpack
@@ -278,13 +278,10 @@ def canonical(item: Any) -> bytes:
 def canonical_each(items: Sequence[Any]) -> list[bytes]:
     """``[canonical(item) for item in items]``, without a Python call per item where the
     items need no fallback (what indexing a segment's items by their bytes costs)."""
-    try:
-        return list(map(_PACK_EACH, items))
+    try:  # positional options: no keyword dict built per call
+        return list(map(ormsgpack.packb, items, repeat(_default), repeat(_PACK_OPTIONS)))
     except TypeError:
         return list(map(_pack, items))
-
-
-_PACK_EACH = functools.partial(ormsgpack.packb, default=_default, option=_PACK_OPTIONS)
 
 
 def to_jsonable(value: Any) -> Any:

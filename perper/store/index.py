@@ -434,9 +434,11 @@ def sqlite_create(db: sqlite3.Connection, table: str, spec: IndexSpec) -> None:
     query makes one index search per bucket (244 for a million items) instead of one.
     """
     columns = "".join(f", {_quote(name)} {SQLITE_TYPES[kind]}" for name, kind in spec)
+    # The bucket is a generated column: SQLite computes it, nothing binds it.
     db.execute(
-        f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY, "
-        f"{BUCKET} INTEGER NOT NULL{columns}, {LOCATOR} INTEGER, {CHECK} INTEGER)"
+        f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY, {BUCKET} INTEGER "
+        f"GENERATED ALWAYS AS (seq >> {BUCKET_BITS}) VIRTUAL{columns}, {LOCATOR} INTEGER, "
+        f"{CHECK} INTEGER)"
     )
     for name, _ in spec:
         db.execute(
@@ -448,7 +450,7 @@ def sqlite_rows(
     spec: IndexSpec, stream: str, first: int, data: bytes, items: Sequence[Any]
 ) -> list[tuple[Any, ...]]:
     """The rows of ``table`` for the segment ``data`` at seq ``first`` holding ``items``:
-    ``(seq, bucket, field values..., locator, check)``.
+    ``(seq, field values..., locator, check)`` (the bucket is generated).
 
     Raises:
         ConfigError: an item holds a value of another type than its field's.
@@ -456,8 +458,7 @@ def sqlite_rows(
     locators, checks = item_places(data, items)
     columns = _columns(spec, stream, first, items)
     seqs = range(first, first + len(items))
-    buckets = [seq >> BUCKET_BITS for seq in seqs]
-    return list(zip(seqs, buckets, *columns, locators, checks, strict=True))
+    return list(zip(seqs, *columns, locators, checks, strict=True))
 
 
 def sqlite_insert(
@@ -466,8 +467,9 @@ def sqlite_insert(
     """Put ``rows`` (from :func:`sqlite_rows`) into ``table``. Rows are written once, with
     their segment: a row at a seq that has one is refused (``sqlite3.IntegrityError``)
     rather than replaced (``OR REPLACE`` cost a sixth more per row)."""
-    marks = ", ".join("?" * (len(spec) + 4))
-    db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+    names = "".join(f"{_quote(name)}, " for name, _ in spec)
+    marks = ", ".join("?" * (len(spec) + 3))
+    db.executemany(f"INSERT INTO {table} (seq, {names}{LOCATOR}, {CHECK}) VALUES ({marks})", rows)
 
 
 def sqlite_select(

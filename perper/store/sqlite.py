@@ -237,6 +237,8 @@ class SQLiteStore(LogStore):
         ] = []
         self._specs: dict[str, IndexSpec] = {}
         self._format = FORMAT_VERSION  # what the file holds once opened (_open sets it)
+        # The segments append last encoded for an indexed stream, with their items.
+        self._encoded: list[tuple[bytes, list[Any]]] = []
         self._db = self._open()
         # One row holds one segment: SQLite's largest value, less room for the checksum
         # and the array header.
@@ -963,8 +965,19 @@ class SQLiteStore(LogStore):
         if spec is None:
             return
         assert stream_id is not None
-        rows = sqlite_rows(spec, stream, seq, data, segment_items(data))
+        items = next((chunk for known, chunk in self._encoded if known is data), None)
+        if items is None:
+            items = segment_items(data)
+        rows = sqlite_rows(spec, stream, seq, data, items)
         sqlite_insert(db, sqlite_table(stream_id), spec, rows)
+
+    def _chunks(self, stream: str, seq: int, items: list[Any]) -> list[tuple[list[Any], bytes]]:
+        """As :meth:`LogStore._chunks`; for an indexed stream, the chunks are also kept so
+        that :meth:`write_segment` indexes each segment from the items it was just encoded
+        from (found by the identity of its bytes) instead of decoding it again."""
+        chunks = super()._chunks(stream, seq, items)
+        self._encoded = [(data, chunk) for chunk, data in chunks] if stream in self._specs else []
+        return chunks
 
     async def index_of(self, stream: str) -> IndexSpec | None:
         with self._translate() as db:

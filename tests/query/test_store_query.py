@@ -275,7 +275,7 @@ async def test_a_format_4_log_is_queried_read_only_and_upgraded_to_5_for_writing
         assert await rows(store, "user = 1") == [(i, order(i)) for i in (1, 6, 11)]
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == 5
-    columns = [row[1] for row in db.execute("PRAGMA table_info(stream_index_1)")]
+    columns = [row[1] for row in db.execute("PRAGMA table_xinfo(stream_index_1)")]
     assert columns == ["seq", "perper_bucket", "user", "perper_locator", "perper_check"]
     assert (
         db.execute("SELECT count(*) FROM stream_index_1 WHERE perper_check IS NULL").fetchone()[0]
