@@ -431,7 +431,7 @@ def sqlite_create(db: sqlite3.Connection, table: str, spec: IndexSpec) -> None:
     place in it, so a commit of 1,000 items wrote about a thousand scattered index pages
     (a 4 KiB page each, for 30 KiB of items). Led by ``seq >> BUCKET_BITS``, the rows of
     an append land in the one or two newest buckets, a handful of pages, while a point
-    query makes one index search per bucket (244 for a million items) instead of one.
+    query makes one index search per bucket (245 for a million items) instead of one.
     """
     columns = "".join(f", {_quote(name)} {SQLITE_TYPES[kind]}" for name, kind in spec)
     # The bucket is a generated column: SQLite computes it, nothing binds it.
