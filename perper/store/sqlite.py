@@ -935,14 +935,7 @@ class SQLiteStore(LogStore):
             ).fetchone()
             if row is not None:
                 spec = self._specs[stream] = decode_spec(row[0], where=self.url)
-                self._grow_cache(db)
         return spec
-
-    @staticmethod
-    def _grow_cache(db: sqlite3.Connection) -> None:
-        # Index rows land at random places in their SQL indexes: with SQLite's default
-        # 2 MiB page cache most inserts re-read a page. 64 MiB at most, taken as used.
-        db.execute("PRAGMA cache_size = -65536")
 
     def _index_segment(
         self,
@@ -959,7 +952,6 @@ class SQLiteStore(LogStore):
         spec = self._specs.get(stream)
         if spec is None and fields is not None:
             spec = self._specs[stream] = decode_spec(fields, where=self.url)
-            self._grow_cache(db)
         elif spec is None:
             spec = self._spec_of(db, stream, stream_id)
         if spec is None:
@@ -1009,7 +1001,6 @@ class SQLiteStore(LogStore):
                     db.execute("ROLLBACK")
                     return decode_spec(row[0], where=self.url)
                 table = sqlite_table(stream_id)
-                self._grow_cache(db)
                 sqlite_create(db, table, spec)
                 _fill_index(db, table, spec, stream, stream_id)
                 db.execute(
