@@ -152,6 +152,11 @@ PAGE_SIZE = 4096
 WAL_CHECKPOINT_BYTES = 4096 * 1000
 
 
+#: How much of the file a connection maps into memory once it has run a query (see
+#: :meth:`SQLiteStore.query_rows`): 256 MiB, the rest is read as before.
+QUERY_MMAP_BYTES = 256 * 1024 * 1024
+
+
 def upgrade_in_place(db: sqlite3.Connection, version: int) -> None:
     """Move an open file of an upgradable format to :data:`FORMAT_VERSION` in one
     transaction. Format 3 -> 4: add ``stream_indexes``. Format 4 -> 5: rebuild each
@@ -237,6 +242,7 @@ class SQLiteStore(LogStore):
         ] = []
         self._specs: dict[str, IndexSpec] = {}
         self._format = FORMAT_VERSION  # what the file holds once opened (_open sets it)
+        self._mapped = False  # the connection reads through mmap (set by the first query)
         # The segments append last encoded for an indexed stream, with their items.
         self._encoded: list[tuple[bytes, list[Any]]] = []
         self._db = self._open()
@@ -1030,6 +1036,13 @@ class SQLiteStore(LogStore):
             stream_id = self._stream_id(db, stream, create=False)
             if stream_id is None or self._spec_of(db, stream, stream_id) is None:
                 return []
+            if not self._mapped:
+                # A query reads a few bytes from each of many segments, each a chain of
+                # overflow pages: mapped, those are read without a system call per page
+                # (reads only; SQLite still writes with write()). perper never shrinks a
+                # log file while it is open (no VACUUM), which mapping needs.
+                db.execute(f"PRAGMA mmap_size = {QUERY_MMAP_BYTES}")
+                self._mapped = True
             return sqlite_select(
                 db,
                 sqlite_table(stream_id),
