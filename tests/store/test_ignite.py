@@ -275,7 +275,7 @@ async def test_an_append_whose_answer_was_lost_is_retried_and_counted_once(
 ) -> None:
     await store.append("s", 0, [0, 1])
     assert store.io.conn is not None
-    calls = lose_answer_once(store.io.conn.segments, "put_if_absent")
+    calls = lose_answer_once(store.io.conn.segment_requests, "put_if_absent")
     assert await store.append("s", 2, [2, 3]) == 4
     assert calls == [1]  # the retry ran on a fresh connection
     assert await store.head("s") == 4
@@ -288,7 +288,7 @@ async def test_a_compare_and_set_whose_answer_was_lost_reports_success(
 ) -> None:
     assert await store.meta_cas("leases", "e", {"owner": "w1"}, version=0) == 1
     assert store.io.conn is not None
-    lose_answer_once(store.io.conn.meta, "replace_if_equals")
+    lose_answer_once(store.io.conn.meta_requests, "replace_if_equals")
     assert await store.meta_cas("leases", "e", {"owner": "w2"}, version=1) == 2
     entry = await store.meta_get("leases", "e")
     assert entry is not None
