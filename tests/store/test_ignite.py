@@ -20,7 +20,7 @@ pytest.importorskip("pyignite")
 
 from perper.errors import ConfigError, ConflictError, FormatError, StoreUnavailableError
 from perper.store import open_store
-from perper.store.base import LogStore
+from perper.store.base import KEEP, LogStore
 from perper.store.ignite import DIRECTORY_SHARDS, HINT_EVERY, Connection, IgniteStore
 
 NODE = os.environ.get("PERPER_TEST_IGNITE", "")
@@ -293,6 +293,55 @@ async def test_a_compare_and_set_whose_answer_was_lost_reports_success(
     entry = await store.meta_get("leases", "e")
     assert entry is not None
     assert (entry.version, entry.value) == (2, {"owner": "w2"})
+
+
+@pytest.mark.ignite
+async def test_updating_an_entry_this_process_wrote_last_takes_one_round_trip(
+    store: IgniteStore,
+) -> None:
+    await store.meta_update("checkpoints", "e", lambda _: {"out": 1})
+    whats: list[str] = []
+    real = store.io.request
+
+    async def counted(what: str, call: Any) -> Any:
+        whats.append(what)
+        return await real(what, call)
+
+    store.io.request = counted  # type: ignore[method-assign]
+    entry = await store.meta_update("checkpoints", "e", lambda v: {"out": v["out"] + 1})
+    assert entry is not None and (entry.version, entry.value) == (2, {"out": 2})
+    assert whats == ["writing checkpoints 'e'"]  # no read before the compare-and-set
+    stored = await store.meta_get("checkpoints", "e")
+    assert stored is not None and (stored.version, stored.value) == (2, {"out": 2})
+
+
+@pytest.mark.ignite
+async def test_an_update_from_a_stale_copy_is_decided_on_the_entry_as_stored(node: str) -> None:
+    url = fresh_url(node)
+    async with open_store(url) as a, open_store(url) as b:
+        await a.meta_update("checkpoints", "e", lambda _: {"epoch": 1, "n": 1})
+        await b.meta_update("checkpoints", "e", lambda v: {"epoch": 2, "n": v["n"] + 1})
+        seen: list[Any] = []
+
+        def bump(value: Any) -> Any:
+            seen.append(value)
+            return {**value, "n": value["n"] + 1}
+
+        entry = await a.meta_update("checkpoints", "e", bump)  # a's copy is b's write behind
+        assert entry is not None and (entry.version, entry.value) == (3, {"epoch": 2, "n": 3})
+        assert seen == [{"epoch": 1, "n": 1}, {"epoch": 2, "n": 2}]
+
+        def fenced(value: Any) -> Any:
+            if value["epoch"] > 2:
+                raise RuntimeError(f"fenced by epoch {value['epoch']}")
+            return {**value, "n": 0}
+
+        await b.meta_update("checkpoints", "e", lambda v: {**v, "epoch": 3})
+        with pytest.raises(RuntimeError, match="fenced by epoch 3"):
+            await a.meta_update("checkpoints", "e", fenced)  # passes on a's copy, not stored
+        stored = await b.meta_get("checkpoints", "e")
+        assert stored is not None and stored.value == {"epoch": 3, "n": 3}
+        assert await a.meta_update("checkpoints", "e", lambda v: KEEP) == stored
 
 
 @pytest.mark.ignite
