@@ -345,6 +345,32 @@ async def test_an_update_from_a_stale_copy_is_decided_on_the_entry_as_stored(nod
 
 
 @pytest.mark.ignite
+async def test_a_name_in_a_new_group_is_listed_in_its_group_and_its_bucket_at_once(
+    store: IgniteStore,
+) -> None:
+    in_flight, most = 0, 0
+    real = store.io.request
+
+    async def counted(what: str, call: Any) -> Any:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await real(what, call)
+        finally:
+            in_flight -= 1
+
+    store.io.request = counted  # type: ignore[method-assign]
+    await store.directory.index("streams", "run-a/s")
+    assert most == 2  # the group list and the name's bucket, read together
+    assert await store.directory.listed("streams", "", "listing") == ["run-a/s"]
+    most = 0
+    await store.directory.index("streams", "run-a/t")  # a known group: its bucket only
+    assert most == 1
+    assert await store.directory.listed("streams", "run-a/", "listing") == ["run-a/s", "run-a/t"]
+
+
+@pytest.mark.ignite
 async def test_two_processes_racing_for_one_seq_get_one_winner_and_a_conflict(
     node: str,
 ) -> None:

@@ -9,6 +9,7 @@ it lists is created (a name whose writer died in between has no entry: listings 
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from typing import Any
 
@@ -46,10 +47,14 @@ class Directory:
             return
         group = group_of(name)
         what = f"indexing {name!r}"
+        bucket = self._add_member(self.layout.directory(area, group, shard_of(name)), name, what)
         if (area, group) not in self.indexed_groups:
-            await self._add_member(self.layout.groups(area), group, what)
+            # Both at once: the entry is written only after both, so a crash between them
+            # leaves at worst a listed name without an entry, never an unlisted entry.
+            await asyncio.gather(self._add_member(self.layout.groups(area), group, what), bucket)
             _remember(self.indexed_groups, (area, group))
-        await self._add_member(self.layout.directory(area, group, shard_of(name)), name, what)
+        else:
+            await bucket
         _remember(self.indexed, (area, name))
 
     async def _add_member(self, key: str, member: str, what: str) -> None:
