@@ -106,8 +106,9 @@ def read_object(data: bytes | bytearray, at: int) -> tuple[Any, int]:
     if kind in (TYPE_BYTES, TYPE_STRING):
         (length,) = _COUNT.unpack_from(data, at + 1)
         start = at + _OBJECT.size
-        value = bytes(data[start : start + length])
-        return (value.decode() if kind == TYPE_STRING else value), start + length
+        view = memoryview(data)[start : start + length]  # one copy, not two
+        value = str(view, "utf-8") if kind == TYPE_STRING else bytes(view)
+        return value, start + length
     raise FormatError(
         f"an Ignite entry holds an object of type {kind}, not a byte array: it was not "
         "written by perper (the namespace is corrupt)"
