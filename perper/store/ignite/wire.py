@@ -58,19 +58,16 @@ def _string(text: str) -> bytes:
     return _OBJECT.pack(TYPE_STRING, len(data)) + data
 
 
-def _bytes(data: bytes) -> bytes:
-    return _OBJECT.pack(TYPE_BYTES, len(data)) + data
+def _bytes(data: bytes) -> tuple[bytes, bytes]:
+    """A byte-array object as two parts (its header, the bytes), so ``data`` is copied
+    only once, into the request."""
+    return _OBJECT.pack(TYPE_BYTES, len(data)), data
 
 
 def encode(op: int, request_id: int, cache_id: int, *parts: bytes) -> bytes:
     """One request: header, cache id and flags, then the encoded ``parts``."""
-    body = b"".join(parts)
-    head = _REQUEST.pack(_REQUEST.size - 4 + len(body), op, request_id, cache_id, 0)
-    return head + body
-
-
-def encode_get_all(request_id: int, cache_id: int, keys: Sequence[str]) -> bytes:
-    return encode(OP_GET_ALL, request_id, cache_id, _COUNT.pack(len(keys)), *map(_string, keys))
+    length = _REQUEST.size - 4 + sum(map(len, parts))
+    return b"".join((_REQUEST.pack(length, op, request_id, cache_id, 0), *parts))
 
 
 def payload_offset(client: Any, data: bytes | bytearray, status_flags: bool) -> int:
@@ -157,21 +154,18 @@ class Requests:
         return read_object(data, at)[0]
 
     async def get_all(self, keys: Sequence[str]) -> dict[str, Any]:
-        node = await self._node(None)
-        request_id = _get_query_id()
-        data = await node.request(request_id, encode_get_all(request_id, self.cache_id, keys))
-        at = payload_offset(self.client, data, node.protocol_context.is_status_flags_supported())
+        data, at = await self._send(OP_GET_ALL, None, _COUNT.pack(len(keys)), *map(_string, keys))
         return decode_get_all(data, at)
 
     async def put(self, key: str, value: bytes) -> None:
-        await self._send(OP_PUT, key, _string(key), _bytes(value))
+        await self._send(OP_PUT, key, _string(key), *_bytes(value))
 
     async def put_if_absent(self, key: str, value: bytes) -> bool:
-        data, at = await self._send(OP_PUT_IF_ABSENT, key, _string(key), _bytes(value))
+        data, at = await self._send(OP_PUT_IF_ABSENT, key, _string(key), *_bytes(value))
         return data[at] != 0
 
     async def replace_if_equals(self, key: str, old: bytes, new: bytes) -> bool:
         data, at = await self._send(
-            OP_REPLACE_IF_EQUALS, key, _string(key), _bytes(old), _bytes(new)
+            OP_REPLACE_IF_EQUALS, key, _string(key), *_bytes(old), *_bytes(new)
         )
         return data[at] != 0
