@@ -295,11 +295,8 @@ async def test_a_compare_and_set_whose_answer_was_lost_reports_success(
     assert (entry.version, entry.value) == (2, {"owner": "w2"})
 
 
-@pytest.mark.ignite
-async def test_updating_an_entry_this_process_wrote_last_takes_one_round_trip(
-    store: IgniteStore,
-) -> None:
-    await store.meta_update("checkpoints", "e", lambda _: {"out": 1})
+def record_requests(store: IgniteStore) -> list[str]:
+    """Make ``store`` note what each request it sends is for (its ``what``), in order."""
     whats: list[str] = []
     real = store.io.request
 
@@ -308,6 +305,15 @@ async def test_updating_an_entry_this_process_wrote_last_takes_one_round_trip(
         return await real(what, call)
 
     store.io.request = counted  # type: ignore[method-assign]
+    return whats
+
+
+@pytest.mark.ignite
+async def test_updating_an_entry_this_process_wrote_last_takes_one_round_trip(
+    store: IgniteStore,
+) -> None:
+    await store.meta_update("checkpoints", "e", lambda _: {"out": 1})
+    whats = record_requests(store)
     entry = await store.meta_update("checkpoints", "e", lambda v: {"out": v["out"] + 1})
     assert entry is not None and (entry.version, entry.value) == (2, {"out": 2})
     assert whats == ["writing checkpoints 'e'"]  # no read before the compare-and-set
@@ -453,14 +459,7 @@ async def test_listings_read_their_namespaces_directory_not_the_whole_cluster(no
         await store.meta_put("executions", "r2/b", {"n": 2})
         await store.append("r1/a", 0, [1])
         assert isinstance(store, IgniteStore)
-        requests: list[str] = []
-        real = store.io.request
-
-        async def counted(what: str, call: Any) -> Any:
-            requests.append(what)
-            return await real(what, call)
-
-        store.io.request = counted  # type: ignore[method-assign]
+        requests = record_requests(store)
         fetched: list[str] = []
         real_get_all = store.io.get_all
 
