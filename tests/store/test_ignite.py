@@ -22,6 +22,7 @@ from perper.errors import ConfigError, ConflictError, FormatError, StoreUnavaila
 from perper.store import open_store
 from perper.store.base import KEEP, LogStore
 from perper.store.ignite import DIRECTORY_SHARDS, HINT_EVERY, Connection, IgniteStore
+from perper.store.ignite.layout import shard_of
 
 NODE = os.environ.get("PERPER_TEST_IGNITE", "")
 
@@ -374,6 +375,44 @@ async def test_a_name_in_a_new_group_is_listed_in_its_group_and_its_bucket_at_on
     await store.directory.index("streams", "run-a/t")  # a known group: its bucket only
     assert most == 1
     assert await store.directory.listed("streams", "run-a/", "listing") == ["run-a/s", "run-a/t"]
+
+
+def names_in_one_bucket(group: str, count: int) -> list[str]:
+    names = (f"{group}/s{i}" for i in range(10_000))
+    first = next(names)
+    return [first, *[n for n in names if shard_of(n) == shard_of(first)][: count - 1]]
+
+
+@pytest.mark.ignite
+async def test_a_name_added_to_a_bucket_this_process_wrote_takes_one_compare_and_set(
+    store: IgniteStore,
+) -> None:
+    first, second = names_in_one_bucket("run-c", 2)
+    await store.directory.index("streams", first)
+    whats = record_requests(store)
+    await store.directory.index("streams", second)
+    assert whats == [f"indexing {second!r}"]  # no read of the bucket first
+    assert await store.directory.listed("streams", "run-c/", "listing") == sorted([first, second])
+
+
+@pytest.mark.ignite
+async def test_a_name_added_from_a_stale_copy_of_a_bucket_keeps_what_others_added(
+    node: str,
+) -> None:
+    url = fresh_url(node)
+    a_name, b_name, later = names_in_one_bucket("run-d", 3)
+    async with open_store(url) as a, open_store(url) as b:
+        assert isinstance(a, IgniteStore) and isinstance(b, IgniteStore)
+        await a.directory.index("streams", a_name)
+        await b.directory.index("streams", b_name)  # a's copy of the bucket is behind now
+        await a.directory.index("streams", later)
+        assert await b.directory.listed("streams", "run-d/", "listing") == sorted(
+            [a_name, b_name, later]
+        )
+        await b.directory.unindex("streams", a_name)
+        a.directory.indexed.clear()  # as if a had forgotten: its copy still lists the name
+        await a.directory.index("streams", a_name)
+        assert a_name in await b.directory.listed("streams", "run-d/", "listing")
 
 
 @pytest.mark.ignite
