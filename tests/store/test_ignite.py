@@ -20,8 +20,9 @@ pytest.importorskip("pyignite")
 
 from perper.errors import ConfigError, ConflictError, FormatError, StoreUnavailableError
 from perper.store import open_store
-from perper.store.base import LogStore
+from perper.store.base import KEEP, LogStore
 from perper.store.ignite import DIRECTORY_SHARDS, HINT_EVERY, Connection, IgniteStore
+from perper.store.ignite.layout import shard_of
 
 NODE = os.environ.get("PERPER_TEST_IGNITE", "")
 
@@ -275,7 +276,7 @@ async def test_an_append_whose_answer_was_lost_is_retried_and_counted_once(
 ) -> None:
     await store.append("s", 0, [0, 1])
     assert store.io.conn is not None
-    calls = lose_answer_once(store.io.conn.segments, "put_if_absent")
+    calls = lose_answer_once(store.io.conn.segment_requests, "put_if_absent")
     assert await store.append("s", 2, [2, 3]) == 4
     assert calls == [1]  # the retry ran on a fresh connection
     assert await store.head("s") == 4
@@ -288,11 +289,130 @@ async def test_a_compare_and_set_whose_answer_was_lost_reports_success(
 ) -> None:
     assert await store.meta_cas("leases", "e", {"owner": "w1"}, version=0) == 1
     assert store.io.conn is not None
-    lose_answer_once(store.io.conn.meta, "replace_if_equals")
+    lose_answer_once(store.io.conn.meta_requests, "replace_if_equals")
     assert await store.meta_cas("leases", "e", {"owner": "w2"}, version=1) == 2
     entry = await store.meta_get("leases", "e")
     assert entry is not None
     assert (entry.version, entry.value) == (2, {"owner": "w2"})
+
+
+def record_requests(store: IgniteStore) -> list[str]:
+    """Make ``store`` note what each request it sends is for (its ``what``), in order."""
+    whats: list[str] = []
+    real = store.io.request
+
+    async def counted(what: str, call: Any) -> Any:
+        whats.append(what)
+        return await real(what, call)
+
+    store.io.request = counted  # type: ignore[method-assign]
+    return whats
+
+
+@pytest.mark.ignite
+async def test_updating_an_entry_this_process_wrote_last_takes_one_round_trip(
+    store: IgniteStore,
+) -> None:
+    await store.meta_update("checkpoints", "e", lambda _: {"out": 1})
+    whats = record_requests(store)
+    entry = await store.meta_update("checkpoints", "e", lambda v: {"out": v["out"] + 1})
+    assert entry is not None and (entry.version, entry.value) == (2, {"out": 2})
+    assert whats == ["writing checkpoints 'e'"]  # no read before the compare-and-set
+    stored = await store.meta_get("checkpoints", "e")
+    assert stored is not None and (stored.version, stored.value) == (2, {"out": 2})
+
+
+@pytest.mark.ignite
+async def test_an_update_from_a_stale_copy_is_decided_on_the_entry_as_stored(node: str) -> None:
+    url = fresh_url(node)
+    async with open_store(url) as a, open_store(url) as b:
+        await a.meta_update("checkpoints", "e", lambda _: {"epoch": 1, "n": 1})
+        await b.meta_update("checkpoints", "e", lambda v: {"epoch": 2, "n": v["n"] + 1})
+        seen: list[Any] = []
+
+        def bump(value: Any) -> Any:
+            seen.append(value)
+            return {**value, "n": value["n"] + 1}
+
+        entry = await a.meta_update("checkpoints", "e", bump)  # a's copy is b's write behind
+        assert entry is not None and (entry.version, entry.value) == (3, {"epoch": 2, "n": 3})
+        assert seen == [{"epoch": 1, "n": 1}, {"epoch": 2, "n": 2}]
+
+        def fenced(value: Any) -> Any:
+            if value["epoch"] > 2:
+                raise RuntimeError(f"fenced by epoch {value['epoch']}")
+            return {**value, "n": 0}
+
+        await b.meta_update("checkpoints", "e", lambda v: {**v, "epoch": 3})
+        with pytest.raises(RuntimeError, match="fenced by epoch 3"):
+            await a.meta_update("checkpoints", "e", fenced)  # passes on a's copy, not stored
+        stored = await b.meta_get("checkpoints", "e")
+        assert stored is not None and stored.value == {"epoch": 3, "n": 3}
+        assert await a.meta_update("checkpoints", "e", lambda v: KEEP) == stored
+
+
+@pytest.mark.ignite
+async def test_a_name_in_a_new_group_is_listed_in_its_group_and_its_bucket_at_once(
+    store: IgniteStore,
+) -> None:
+    in_flight, most = 0, 0
+    real = store.io.request
+
+    async def counted(what: str, call: Any) -> Any:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await real(what, call)
+        finally:
+            in_flight -= 1
+
+    store.io.request = counted  # type: ignore[method-assign]
+    await store.directory.index("streams", "run-a/s")
+    assert most == 2  # the group list and the name's bucket, read together
+    assert await store.directory.listed("streams", "", "listing") == ["run-a/s"]
+    most = 0
+    await store.directory.index("streams", "run-a/t")  # a known group: its bucket only
+    assert most == 1
+    assert await store.directory.listed("streams", "run-a/", "listing") == ["run-a/s", "run-a/t"]
+
+
+def names_in_one_bucket(group: str, count: int) -> list[str]:
+    names = (f"{group}/s{i}" for i in range(10_000))
+    first = next(names)
+    return [first, *[n for n in names if shard_of(n) == shard_of(first)][: count - 1]]
+
+
+@pytest.mark.ignite
+async def test_a_name_added_to_a_bucket_this_process_wrote_takes_one_compare_and_set(
+    store: IgniteStore,
+) -> None:
+    first, second = names_in_one_bucket("run-c", 2)
+    await store.directory.index("streams", first)
+    whats = record_requests(store)
+    await store.directory.index("streams", second)
+    assert whats == [f"indexing {second!r}"]  # no read of the bucket first
+    assert await store.directory.listed("streams", "run-c/", "listing") == sorted([first, second])
+
+
+@pytest.mark.ignite
+async def test_a_name_added_from_a_stale_copy_of_a_bucket_keeps_what_others_added(
+    node: str,
+) -> None:
+    url = fresh_url(node)
+    a_name, b_name, later = names_in_one_bucket("run-d", 3)
+    async with open_store(url) as a, open_store(url) as b:
+        assert isinstance(a, IgniteStore) and isinstance(b, IgniteStore)
+        await a.directory.index("streams", a_name)
+        await b.directory.index("streams", b_name)  # a's copy of the bucket is behind now
+        await a.directory.index("streams", later)
+        assert await b.directory.listed("streams", "run-d/", "listing") == sorted(
+            [a_name, b_name, later]
+        )
+        await b.directory.unindex("streams", a_name)
+        a.directory.indexed.clear()  # as if a had forgotten: its copy still lists the name
+        await a.directory.index("streams", a_name)
+        assert a_name in await b.directory.listed("streams", "run-d/", "listing")
 
 
 @pytest.mark.ignite
@@ -378,14 +498,7 @@ async def test_listings_read_their_namespaces_directory_not_the_whole_cluster(no
         await store.meta_put("executions", "r2/b", {"n": 2})
         await store.append("r1/a", 0, [1])
         assert isinstance(store, IgniteStore)
-        requests: list[str] = []
-        real = store.io.request
-
-        async def counted(what: str, call: Any) -> Any:
-            requests.append(what)
-            return await real(what, call)
-
-        store.io.request = counted  # type: ignore[method-assign]
+        requests = record_requests(store)
         fetched: list[str] = []
         real_get_all = store.io.get_all
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pyignite import AioClient
-from pyignite.api import cache_get_all_async
 from pyignite.datatypes.cache_config import CacheAtomicityMode, CacheMode, WriteSynchronizationMode
 from pyignite.datatypes.cluster_state import ClusterState
 from pyignite.datatypes.prop_codes import (
@@ -40,6 +39,7 @@ from pyignite.exceptions import (
 
 from perper.errors import FormatError, StoreClosedError, StoreError, StoreUnavailableError
 from perper.store.ignite.layout import FORMAT, META_CACHE, SEGMENTS_CACHE
+from perper.store.ignite.wire import Requests
 
 __all__ = ["Connection", "Connector"]
 
@@ -79,6 +79,9 @@ class Connection:
     segments: Any
     meta: Any
     loop: asyncio.AbstractEventLoop
+    #: The hot requests on each cache, encoded by wire.py rather than by pyignite.
+    segment_requests: Requests = field(init=False)
+    meta_requests: Requests = field(init=False)
     # The request timeout, kept by one watchdog timer per connection rather than an
     # asyncio.timeout per request (measured: most of the Python time an append spent
     # outside encoding): the task awaiting each request in flight, with its deadline.
@@ -86,8 +89,15 @@ class Connection:
     expired: set[asyncio.Task[Any]] = field(default_factory=set)
     watchdog: asyncio.TimerHandle | None = None
 
+    def __post_init__(self) -> None:
+        self.segment_requests = Requests(self.client, self.segments)
+        self.meta_requests = Requests(self.client, self.meta)
+
     def cache(self, name: str) -> Any:
         return self.segments if name == SEGMENTS_CACHE else self.meta
+
+    def requests(self, name: str) -> Requests:
+        return self.segment_requests if name == SEGMENTS_CACHE else self.meta_requests
 
     async def request(self, call: Callable[[Connection], Awaitable[T]], timeout: float) -> T:
         """``await call(self)``, raising TimeoutError if it takes ``timeout`` seconds."""
@@ -214,28 +224,18 @@ class Connector:
                 ) from error
 
     async def get(self, cache: str, key: str, what: str) -> Any:
-        value, _ = await self.request(what, lambda c: c.cache(cache).get(key))
+        value, _ = await self.request(what, lambda c: c.requests(cache).get(key))
         return value
 
     async def get_all(self, cache: str, keys: list[str], what: str) -> dict[str, Any]:
         if len(keys) == 1:
             value = await self.get(cache, keys[0], what)
             return {} if value is None else {keys[0]: value}
-
-        async def get_all(conn: Connection) -> dict[str, Any]:
-            # AioCache.get_all spawns a task per value to unwrap binary objects; our values
-            # are byte arrays, so call the request underneath it.
-            node = await conn.client.random_node()
-            result = await cache_get_all_async(node, conn.cache(cache).cache_info, keys)
-            if result.status != 0:
-                raise CacheError(result.message)
-            return result.value or {}
-
-        found, _ = await self.request(what, get_all)
+        found, _ = await self.request(what, lambda c: c.requests(cache).get_all(keys))
         return found
 
     async def put(self, cache: str, key: str, value: bytes, what: str) -> None:
-        await self.request(what, lambda c: c.cache(cache).put(key, value))
+        await self.request(what, lambda c: c.requests(cache).put(key, value))
 
     async def remove_keys(self, cache: str, keys: list[str], what: str) -> None:
         """Delete ``keys`` (absent ones are fine: deleting is idempotent)."""
@@ -245,13 +245,13 @@ class Connector:
     async def put_if_absent(self, cache: str, key: str, value: bytes, what: str) -> bool:
         """True if ``value`` is now stored at ``key`` because of us (or an equal write)."""
         return await self.conditional(
-            cache, key, value, what, lambda c: c.cache(cache).put_if_absent(key, value)
+            cache, key, value, what, lambda c: c.requests(cache).put_if_absent(key, value)
         )
 
     async def replace(self, cache: str, key: str, old: bytes, new: bytes, what: str) -> bool:
         """Compare-and-set: True if ``key`` held ``old`` and now holds ``new`` because of us."""
         return await self.conditional(
-            cache, key, new, what, lambda c: c.cache(cache).replace_if_equals(key, old, new)
+            cache, key, new, what, lambda c: c.requests(cache).replace_if_equals(key, old, new)
         )
 
     async def conditional(

@@ -9,6 +9,7 @@ it lists is created (a name whose writer died in between has no entry: listings 
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from typing import Any
 
@@ -36,6 +37,9 @@ class Directory:
         # each is indexed once.
         self.indexed: set[tuple[str, str]] = set()
         self.indexed_groups: set[tuple[str, str]] = set()
+        #: The entry at each directory key as this process last read or wrote it: adding a
+        #: name goes straight to the compare-and-set from it (a stale copy fails it).
+        self.copies: dict[str, bytes] = {}
 
     async def index(self, area: str, name: str) -> None:
         """Add ``name`` to the directory of ``area`` (a metadata table, or the streams):
@@ -46,27 +50,48 @@ class Directory:
             return
         group = group_of(name)
         what = f"indexing {name!r}"
+        bucket = self._add_member(self.layout.directory(area, group, shard_of(name)), name, what)
         if (area, group) not in self.indexed_groups:
-            await self._add_member(self.layout.groups(area), group, what)
+            # Both at once: the entry is written only after both, so a crash between them
+            # leaves at worst a listed name without an entry, never an unlisted entry.
+            await asyncio.gather(self._add_member(self.layout.groups(area), group, what), bucket)
             _remember(self.indexed_groups, (area, group))
-        await self._add_member(self.layout.directory(area, group, shard_of(name)), name, what)
+        else:
+            await bucket
         _remember(self.indexed, (area, name))
 
     async def _add_member(self, key: str, member: str, what: str) -> None:
         """Insert ``member`` into the sorted msgpack list at ``key`` (compare-and-set)."""
+        raw = self.copies.get(key)
+        fresh = False
         while True:
-            raw = await self.io.get(META_CACHE, key, what)
             if raw is None:
-                if await self.io.put_if_absent(META_CACHE, key, codec.pack([member]), what):
-                    return
-                continue
+                raw, fresh = await self.io.get(META_CACHE, key, what), True
+                if raw is None:
+                    new = codec.pack([member])
+                    if await self.io.put_if_absent(META_CACHE, key, new, what):
+                        self._copy(key, new)
+                        return
+                    continue
             listed = members(key, raw)
             at = bisect.bisect_left(listed, member)
             if at < len(listed) and listed[at] == member:
-                return
+                if fresh:
+                    self._copy(key, raw)
+                    return
+                raw = None  # listed in an old copy: only the stored entry can say it still is
+                continue
             listed.insert(at, member)
-            if await self.io.replace(META_CACHE, key, raw, codec.pack(listed), what):
+            new = codec.pack(listed)
+            if await self.io.replace(META_CACHE, key, raw, new, what):
+                self._copy(key, new)
                 return
+            raw = None
+
+    def _copy(self, key: str, raw: bytes) -> None:
+        if len(self.copies) >= 4096:  # bounded: forgetting costs one read
+            self.copies.clear()
+        self.copies[key] = raw
 
     async def unindex(self, area: str, name: str) -> None:
         """Take ``name`` out of the directory of ``area`` (a deleted stream). Idempotent;
@@ -74,6 +99,7 @@ class Directory:
         key = self.layout.directory(area, group_of(name), shard_of(name))
         what = f"unlisting {name!r}"
         self.indexed.discard((area, name))
+        self.copies.pop(key, None)
         while True:
             raw = await self.io.get(META_CACHE, key, what)
             if raw is None:
@@ -107,6 +133,9 @@ class Directory:
         found: dict[str, Any] = {}
         for i in range(0, len(keys), 1024):
             found.update(await self.io.get_all(META_CACHE, keys[i : i + 1024], what))
+        for key in keys:
+            if type(found.get(key)) is bytes:
+                self._copy(key, found[key])
         names = [
             name
             for key in keys

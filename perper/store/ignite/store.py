@@ -22,11 +22,13 @@ from urllib.parse import quote
 from perper import codec
 from perper.errors import ConfigError, FormatError, HeadMovedError, StoreError
 from perper.store.base import (
+    KEEP,
     KeyIndex,
     LogStore,
     Meta,
     QueryRow,
     StreamInfo,
+    Update,
     check_keys,
     check_table,
     checked_keys,
@@ -731,6 +733,34 @@ class IgniteStore(LogStore):
                 return version + 1
             old = None
         return None
+
+    async def meta_update(self, table: str, key: str, fn: Update) -> Meta | None:
+        """See :meth:`LogStore.meta_update`.
+
+        Fast path: when this process holds the entry as it last read or wrote it (a
+        checkpoint it wrote itself, say), ``fn`` runs on that and the compare-and-set goes
+        out at once, without reading the entry first: one round trip instead of two. The
+        compare is against the whole stored bytes, version included (versions only grow and
+        entries are never deleted), so it succeeds only if that copy was still current;
+        otherwise, and whenever ``fn`` keeps the entry or fails on the copy, the contract's
+        read-then-write loop decides.
+        """
+        self._check_open()
+        check_table(table)
+        full = self.layout.meta(table, key)
+        seen = self._meta_seen.get(full)
+        if seen is not None:
+            current = meta_entry(full, seen)
+            try:
+                value = fn(current.value)
+            except Exception:  # decided on a fresh read below (it may not fail there)
+                value = KEEP
+            if value is not KEEP:
+                # meta_cas compares with this very copy first (see there)
+                version = await self.meta_cas(table, key, value, version=current.version)
+                if version is not None:
+                    return Meta(version, value)
+        return await super().meta_update(table, key, fn)
 
     async def meta_scan(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
         self._check_open()
