@@ -195,6 +195,7 @@ class Simulation:
             kinds=self.kinds,
             workers=self.workers,
             reference_steps=self.reference.steps,
+            reference_items=max(self.reference.heads.values(), default=0),
             swarm=self.swarm,
         )
         if schedule is not None:

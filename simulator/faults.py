@@ -287,12 +287,30 @@ class Scenario:
         return replace(self, schedule=tuple(schedule))
 
 
+#: The run length (items of its longest stream) the checkpoint and batch draws are made
+#: for; a longer run scales them by :func:`cadence_scale`.
+CADENCE_ITEMS = 100
+
+
+def cadence_scale(items: int) -> int:
+    """What a run whose longest stream holds ``items`` items multiplies its drawn
+    ``checkpoint_every`` and ``batch_size`` by: 1 up to :data:`CADENCE_ITEMS` items (every
+    such run draws exactly what it always did), then ``ceil(items / CADENCE_ITEMS)``.
+
+    A 10,000-item log drawn ``checkpoint_every=1`` checkpoints every 100 items, about
+    100 times, as a 100-item run does every item: what recovery testing needs is crashes
+    and resumes at many varied points, not one checkpoint of the whole state per item.
+    """
+    return max(1, -(-items // CADENCE_ITEMS))
+
+
 def derive_scenario(
     seed: int,
     *,
     kinds: Sequence[str] = DEFAULT_FAULTS,
     workers: int | None = None,
     reference_steps: int = 100,
+    reference_items: int = 0,
     swarm: bool = True,
 ) -> Scenario:
     """Draw a scenario from ``seed``: settings, the enabled subset of ``kinds`` and a
@@ -304,6 +322,9 @@ def derive_scenario(
         workers: fix the number of workers (default: 1 to 4, drawn).
         reference_steps: steps of the fault-free run, to aim crashes and pauses inside
             the run rather than after it.
+        reference_items: items of the fault-free run's longest stream: a run longer
+            than :data:`CADENCE_ITEMS` items checkpoints and flushes at a cadence scaled
+            to its length (see :func:`cadence_scale`).
         swarm: enable a random subset of ``kinds`` (True) or all of them.
     """
     rng = random.Random(f"perper-simulator/{seed}/scenario")
@@ -317,7 +338,11 @@ def derive_scenario(
     ttl = rng.choice((0.5, 1.0, 2.0))
     batch_size = rng.choice((1, 2, 5, 1000))
     flush_delay = rng.choice((0.0, 0.01, 0.05))
-    checkpoint_every = rng.choice((1, 3, 10, 1000))
+    # Drawn for a run of CADENCE_ITEMS items; a longer one scales them (as many
+    # checkpoints and flushes per run, at as varied points) instead of taking one per item.
+    scale = cadence_scale(reference_items)
+    batch_size *= scale
+    checkpoint_every = rng.choice((1, 3, 10, 1000)) * scale
     poll = rng.choice((0.02, 0.05))
     heal_at = round(rng.uniform(2.0, 6.0) * ttl, 3)
     reach = max(20, 2 * reference_steps)

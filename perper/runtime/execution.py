@@ -166,6 +166,8 @@ class Execution:
     _checkpoint_due: bool = False
     _returned: bool = False  # the function has returned (its final checkpoint says so)
     _checkpoint_timer: asyncio.TimerHandle | None = None
+    # The version this execution last wrote its checkpoint at (see _write_checkpoint).
+    _checkpoint_version: int | None = None
     _caller: ExecutionCalls | None = None
     _retention: Retention | None = None
 
@@ -386,6 +388,8 @@ class Execution:
         if entry is None:
             return
         checkpoint = entry.value
+        if checkpoint["epoch"] <= self.epoch:
+            self._checkpoint_version = entry.version  # what fenced() would accept
         self.state = checkpoint["state"]
         if checkpoint.get("returned"):
             self._returned = True
@@ -600,30 +604,60 @@ class Execution:
             await self.flush()
             return
         try:
-            value = {
-                "positions": [slot.to_meta() for slot in slots],
-                "out": self._out_seq + (len(self._buffer) if early else 0),
-                "state": self.state,
-                "effects": self._effect_position,
-                "calls": self._calls,
-                "epoch": self.epoch,
-                # Taken after the function returned: recovery only seals the output.
-                "returned": self._returned,
-            }
-            codec.pack(value["state"], what="ctx.state")
-        except EncodeError as error:
-            raise EncodeError(error.type_name, f"{self.function!r}'s {error.path}") from None
+            await self._write_checkpoint(
+                {
+                    "positions": [slot.to_meta() for slot in slots],
+                    "out": self._out_seq + (len(self._buffer) if early else 0),
+                    "state": self.state,
+                    "effects": self._effect_position,
+                    "calls": self._calls,
+                    "epoch": self.epoch,
+                    # Taken after the function returned: recovery only seals the output.
+                    "returned": self._returned,
+                }
+            )
+        except EncodeError:
+            # The store encodes the value once, as it writes it (nothing is written if
+            # that fails); only then is the state encoded again, for an error that names
+            # the function and where in ctx.state the culprit sits.
+            try:
+                codec.pack(self.state, what="ctx.state")
+            except EncodeError as error:
+                raise EncodeError(error.type_name, f"{self.function!r}'s {error.path}") from None
+            raise
+        if early:
+            await self.flush()
+        self._arm_checkpoint_timer()
+        await self._trim_inputs([slot.stream for slot in slots])
+
+    async def _write_checkpoint(self, value: dict[str, Any]) -> None:
+        """Store ``value`` as this execution's checkpoint unless a newer epoch wrote one
+        (then raise :class:`FencedError`).
+
+        Once this execution has written the checkpoint at some version, a compare-and-set
+        on that version is the whole write: it succeeds only if nobody wrote since, and
+        then the stored value is ours, whose epoch cannot fence us. So the previous
+        checkpoint (its whole ctx.state) is neither read nor decoded again. A lost race
+        (another owner wrote, or a write whose outcome was unknown landed) falls back to
+        reading the current value and checking its epoch.
+        """
+        store = self.store
+        version = self._checkpoint_version
+        if version is not None:
+            written = await store.meta_cas("checkpoints", self.execution, value, version=version)
+            if written is not None:
+                self._checkpoint_version = written
+                return
+            self._checkpoint_version = None
 
         def fenced(current: Any) -> Any:
             if current is not None and current["epoch"] > self.epoch and not self.unfenced:
                 raise FencedError(f"checkpoint of {self.execution}", self.epoch, current["epoch"])
             return value
 
-        await self.store.meta_update("checkpoints", self.execution, fenced)
-        if early:
-            await self.flush()
-        self._arm_checkpoint_timer()
-        await self._trim_inputs([slot.stream for slot in slots])
+        entry = await store.meta_update("checkpoints", self.execution, fenced)
+        assert entry is not None
+        self._checkpoint_version = entry.version
 
     async def _trim_inputs(self, streams: list[str]) -> None:
         """Once a checkpoint or the end made this reader's progress durable, delete what
