@@ -49,6 +49,7 @@ __all__ = [
     "item_at",
     "item_locators",
     "normalize_index",
+    "sqlite_delete_rows",
 ]
 
 #: Index field types: the Python type -> its name in a stored declaration.
@@ -447,3 +448,14 @@ def sqlite_select(
     if segments_of is None:
         return [(row[0], row[1], None) for row in rows]
     return [(row[0], row[1], (row[2], row[3], row[4])) for row in rows]
+
+
+def sqlite_delete_rows(db: sqlite3.Connection, table: str, below: int | None = None) -> None:
+    """Delete index rows of ``table``: those at a seq below ``below`` (what a trim deleted
+    the items of), or with ``below=None`` the whole table and its SQL indexes (the stream
+    is deleted). Run inside the transaction that deletes the segments, so a crash leaves
+    both or neither."""
+    if below is None:
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+    else:
+        db.execute(f"DELETE FROM {table} WHERE seq < ?", (below,))
