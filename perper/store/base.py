@@ -742,7 +742,8 @@ class LogStore(ABC):
             ConfigError: no such stream, the stream is not indexed, or the condition,
                 parameters, order or limit are refused (the message names the field and
                 the indexed ones).
-            TrimmedError: ``start`` is below the first stored seq.
+            TrimmedError: ``start`` is below the first stored seq (checked once the rows
+                are selected).
         """
         spec = await self.index_of(stream)
         if spec is None:
@@ -766,11 +767,11 @@ class LogStore(ABC):
         stop = head if stop is None else min(stop, head)
         if limit == 0 or stop <= 0:
             return
-        if start is not None:
-            await self.check_untrimmed(stream, start)
         found = await self.query_rows(stream, where, bound, stop=stop, order_by=order, limit=limit)
         if start is not None:
-            await self.check_untrimmed(stream, start)  # no trim raced the rows' selection
+            # After the rows (the first stored seq only grows): nothing from start on was
+            # trimmed before or while they were selected, so none of them is missing.
+            await self.check_untrimmed(stream, start)
         # The segment of the last row: consecutive rows often share one.
         segment: tuple[int, int, bytes] = (-1, 0, b"")  # none yet (-1: no segment's first)
         decoded: list[Any] | None = None
