@@ -734,9 +734,10 @@ class LogStore(ABC):
 
         Only stored items answer: a trimmed stream's query sees the items from its first
         stored seq on (trims delete index rows with their segments). ``start`` (what
-        ``ctx.query`` recorded) asks for every item from ``start`` on: if a trim deleted
-        any of them, before or while the query runs, it raises ``TrimmedError`` instead of
-        answering with fewer rows (docs/retention.md, "Queries of trimmed streams").
+        ``ctx.query`` recorded) limits the query to the items from ``start`` on, all of
+        which must still be stored: if a trim deleted any of them, before or while the
+        query runs, it raises ``TrimmedError`` instead of answering with fewer rows
+        (docs/retention.md, "What a query of a trimmed stream returns").
 
         Raises:
             ConfigError: no such stream, the stream is not indexed, or the condition,
@@ -767,6 +768,8 @@ class LogStore(ABC):
         stop = head if stop is None else min(stop, head)
         if limit == 0 or stop <= 0:
             return
+        if start:  # the checked condition, bounded below: rows from start on only
+            where, bound = f"seq >= ? AND ({where}\n)", (start, *bound)
         found = await self.query_rows(stream, where, bound, stop=stop, order_by=order, limit=limit)
         if start is not None:
             # After the rows (the first stored seq only grows): nothing from start on was

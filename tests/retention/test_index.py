@@ -80,6 +80,15 @@ async def test_a_query_from_a_trimmed_start_raises_trimmed_naming_the_first_stor
     assert (caught.value.stream, caught.value.position, caught.value.first) == (STREAM, 0, 10)
 
 
+async def test_a_query_from_a_start_above_the_first_stored_seq_answers_from_there(
+    store: LogStore,
+) -> None:
+    await three_segments(store)
+    assert await matches(store, "user = ?", [0], start=14) == [15, 18, 21, 24, 27]
+    assert await matches(store, "user = ? -- a comment", [0], start=14, limit=2) == [15, 18]
+    assert await matches(store, "1", [], start=28, order_by="amount DESC") == [29, 28]
+
+
 async def test_a_deleted_indexed_stream_loses_its_index_and_a_query_says_it_is_gone(
     store: LogStore,
 ) -> None:
