@@ -14,6 +14,7 @@ import perper
 from perper.app import load_app
 from perper.errors import ConfigError
 from perper.runtime import Runtime, RuntimeSettings
+from perper.runtime.retention import query_range
 from perper.store import LogStore
 from perper.store.memory import MemoryStore
 from perper.store.sqlite import SQLiteStore
@@ -50,7 +51,9 @@ def order(i: int) -> dict[str, Any]:
     return {"user": i % USERS, "amount": i}
 
 
-def build_app(retention: str = "ephemeral") -> perper.App:
+def build_app(retention: str = "ephemeral", tally: str = "checkpoint") -> perper.App:
+    """orders -> picks (which queries orders as it reads it) and tally, a second reader
+    in ``tally`` recovery mode."""
     app = perper.App("indexed-retention")
 
     @app.stream(retention=retention, recovery="checkpoint", index={"user": int})
@@ -72,9 +75,18 @@ def build_app(retention: str = "ephemeral") -> perper.App:
             window = [s async for s, _ in ctx.query(source, "user = ?", [user])]
             yield {"seq": seq, "first": first, "window": [window[0], window[-1], len(window)]}
 
+    @app.stream(recovery=tally, checkpoint_every=200)
+    async def tally(ctx: perper.Context, source: perper.StreamRef) -> Any:
+        ctx.state.setdefault("count", 0)
+        async for _ in ctx.read(source):
+            ctx.state["count"] += 1
+        yield ctx.state["count"]
+
     @app.launcher
     async def main(ctx: perper.Context, count: int = COUNT) -> None:
-        await ctx.start(picks, await ctx.start(orders, count=count))
+        source = await ctx.start(orders, count=count)
+        await ctx.start(picks, source)
+        await ctx.start(tally, source)
 
     return app
 
@@ -91,12 +103,17 @@ async def check_picks(store: LogStore) -> list[dict[str, Any]]:
     items (from where the stream still held them, up to the query's recorded head)."""
     picks = [item async for _, item in store.read("r/picks-1")]
     assert [p["seq"] for p in picks] == list(range(COUNT))
+    # Two queries per pick, each with its recorded [start, stop) in the effects stream.
+    effects = [value async for _, (kind, value) in store.read("r/picks-1#effects")]
+    assert len(effects) == 2 * COUNT
     for pick in picks:
         seq = pick["seq"]
         assert pick["first"] == [[seq, order(seq)]]
         low, high, count = pick["window"]
+        start, stop = query_range(effects[2 * seq + 1])
         assert low % USERS == high % USERS == seq % USERS
         assert low <= seq <= high and count == (high - low) // USERS + 1
+        assert low - USERS < start <= low and high < stop <= high + USERS  # all in range
     return picks
 
 
@@ -111,12 +128,26 @@ async def test_an_indexed_ephemeral_pipeline_stays_bounded_and_its_queries_are_r
         picks = await check_picks(store)
         # Queries late in the run saw only what was still stored: trims had passed seq 0.
         assert picks[-1]["window"][0] > COUNT // 2, picks[-1]
-        assert store.most <= 300, f"the store held {store.most} orders at once"
+        assert store.most <= 400, f"the store held {store.most} orders at once"
         assert await store.first_seq("r/orders-0") == COUNT
         assert await index_rows(store, "r/orders-0") == []  # the rows went with the items
         assert await store.index_of("r/orders-0") == (("user", "int"),)
     finally:
         await store.close()
+
+
+async def test_a_query_starts_at_its_readers_checkpoint_while_another_reader_holds_more() -> None:
+    # tally in replay mode holds all of orders until it is done; picks' queries still
+    # start at picks' own checkpointed position: what a trim may delete once tally is done.
+    store = OrdersInMemory()
+    result = await run(store, build_app(tally="replay"))
+    assert result.status == "done", result
+    picks = await check_picks(store)
+    effects = [value async for _, (kind, value) in store.read("r/picks-1#effects")]
+    starts = [query_range(value)[0] for value in effects[1::2]]
+    assert starts == sorted(starts) and starts[-1] >= COUNT - 100, starts[-1]
+    assert store.most == COUNT  # nothing was trimmed while tally ran
+    assert picks[-1]["window"][0] >= COUNT - 100
 
 
 @pytest.mark.parametrize("crash_at", [3, 12])
