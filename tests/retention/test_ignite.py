@@ -15,7 +15,7 @@ from perper.errors import ConfigError, TrimmedError
 from perper.runtime import Runtime, RuntimeSettings
 from perper.store import open_store
 from perper.store.ignite import IgniteStore
-from perper.store.ignite.layout import SEGMENTS_CACHE
+from perper.store.ignite.layout import KIND_SEAL, SEGMENTS_CACHE, parse_header
 from tests.retention.pipeline import build_app, expected_totals
 from tests.retention.test_index import STREAM, index_rows, matches, order, three_segments
 
@@ -214,3 +214,44 @@ async def test_a_query_fetches_its_matching_segments_in_one_round_trip(
         other.io.get_all = counted  # type: ignore[method-assign]
         assert await matches(other, "user = ?", [1]) == list(range(1, 400, 3))
         assert fetched == [40], fetched
+
+
+async def test_an_indexed_ephemeral_pipeline_on_ignite_trims_rows_and_queries_right(
+    store: IgniteStore,
+) -> None:
+    from tests.retention import test_index_runtime as indexed
+
+    count = 150
+    result = await indexed.run(store, indexed.build_app(), count=count)
+    assert result.status == "done", result
+    picks = await indexed.check_picks(store, count)
+    assert picks[-1]["window"][0] > count // 2, picks[-1]
+    assert await store.first_seq("r/orders-0") == count
+    assert await index_rows(store, "r/orders-0") == []  # every row went with its segment
+    remaining = await store.io.get_all(
+        SEGMENTS_CACHE, [store.layout.segment("r/orders-0", n) for n in range(count)], "test"
+    )
+    kinds = [parse_header(key, value)[0] for key, value in remaining.items()]
+    assert kinds == [KIND_SEAL]  # of the whole stream only its seal marker is left
+
+
+async def test_ctx_destroy_of_an_indexed_stream_on_ignite_then_a_query_says_it_is_gone(
+    store: IgniteStore,
+) -> None:
+    from tests.retention import test_index_runtime as indexed
+
+    runtime = Runtime(
+        store, indexed.app, settings=RuntimeSettings(batch_size=50), clock=lambda: 0.0
+    )
+    result = await runtime.run("r")
+    assert result.status == "done", result
+    [answer] = [item async for _, item in store.read("r/after-1")]
+    assert answer["before"] == [3, 10, 17, 24]
+    assert "no stream 'r/users-0'" in answer["after"]
+    assert await store.indexes() == {}
+    rows = await store.indexing.sql(
+        "test",
+        "SELECT count(*) FROM SYS.TABLES WHERE TABLE_NAME = ?",
+        [store.indexing.table("r/users-0")],
+    )
+    assert rows == [[0]]  # the SQL table was dropped

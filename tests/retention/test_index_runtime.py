@@ -91,21 +91,21 @@ def build_app(retention: str = "ephemeral", tally: str = "checkpoint") -> perper
     return app
 
 
-async def run(store: LogStore, app: perper.App, worker: str = "1") -> Any:
+async def run(store: LogStore, app: perper.App, worker: str = "1", count: int = COUNT) -> Any:
     runtime = Runtime(
         store, app, settings=SETTINGS, clock=lambda: 0.0, entropy=random.Random(0), worker_id=worker
     )
-    return await runtime.run("r", {"count": COUNT})
+    return await runtime.run("r", {"count": count})
 
 
-async def check_picks(store: LogStore) -> list[dict[str, Any]]:
+async def check_picks(store: LogStore, count: int = COUNT) -> list[dict[str, Any]]:
     """Every pick found its own item first, and each query a gap-free run of the user's
     items (from where the stream still held them, up to the query's recorded head)."""
     picks = [item async for _, item in store.read("r/picks-1")]
-    assert [p["seq"] for p in picks] == list(range(COUNT))
+    assert [p["seq"] for p in picks] == list(range(count))
     # Two queries per pick, each with its recorded [start, stop) in the effects stream.
     effects = [value async for _, (kind, value) in store.read("r/picks-1#effects")]
-    assert len(effects) == 2 * COUNT
+    assert len(effects) == 2 * count
     for pick in picks:
         seq = pick["seq"]
         assert pick["first"] == [[seq, order(seq)]]
