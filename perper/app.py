@@ -278,11 +278,6 @@ class App:
             ConfigError: a bad option, such as an index field of another type.
         """
         check_retention(retention)
-        if index is not None and retention != "keep":
-            raise ConfigError(
-                f"retention={retention!r} with index=: an indexed stream cannot be ephemeral "
-                "yet (trimming does not delete index rows); drop one of the two"
-            )
         return self._register(
             fn, Kind.STREAM, name, recovery, checkpoint_every, checkpoint_interval, index, retention
         )

@@ -20,6 +20,7 @@ from perper.errors import ConfigError, EncodeError
 from perper.replay.clock import FrozenClock
 from perper.replay.results import EFFECT, START, Divergence, DivergenceKind
 from perper.runtime.records import ExecutionRecord, child_stream
+from perper.runtime.retention import query_range
 from perper.store.base import LogStore
 from perper.store.index import IndexSpec
 from perper.streamref import StreamRef
@@ -233,9 +234,9 @@ class ReplayHost:
     ) -> AsyncIterator[tuple[int, Any]]:
         """``ctx.query`` over the log, as of the position the recording recorded."""
         # As for "live": a replay never makes a new effect, so the 0 is never used.
-        stop = int(self.effect("query", lambda: 0))
+        start, stop = query_range(self.effect("query", lambda: 0))
         async for row in self.log.query(
-            stream, where, params, stop=stop, order_by=order_by, limit=limit
+            stream, where, params, stop=stop, order_by=order_by, limit=limit, start=start
         ):
             yield row
 

@@ -1,9 +1,10 @@
 """Destroying a stream: ``ctx.destroy(ref)`` and ``perper streams rm``.
 
 The writer's execution is marked ``cancelled`` first (so no worker resumes it, and a
-worker running it stops at its next write), then the stream and the writer's recorded
-effects are deleted from the store. A stream that a running execution still reads is
-refused unless ``force``: its reader would wait forever on a stream that is gone.
+worker running it stops at its next write), then the stream (with its index, if it is
+indexed) and the writer's recorded effects are deleted from the store. A stream that a
+running execution still reads is refused unless ``force``: its reader would wait forever
+on a stream that is gone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from perper.errors import ConfigError
 from perper.runtime.ids import EFFECTS_SUFFIX, RUNNING, Status
 from perper.runtime.retention import stream_readers
 from perper.store.base import KEEP, LogStore
-from perper.store.index import describe as describe_index
 
 __all__ = ["cancel_writer", "destroy_stream", "running_readers"]
 
@@ -40,17 +40,9 @@ async def destroy_stream(store: LogStore, stream: str, *, force: bool = False) -
     """Cancel the writer of ``stream`` and delete the stream (and its recorded effects).
 
     Raises:
-        ConfigError: no such stream, a running execution reads it and not ``force``, or
-            the stream is indexed (deleting an index with its stream is not built yet).
+        ConfigError: no such stream, or a running execution reads it and not ``force``.
     """
     info = await store.info(stream)
-    index = await store.index_of(stream)
-    if index is not None:
-        raise ConfigError(
-            f"stream {stream!r} is indexed ({describe_index(index)}); destroying an indexed "
-            "stream is not supported yet (its index rows would outlive it): nothing was "
-            "deleted"
-        )
     written = await cancel_writer(store, stream) if force else None
     if written is None:
         readers = await running_readers(store, stream)

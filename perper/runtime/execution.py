@@ -52,7 +52,7 @@ from perper.runtime.calls import CALL_KINDS, CallSupport, ExecutionCalls, run_ca
 from perper.runtime.destroy import cancel_writer, destroy_stream
 from perper.runtime.ids import DONE, EFFECTS_SUFFIX, FAILED, Status, child_stream
 from perper.runtime.records import ExecutionRecord
-from perper.runtime.retention import Retention
+from perper.runtime.retention import Retention, checkpoint_needs, query_effect, query_range
 from perper.runtime.settings import Boundary, PlantedBug, RuntimeHooks, RuntimeSettings
 from perper.store.base import KEEP, LogStore
 from perper.store.index import IndexSpec
@@ -170,6 +170,7 @@ class Execution:
     _checkpoint_version: int | None = None
     _caller: ExecutionCalls | None = None
     _retention: Retention | None = None
+    _durable: Any = None  # the last checkpoint written or restored (its value)
 
     def __init__(self, worker: Worker, record: ExecutionRecord, epoch: int) -> None:
         self.worker = worker
@@ -388,6 +389,7 @@ class Execution:
         if entry is None:
             return
         checkpoint = entry.value
+        self._durable = checkpoint
         if checkpoint["epoch"] <= self.epoch:
             self._checkpoint_version = entry.version  # what fenced() would accept
         self.state = checkpoint["state"]
@@ -647,6 +649,7 @@ class Execution:
             written = await store.meta_cas("checkpoints", self.execution, value, version=version)
             if written is not None:
                 self._checkpoint_version = written
+                self._durable = value
                 return
             self._checkpoint_version = None
 
@@ -658,6 +661,7 @@ class Execution:
         entry = await store.meta_update("checkpoints", self.execution, fenced)
         assert entry is not None
         self._checkpoint_version = entry.version
+        self._durable = value
 
     async def _trim_inputs(self, streams: list[str]) -> None:
         """Once a checkpoint or the end made this reader's progress durable, delete what
@@ -919,19 +923,36 @@ class Execution:
         order_by: str,
         limit: int | None,
     ) -> AsyncIterator[tuple[int, Any]]:
-        """``ctx.query``: the matching items below the stream's head when first asked, a
-        recorded effect, so recovery and replay see the same rows."""
+        """``ctx.query``: the matching items of ``[start, stop)``, ``stop`` being the
+        stream's head when first asked and ``start`` where what it keeps begins
+        (:meth:`_query_start`); both a recorded effect, so recovery and replay see the same
+        rows (or a ``TrimmedError``, never fewer rows)."""
         if self._undeclared:
             await self._declare_indexes()
         if self._effect_position < len(self._recorded_effects):
-            stop = int(self.effect("query", lambda: None))
+            start, stop = query_range(self.effect("query", lambda: None))
         else:
+            first = await self._query_start(stream)
             head = await self.store.head(stream)
-            stop = int(self.effect("query", lambda: head))
+            recorded = query_effect(min(first, head), head)
+            start, stop = query_range(self.effect("query", lambda: recorded))
         async for row in self.store.query(
-            stream, where, params, stop=stop, order_by=order_by, limit=limit
+            stream, where, params, stop=stop, order_by=order_by, limit=limit, start=start
         ):
             yield row
+
+    async def _query_start(self, stream: str) -> int:
+        """Where a new query of ``stream`` starts: its first stored seq, and for an
+        ephemeral stream this checkpoint-mode execution reads, no lower than what its last
+        checkpoint lets a trim delete (docs/retention.md): recovery re-runs the query only
+        while that checkpoint is its last, and until then every item from there on stays."""
+        first = await self.store.first_seq(stream)
+        if self._checkpointing and self._durable is not None:
+            if self._retention is None:
+                self._retention = Retention(self.store, self.worker.app)
+            if await self._retention.is_ephemeral(stream):
+                first = max(first, checkpoint_needs(self._durable, stream))
+        return first
 
     async def _boundary(self, slot: ReadSlot) -> None:
         self._at(Boundary.ITEM, slot.position)

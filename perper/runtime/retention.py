@@ -30,7 +30,14 @@ from perper.runtime.records import ExecutionRecord
 from perper.store.base import LogStore
 from perper.streamref import StreamRef
 
-__all__ = ["Retention", "referenced_streams", "stream_readers"]
+__all__ = [
+    "Retention",
+    "checkpoint_needs",
+    "query_effect",
+    "query_range",
+    "referenced_streams",
+    "stream_readers",
+]
 
 log = logging.getLogger("perper.runtime")
 
@@ -67,6 +74,36 @@ async def stream_readers(store: LogStore, stream: str) -> list[ExecutionRecord]:
         if stream in referenced_streams(codec.unpack(record.params)):
             readers.append(record)
     return readers
+
+
+def query_effect(start: int, stop: int) -> Any:
+    """The recorded value of a ``ctx.query`` over ``[start, stop)``: the bare ``stop`` when
+    it starts at seq 0 (as every query was recorded before trims could delete index rows),
+    ``[start, stop]`` otherwise."""
+    return stop if start == 0 else [start, stop]
+
+
+def query_range(recorded: Any) -> tuple[int, int]:
+    """``(start, stop)`` of a ``ctx.query`` from its recorded effect (:func:`query_effect`)."""
+    if isinstance(recorded, (list, tuple)):
+        start, stop = recorded
+        return int(start), int(stop)
+    return 0, int(recorded)
+
+
+def checkpoint_needs(checkpoint: Any, stream: str) -> int:
+    """The first seq of ``stream`` that a ``recovery="checkpoint"`` reader whose last
+    durable checkpoint is ``checkpoint`` (None: none yet) may still read: what a trim must
+    keep for it (a large number if nothing)."""
+    if checkpoint is None:
+        return 0
+    if checkpoint.get("returned"):
+        return _ALL
+    reads = [slot for slot in checkpoint["positions"] if slot[0] == stream]
+    if not reads:
+        return 0  # it has not opened its read of the stream yet
+    open_reads = [slot[1] for slot in reads if len(slot) < 4 or slot[3] is None]
+    return int(min(open_reads)) if open_reads else _ALL
 
 
 class Retention:
@@ -131,16 +168,7 @@ class Retention:
         if fn is None or fn.recovery != "checkpoint":
             return 0  # recovery re-reads from the start until it is done
         entry = await self.store.meta_get("checkpoints", reader.id)
-        if entry is None:
-            return 0
-        checkpoint = entry.value
-        if checkpoint.get("returned"):
-            return _ALL
-        reads = [slot for slot in checkpoint["positions"] if slot[0] == stream]
-        if not reads:
-            return 0  # it has not opened its read of the stream yet
-        open_reads = [slot[1] for slot in reads if len(slot) < 4 or slot[3] is None]
-        return min(open_reads) if open_reads else _ALL
+        return checkpoint_needs(None if entry is None else entry.value, stream)
 
     async def trim_passed(self, streams: list[str]) -> None:
         """Trim each ephemeral stream of ``streams`` below what every reader passed."""

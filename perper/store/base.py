@@ -725,18 +725,35 @@ class LogStore(ABC):
         stop: int | None = None,
         order_by: str | None = None,
         limit: int | None = None,
+        start: int | None = None,
     ) -> AsyncIterator[tuple[int, Any]]:
         """Yield ``(seq, item)`` of the items below ``stop`` (None: the head) of an indexed
         stream whose index row matches the SQL condition ``where`` (``?`` bound to
         ``params``), ordered by ``order_by`` (``"seq"`` unless given; ``"amount DESC"``),
         at most ``limit`` of them.
 
+        Only stored items answer: a trimmed stream's query sees the items from its first
+        stored seq on (trims delete index rows with their segments). ``start`` (what
+        ``ctx.query`` recorded) limits the query to the items from ``start`` on, all of
+        which must still be stored: if a trim deleted any of them, before or while the
+        query runs, it raises ``TrimmedError`` instead of answering with fewer rows
+        (docs/retention.md, "What a query of a trimmed stream returns").
+
         Raises:
-            ConfigError: the stream is not indexed, or the condition, parameters, order
-                or limit are refused (the message names the field and the indexed ones).
+            ConfigError: no such stream, the stream is not indexed, or the condition,
+                parameters, order or limit are refused (the message names the field and
+                the indexed ones).
+            TrimmedError: ``start`` is below the first stored seq (checked once the rows
+                are selected).
         """
         spec = await self.index_of(stream)
         if spec is None:
+            info = await self.info(stream)
+            if info.head == 0 and not info.sealed:
+                raise ConfigError(
+                    f"no stream {stream!r} in {self.url} (never written, or destroyed), so "
+                    "it cannot be queried; 'perper streams ls' lists the streams"
+                )
             raise ConfigError(
                 f"stream {stream!r} in {self.url} is not indexed, so it cannot be queried; "
                 'declare its fields: @app.stream(index={"user": int}), ctx.ingest(name, '
@@ -751,9 +768,15 @@ class LogStore(ABC):
         stop = head if stop is None else min(stop, head)
         if limit == 0 or stop <= 0:
             return
+        if start:  # the checked condition, bounded below: rows from start on only
+            where, bound = f"seq >= ? AND ({where}\n)", (start, *bound)
         found = await self.query_rows(stream, where, bound, stop=stop, order_by=order, limit=limit)
+        if start is not None:
+            # After the rows (the first stored seq only grows): nothing from start on was
+            # trimmed before or while they were selected, so none of them is missing.
+            await self.check_untrimmed(stream, start)
         # The segment of the last row: consecutive rows often share one.
-        segment: tuple[int, int, bytes] = (0, 0, b"")
+        segment: tuple[int, int, bytes] = (-1, 0, b"")  # none yet (-1: no segment's first)
         decoded: list[Any] | None = None
         for seq, locator, fetched in found:
             if fetched is not None and fetched[:2] != segment[:2]:
@@ -770,6 +793,8 @@ class LogStore(ABC):
                         segment, decoded = (first, count, data), None
                         break
                 if not first <= seq < first + count:
+                    # Trimmed since the rows were selected: gone, not corrupt.
+                    await self.check_untrimmed(stream, seq)
                     raise FormatError(
                         f"{self.url}: stream {stream!r} has an index row at seq {seq} but no "
                         "stored item there: the log is corrupt"

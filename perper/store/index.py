@@ -52,6 +52,7 @@ __all__ = [
     "item_locators",
     "item_places",
     "normalize_index",
+    "sqlite_delete_rows",
     "sqlite_rows",
 ]
 
@@ -530,3 +531,14 @@ def sqlite_select(
             item = check.to_bytes(_CRC_SIZE, "big") + chunk
             found.append((seq, (_CRC_SIZE << 32) | len(chunk), (seq, 1, item)))
     return found
+
+
+def sqlite_delete_rows(db: sqlite3.Connection, table: str, below: int | None = None) -> None:
+    """Delete index rows of ``table``: those at a seq below ``below`` (what a trim deleted
+    the items of), or with ``below=None`` the whole table and its SQL indexes (the stream
+    is deleted). Run inside the transaction that deletes the segments, so a crash leaves
+    both or neither."""
+    if below is None:
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+    else:
+        db.execute(f"DELETE FROM {table} WHERE seq < ?", (below,))

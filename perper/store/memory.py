@@ -13,6 +13,7 @@ from perper.store.base import LogStore, Meta, QueryRow, StreamInfo, check_table,
 from perper.store.index import (
     IndexSpec,
     sqlite_create,
+    sqlite_delete_rows,
     sqlite_insert,
     sqlite_rows,
     sqlite_select,
@@ -52,6 +53,7 @@ class MemoryStore(LogStore):
         # SQLite database (made on the first declaration), queried like SQLiteStore's.
         self._specs: dict[str, tuple[IndexSpec, int]] = {}
         self._index_db: sqlite3.Connection | None = None
+        self._tables = 0  # index tables made (numbers are not reused after a delete)
 
     async def info(self, stream: str) -> StreamInfo:
         self._check_open()
@@ -190,6 +192,9 @@ class MemoryStore(LogStore):
             last = drop - 1
             s.first = max(s.first, s.firsts[last] + s.data[last][0])
             del s.firsts[:drop], s.data[:drop]
+            indexed = self._specs.get(stream)
+            if indexed is not None and self._index_db is not None:
+                sqlite_delete_rows(self._index_db, sqlite_table(indexed[1]), below=s.first)
             if self._compared is not None and self._compared[0] == stream:
                 self._compared = None
         return s.first
@@ -198,6 +203,10 @@ class MemoryStore(LogStore):
         self._check_open()
         self._streams.pop(stream, None)
         self._keys.pop(stream, None)
+        self._segment_keys.pop(stream, None)
+        indexed = self._specs.pop(stream, None)
+        if indexed is not None and self._index_db is not None:
+            sqlite_delete_rows(self._index_db, sqlite_table(indexed[1]))
         if self._compared is not None and self._compared[0] == stream:
             self._compared = None
         self.notify(stream)
@@ -228,7 +237,8 @@ class MemoryStore(LogStore):
             return indexed[0]
         if self._index_db is None:
             self._index_db = sqlite3.connect(":memory:", isolation_level=None)
-        indexed = (spec, len(self._specs))
+        indexed = (spec, self._tables)
+        self._tables += 1
         sqlite_create(self._index_db, sqlite_table(indexed[1]), spec)
         s = self._streams.get(stream)
         for first, (_, data) in zip(s.firsts if s else [], s.data if s else [], strict=True):

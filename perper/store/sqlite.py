@@ -73,6 +73,7 @@ from perper.store.index import (
     decode_spec,
     encode_spec,
     sqlite_create,
+    sqlite_delete_rows,
     sqlite_insert,
     sqlite_rows,
     sqlite_select,
@@ -832,12 +833,19 @@ class SQLiteStore(LogStore):
         return seqs
 
     # ---------------------------------------------------------------- retention
-    # One transaction records the new first seq and deletes the segments below it, so a
-    # crash leaves either the old stream or the trimmed one.
+    # One transaction records the new first seq and deletes the segments below it and
+    # their index rows, so a crash leaves either the old stream or the trimmed one.
 
     def _has_trims(self, db: sqlite3.Connection) -> bool:
         query = "SELECT count(*) FROM sqlite_master WHERE name = 'stream_trims'"
         return bool(db.execute(query).fetchone()[0] == 1)
+
+    def _indexed(self, db: sqlite3.Connection, stream_id: int) -> bool:
+        # Inside the trim's or delete's transaction: whether the stream has index rows.
+        if not self._has_indexes(db):
+            return False
+        query = "SELECT count(*) FROM stream_indexes WHERE stream_id = ?"
+        return bool(db.execute(query, (stream_id,)).fetchone()[0])
 
     async def first_seq(self, stream: str) -> int:
         with self._translate() as db:
@@ -885,6 +893,8 @@ class SQLiteStore(LogStore):
                     "DELETE FROM segments WHERE stream_id = ? AND first_seq < ?",
                     (stream_id, end),
                 )
+                if self._indexed(db, stream_id):
+                    sqlite_delete_rows(db, sqlite_table(stream_id), below=end)
                 db.execute("COMMIT")
             finally:
                 if db.in_transaction:
@@ -909,6 +919,9 @@ class SQLiteStore(LogStore):
                         db.execute("DELETE FROM segment_keys WHERE stream_id = ?", (stream_id,))
                     if has_trims:
                         db.execute("DELETE FROM stream_trims WHERE stream_id = ?", (stream_id,))
+                    if self._indexed(db, stream_id):
+                        sqlite_delete_rows(db, sqlite_table(stream_id))
+                        db.execute("DELETE FROM stream_indexes WHERE stream_id = ?", (stream_id,))
                     db.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
                 db.execute("COMMIT")
             finally:
@@ -917,6 +930,7 @@ class SQLiteStore(LogStore):
         self._ids.pop(stream, None)
         self._key_index.pop(stream, None)
         self._heads.pop(stream, None)
+        self._specs.pop(stream, None)
         if self._compared is not None and self._compared[0] == stream:
             self._compared = None
         self.notify(stream)

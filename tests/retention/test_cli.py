@@ -57,3 +57,26 @@ def test_cat_of_a_trimmed_position_exits_2_and_says_where_the_stream_starts(ran:
     cat = perper("streams", "cat", "r/numbers-0", "--store", "sqlite:///log.db", cwd=ran)
     assert cat.returncode == 2
     assert "first stored seq is 40" in cat.stderr
+
+
+INDEXED = str(Path(__file__).resolve().parents[1] / "simulator" / "apps" / "indexed_ephemeral.py")
+
+
+def test_streams_rm_of_an_indexed_stream_deletes_it_and_perper_query_says_it_is_gone(
+    tmp_path: Path,
+) -> None:
+    done = perper("run", INDEXED, "--store", "sqlite:///log.db", "--run", "r", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    store = ["--store", "sqlite:///log.db"]
+    # Trimmed whole (its readers are done): the query answers nothing, and says so plainly.
+    queried = perper("query", "r/orders-0", "user = ?", "--param", "1", *store, cwd=tmp_path)
+    assert queried.returncode == 0, queried.stderr
+    assert queried.stdout == ""
+    removed = perper("streams", "rm", "r/orders-0", *store, cwd=tmp_path)
+    assert removed.returncode == 0, removed.stderr
+    queried = perper("query", "r/orders-0", "user = ?", "--param", "1", *store, cwd=tmp_path)
+    assert queried.returncode == 2
+    assert "no stream 'r/orders-0'" in queried.stderr
+    listed = perper("streams", "ls", *store, "--json", cwd=tmp_path)
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert (rows["r/orders-0"]["items"], rows["r/orders-0"]["index"]) == (0, None)

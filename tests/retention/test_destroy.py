@@ -129,20 +129,23 @@ def test_perper_streams_rm_refuses_a_read_stream_unless_forced(tmp_path: Path) -
     assert asyncio.run(check()) == (0, [])
 
 
-async def test_destroying_an_indexed_stream_is_refused_and_deletes_nothing() -> None:
+async def test_destroying_an_indexed_stream_deletes_its_index_and_queries_say_so() -> None:
     async with MemoryStore() as store:
         await store.declare_index("r/orders", {"user": int})
         await store.append("r/orders", 0, [{"user": 1}, {"user": 2}])
-        with pytest.raises(ConfigError, match=r"'r/orders' is indexed \(user"):
-            await destroy_stream(store, "r/orders")
-        assert (await store.info("r/orders")).head == 2
-        assert [seq async for seq, _ in store.query("r/orders", "user = ?", [2])] == [1]
+        await destroy_stream(store, "r/orders")
+        assert (await store.info("r/orders")).head == 0
+        assert await store.index_of("r/orders") is None
+        with pytest.raises(ConfigError, match=r"no stream 'r/orders' .*destroyed"):
+            _ = [seq async for seq, _ in store.query("r/orders", "user = ?", [2])]
 
 
-def test_an_indexed_stream_cannot_be_declared_ephemeral() -> None:
+def test_an_indexed_stream_may_be_declared_ephemeral() -> None:
     other = perper.App("indexed-ephemeral")
-    with pytest.raises(ConfigError, match="an indexed stream cannot be ephemeral"):
 
-        @other.stream(index={"user": int}, retention="ephemeral")
-        async def orders(ctx: perper.Context) -> Any:
-            yield {"user": 1}
+    @other.stream(index={"user": int}, retention="ephemeral")
+    async def orders(ctx: perper.Context) -> Any:
+        yield {"user": 1}
+
+    registered = other.functions["orders"]
+    assert (registered.retention, registered.index) == ("ephemeral", (("user", "int"),))

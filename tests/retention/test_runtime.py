@@ -69,6 +69,22 @@ class WatchedSQLite(Watched, SQLiteStore):
         return int(self._db.execute("SELECT coalesce(sum(count), 0) FROM segments").fetchone()[0])
 
 
+async def crashed_run(store: Any, running: Any) -> None:
+    """Run the coroutine ``running`` until ``store`` crashes it, then kill the worker:
+    none of its tasks runs on, and its leases are free as their expiry would make them."""
+    store.crashed = asyncio.Event()
+    first = asyncio.ensure_future(running)
+    await asyncio.wait_for(store.crashed.wait(), 30)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert first in others
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    for key, entry in await store.meta_scan("leases"):
+        freed = Lease(None, Lease.from_meta(entry.value).epoch).to_meta()
+        await store.meta_cas("leases", key, freed, version=entry.version)
+
+
 def watched(kind: str, tmp_path: Path) -> WatchedMemory | WatchedSQLite:
     return WatchedMemory() if kind == "memory" else WatchedSQLite(tmp_path / "store.db")
 
@@ -139,21 +155,9 @@ async def test_a_crashed_ephemeral_pipeline_resumes_to_the_same_outputs(
     recovery: str, crash_at: int
 ) -> None:
     store = WatchedMemory()
-    store.crashed = asyncio.Event()
     store.crash_at_checkpoint = crash_at
     app = build_app(recovery=recovery)
-    first = asyncio.ensure_future(run(store, app))
-    await asyncio.wait_for(store.crashed.wait(), 30)
-    # The worker is dead: none of its tasks runs on, and its leases are free as their
-    # expiry would make them.
-    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    assert first in others
-    for task in others:
-        task.cancel()
-    await asyncio.gather(*others, return_exceptions=True)
-    for key, entry in await store.meta_scan("leases"):
-        freed = Lease(None, Lease.from_meta(entry.value).epoch).to_meta()
-        await store.meta_cas("leases", key, freed, version=entry.version)
+    await crashed_run(store, run(store, app))
     runtime = Runtime(
         store, app, settings=SETTINGS, clock=lambda: 0.0, entropy=random.Random(1), worker_id="2"
     )

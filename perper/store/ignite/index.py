@@ -15,23 +15,33 @@
   query first indexes the stored segments between the watermark and its stop. So a crash
   between a segment and its rows loses nothing (the next query indexes them), duplicates
   nothing (one row per seq), and a query never returns a row at or above its stop.
+* A trim records its floor, deletes the segments, then the rows below the floor; queries
+  select only from the floor on, so a crash in between answers no row whose item is gone
+  (the next trim deletes what was left). Deleting a stream deletes its index first
+  (watermark, table, declaration: :meth:`IgniteIndexes.deleted`).
+* A query fetches the segments of its matches with ``get_all`` (``segments_at`` in the
+  store), a few round trips in all.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from perper.errors import TrimmedError
 from perper.store.base import QueryRow, segment_items
 from perper.store.ignite.layout import META_CACHE, escape
 from perper.store.index import (
+    LOCATOR,
     IndexSpec,
     decode_spec,
     encode_spec,
     index_rows,
+    item_locators,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +74,13 @@ def ignite_condition(where: str, spec: IndexSpec) -> str:
     return "".join(
         part if index % 2 else _IDENTIFIER.sub(quote, part) for index, part in enumerate(parts)
     )
+
+
+def _rows(spec: IndexSpec, stream: str, first: int, data: bytes) -> list[tuple[Any, ...]]:
+    """The rows of the segment ``data`` at ``first``, each with its item's locator (where
+    its bytes sit in the segment, so a query decodes one item, not the segment)."""
+    items = segment_items(data)
+    return index_rows(spec, stream, first, items, item_locators(data, items))
 
 
 def _for_ignite(row: tuple[Any, ...]) -> list[Any]:
@@ -112,9 +129,12 @@ class IgniteIndexes:
         what = f"creating the index table of {stream!r}"
         await self.sql(
             what,
-            f"CREATE TABLE IF NOT EXISTS {table} (seq BIGINT PRIMARY KEY{columns}) "
-            'WITH "template=perper_index"',
+            f"CREATE TABLE IF NOT EXISTS {table} (seq BIGINT PRIMARY KEY{columns}, "
+            f'{LOCATOR} BIGINT) WITH "template=perper_index"',
         )
+        # A table made before rows had locators gains the column (its rows keep NULL:
+        # their items are found by decoding the segment, as before).
+        await self.sql(what, f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {LOCATOR} BIGINT")
         for number, (name, _) in enumerate(spec):
             await self.sql(
                 what, f'CREATE INDEX IF NOT EXISTS {table}_{number} ON {table} ("{name}", seq)'
@@ -123,8 +143,8 @@ class IgniteIndexes:
 
     async def _merge(self, stream: str, spec: IndexSpec, rows: Sequence[tuple[Any, ...]]) -> None:
         table = self.table(stream)
-        columns = ", ".join(["seq", *(f'"{name}"' for name, _ in spec)])
-        marks = "(" + ", ".join("?" * (len(spec) + 1)) + ")"
+        columns = ", ".join(["seq", *(f'"{name}"' for name, _ in spec), LOCATOR])
+        marks = "(" + ", ".join("?" * (len(spec) + 2)) + ")"
         for start in range(0, len(rows), _MERGE_ROWS):
             chunk = rows[start : start + _MERGE_ROWS]
             args = [value for row in chunk for value in _for_ignite(row)]
@@ -176,7 +196,7 @@ class IgniteIndexes:
         spec = self.specs.get(stream)
         if spec is None:
             return None
-        return index_rows(spec, stream, seq, segment_items(data))
+        return _rows(spec, stream, seq, data)
 
     async def written(self, stream: str, seq: int, count: int, rows: list[tuple[Any, ...]]) -> None:
         """After the segment at ``seq`` was stored: merge its rows, move the watermark."""
@@ -212,19 +232,56 @@ class IgniteIndexes:
         return mark
 
     async def catch_up(self, stream: str, spec: IndexSpec, stop: int) -> None:
-        """Index the stored segments between the watermark and ``stop``."""
+        """Index the stored segments between the watermark and ``stop`` (from the first
+        stored seq, if a trim deleted segments above the watermark)."""
         await self._create_table(stream, spec)
+        if self._watermarks.get(stream, 0) >= stop:
+            return  # this process moved it there, and a watermark only moves up
         while True:
             mark = await self._watermark(stream)
             if mark >= stop:
                 return
-            end = mark
-            async for first, count, data in self.store.segments(stream, mark, stop):
-                rows = index_rows(spec, stream, first, segment_items(data))
-                await self._merge(stream, spec, rows)
-                end = first + count
+            end = start = max(mark, await self.store.first_seq(stream))
+            try:
+                async for first, count, data in self.store.segments(stream, start, stop):
+                    rows = _rows(spec, stream, first, data)
+                    await self._merge(stream, spec, rows)
+                    end = first + count
+            except TrimmedError:
+                continue  # trimmed meanwhile: again, from the new first stored seq
             if end <= mark or await self._advance(stream, mark, end):
                 return
+
+    # ------------------------------------------------------ trims and deletes
+
+    async def trimmed(self, stream: str, below: int) -> None:
+        """After a trim deleted the segments below ``below``: delete their rows. Until
+        then queries skip them (they select from the first stored seq on), and rows left
+        by a crash or a late writer are deleted by the next trim, which deletes every row
+        below its floor."""
+        spec = await self.index_of(stream)
+        if spec is None or below <= 0:
+            return
+        await self._create_table(stream, spec)
+        table = self.table(stream)
+        await self.sql(f"trimming {stream!r}", f"DELETE FROM {table} WHERE seq < ?", [below])
+
+    async def deleted(self, stream: str) -> None:
+        """Before a stream's segments are deleted: delete its index. The watermark goes
+        first, then the table, then the declaration, so a crash at any point leaves either
+        an index whose next query re-derives every row from the (still stored) segments,
+        or a stream that is no longer indexed, never rows without their items."""
+        what = f"deleting the index of {stream!r}"
+        self._watermarks.pop(stream, None)
+        if await self.index_of(stream) is None:
+            return
+        await self.io.remove_keys(META_CACHE, [self._watermark_key(stream)], what)
+        table = self.table(stream)
+        self._tables.discard(table)
+        await self.sql(what, f"DROP TABLE IF EXISTS {table}")
+        self.specs.pop(stream, None)
+        await self.io.remove_keys(META_CACHE, [self._key(stream)], what)
+        await self.store.directory.unindex(INDEXES_AREA, stream)
 
     # ----------------------------------------------------------------- queries
 
@@ -242,13 +299,48 @@ class IgniteIndexes:
         if spec is None:
             return []
         await self.catch_up(stream, spec, stop)
+        # The floor as the query's head read (its end probe carries the trim record) and,
+        # if a row's segment turns out trimmed, as re-read: a trim deletes rows only below
+        # a floor it recorded first, so every row at or above it is there when selected.
+        floor = self.store.known_floor(stream)
+        for attempt in range(3):
+            found = await self._select(stream, spec, where, params, floor, stop, order_by, limit)
+            if all(fetched is not None for _, _, fetched in found) or attempt == 2:
+                return found  # a row still without its segment: query() reports it trimmed
+            floor = await self.store.first_seq(stream)
+        raise AssertionError("unreachable")
+
+    async def _select(
+        self,
+        stream: str,
+        spec: IndexSpec,
+        where: str,
+        params: tuple[Any, ...],
+        floor: int,
+        stop: int,
+        order_by: str,
+        limit: int | None,
+    ) -> list[QueryRow]:
+        bounds, args = "seq < ?", [stop, *params]
+        if floor > 0:  # rows below it may be left by a trim cut short: skipped
+            bounds, args = "seq >= ? AND seq < ?", [floor, *args]
         query = (
-            f"SELECT seq FROM {self.table(stream)} AS t WHERE seq < ? AND "
+            f"SELECT seq, {LOCATOR} FROM {self.table(stream)} AS t WHERE {bounds} AND "
             f"({ignite_condition(where, spec)}\n) ORDER BY {order_by}"
         )
-        args: list[Any] = [stop, *params]
         if limit is not None:
             query += " LIMIT ?"
             args.append(limit)
         rows = await self.sql(f"querying {stream!r}", query, args)
-        return [(int(row[0]), None, None) for row in rows]
+        # Every matching segment in a few get_all round trips, not one per segment.
+        segments = await self.store.segments_at(stream, [int(row[0]) for row in rows])
+        starts = sorted(segments)
+        found: list[QueryRow] = []
+        for seq, locator in rows:
+            at = bisect.bisect_right(starts, seq) - 1
+            segment = segments[starts[at]] if at >= 0 else None
+            if segment is not None and seq < segment[0] + segment[1]:
+                found.append((int(seq), locator, segment))
+            else:
+                found.append((int(seq), locator, None))
+        return found

@@ -64,6 +64,8 @@ from perper.store.index import IndexSpec
 __all__ = ["IgniteStore"]
 
 _MAX_WINDOW = 64
+#: Keys per get_all when a query fetches the segments of its matches.
+_GET_BATCH = 256
 _PROBE_CONCURRENCY = 32
 
 
@@ -304,9 +306,10 @@ class IgniteStore(LogStore):
             trim_key = self.layout.trim(stream)
             found = await self.io.get_all(SEGMENTS_CACHE, [*keys, trim_key], what)
             trim = found.pop(trim_key, None)
-            if trim is not None and self._parse_trim(trim)[0] > base:
-                self._learn_floor(state, trim)
-                continue
+            if trim is not None:
+                self._learn_floor(state, trim)  # known_floor() is as fresh as this probe
+                if self._parse_trim(trim)[0] > base:
+                    continue
             for i, key in enumerate(keys[:-1]):  # the last key only looks ahead
                 value = found.get(key)
                 if value is None:
@@ -421,6 +424,64 @@ class IgniteStore(LogStore):
                 if first + count > start:
                     yield kind, first, count, key, value
                 n += 1
+
+    async def segments_at(
+        self, stream: str, seqs: Sequence[int]
+    ) -> dict[int, tuple[int, int, bytes]]:
+        """The stored segments holding ``seqs`` (each below the head), as ``{first seq:
+        (first, count, data)}``, fetched in ``get_all`` rounds of up to ``_GET_BATCH``
+        keys: each round asks for the segment numbers this process's known boundaries
+        interpolate (exact for segments of equal size) and learns from what it got, so a
+        query's matches usually cost one round trip, not one per segment. A seq whose
+        segment a trim deleted is left out (the caller reports it as trimmed)."""
+        self._check_open()
+        state = self._stream(stream)
+        pending = sorted(set(seqs))
+        if pending and pending[-1] >= state.head:
+            await self.info(stream)
+        found: dict[int, tuple[int, int, bytes]] = {}
+        what = f"querying {stream!r}"
+        while pending:
+            wanted = sorted({self._guess(state, seq) for seq in pending})
+            for i in range(0, len(wanted), _GET_BATCH):
+                numbers = wanted[i : i + _GET_BATCH]
+                keys = [self.layout.segment(stream, n) for n in numbers]
+                values = {key: self._cache.get(key) for key in keys}
+                missing = [key for key, value in values.items() if value is None]
+                if missing:
+                    values.update(await self.io.get_all(SEGMENTS_CACHE, missing, what))
+                for n, key in zip(numbers, keys, strict=True):
+                    value = values.get(key)
+                    if value is None:
+                        if await self._refresh_floor(stream, state, n + 1):
+                            continue  # trimmed: the floor is learned, guesses move above it
+                        raise FormatError(
+                            f"{self.url}: segment {n} of stream {stream!r} is missing below "
+                            f"its head {state.head}: the log is corrupt"
+                        )
+                    kind, first, count, _ = self._learn(stream, state, n, key, value)
+                    if kind != KIND_SEAL:
+                        found[first] = (first, count, payload(kind, value))
+            starts = sorted(found)
+            left = []
+            for seq in pending:
+                at = bisect.bisect_right(starts, seq) - 1
+                if at >= 0 and seq < starts[at] + found[starts[at]][1]:
+                    continue
+                if seq >= state.floor_seq:
+                    left.append(seq)
+            pending = left
+        return found
+
+    @staticmethod
+    def _guess(state: _Stream, seq: int) -> int:
+        """The number of the segment holding ``seq`` (< head) as the known boundaries
+        interpolate it: exact once a boundary at or just around it is known."""
+        lo_seq, lo_n, hi_seq, hi_n = state.around(max(seq, state.floor_seq))
+        if lo_seq == seq or hi_n - lo_n <= 1:
+            return lo_n
+        guess = lo_n + (seq - lo_seq) * (hi_n - lo_n) // (hi_seq - lo_seq)
+        return min(max(guess, lo_n), hi_n - 1)
 
     async def _locate(self, stream: str, state: _Stream, start: int) -> int | None:
         """The number of the segment holding ``start``, or None if the stream ends before it.
@@ -849,6 +910,11 @@ class IgniteStore(LogStore):
             self._learn_floor(state, raw)
         return raw is not None and state.floor_n >= above
 
+    def known_floor(self, stream: str) -> int:
+        """The first stored seq of ``stream`` as this process last learned it (every
+        ``info`` reads the trim record with its end probe): a lower bound, no round trip."""
+        return self._stream(stream).floor_seq
+
     async def first_seq(self, stream: str) -> int:
         self._check_open()
         state = self._stream(stream)
@@ -890,6 +956,9 @@ class IgniteStore(LogStore):
         for key in keys:
             self._cache.drop(key)
         await self._refresh_floor(stream, state)
+        # Last, the index rows below the floor: until they are gone queries skip them
+        # (index.py), and a crash before this leaves them for the next trim.
+        await self.indexing.trimmed(stream, state.floor_seq)
         return state.floor_seq
 
     async def delete_stream(self, stream: str) -> None:
@@ -897,6 +966,9 @@ class IgniteStore(LogStore):
         state = self._stream(stream)
         info = await self.info(stream)
         what = f"deleting {stream!r}"
+        # The index first (index.py): a crash midway leaves a stream that is still whole,
+        # whose next query re-indexes it, or one that is no longer indexed.
+        await self.indexing.deleted(stream)
         await self.directory.unindex(STREAMS_AREA, stream)
         keys = [self.layout.segment(stream, n) for n in range(state.n + (1 if info.sealed else 0))]
         for i in range(0, len(keys), 1024):
