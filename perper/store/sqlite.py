@@ -62,7 +62,6 @@ from perper.store.base import (
     check_table,
     checked_keys,
     encode_segment,
-    plan_fresh,
     plan_keyed,
     segment_items,
 )
@@ -723,6 +722,7 @@ class SQLiteStore(LogStore):
             if keys is not None:
                 self._keys_table(db, create=True)
             db.execute("BEGIN IMMEDIATE")
+            placed = None  # the key index holding this append's keys before they are stored
             try:
                 stream_id = self._stream_id(db, stream, create=True)
                 assert stream_id is not None
@@ -732,23 +732,22 @@ class SQLiteStore(LogStore):
                     index = self._key_index.get(stream)
                     if index is None or index.through != head:
                         head = None
-                placed = None
                 if head is not None:
-                    if index is None or keys is None:
-                        seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, None
-                    else:
-                        placed = plan_fresh(head, keys, index.seqs)
-                        seqs, fresh, fresh_keys = (
-                            plan_keyed(head, items, keys, index.seqs)
-                            if placed is None
-                            else (list(range(head, head + len(items))), items, keys)
-                        )
+                    seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, keys
+                    if index is not None and keys is not None:
+                        if index.place(keys, seqs):
+                            placed = index
+                        else:
+                            seqs, fresh, fresh_keys = plan_keyed(head, items, keys, index.seqs)
                     if fresh and not self._moved(
                         db, stream, stream_id, head, len(fresh), encode_segment(fresh), fresh_keys
                     ):
-                        head = None  # another writer moved it (or sealed or fenced the stream)
+                        # Another writer moved the head (or sealed or fenced the stream).
+                        if placed is not None:
+                            placed.unplace(fresh_keys, head)  # type: ignore[arg-type]
+                            placed = None
+                        head = None
                 if head is None:
-                    placed = None
                     head, sealed, epoch = db.execute(
                         "SELECT head, sealed, epoch FROM streams WHERE id = ?", (stream_id,)
                     ).fetchone()
@@ -765,6 +764,10 @@ class SQLiteStore(LogStore):
                         data = encode_segment(fresh)
                         self._moved(db, stream, stream_id, head, len(fresh), data, fresh_keys)
                 db.execute("COMMIT")
+            except BaseException:
+                if placed is not None:  # not stored: the index must not hold them
+                    placed.unplace(fresh_keys, head)  # type: ignore[arg-type]
+                raise
             finally:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -773,11 +776,9 @@ class SQLiteStore(LogStore):
         self._remember_id(stream, stream_id)
         self._heads[stream] = head + len(fresh)
         if fresh:
-            if placed is not None:
-                index.seqs.update(placed)  # type: ignore[union-attr]
-                index.through = head + len(fresh)  # type: ignore[union-attr]
-            elif index is not None and fresh_keys is not None:
-                index.absorb_fresh(head, fresh_keys)
+            if index is not None and fresh_keys is not None:
+                if placed is None:
+                    index.absorb_fresh(head, fresh_keys)
                 index.through = head + len(fresh)
             self.notify(stream)
         return seqs
