@@ -34,9 +34,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -301,19 +301,11 @@ class SQLiteStore(LogStore):
             raise
         return db
 
-    @contextmanager
-    def _translate(self) -> Iterator[sqlite3.Connection]:
+    def _translate(self) -> _Translation:
+        """``with self._translate() as db:`` — the connection, with SQLite's errors raised
+        as store errors (a class, not @contextmanager: a keyed send round pays it once)."""
         self._check_open()
-        try:
-            yield self._db
-        except sqlite3.OperationalError as error:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise StoreUnavailableError(f"{self.url}: {error}") from error
-        except sqlite3.DatabaseError as error:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise StoreError(f"{self.url}: {error}") from error
+        return _Translation(self)
 
     # --------------------------------------------------------------- primitives
 
@@ -1010,3 +1002,32 @@ class SQLiteStore(LogStore):
         if db is not None:
             db.close()
             self._db = None  # type: ignore[assignment]
+
+
+class _Translation:
+    """What :meth:`SQLiteStore._translate` returns: rolls back the transaction an error
+    left open and raises SQLite's errors as :class:`StoreError` (locked, busy, I/O:
+    :class:`StoreUnavailableError`)."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.store._db
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None or not issubclass(exc_type, sqlite3.DatabaseError):
+            return
+        db, url = self.store._db, self.store.url
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        if issubclass(exc_type, sqlite3.OperationalError):
+            raise StoreUnavailableError(f"{url}: {error}") from error
+        raise StoreError(f"{url}: {error}") from error
