@@ -708,7 +708,9 @@ class SQLiteStore(LogStore):
         The plan is first made at the head this connection's last keyed append left (and
         with the keys it knew then): if the head is still there, the statement that moves
         it is the only read; if another writer moved it, the transaction reads the head,
-        catches up and plans again."""
+        catches up and plans again. In the usual case (every key new) the key index takes
+        the keys in before the write (:meth:`KeyIndex.place`, one probe per key) and
+        gives them back if the write fails or the head moved."""
         items, keys = check_keys(stream, items, keys)
         with self._translate() as db:
             if keys is not None:
