@@ -50,6 +50,10 @@ __all__ = ["IngestResult", "Producer", "ingest_lines"]
 #: number of items of a ``send_many`` (a list of seqs).
 _Waiter = asyncio.Future[Any] | tuple[asyncio.Future[Any], int]
 
+#: What ``loop.create_future()`` makes on every loop perper runs on (asyncio's own, the
+#: simulator's), built directly: that method is a Python-level call, once per send.
+_Future = asyncio.Future
+
 
 class Producer:
     """Appends items from outside a run to the stream ``stream`` of ``store``.
@@ -97,6 +101,7 @@ class Producer:
         self._writing = False  # a write is in flight (the committer's or a direct one)
         self._direct: asyncio.Future[None] | None = None  # done when a direct write ends
         self._committer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the committer's loop
 
     def __repr__(self) -> str:
         return f"<Producer {self.stream!r} on {self.store.url}>"
@@ -121,10 +126,10 @@ class Producer:
         if committer is not None and not committer.done():
             # The committer will take this send: the future belongs to its loop, which
             # is running it (asyncio.get_running_loop() costs a getpid() system call).
-            future: asyncio.Future[int] = committer.get_loop().create_future()
+            future: asyncio.Future[int] = _Future(loop=self._loop)
         else:
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
+            loop = self._loop = asyncio.get_running_loop()
+            future = _Future(loop=loop)
             if not self._writing:  # _wake_committer, inlined: this runs once per item
                 self._committer = loop.create_task(self._commit())
         self._items.append(item)
@@ -201,7 +206,8 @@ class Producer:
 
     def _wake_committer(self) -> None:
         if (self._committer is None or self._committer.done()) and not self._writing:
-            self._committer = asyncio.get_running_loop().create_task(self._commit())
+            loop = self._loop = asyncio.get_running_loop()
+            self._committer = loop.create_task(self._commit())
 
     def _take(self) -> tuple[list[Any], list[str | None] | None, list[_Waiter]]:
         """Take the next write's share of the queue: whole sends, at most ``max_batch``
@@ -313,12 +319,13 @@ def _cancel(waiters: list[_Waiter]) -> None:
 def _resolve(waiters: list[_Waiter], seqs: list[int]) -> None:
     if len(waiters) == len(seqs):  # one item per waiter (the usual case: only sends)
         for waiter, seq in zip(waiters, seqs, strict=True):
-            if isinstance(waiter, tuple):
-                waiter = waiter[0]
-                if not waiter.done():
-                    waiter.set_result([seq])
-            elif not waiter.done():
-                waiter.set_result(seq)
+            try:
+                if isinstance(waiter, tuple):
+                    waiter[0].set_result([seq])
+                else:
+                    waiter.set_result(seq)
+            except asyncio.InvalidStateError:
+                pass  # its sender was cancelled (asking done() first costs a call per item)
         return
     position = 0
     for waiter in waiters:

@@ -36,9 +36,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -64,7 +64,6 @@ from perper.store.base import (
     check_table,
     checked_keys,
     encode_segment,
-    plan_fresh,
     plan_keyed,
     segment_items,
 )
@@ -352,19 +351,11 @@ class SQLiteStore(LogStore):
             raise
         return db
 
-    @contextmanager
-    def _translate(self) -> Iterator[sqlite3.Connection]:
+    def _translate(self) -> _Translation:
+        """``with self._translate() as db:`` — the connection, with SQLite's errors raised
+        as store errors (a class, not @contextmanager: a keyed send round pays it once)."""
         self._check_open()
-        try:
-            yield self._db
-        except sqlite3.OperationalError as error:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise StoreUnavailableError(f"{self.url}: {error}") from error
-        except sqlite3.DatabaseError as error:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise StoreError(f"{self.url}: {error}") from error
+        return _Translation(self)
 
     # --------------------------------------------------------------- primitives
 
@@ -767,12 +758,15 @@ class SQLiteStore(LogStore):
         The plan is first made at the head this connection's last keyed append left (and
         with the keys it knew then): if the head is still there, the statement that moves
         it is the only read; if another writer moved it, the transaction reads the head,
-        catches up and plans again."""
+        catches up and plans again. In the usual case (every key new) the key index takes
+        the keys in before the write (:meth:`KeyIndex.place`, one probe per key) and
+        gives them back if the write fails or the head moved."""
         items, keys = check_keys(stream, items, keys)
         with self._translate() as db:
             if keys is not None:
                 self._keys_table(db, create=True)
             db.execute("BEGIN IMMEDIATE")
+            placed = None  # the key index holding this append's keys before they are stored
             try:
                 stream_id = self._stream_id(db, stream, create=True)
                 assert stream_id is not None
@@ -782,23 +776,22 @@ class SQLiteStore(LogStore):
                     index = self._key_index.get(stream)
                     if index is None or index.through != head:
                         head = None
-                placed = None
                 if head is not None:
-                    if index is None or keys is None:
-                        seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, None
-                    else:
-                        placed = plan_fresh(head, keys, index.seqs)
-                        seqs, fresh, fresh_keys = (
-                            plan_keyed(head, items, keys, index.seqs)
-                            if placed is None
-                            else (list(range(head, head + len(items))), items, keys)
-                        )
+                    seqs, fresh, fresh_keys = list(range(head, head + len(items))), items, keys
+                    if index is not None and keys is not None:
+                        if index.place(keys, seqs):
+                            placed = index
+                        else:
+                            seqs, fresh, fresh_keys = plan_keyed(head, items, keys, index.seqs)
                     if fresh and not self._moved(
                         db, stream, stream_id, head, len(fresh), encode_segment(fresh), fresh_keys
                     ):
-                        head = None  # another writer moved it (or sealed or fenced the stream)
+                        # Another writer moved the head (or sealed or fenced the stream).
+                        if placed is not None:
+                            placed.unplace(fresh_keys, head)  # type: ignore[arg-type]
+                            placed = None
+                        head = None
                 if head is None:
-                    placed = None
                     head, sealed, epoch = db.execute(
                         "SELECT head, sealed, epoch FROM streams WHERE id = ?", (stream_id,)
                     ).fetchone()
@@ -815,6 +808,10 @@ class SQLiteStore(LogStore):
                         data = encode_segment(fresh)
                         self._moved(db, stream, stream_id, head, len(fresh), data, fresh_keys)
                 db.execute("COMMIT")
+            except BaseException:
+                if placed is not None:  # not stored: the index must not hold them
+                    placed.unplace(fresh_keys, head)  # type: ignore[arg-type]
+                raise
             finally:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -823,11 +820,9 @@ class SQLiteStore(LogStore):
         self._remember_id(stream, stream_id)
         self._heads[stream] = head + len(fresh)
         if fresh:
-            if placed is not None:
-                index.seqs.update(placed)  # type: ignore[union-attr]
-                index.through = head + len(fresh)  # type: ignore[union-attr]
-            elif index is not None and fresh_keys is not None:
-                index.absorb_fresh(head, fresh_keys)
+            if index is not None and fresh_keys is not None:
+                if placed is None:
+                    index.absorb_fresh(head, fresh_keys)
                 index.through = head + len(fresh)
             self.notify(stream)
         return seqs
@@ -1075,3 +1070,32 @@ class SQLiteStore(LogStore):
         if db is not None:
             db.close()
             self._db = None  # type: ignore[assignment]
+
+
+class _Translation:
+    """What :meth:`SQLiteStore._translate` returns: rolls back the transaction an error
+    left open and raises SQLite's errors as :class:`StoreError` (locked, busy, I/O:
+    :class:`StoreUnavailableError`)."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.store._db
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None or not issubclass(exc_type, sqlite3.DatabaseError):
+            return
+        db, url = self.store._db, self.store.url
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        if issubclass(exc_type, sqlite3.OperationalError):
+            raise StoreUnavailableError(f"{url}: {error}") from error
+        raise StoreError(f"{url}: {error}") from error

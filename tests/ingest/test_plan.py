@@ -46,3 +46,23 @@ def test_a_key_index_keeps_the_first_seq_of_a_key() -> None:
     index.absorb(0, ["a", None, "b"])
     index.absorb(3, ["a", "c"])
     assert index.seqs == {"a": 0, "b": 2, "c": 4}
+
+
+@given(
+    head=st.integers(0, 100),
+    keys=keys_strategy,
+    known=st.dictionaries(st.sampled_from("abcdefgh"), st.integers(0, 99), max_size=4),
+)
+def test_placing_keys_in_a_key_index_takes_them_all_or_leaves_it_unchanged(
+    head: int, keys: list[str | None], known: dict[str, int]
+) -> None:
+    index = KeyIndex()
+    index.seqs = {key: seq % max(head, 1) for key, seq in known.items()} if head else {}
+    before = dict(index.seqs)
+    seqs = list(range(head, head + len(keys)))
+    fresh = None not in keys and len(set(keys)) == len(keys) and before.keys().isdisjoint(keys)
+    assert index.place(keys, seqs) == fresh
+    if fresh:
+        assert index.seqs == {**before, **dict(zip(keys, seqs, strict=True))}
+        index.unplace(keys, head)
+    assert index.seqs == before

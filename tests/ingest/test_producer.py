@@ -117,6 +117,20 @@ async def test_unencodable_items_fail_their_send_and_spare_the_others(store: Log
     assert await stored(store) == ["ok", "ok2"]
 
 
+async def test_a_key_whose_write_failed_is_stored_when_sent_again_after_other_keys(
+    store: LogStore,
+) -> None:
+    # The key index takes a batch's keys in before the write (SQLite): a failed write must
+    # take them out again, or a later send of the key would answer with a seq never stored.
+    async with perper.Producer(store, STREAM) as clicks:
+        assert await clicks.send("a", key="a") == 0
+        with pytest.raises(perper.EncodeError):
+            await clicks.send_many(["fine", {1, 2}], keys=["b", "c"])
+        assert await clicks.send("d", key="d") == 1
+        assert await clicks.send_many(["b", "c"], keys=["b", "c"]) == [2, 3]
+    assert await stored(store) == ["a", "d", "b", "c"]
+
+
 def test_bad_producer_arguments_are_refused_with_the_fix() -> None:
     store = open_store("memory://")
     with pytest.raises(ConfigError, match="name a stream"):
