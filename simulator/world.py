@@ -221,6 +221,48 @@ class PreparedStore:
             store._meta[table] = dict(rows)
 
 
+class LazyRandom(random.Random):
+    """A :class:`random.Random` seeded with ``seed`` when it is first drawn from: the
+    same numbers as ``random.Random(seed)``, without the seeding (a SHA-512 and a state
+    set-up) for the worker stores and entropies a seed never draws from (crash-only
+    seeds draw from neither)."""
+
+    def __new__(cls, seed: str) -> LazyRandom:
+        # The cheapest state (an int seed); replaced before any draw.
+        return super().__new__(cls, 0)  # type: ignore[call-arg]
+
+    def __init__(self, seed: str) -> None:  # no super().__init__(): seeded on first draw
+        self._pending: str | None = seed
+        self.gauss_next = None
+
+    def _seeded(self) -> random.Random:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            super().seed(pending)
+        # Later draws go straight to the generator.
+        self.random = super().random  # type: ignore[method-assign]
+        self.getrandbits = super().getrandbits  # type: ignore[method-assign,assignment]
+        return self
+
+    def random(self) -> float:
+        return self._seeded().random()
+
+    def getrandbits(self, k: int) -> int:
+        return self._seeded().getrandbits(k)
+
+    def seed(self, a: Any = None, version: int = 2) -> None:
+        self._pending = None
+        super().seed(a, version)
+
+    def getstate(self) -> tuple[Any, ...]:
+        self._seeded()
+        return super().getstate()
+
+    def setstate(self, state: tuple[Any, ...]) -> None:
+        self._pending = None
+        super().setstate(state)
+
+
 class _Stop(Exception):
     pass
 
@@ -472,7 +514,7 @@ class World:
             self.store,
             slot.index,
             name,
-            random.Random(f"perper-simulator/{seed}/store/{name}"),
+            LazyRandom(f"perper-simulator/{seed}/store/{name}"),
         )
         if self.faults_active:
             if slot.latency is not None:
@@ -497,7 +539,7 @@ class World:
             settings=scenario.settings,
             hooks=self.hooks,
             clock=clock,
-            entropy=random.Random(f"perper-simulator/{seed}/entropy/{name}"),
+            entropy=LazyRandom(f"perper-simulator/{seed}/entropy/{name}"),
             worker_id=name,
         )
         slot.owner, slot.view, slot.runtime = owner, view, runtime

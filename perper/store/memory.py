@@ -22,7 +22,7 @@ from perper.store.index import (
 
 
 class _Stream:
-    __slots__ = ("data", "epoch", "first", "firsts", "head", "sealed")
+    __slots__ = ("data", "epoch", "first", "firsts", "head", "info", "sealed")
 
     def __init__(self) -> None:
         self.first = 0  # the first seq trim kept
@@ -31,6 +31,9 @@ class _Stream:
         self.head = 0
         self.sealed = False
         self.epoch = 0
+        # The last StreamInfo handed out (immutable): reused while head, seal and epoch
+        # are what it says, as readers ask for it once per pass.
+        self.info: StreamInfo | None = None
 
 
 class MemoryStore(LogStore):
@@ -59,7 +62,10 @@ class MemoryStore(LogStore):
         s = self._streams.get(stream)
         if s is None:
             return StreamInfo(stream, 0, False)
-        return StreamInfo(stream, s.head, s.sealed, s.epoch)
+        info = s.info
+        if info is None or info.head != s.head or info.sealed != s.sealed or info.epoch != s.epoch:
+            info = s.info = StreamInfo(stream, s.head, s.sealed, s.epoch)
+        return info
 
     async def scan_segments(
         self, stream: str, start: int, stop: int | None
