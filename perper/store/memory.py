@@ -58,7 +58,8 @@ class MemoryStore(LogStore):
         self._index_db: sqlite3.Connection | None = None
 
     async def info(self, stream: str) -> StreamInfo:
-        self._check_open()
+        if self._closed:  # tested inline: no call per operation while open
+            self._check_open()
         s = self._streams.get(stream)
         if s is None:
             return StreamInfo(stream, 0, False)
@@ -70,7 +71,8 @@ class MemoryStore(LogStore):
     async def scan_segments(
         self, stream: str, start: int, stop: int | None
     ) -> AsyncIterator[tuple[int, int, bytes]]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         s = self._streams.get(stream)
         if s is None:
             return
@@ -88,7 +90,8 @@ class MemoryStore(LogStore):
     async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
     ) -> None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Stream()
@@ -103,7 +106,8 @@ class MemoryStore(LogStore):
         s.epoch = epoch
 
     async def write_seal(self, stream: str, epoch: int) -> bool:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Stream()
@@ -114,7 +118,8 @@ class MemoryStore(LogStore):
         return True
 
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         return [
             StreamInfo(name, s.head, s.sealed, s.epoch)
             for name, s in sorted(self._streams.items())
@@ -122,7 +127,8 @@ class MemoryStore(LogStore):
         ]
 
     async def meta_get(self, table: str, key: str) -> Meta | None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         check_table(table)
         entry = self._meta.get(table, {}).get(key)
         if entry is None:
@@ -130,7 +136,8 @@ class MemoryStore(LogStore):
         return Meta(entry[0], codec.unpack(entry[1]))
 
     async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         check_table(table)
         rows = self._meta.setdefault(table, {})
         current = rows.get(key)
@@ -140,7 +147,8 @@ class MemoryStore(LogStore):
         return version + 1
 
     async def meta_scan(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         check_table(table)
         rows = self._meta.get(table, {})
         return [
@@ -150,7 +158,8 @@ class MemoryStore(LogStore):
         ]
 
     async def lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         stored = self._keys.get(stream)
         if not stored:
             return {}
@@ -171,7 +180,8 @@ class MemoryStore(LogStore):
     async def segment_keys(
         self, stream: str, start: int = 0, stop: int | None = None
     ) -> list[tuple[int, list[str | None]]]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         return [
             (first, list(keys))
             for first, keys in self._segment_keys.get(stream, {}).items()
@@ -181,12 +191,14 @@ class MemoryStore(LogStore):
     # ---------------------------------------------------------------- retention
 
     async def first_seq(self, stream: str) -> int:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         s = self._streams.get(stream)
         return 0 if s is None else s.first
 
     async def trim(self, stream: str, before_seq: int) -> int:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         s = self._streams.get(stream)
         if s is None:
             return 0
@@ -202,7 +214,8 @@ class MemoryStore(LogStore):
         return s.first
 
     async def delete_stream(self, stream: str) -> None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         self._streams.pop(stream, None)
         self._keys.pop(stream, None)
         if self._compared is not None and self._compared[0] == stream:
@@ -219,18 +232,21 @@ class MemoryStore(LogStore):
         sqlite_insert(self._index_db, sqlite_table(number), spec, rows)
 
     async def index_of(self, stream: str) -> IndexSpec | None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         indexed = self._specs.get(stream)
         return None if indexed is None else indexed[0]
 
     async def indexes(self, *, prefix: str = "") -> dict[str, IndexSpec]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         return {
             name: spec for name, (spec, _) in sorted(self._specs.items()) if name.startswith(prefix)
         }
 
     async def write_index(self, stream: str, spec: IndexSpec) -> IndexSpec:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         indexed = self._specs.get(stream)
         if indexed is not None:
             return indexed[0]
@@ -254,7 +270,8 @@ class MemoryStore(LogStore):
         order_by: str,
         limit: int | None,
     ) -> list[QueryRow]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         indexed = self._specs.get(stream)
         if indexed is None or self._index_db is None:
             return []
