@@ -284,21 +284,9 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> SimHandle:
-        # The delay is measured on the caller's clock. (_call_at_virtual, inlined: timers
-        # are set once per wait and per flush.)
-        current = self._current
-        when = self._now + (delay if delay > 0.0 else 0.0) / current.rate
-        if context is None:
-            owner = current
-            context = contextvars.copy_context()
-        else:
-            owner = context.get(OWNER, ROOT)
-        if not owner.alive or self._closed:
-            return _DEAD_HANDLE
-        handle = SimHandle(callback, args, context, owner, when)
-        self._timer_seq += 1
-        heapq.heappush(self._timers, (when, self._timer_seq, handle))
-        return handle
+        # The delay is measured on the caller's clock.
+        rate = self._current.rate
+        return self._call_at_virtual(self._now + max(delay, 0.0) / rate, callback, args, context)
 
     def call_at(  # type: ignore[override]
         self,
