@@ -269,6 +269,10 @@ def _array_header(count: int) -> bytes:
     return b"\xdd" + count.to_bytes(4, "big")
 
 
+#: The msgpack headers of arrays of 0 to 15 values.
+_SMALL_HEADERS = tuple(bytes((0x90 | count,)) for count in range(16))
+
+
 def _refs(value: Any) -> list[str]:
     if isinstance(value, StreamRef):
         return [value.stream]
@@ -305,7 +309,8 @@ class OutputChecker:
             # A segment's array is the canonical encodings of its items one after the
             # other (msgpack values delimit themselves): equal bytes, equal items — no
             # decoding on the usual path; anything else is looked at item by item.
-            packed = _array_header(count) + b"".join(expected[seq : seq + count])
+            header = _SMALL_HEADERS[count] if count < 16 else _array_header(count)
+            packed = header + b"".join(expected[seq : seq + count])
             if len(data) == SEGMENT_HEADER + len(packed) and data.endswith(packed):
                 return None
         items = segment_items(data)

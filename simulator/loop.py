@@ -225,7 +225,10 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         self._task_owners: weakref.WeakKeyDictionary[asyncio.Task[Any], Owner] = (
             weakref.WeakKeyDictionary()
         )
-        self._agen_owners: weakref.WeakKeyDictionary[Any, Owner] = weakref.WeakKeyDictionary()
+        # By id: every async generator whose finaliser is ours passed our firstiter hook,
+        # which overwrote any entry a dead generator at the same address left (cheaper
+        # than a weak reference per generator).
+        self._agen_owners: dict[int, Owner] = {}
         self.step_budget = step_budget
         self.step_time = step_time
         self.steps = 0
@@ -590,6 +593,7 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
             asyncio.events._set_running_loop(previous_loop)
             sys.unraisablehook = hook
         self._task_owners = weakref.WeakKeyDictionary()
+        self._agen_owners.clear()
 
     async def shutdown_asyncgens(self) -> None:
         return None
@@ -600,12 +604,12 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
     # ------------------------------------------------------- async generators
 
     def _asyncgen_firstiter(self, agen: Any) -> None:
-        self._agen_owners[agen] = self._current
+        self._agen_owners[id(agen)] = self._current
 
     def _asyncgen_finalizer(self, agen: Any) -> None:
         # Like asyncio: an abandoned async generator is closed in a task — of its owner,
         # and not at all if that owner is dead (kill -9 runs no finally).
-        owner = self._agen_owners.get(agen, self._current)
+        owner = self._agen_owners.pop(id(agen), self._current)
         if self._closed or not owner.alive:
             return
         self.create_task(agen.aclose(), context=owner.context.copy())

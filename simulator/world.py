@@ -221,6 +221,48 @@ class PreparedStore:
             store._meta[table] = dict(rows)
 
 
+class LazyRandom(random.Random):
+    """A :class:`random.Random` seeded with ``seed`` when it is first drawn from: the
+    same numbers as ``random.Random(seed)``, without the seeding (a SHA-512 and a state
+    set-up) for the worker stores and entropies a seed never draws from (crash-only
+    seeds draw from neither)."""
+
+    def __new__(cls, seed: str) -> LazyRandom:
+        # The cheapest state (an int seed); replaced before any draw.
+        return super().__new__(cls, 0)  # type: ignore[call-arg]
+
+    def __init__(self, seed: str) -> None:  # no super().__init__(): seeded on first draw
+        self._pending: str | None = seed
+        self.gauss_next = None
+
+    def _seeded(self) -> random.Random:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            super().seed(pending)
+        # Later draws go straight to the generator.
+        self.random = super().random  # type: ignore[method-assign]
+        self.getrandbits = super().getrandbits  # type: ignore[method-assign,assignment]
+        return self
+
+    def random(self) -> float:
+        return self._seeded().random()
+
+    def getrandbits(self, k: int) -> int:
+        return self._seeded().getrandbits(k)
+
+    def seed(self, a: Any = None, version: int = 2) -> None:
+        self._pending = None
+        super().seed(a, version)
+
+    def getstate(self) -> tuple[Any, ...]:
+        self._seeded()
+        return super().getstate()
+
+    def setstate(self, state: tuple[Any, ...]) -> None:
+        self._pending = None
+        super().setstate(state)
+
+
 class _Stop(Exception):
     pass
 
@@ -319,6 +361,9 @@ class World:
         self.slots = [_Slot(i) for i in range(scenario.workers)]
         self.outputs = OutputChecker(reference) if reference is not None else None
         self.fencing = FencingChecker()
+        #: Per stream written: the execution it belongs to and how a violation names it.
+        self._written: dict[str, tuple[str, str]] = {}
+        self._waiters = self.store._waiters  # the readers waiting, shared by every view
         self.violation: Violation | None = None
         self.fired: list[str] = []
         self.notes: list[str] = []
@@ -472,7 +517,7 @@ class World:
             self.store,
             slot.index,
             name,
-            random.Random(f"perper-simulator/{seed}/store/{name}"),
+            LazyRandom(f"perper-simulator/{seed}/store/{name}"),
         )
         if self.faults_active:
             if slot.latency is not None:
@@ -497,7 +542,7 @@ class World:
             settings=scenario.settings,
             hooks=self.hooks,
             clock=clock,
-            entropy=random.Random(f"perper-simulator/{seed}/entropy/{name}"),
+            entropy=LazyRandom(f"perper-simulator/{seed}/entropy/{name}"),
             worker_id=name,
         )
         slot.owner, slot.view, slot.runtime = owner, view, runtime
@@ -638,13 +683,22 @@ class World:
         return text
 
     def on_segment(self, view: FaultyStore, stream: str, seq: int, count: int, data: bytes) -> None:
-        view.notify(stream)  # readers learn of a write even if its caller times out
+        if stream in self._waiters:
+            view.notify(stream)  # readers learn of a write even if its caller times out
         if self.outputs is not None:
             found = self.outputs.on_segment(stream, seq, data, count)
             if found is not None:
                 self.violate(found, worker=view.worker_id)
                 return
-        self._fenced_write(view, stream, f"stream {stream}" if "#" not in stream else stream)
+        names = self._written.get(stream)
+        if names is None:
+            names = self._written[stream] = (
+                stream[: -len(EFFECTS_SUFFIX)] if stream.endswith(EFFECTS_SUFFIX) else stream,
+                f"stream {stream}" if "#" not in stream else stream,
+            )
+        found = self.fencing.on_write(names[0], names[1], view.worker_id)
+        if found is not None:
+            self.violate(found, worker=view.worker_id)
 
     def on_seal(self, view: FaultyStore, stream: str) -> None:
         self._fenced_write(view, stream, f"seal of {stream}")
@@ -765,6 +819,9 @@ class World:
                     slot.view.refresh()
             self.loop.close()
             self.graveyard.clear()
+            # Readers still waiting when the run ended wait on the closed loop forever;
+            # their futures would keep the whole world reachable from the result's store.
+            self.store._waiters.clear()
             if gc_was_enabled:
                 gc.enable()
         return SimulationResult(
@@ -855,20 +912,29 @@ def simulate(
     prepared: PreparedStore | None = None,
 ) -> SimulationResult:
     """Run one simulated deployment of ``app`` and check it against ``reference``."""
-    return World(
-        app,
-        params,
-        scenario,
-        reference=reference,
-        planted_bugs=planted_bugs,
-        trace=trace,
-        step_budget=step_budget,
-        preload=preload,
-        feeds=feeds,
-        calls=calls,
-        run=run,
-        prepared=prepared,
-    ).run()
+    # The collector stays off until the world is garbage (World.run keeps it off while it
+    # runs): its first collection then frees the world's cycles at once instead of
+    # promoting them, still alive, to an older generation that is collected seldom.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return World(
+            app,
+            params,
+            scenario,
+            reference=reference,
+            planted_bugs=planted_bugs,
+            trace=trace,
+            step_budget=step_budget,
+            preload=preload,
+            feeds=feeds,
+            calls=calls,
+            run=run,
+            prepared=prepared,
+        ).run()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 def reference_run(

@@ -267,9 +267,17 @@ class Runtime:
                     else min(poll * 2, self.settings.lease_ttl / 2)
                 )
                 self._wake.clear()
-                waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
-                if stop is not None:
-                    waits.append(asyncio.ensure_future(stop.wait()))
+                if stop is None:
+                    # One event to wait for: no waiter tasks to start and cancel per poll
+                    # (each is a task and two loop turns, in the simulator too).
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(poll):
+                            await self._wake.wait()
+                    continue
+                waits: list[asyncio.Future[Any]] = [
+                    asyncio.ensure_future(self._wake.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                ]
                 try:
                     await asyncio.wait(waits, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
                 finally:

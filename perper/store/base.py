@@ -266,7 +266,8 @@ class LogStore(ABC):
         promised: int | None = None  # the end a head read before this scan promises
         head = 0
         while True:
-            async for first, count, data in self.scan_segments(stream, expected, stop):
+            scan = self.scan_segments(stream, expected, stop)
+            async for first, count, data in scan:
                 end = first + count
                 if first > expected:
                     # A trim may also delete what this scan was about to read (a reader
@@ -287,6 +288,11 @@ class LogStore(ABC):
                 yield first, count, data
                 expected = end
                 if stop is not None and expected >= stop:
+                    # Close the scan now rather than leave it to the event loop's async
+                    # generator finaliser (a task and a loop turn per read pass).
+                    aclose = getattr(scan, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
                     return
             if promised is not None:
                 if expected >= promised:

@@ -22,7 +22,7 @@ from perper.store.index import (
 
 
 class _Stream:
-    __slots__ = ("data", "epoch", "first", "firsts", "head", "sealed")
+    __slots__ = ("data", "epoch", "first", "firsts", "head", "info", "sealed")
 
     def __init__(self) -> None:
         self.first = 0  # the first seq trim kept
@@ -31,6 +31,9 @@ class _Stream:
         self.head = 0
         self.sealed = False
         self.epoch = 0
+        # The last StreamInfo handed out (immutable): reused while head, seal and epoch
+        # are what it says, as readers ask for it once per pass.
+        self.info: StreamInfo | None = None
 
 
 class MemoryStore(LogStore):
@@ -56,16 +59,21 @@ class MemoryStore(LogStore):
         self._tables = 0  # index tables made (numbers are not reused after a delete)
 
     async def info(self, stream: str) -> StreamInfo:
-        self._check_open()
+        if self._closed:  # tested inline: no call per operation while open
+            self._check_open()
         s = self._streams.get(stream)
         if s is None:
             return StreamInfo(stream, 0, False)
-        return StreamInfo(stream, s.head, s.sealed, s.epoch)
+        info = s.info
+        if info is None or info.head != s.head or info.sealed != s.sealed or info.epoch != s.epoch:
+            info = s.info = StreamInfo(stream, s.head, s.sealed, s.epoch)
+        return info
 
     async def scan_segments(
         self, stream: str, start: int, stop: int | None
     ) -> AsyncIterator[tuple[int, int, bytes]]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         s = self._streams.get(stream)
         if s is None:
             return
@@ -83,7 +91,8 @@ class MemoryStore(LogStore):
     async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
     ) -> None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Stream()
@@ -98,7 +107,8 @@ class MemoryStore(LogStore):
         s.epoch = epoch
 
     async def write_seal(self, stream: str, epoch: int) -> bool:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Stream()
@@ -109,7 +119,8 @@ class MemoryStore(LogStore):
         return True
 
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         return [
             StreamInfo(name, s.head, s.sealed, s.epoch)
             for name, s in sorted(self._streams.items())
@@ -117,7 +128,8 @@ class MemoryStore(LogStore):
         ]
 
     async def meta_get(self, table: str, key: str) -> Meta | None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         check_table(table)
         entry = self._meta.get(table, {}).get(key)
         if entry is None:
@@ -125,7 +137,8 @@ class MemoryStore(LogStore):
         return Meta(entry[0], codec.unpack(entry[1]))
 
     async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         check_table(table)
         rows = self._meta.setdefault(table, {})
         current = rows.get(key)
@@ -135,7 +148,8 @@ class MemoryStore(LogStore):
         return version + 1
 
     async def meta_scan(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         check_table(table)
         rows = self._meta.get(table, {})
         return [
@@ -145,7 +159,8 @@ class MemoryStore(LogStore):
         ]
 
     async def lookup_keys(self, stream: str, keys: Sequence[str]) -> dict[str, int]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         stored = self._keys.get(stream)
         if not stored:
             return {}
@@ -166,7 +181,8 @@ class MemoryStore(LogStore):
     async def segment_keys(
         self, stream: str, start: int = 0, stop: int | None = None
     ) -> list[tuple[int, list[str | None]]]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         return [
             (first, list(keys))
             for first, keys in self._segment_keys.get(stream, {}).items()
@@ -176,12 +192,14 @@ class MemoryStore(LogStore):
     # ---------------------------------------------------------------- retention
 
     async def first_seq(self, stream: str) -> int:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         s = self._streams.get(stream)
         return 0 if s is None else s.first
 
     async def trim(self, stream: str, before_seq: int) -> int:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         s = self._streams.get(stream)
         if s is None:
             return 0
@@ -200,7 +218,8 @@ class MemoryStore(LogStore):
         return s.first
 
     async def delete_stream(self, stream: str) -> None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         self._streams.pop(stream, None)
         self._keys.pop(stream, None)
         self._segment_keys.pop(stream, None)
@@ -220,18 +239,21 @@ class MemoryStore(LogStore):
         sqlite_insert(self._index_db, sqlite_table(number), spec, rows)
 
     async def index_of(self, stream: str) -> IndexSpec | None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         indexed = self._specs.get(stream)
         return None if indexed is None else indexed[0]
 
     async def indexes(self, *, prefix: str = "") -> dict[str, IndexSpec]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         return {
             name: spec for name, (spec, _) in sorted(self._specs.items()) if name.startswith(prefix)
         }
 
     async def write_index(self, stream: str, spec: IndexSpec) -> IndexSpec:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         indexed = self._specs.get(stream)
         if indexed is not None:
             return indexed[0]
@@ -256,7 +278,8 @@ class MemoryStore(LogStore):
         order_by: str,
         limit: int | None,
     ) -> list[QueryRow]:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         indexed = self._specs.get(stream)
         if indexed is None or self._index_db is None:
             return []

@@ -235,3 +235,49 @@ def test_a_simulation_can_run_inside_a_running_event_loop() -> None:
 
 def test_the_root_owner_is_never_paused_or_killed() -> None:
     assert ROOT.alive and not ROOT.paused
+
+
+class _CountingFinaliser(SimulatedLoop):
+    """Counts the async generators left for the loop's finaliser."""
+
+    finalised: list[str]
+
+    def _asyncgen_finalizer(self, agen: object) -> None:
+        self.finalised.append(getattr(agen, "__qualname__", "?"))
+        super()._asyncgen_finalizer(agen)
+
+
+def test_a_read_pass_up_to_the_head_leaves_no_store_scan_to_the_loops_finaliser() -> None:
+    from perper.store.memory import MemoryStore
+
+    async def main() -> list[list[int]]:
+        store = MemoryStore()
+        await store.append("s", 0, [1, 2])
+        await store.append("s", 2, [3])
+        head = await store.head("s")
+        return [items async for _, items in store.read_batches("s", start=0, stop=head)]
+
+    loop = _CountingFinaliser(0)
+    loop.finalised = []
+    try:
+        assert loop.run_until_complete(main()) == [[1, 2], [3]]
+    finally:
+        loop.close()
+    assert loop.finalised == []
+
+
+def test_a_lazy_random_draws_what_random_seeded_with_the_same_text_draws() -> None:
+    import random
+
+    from simulator.world import LazyRandom
+
+    plain, lazy = (
+        random.Random("perper-simulator/7/store/w0"),
+        LazyRandom("perper-simulator/7/store/w0"),
+    )
+    assert [lazy.random() for _ in range(3)] == [plain.random() for _ in range(3)]
+    assert lazy.randbytes(16) == plain.randbytes(16)
+    assert lazy.randrange(1000) == plain.randrange(1000)
+    assert lazy.getstate() == plain.getstate()
+    fresh = LazyRandom("perper-simulator/7/store/w0")
+    assert fresh.getstate() == random.Random("perper-simulator/7/store/w0").getstate()
