@@ -80,10 +80,14 @@ def test_killing_a_worker_and_a_node_mid_run_loses_and_duplicates_nothing(tmp_pa
                     capture_output=True,
                     text=True,
                     timeout=300,
-                ).stdout
+                )
                 for db in (tmp_path / "f.sqlite", tmp_path / "ref.db")
             )
-            assert ours == theirs, stream
-        assert len(ours.splitlines()) == 0 and stream == "f/consumer-2"
+            # On a difference, say what the cat of each log and the export printed.
+            assert ours.stdout == theirs.stdout, (
+                f"{stream}: cat of the export said {ours.stderr!r}, of the reference "
+                f"{theirs.stderr!r}; the export printed {exported.stdout!r} {exported.stderr!r}"
+            )
+        assert len(ours.stdout.splitlines()) == 0 and stream == "f/consumer-2"
     finally:
         fabric.stop(port=PORT, work_dir=work)
