@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import zlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -966,6 +965,14 @@ def plan_keyed(
 #: Each segment's ``data``: a CRC-32 (big-endian, 4 bytes) of the packed items, then them.
 _CRC = struct.Struct(">I")
 
+try:
+    # ISA-L's CRC-32: the same checksum as zlib.crc32 (the same polynomial, the same
+    # values, so the format is unchanged), computed with carry-less multiplication at
+    # 20-40 times zlib's speed; every segment written and read is checksummed once.
+    from isal.isal_zlib import crc32 as _crc32
+except ImportError:  # pragma: no cover - a platform without isal wheels
+    from zlib import crc32 as _crc32
+
 
 def encode_segment(items: Sequence[Any]) -> bytes:
     """Encode a run of consecutive items as the ``data`` of one stored segment: a CRC-32 of
@@ -975,7 +982,7 @@ def encode_segment(items: Sequence[Any]) -> bytes:
         EncodeError: with ``index`` set to the position of the first bad item.
     """
     packed = codec.pack_segment(items)
-    return _CRC.pack(zlib.crc32(packed)) + packed
+    return _CRC.pack(_crc32(packed)) + packed
 
 
 def check_segment(
@@ -990,7 +997,7 @@ def check_segment(
         raise FormatError(
             f"{_place(where, stream, first, count)}: the segment is truncated: the log is corrupt"
         )
-    if _CRC.unpack_from(data)[0] != zlib.crc32(memoryview(data)[_CRC.size :]):
+    if _CRC.unpack_from(data)[0] != _crc32(memoryview(data)[_CRC.size :]):
         raise FormatError(
             f"{_place(where, stream, first, count)}: the segment does not match its checksum "
             "(its bytes were changed): the log is corrupt"
