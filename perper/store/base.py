@@ -177,6 +177,9 @@ class LogStore(ABC):
         # seq, items). Segments never change once written, so it cannot go stale; a
         # recovering writer re-yielding in small flushes reads each segment once.
         self._compared: tuple[str, int, list[Any]] | None = None
+        # Per stream, the head this store's own last append left (a guess: another
+        # writer or a delete may have moved it since; see append).
+        self._appended: dict[str, int] = {}
         self._closed = False
 
     def _check_open(self) -> None:
@@ -328,8 +331,17 @@ class LogStore(ABC):
         if type(items) is not list:
             items = list(items)
         stalled = 0
+        # A writer appending where its own last append ended (the usual case) writes
+        # without reading the stream's info first: write_segment refuses unless the head
+        # is still there, the stream unsealed and no higher epoch wrote (the conditions
+        # the checked path below writes under), and a refusal falls through to that path.
+        guessed = bool(items) and self._appended.get(stream) == seq
         while True:
-            info = await self.info(stream)
+            if guessed:
+                guessed = False
+                info = StreamInfo(stream, seq, False, epoch)
+            else:
+                info = await self.info(stream)
             head = info.head
             if seq > head:
                 raise GapError(stream, seq, head)
@@ -350,10 +362,12 @@ class LogStore(ABC):
                     await self.write_segment(stream, seq, len(chunk), data, epoch)
                     self.notify(stream)
                     seq += len(chunk)
+                    self._appended[stream] = seq
                     items = items[len(chunk) :]
             except HeadMovedError:
                 # Another writer got there first: compare against what it wrote. A store
                 # that keeps refusing at a head that does not move is broken, not raced.
+                self._appended.pop(stream, None)
                 after = await self.info(stream)
                 if (after.head, after.sealed, after.epoch) == (head, info.sealed, info.epoch):
                     stalled += 1
