@@ -397,25 +397,29 @@ class SQLiteStore(LogStore):
             stream_id = self._stream_id(db, stream, create=False)
             if stream_id is None:
                 return
-            row = db.execute(
-                "SELECT max(first_seq) FROM segments WHERE stream_id = ? AND first_seq <= ?",
-                (stream_id, start),
-            ).fetchone()
-        low = row[0] if row[0] is not None else 0
-        high = _FAR if stop is None else stop
+            high = _FAR if stop is None else stop
+            # One statement: from the segment holding ``start`` (the last one starting
+            # at or before it) on.
+            rows = db.execute(
+                "SELECT first_seq, count, data FROM segments WHERE stream_id = ?1 "
+                "AND first_seq >= coalesce((SELECT max(first_seq) FROM segments "
+                "WHERE stream_id = ?1 AND first_seq <= ?2), 0) "
+                "AND first_seq < ?3 ORDER BY first_seq LIMIT 128",
+                (stream_id, start, high),
+            ).fetchall()
         while True:
-            with self._translate() as db:
-                rows = db.execute(
-                    "SELECT first_seq, count, data FROM segments WHERE stream_id = ? "
-                    "AND first_seq >= ? AND first_seq < ? ORDER BY first_seq LIMIT 128",
-                    (stream_id, low, high),
-                ).fetchall()
             for first, count, data in rows:
                 if first + count > start:
                     yield first, count, data
             if len(rows) < 128:
                 return
             low = rows[-1][0] + 1
+            with self._translate() as db:
+                rows = db.execute(
+                    "SELECT first_seq, count, data FROM segments WHERE stream_id = ? "
+                    "AND first_seq >= ? AND first_seq < ? ORDER BY first_seq LIMIT 128",
+                    (stream_id, low, high),
+                ).fetchall()
 
     async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from perper.errors import ConfigError, FormatError
+from perper.errors import (
+    ConfigError,
+    ConflictError,
+    FencedError,
+    FormatError,
+    GapError,
+    SealedError,
+)
 from perper.store import open_store
 from perper.store.base import encode_segment
 from perper.store.sqlite import (
@@ -175,3 +182,38 @@ async def test_a_second_process_sees_appends_by_polling(tmp_path: Path) -> None:
         # the reader's connection learns of it without any in-process notification
         assert await reader.wait("s", 0, timeout=2) is True
         assert [i async for _, i in reader.read("s")] == [1]
+
+
+async def test_an_append_at_its_own_last_head_checks_what_another_connection_wrote_since(
+    tmp_path: Path,
+) -> None:
+    # Store a's last append ended at seq 2, so its next append there skips reading the
+    # stream's info: what connection b wrote, sealed or fenced since must still count.
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    async with open_store(url) as a, open_store(url) as b:
+        await a.append("s", 0, [1, 2], epoch=1)
+        await b.append("s", 2, [3], epoch=1)
+        assert await a.append("s", 2, [3, 4], epoch=1) == 4  # 3 compared, 4 written
+        with pytest.raises(ConflictError) as conflict:
+            await b.append("s", 3, [5], epoch=1)
+        assert (conflict.value.seq, conflict.value.stored, conflict.value.new) == (3, 4, 5)
+        await b.append("s", 4, [5], epoch=2)
+        with pytest.raises(FencedError):
+            await a.append("s", 5, [6], epoch=1)  # b wrote with a higher epoch
+        assert await a.append("s", 5, [6], epoch=2) == 6
+        await b.seal("s", epoch=2)
+        with pytest.raises(SealedError):
+            await a.append("s", 6, [7], epoch=2)  # at a's own last head, sealed since
+        assert [item async for _, item in a.read("s")] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_an_append_at_its_own_last_head_after_the_stream_was_deleted_is_a_gap(
+    tmp_path: Path,
+) -> None:
+    async with open_store(f"sqlite:///{tmp_path / 'log.db'}") as store:
+        await store.append("s", 0, [1, 2])
+        await store.delete_stream("s")
+        with pytest.raises(GapError):
+            await store.append("s", 2, [3])
+        assert await store.append("s", 0, [7]) == 1
+        assert [item async for _, item in store.read("s")] == [7]
