@@ -219,8 +219,12 @@ def _run(
         click.echo(
             f"{app_file}: recorded run {recorded.run!r} from {log_path}: "
             f"{len(reference.heads)} streams, {sum(reference.heads.values())} items, "
-            f"{sum(map(len, recorded.preload.values()))} recorded effects; "
-            f"fault-free run: {reference.steps} steps"
+            f"{recorded.effect_count} recorded effects; "
+            + "".join(
+                f"input {name!r} from outside the run: {head} items; "
+                for name, head in recorded.inputs.items()
+            )
+            + f"fault-free run: {reference.steps} steps"
         )
     else:
         click.echo(

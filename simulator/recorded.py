@@ -15,8 +15,18 @@ by simulated producers during the run, each in its recorded batches and order, w
 seed-drawn pauses between batches, so every seed interleaves them differently with the
 workers. Calls from outside the run (``perper call``, ``perper.call``: call executions
 without a parent) are made again by a simulated caller, in the order the log recorded
-them, each after a seed-drawn pause; their outcomes are compared like every output. A
-launcher parameter that is a StreamRef to a stream outside the run is refused.
+them, each after a seed-drawn pause; their outcomes are compared like every output.
+
+Streams outside the run that it reads (a ``perper.StreamRef`` launcher parameter such as
+``--param clicks=shop/clicks``, passed on to its executions: :func:`perper.store.mirror.
+run_inputs`) are inputs too, which ``perper export --run`` copies with the run. They are
+fed like ingest streams, with one difference for what production is known to have seen:
+the items below the highest position a reader of the stream recorded (the head a
+``ctx.read(start="live")`` started at, the end of a ``ctx.query``) were there when it
+looked, so they are in the simulated store before the run starts; the rest follow from
+simulated producers in their recorded batches. Recorded positions come back from the
+effects, as on recovery, so a live read reads exactly the items production's did. They
+are not part of the reference (the run did not write them).
 """
 
 from __future__ import annotations
@@ -32,7 +42,9 @@ from typing import Any
 from perper import codec
 from perper.app import App, Kind
 from perper.errors import ConfigError
-from perper.runtime.records import DONE, RUNNING, is_internal_stream
+from perper.runtime.records import DONE, EFFECTS_SUFFIX, RUNNING, is_internal_stream
+from perper.runtime.retention import query_range
+from perper.store.mirror import in_run, run_inputs
 from perper.store.sqlite import SQLiteStore
 from simulator.checkers import Reference, _refs
 from simulator.world import ExternalCall, Feed
@@ -47,11 +59,13 @@ class RecordedRun:
         run: the recorded run's name.
         params: its launcher parameters.
         preload: the simulated effect streams to write before the run starts.
-        feeds: the ingest streams (written by producers, not by an execution), which
-            simulated producers append during the run in their recorded batches.
+        feeds: the ingest streams (written by producers, not by an execution) and the
+            streams outside the run that it reads, which simulated producers append
+            during the run in their recorded batches.
         calls: the calls made from outside the run (``perper call``), in the order they
             were recorded, which a simulated caller makes again.
         reference: the recorded outputs, to compare every simulated run with.
+        inputs: the streams outside the run that it reads, with their recorded lengths.
     """
 
     source: Path
@@ -61,11 +75,12 @@ class RecordedRun:
     reference: Reference = field(repr=False)
     feeds: dict[str, Feed] = field(default_factory=dict, repr=False)
     calls: tuple[ExternalCall, ...] = field(default=(), repr=False)
+    inputs: dict[str, int] = field(default_factory=dict)
 
-
-def _in_run(name: str, run: str) -> bool:
-    """``name`` belongs to ``run`` or to an agent instance it started (``{run}.{app}-{i}``)."""
-    return name.startswith((run + "/", run + "."))
+    @property
+    def effect_count(self) -> int:
+        """The recorded effects (and agent-state log entries) preloaded."""
+        return sum(len(items) for name, items in self.preload.items() if is_internal_stream(name))
 
 
 def _creation_order(path: Path) -> dict[str, int]:
@@ -106,22 +121,16 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
                 "give the app that recorded it"
             )
         params = codec.unpack(record["params"])
-        if _refs(params):
-            raise ConfigError(
-                f"run {run!r} in {path} reads ingest streams ({', '.join(_refs(params))}): "
-                "replaying ingest streams is not supported yet; record a run whose launcher "
-                "takes plain parameters"
-            )
         reference = Reference(label=f"the recorded run {run!r}")
         preload: dict[str, list[Any]] = {}
         feeds: dict[str, Feed] = {}
         executions = {
             key: meta.value
             for key, meta in await store.meta_scan("executions", prefix=run)
-            if _in_run(key, run)
+            if in_run(key, run)
         }
         for info in await store.streams(prefix=run):
-            if not _in_run(info.name, run):
+            if not in_run(info.name, run):
                 continue
             items = [item async for _, item in store.read(info.name)]
             name = info.name
@@ -138,6 +147,7 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
                 reference.sealed.add(name)
             reference.items[name] = items
             reference.outputs[name] = [codec.canonical(item) for item in items]
+        inputs = await _outside_inputs(store, path, run, executions, preload, feeds)
         reference.run_status = record["status"]
         if record["status"] == RUNNING and all(
             value["status"] == DONE for value in executions.values()
@@ -151,9 +161,76 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
             key=lambda key: (order.get(key, len(order)), key),
         )
         calls = tuple(_external_call(executions[key]) for key in outside)
-        return RecordedRun(path, run, dict(params), preload, reference, feeds, calls)
+        return RecordedRun(path, run, dict(params), preload, reference, feeds, calls, inputs)
     finally:
         await store.close()
+
+
+async def _outside_inputs(
+    store: SQLiteStore,
+    path: Path,
+    run: str,
+    executions: dict[str, dict[str, Any]],
+    preload: dict[str, list[Any]],
+    feeds: dict[str, Feed],
+) -> dict[str, int]:
+    """Add the streams outside ``run`` that it reads to ``preload`` (what a recorded
+    position shows production had) and ``feeds`` (the rest); return their lengths.
+
+    Raises:
+        ConfigError: the log does not hold one of them.
+    """
+    inputs: dict[str, int] = {}
+    for name in await run_inputs(store, run):
+        info = await store.info(name)
+        if not info.head and not info.sealed:
+            readers = sorted(
+                key
+                for key, value in executions.items()
+                if name in _refs(codec.unpack(value["params"]))
+            )
+            raise ConfigError(
+                f"run {run!r} in {path} reads the stream {name!r} from outside the run ("
+                + (f"{', '.join(readers)} and " if readers else "")
+                + "its launcher parameters name it), which the log does not hold: export "
+                f"the run again with 'perper export SRC_URL {path.name} --run {run}' "
+                "(it copies the streams a run reads with the run)"
+            )
+        seen = min(_highest_recorded_position(name, executions, preload), info.head)
+        batches: list[tuple[Any, ...]] = []
+        items: list[Any] = []
+        async for first, batch in store.read_batches(name):
+            if first + len(batch) <= seen:
+                items.extend(batch)
+            elif first < seen:
+                items.extend(batch[: seen - first])
+                batches.append(tuple(batch[seen - first :]))
+            else:
+                batches.append(tuple(batch))
+        if items:
+            preload[name] = items
+        feeds[name] = Feed(tuple(batches), sealed=info.sealed, first=seen)
+        inputs[name] = info.head
+    return inputs
+
+
+def _highest_recorded_position(
+    stream: str, executions: dict[str, dict[str, Any]], preload: dict[str, list[Any]]
+) -> int:
+    """The highest position that an execution naming ``stream`` in its parameters
+    recorded as an effect (a live read's start, a query's end): production's stream held
+    at least that many items then. Effects of its reads of other streams may count too,
+    which only preloads more of the stream (never less than a recorded read needs)."""
+    highest = 0
+    for key, value in executions.items():
+        if stream not in _refs(codec.unpack(value["params"])):
+            continue
+        for kind, recorded in preload.get(key + EFFECTS_SUFFIX, ()):
+            if kind == "live":
+                highest = max(highest, int(recorded))
+            elif kind == "query":
+                highest = max(highest, query_range(recorded)[1])
+    return highest
 
 
 CALL = str(Kind.CALL)
@@ -179,7 +256,8 @@ def load_recorded(path: str | os.PathLike[str], app: App, *, run: str | None = N
     ``perper run --store sqlite:///...`` or ``perper export`` writes it.
 
     Raises:
-        ConfigError: no such file or run, another app's run, or a run over ingest streams.
+        ConfigError: no such file or run, another app's run, or a run that reads a stream
+            from outside it that the log does not hold.
     """
     source = Path(path)
     if not source.is_file():

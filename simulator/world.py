@@ -136,17 +136,20 @@ _DIVERGENCE_KINDS = frozenset(
 
 @dataclass(frozen=True)
 class Feed:
-    """What a simulated producer appends to an ingest stream.
+    """What a simulated producer appends to an ingest stream (or to a stream outside the
+    run that it reads).
 
     Attributes:
         batches: the items, in the batches (segments) they were recorded in, in order.
         sealed: whether to seal the stream after the last batch.
         spacing: the longest virtual pause before each batch (seconds).
+        first: the seq of the first batch (the items below it are preloaded).
     """
 
     batches: tuple[tuple[Any, ...], ...]
     sealed: bool = True
     spacing: float = 0.05
+    first: int = 0
 
 
 @dataclass(frozen=True)
@@ -759,7 +762,7 @@ class World:
         """A simulated producer: append ``feed``'s batches in order, a seeded pause
         before each, then seal the stream if the recording did."""
         pauses = random.Random(f"{self.scenario.seed}/feed/{stream}")
-        head = 0
+        head = feed.first
         for batch in feed.batches:
             await asyncio.sleep(pauses.random() * feed.spacing)
             head = await self.store.append(stream, head, batch)

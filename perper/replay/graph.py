@@ -4,8 +4,9 @@ parameters, in a fresh in-memory store, and compare every stream with the record
 Where per-execution replay feeds each function its *recorded* inputs, this runs the
 real :class:`~perper.runtime.Runtime`, so each function reads what today's code of its
 upstream functions writes: a change shows up in every stream downstream of it.
-Streams the run reads but no execution writes (ingest streams) and the recorded
-effects are copied in first; everything else is recomputed.
+Streams the run reads but no execution writes (ingest streams, and the streams outside
+the run that its parameters name, :func:`perper.store.mirror.run_inputs`) and the
+recorded effects are copied in first; everything else is recomputed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from perper.runtime.records import (
 )
 from perper.store.base import LogStore
 from perper.store.memory import MemoryStore
+from perper.store.mirror import run_inputs
 
 #: Seconds between checks that the replayed run still makes progress.
 _IDLE_CHECK = 0.05
@@ -187,6 +189,11 @@ async def _replay_run(
                     if kind == "now" and (first_now is None or value < first_now):
                         first_now = float(value)
         if info.sealed:
+            await overlay.seal(name)
+    for name in await run_inputs(log, run.name):
+        async for first, items in log.read_batches(name):
+            await overlay.append(name, first, items)
+        if (await log.info(name)).sealed:
             await overlay.seal(name)
     clock.move_to(first_now if first_now is not None else DEFAULT_FROZEN_TIME)
 

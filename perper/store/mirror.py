@@ -21,9 +21,15 @@ destination indexes what it is given) are carried over. Metadata
 entries (runs, executions, checkpoints, leases) are copied by value; the destination numbers
 its own versions (a version is a compare-and-set token of the store that holds it).
 
-Selection: ``run`` keeps the streams and metadata of one run (stream names and the keys of
-executions, checkpoints and leases start with ``{run}/``; the runs entry is ``{run}``);
-``streams`` is an :mod:`fnmatch` glob over stream names. An internal stream
+Selection: ``run`` keeps the streams and metadata of one run and of the agent instances
+it started (stream names and the keys of executions, checkpoints and leases start with
+``{run}/`` or ``{run}.``; the runs entries are ``{run}`` and its instances ``{run}.{app}-{i}``),
+plus the run's **inputs from outside it** (:func:`run_inputs`): the streams of other runs,
+or written by producers outside any run, that a :class:`~perper.StreamRef` in the
+parameters of the run or of its executions names (``perper run --param
+source=shop/clicks``). Their items, idempotency keys, seal and index declaration are
+copied, not their writers' metadata: the run read them, so a replay or a simulation of it
+needs them. ``streams`` is an :mod:`fnmatch` glob over stream names. An internal stream
 ``{execution}#effects`` belongs to its execution: it is selected whenever its execution is.
 """
 
@@ -46,8 +52,17 @@ from perper.store.base import (
     decode_segment,
     encode_segment,
 )
+from perper.streamref import StreamRef
 
-__all__ = ["CopyStats", "Progress", "copy_store", "follow", "selected_streams"]
+__all__ = [
+    "CopyStats",
+    "Progress",
+    "copy_store",
+    "follow",
+    "in_run",
+    "run_inputs",
+    "selected_streams",
+]
 
 #: ``progress(copied, total)``: items copied so far and the items this pass has to copy.
 Progress = Callable[[int, int], None]
@@ -95,17 +110,52 @@ def owner(stream: str) -> str:
     return stream.partition("#")[0]
 
 
+def in_run(name: str, run: str) -> bool:
+    """``name`` (a stream, or the key of an execution, checkpoint or lease) belongs to
+    ``run`` or to an agent instance it started (``{run}.{app}-{i}/...``)."""
+    return name.startswith((run + "/", run + "."))
+
+
+def _stream_refs(value: Any, found: set[str]) -> None:
+    if isinstance(value, StreamRef):
+        found.add(value.stream)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _stream_refs(item, found)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _stream_refs(item, found)
+
+
+async def run_inputs(store: LogStore, run: str) -> list[str]:
+    """The streams outside ``run`` (and its agent instances) that it reads: those a
+    :class:`~perper.StreamRef` names in its launcher parameters or in the parameters of
+    its executions (``perper run --param source=shop/clicks``), sorted. Streams of the
+    run itself (its ingest streams included) are not listed."""
+    found: set[str] = set()
+    for table in ("runs", "executions"):
+        for key, entry in await store.meta_scan(table, prefix=run):
+            mine = key == run or key.startswith(run + ".") if table == "runs" else in_run(key, run)
+            params = entry.value.get("params") if isinstance(entry.value, dict) else None
+            if mine and isinstance(params, bytes):
+                _stream_refs(codec.unpack(params), found)
+    return sorted(name for name in found if not in_run(name, run))
+
+
 @dataclass
 class _Selection:
     run: str | None
     glob: str | None
+    #: The run's inputs from outside it (run_inputs), found at the start of each pass.
+    inputs: frozenset[str] = frozenset()
 
     @property
     def prefix(self) -> str:
-        return f"{self.run}/" if self.run else ""
+        """What every selected name of the run starts with (its inputs aside)."""
+        return self.run or ""
 
     def stream(self, name: str) -> bool:
-        if self.run and not name.startswith(self.prefix):
+        if self.run and not (in_run(name, self.run) or name in self.inputs):
             return False
         if self.glob is None:
             return True
@@ -114,11 +164,25 @@ class _Selection:
     def meta(self, table: str, key: str) -> bool:
         if table == "runs":
             if self.run:
-                return key == self.run
+                return key == self.run or key.startswith(self.run + ".")
             return True
-        if self.run and not key.startswith(self.prefix):
+        if self.run and not in_run(key, self.run):
             return False
         return self.glob is None or fnmatch.fnmatchcase(owner(key), self.glob)
+
+    async def find_inputs(self, store: LogStore) -> None:
+        if self.run:
+            self.inputs = frozenset(await run_inputs(store, self.run))
+
+    async def streams(self, store: LogStore) -> list[StreamInfo]:
+        """The selected streams of ``store``, sorted by name."""
+        infos = [i for i in await store.streams(prefix=self.prefix) if self.stream(i.name)]
+        for name in sorted(self.inputs):
+            if self.stream(name) and not name.startswith(self.prefix):
+                info = await store.info(name)
+                if info.head or info.sealed:  # a stream never written is not in the store
+                    infos.append(info)
+        return sorted(infos, key=lambda info: info.name)
 
 
 @dataclass
@@ -135,11 +199,8 @@ class _Mirror:
     meta: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     async def copy(self, progress: Progress | None) -> CopyStats:
-        infos = [
-            info
-            for info in await self.src.streams(prefix=self.selection.prefix)
-            if self.selection.stream(info.name)
-        ]
+        await self.selection.find_inputs(self.src)
+        infos = await self.selection.streams(self.src)
         todo: list[tuple[StreamInfo, int]] = []
         for info in infos:
             head = self.heads.get(info.name)
@@ -160,6 +221,10 @@ class _Mirror:
             todo.append((info, head))
         # Index declarations first, so the copied segments get their index rows.
         declared = await self.src.indexes(prefix=self.selection.prefix)
+        for name in self.selection.inputs - declared.keys():
+            spec = await self.src.index_of(name)
+            if spec is not None:
+                declared[name] = spec
         for info, _ in todo:
             spec = declared.get(info.name)
             if spec is not None and info.name not in self.indexed:
@@ -267,7 +332,8 @@ async def selected_streams(
 ) -> list[StreamInfo]:
     """The streams of ``store`` that :func:`copy_store` copies with the same selection."""
     selection = _Selection(run, streams)
-    return [i for i in await store.streams(prefix=selection.prefix) if selection.stream(i.name)]
+    await selection.find_inputs(store)
+    return await selection.streams(store)
 
 
 async def copy_store(
@@ -286,7 +352,8 @@ async def copy_store(
     Args:
         src: the store to read.
         dest: the store to write; it may already hold an earlier (partial) copy.
-        run: only this run's streams and metadata.
+        run: only this run's streams and metadata (its agent instances' included), and
+            the streams outside it that it reads (:func:`run_inputs`).
         streams: only streams whose name matches this :mod:`fnmatch` glob (with their
             ``#effects`` streams, and the metadata of the matching executions).
         progress: called with ``(items copied, items to copy)`` as the copy advances.
