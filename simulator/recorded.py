@@ -141,7 +141,7 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
                 continue
             if info.name not in executions:  # an ingest stream: producers wrote it
                 batches = tuple([tuple(batch) async for _, batch in store.read_batches(info.name)])
-                feeds[name] = Feed(batches, sealed=info.sealed)
+                feeds[name] = Feed(batches, sealed=info.sealed, index=await store.index_of(name))
             reference.heads[name] = info.head
             if info.sealed:
                 reference.sealed.add(name)
@@ -209,7 +209,9 @@ async def _outside_inputs(
                 batches.append(tuple(batch))
         if items:
             preload[name] = items
-        feeds[name] = Feed(tuple(batches), sealed=info.sealed, first=seen)
+        feeds[name] = Feed(
+            tuple(batches), sealed=info.sealed, first=seen, index=await store.index_of(name)
+        )
         inputs[name] = info.head
     return inputs
 

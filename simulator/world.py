@@ -38,6 +38,7 @@ from perper.runtime.engine import RunResult
 from perper.runtime.ids import DONE, EFFECTS_SUFFIX, FAILED
 from perper.runtime.settings import RuntimeHooks, RuntimeSettings
 from perper.runtime.settings import planted_bugs as planted_bugs_named
+from perper.store.index import IndexSpec
 from perper.store.memory import MemoryStore
 from simulator.checkers import (
     FencingChecker,
@@ -144,12 +145,15 @@ class Feed:
         sealed: whether to seal the stream after the last batch.
         spacing: the longest virtual pause before each batch (seconds).
         first: the seq of the first batch (the items below it are preloaded).
+        index: the stream's index declaration, declared before the workers start (a
+            producer declared it, ``Producer(index=...)``).
     """
 
     batches: tuple[tuple[Any, ...], ...]
     sealed: bool = True
     spacing: float = 0.05
     first: int = 0
+    index: IndexSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -737,6 +741,9 @@ class World:
             self.prepared.restore(self.store)
         elif await prepare_store(self.store, self.app, self.params, self.preload, self.run_name):
             return False
+        for stream, feed in sorted(self.feeds.items()):
+            if feed.index is not None:
+                await self.store.declare_index(stream, feed.index)
         for slot in self.slots:
             self._start_worker(slot)
         for stream, feed in sorted(self.feeds.items()):
