@@ -44,6 +44,7 @@ from perper.app import App, Kind
 from perper.errors import ConfigError
 from perper.runtime.records import DONE, EFFECTS_SUFFIX, RUNNING, is_internal_stream
 from perper.runtime.retention import query_range
+from perper.store.base import StreamInfo
 from perper.store.mirror import in_run, run_inputs
 from perper.store.sqlite import SQLiteStore
 from simulator.checkers import Reference, _refs
@@ -129,6 +130,7 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
             for key, meta in await store.meta_scan("executions", prefix=run)
             if in_run(key, run)
         }
+        ingest = []
         for info in await store.streams(prefix=run):
             if not in_run(info.name, run):
                 continue
@@ -140,13 +142,17 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
                 preload[name] = items
                 continue
             if info.name not in executions:  # an ingest stream: producers wrote it
-                batches = tuple([tuple(batch) async for _, batch in store.read_batches(info.name)])
-                feeds[name] = Feed(batches, sealed=info.sealed, index=await store.index_of(name))
+                ingest.append(info)
             reference.heads[name] = info.head
             if info.sealed:
                 reference.sealed.add(name)
             reference.items[name] = items
             reference.outputs[name] = [codec.canonical(item) for item in items]
+        for info in ingest:
+            # Its readers got their refs from ctx.ingest, which their parameters do not
+            # show: every execution of the run counts as one.
+            seen = _highest_recorded_position(executions, preload)
+            await _feed(store, info, min(seen, info.head), preload, feeds)
         inputs = await _outside_inputs(store, path, run, executions, preload, feeds)
         reference.run_status = record["status"]
         if record["status"] == RUNNING and all(
@@ -183,55 +189,66 @@ async def _outside_inputs(
     inputs: dict[str, int] = {}
     for name in await run_inputs(store, run):
         info = await store.info(name)
+        readers = {
+            key: value
+            for key, value in executions.items()
+            if name in _refs(codec.unpack(value["params"]))
+        }
         if not info.head and not info.sealed:
-            readers = sorted(
-                key
-                for key, value in executions.items()
-                if name in _refs(codec.unpack(value["params"]))
-            )
             raise ConfigError(
-                f"run {run!r} in {path} reads the stream {name!r} from outside the run ("
-                + (f"{', '.join(readers)} and " if readers else "")
-                + "its launcher parameters name it), which the log does not hold: export "
-                f"the run again with 'perper export SRC_URL {path.name} --run {run}' "
-                "(it copies the streams a run reads with the run)"
+                f"run {run!r} in {path} reads the stream {name!r} from outside the run (the "
+                f"parameters of {', '.join(sorted(readers)) or 'its launcher'} name it), which "
+                f"the log does not hold: export the run again with 'perper export SRC_URL "
+                f"{path.name} --run {run}' (it copies the streams a run reads with the run)"
             )
-        seen = min(_highest_recorded_position(name, executions, preload), info.head)
-        batches: list[tuple[Any, ...]] = []
-        items: list[Any] = []
-        async for first, batch in store.read_batches(name):
-            if first + len(batch) <= seen:
-                items.extend(batch)
-            elif first < seen:
-                items.extend(batch[: seen - first])
-                batches.append(tuple(batch[seen - first :]))
-            else:
-                batches.append(tuple(batch))
-        if items:
-            preload[name] = items
-        feeds[name] = Feed(
-            tuple(batches), sealed=info.sealed, first=seen, index=await store.index_of(name)
-        )
+        seen = _highest_recorded_position(readers, preload)
+        await _feed(store, info, min(seen, info.head), preload, feeds)
         inputs[name] = info.head
     return inputs
 
 
+async def _feed(
+    store: SQLiteStore,
+    info: StreamInfo,
+    seen: int,
+    preload: dict[str, list[Any]],
+    feeds: dict[str, Feed],
+) -> None:
+    """The stream ``info`` as the simulator's input: its first ``seen`` items preloaded,
+    the rest appended by a simulated producer in the batches the log holds them in."""
+    name = info.name
+    batches: list[tuple[Any, ...]] = []
+    items: list[Any] = []
+    async for first, batch in store.read_batches(name):
+        if first + len(batch) <= seen:
+            items.extend(batch)
+        elif first < seen:
+            items.extend(batch[: seen - first])
+            batches.append(tuple(batch[seen - first :]))
+        else:
+            batches.append(tuple(batch))
+    if items:
+        preload[name] = items
+    index = await store.index_of(name)
+    feeds[name] = Feed(tuple(batches), sealed=info.sealed, first=seen, index=index)
+
+
 def _highest_recorded_position(
-    stream: str, executions: dict[str, dict[str, Any]], preload: dict[str, list[Any]]
+    readers: dict[str, dict[str, Any]], preload: dict[str, list[Any]]
 ) -> int:
-    """The highest position that an execution naming ``stream`` in its parameters
-    recorded as an effect (a live read's start, a query's end): production's stream held
-    at least that many items then. Effects of its reads of other streams may count too,
-    which only preloads more of the stream (never less than a recorded read needs)."""
+    """The highest position that one of ``readers`` (executions) recorded as an effect,
+    a live read's start or a query's end: production's stream held at least that many
+    items when it looked, so the simulated one must too when the recorded read runs
+    again. Effects of their reads of other streams count too, which only preloads more
+    of the stream (never less than a recorded read needs)."""
     highest = 0
-    for key, value in executions.items():
-        if stream not in _refs(codec.unpack(value["params"])):
-            continue
-        for kind, recorded in preload.get(key + EFFECTS_SUFFIX, ()):
-            if kind == "live":
-                highest = max(highest, int(recorded))
-            elif kind == "query":
-                highest = max(highest, query_range(recorded)[1])
+    for key in readers:
+        for effect in preload.get(key + EFFECTS_SUFFIX, ()):
+            match effect:
+                case ["live", int(start)]:
+                    highest = max(highest, start)
+                case ["query", recorded]:
+                    highest = max(highest, query_range(recorded)[1])
     return highest
 
 

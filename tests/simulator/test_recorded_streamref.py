@@ -36,13 +36,15 @@ def click(i: int) -> dict[str, Any]:
     return {"user": i % 4, "page": PAGES[(i * 7) % 4], "i": i}
 
 
-async def send(url: str, start: int, stop: int, *, seal: bool = False, index: bool = False) -> None:
-    """Clicks ``start..stop-1`` into ``shop/clicks`` with a Producer, five per batch (the
+async def send(
+    url: str, start: int, stop: int, *, stream: str, seal: bool = False, index: bool = False
+) -> None:
+    """Clicks ``start..stop-1`` into ``stream`` with a Producer, five per batch (the
     producer declaring an index on ``user`` if ``index``)."""
     fields = {"user": int} if index else None
     async with (
         perper.open_store(url) as store,
-        perper.Producer(store, CLICKS, index=fields) as clicks,
+        perper.Producer(store, stream, index=fields) as clicks,
     ):
         for first in range(start, stop, 5):
             batch = [click(i) for i in range(first, min(stop, first + 5))]
@@ -63,20 +65,29 @@ def perper_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[
     )  # fmt: skip
 
 
-def record(url: str, app: Path = APP, *, first: str = "r/counts-0", index: bool = False) -> None:
-    """Run ``app`` for real as run ``r`` over ``shop/clicks``: 10 clicks are there before
-    it starts, 20 more are sent (then the stream sealed) once ``first`` holds 10 items.
-    An unrelated stream ``shop/other`` sits beside it."""
-    asyncio.run(send(url, 0, BEFORE, index=index))
+def record(
+    url: str,
+    app: Path = APP,
+    *,
+    first: str = "r/counts-0",
+    stream: str = CLICKS,
+    index: bool = False,
+) -> None:
+    """Run ``app`` for real as run ``r`` over ``stream`` (``shop/clicks``, passed as
+    ``--param clicks=shop/clicks``; or the run's ingest stream ``r/clicks``): 10 clicks are
+    there before it starts, 20 more are sent (then the stream sealed) once ``first``
+    holds 10 items. An unrelated stream ``shop/other`` sits beside it."""
+    asyncio.run(send(url, 0, BEFORE, stream=stream, index=index))
 
     async def other() -> None:
         async with perper.open_store(url) as store:
             await store.append("shop/other", 0, ["not read by the run"])
 
     asyncio.run(other())
+    param = ["--param", f"clicks={stream}"] if stream == CLICKS else []
     run = subprocess.Popen(
         [sys.executable, "-m", "perper.cli", "run", str(app), "--store", url, "--run", "r",
-         "--param", f"clicks={CLICKS}", "-q"],
+         *param, "-q"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -85,7 +96,7 @@ def record(url: str, app: Path = APP, *, first: str = "r/counts-0", index: bool 
             assert run.poll() is None, run.communicate()[0]
             assert time.monotonic() < deadline, "the run never read the first clicks"
             time.sleep(0.05)
-        asyncio.run(send(url, BEFORE, TOTAL, seal=True, index=index))
+        asyncio.run(send(url, BEFORE, TOTAL, stream=stream, seal=True, index=index))
         out, _ = run.communicate(timeout=120)
     finally:
         if run.poll() is None:
@@ -282,6 +293,21 @@ def test_queries_of_an_indexed_outside_stream_see_what_they_saw_in_production(
     code, out = invoke(str(QUERY_APP), "--log", str(query_log), "--seeds", "0..39")
     assert code == 0, out
     assert "40 seeds run, 0 failures" in out
+
+
+def test_queries_of_the_runs_own_ingest_stream_see_what_they_saw_in_production(
+    tmp_path: Path,
+) -> None:
+    app = APPS / "ingest_query.py"
+    url = f"sqlite:///{tmp_path / 'prod.db'}"
+    record(url, app, first="r/tallies-0", stream="r/clicks", index=True)
+    recorded = load_recorded(tmp_path / "prod.db", load_app(app))
+    assert recorded.inputs == {}
+    assert recorded.feeds["r/clicks"].first == TOTAL
+    assert recorded.reference.items["r/tallies-0"][0]["clicks"] < 8
+    code, out = invoke(str(app), "--log", str(tmp_path / "prod.db"), "--seeds", "0..29")
+    assert code == 0, out
+    assert "30 seeds run, 0 failures" in out
 
 
 @pytest.mark.ignite
