@@ -125,7 +125,11 @@ def _same(src: str, dest: str) -> bool:
 
 
 _run_option = click.option(
-    "--run", "run_name", metavar="NAME", help="Only this run's streams and metadata."
+    "--run",
+    "run_name",
+    metavar="NAME",
+    help="Only this run: its streams and metadata, its agent instances' (NAME.APP-N), and "
+    "the streams outside it that a StreamRef in its parameters names (its inputs).",
 )
 _streams_option = click.option(
     "--streams", "glob", metavar="GLOB",
