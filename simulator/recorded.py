@@ -161,6 +161,19 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
             # Every execution finished: a run a call revived, exported before a worker
             # settled it again. The simulated run settles it: done.
             reference.run_status = DONE
+        unfinished = sorted(k for k, v in executions.items() if v["status"] == RUNNING)
+        if record["status"] == RUNNING and unfinished:
+            open_inputs = sorted(name for name, feed in feeds.items() if not feed.sealed)
+            raise ConfigError(
+                f"run {run!r} in {path} had not finished when it was recorded ("
+                + ", ".join(unfinished[:5])
+                + (f" and {len(unfinished) - 5} more" if len(unfinished) > 5 else "")
+                + " still running"
+                + (f"; never sealed: {', '.join(open_inputs)}" if open_inputs else "")
+                + "): the simulator compares with the outputs of a finished run. Let it "
+                "finish (seal its inputs: Producer.seal(), 'perper ingest --seal') and export "
+                f"it again, or check it as it is with 'perper replay {path.name} APP.py'"
+            )
         order = _creation_order(path)
         outside = sorted(
             (key for key, value in executions.items() if _called_from_outside(value)),
@@ -275,8 +288,9 @@ def load_recorded(path: str | os.PathLike[str], app: App, *, run: str | None = N
     ``perper run --store sqlite:///...`` or ``perper export`` writes it.
 
     Raises:
-        ConfigError: no such file or run, another app's run, or a run that reads a stream
-            from outside it that the log does not hold.
+        ConfigError: no such file or run, another app's run, a run that had not finished
+            (executions still running), or a run that reads a stream from outside it
+            that the log does not hold.
     """
     source = Path(path)
     if not source.is_file():

@@ -258,6 +258,38 @@ def test_a_log_without_the_outside_stream_is_refused_naming_it_and_the_export_to
     assert "perper export SRC_URL partial.sqlite --run r" in out
 
 
+def test_a_run_that_had_not_finished_is_refused_naming_what_ran_and_pointing_at_replay(
+    tmp_path: Path,
+) -> None:
+    from perper.runtime import Runtime
+
+    log = tmp_path / "unfinished.db"
+    url = f"sqlite:///{log}"
+
+    async def stopped_mid_run() -> None:
+        await send(url, 0, BEFORE, stream=CLICKS)  # never sealed
+        async with perper.open_store(url) as store:
+            runtime = Runtime(store, load_app(APP))
+            await runtime.prepare_run("r", {"clicks": perper.StreamRef(CLICKS)})
+            stop = asyncio.Event()
+            worker = asyncio.ensure_future(runtime.work(run="r", stop=stop))
+            deadline = time.monotonic() + 60
+            while await store.head("r/counts-0") < BEFORE:
+                assert time.monotonic() < deadline and not worker.done()
+                await asyncio.sleep(0.02)
+            stop.set()
+            await worker
+
+    asyncio.run(stopped_mid_run())
+    code, out = invoke(str(APP), "--log", str(log), "--seeds", "0..1")
+    assert code == 2, out
+    assert "run 'r' in" in out and "had not finished when it was recorded" in out, out
+    assert "r/counts-0, r/live-1 still running; never sealed: shop/clicks" in out
+    assert "perper replay unfinished.db APP.py" in out
+    replayed = perper_cli("replay", str(log), str(APP))
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+
+
 def test_replay_graph_of_the_exported_log_copies_the_outside_stream_in(exported: Path) -> None:
     done = perper_cli("replay", str(exported), str(APP), "--graph")
     assert done.returncode == 0, done.stdout + done.stderr
