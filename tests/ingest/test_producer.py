@@ -255,6 +255,23 @@ class GatedStore(MemoryStore):
         return await super().append_keyed(stream, items, keys)
 
 
+async def test_senders_cancelled_during_a_write_leave_the_others_their_seqs() -> None:
+    store = GatedStore()
+    clicks = perper.Producer(store, STREAM)
+    sends = [asyncio.ensure_future(clicks.send(f"item-{i}", key=f"k{i}")) for i in range(6)]
+    await store.entered.wait()  # all six are in the one write
+    for cancelled in (sends[0], sends[2], sends[3], sends[5]):
+        cancelled.cancel()
+    store.gate.set()
+    async with asyncio.timeout(5):  # a sender skipped by the resolving fails here
+        assert await sends[1] == 1
+        assert await sends[4] == 4
+    assert all(sends[i].cancelled() for i in (0, 2, 3, 5))
+    # Cancelling a sender does not unsend its item: a resend with its key finds it.
+    assert await clicks.send("again", key="k3") == 3
+    assert await stored(store) == [f"item-{i}" for i in range(6)]
+
+
 async def test_seal_waits_for_a_send_many_in_flight_in_another_task() -> None:
     store = GatedStore()
     clicks = perper.Producer(store, STREAM)
