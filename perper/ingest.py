@@ -233,8 +233,10 @@ class Producer:
 
     async def _commit(self) -> None:
         # One task writes: every send queued while a write is in flight goes into the next
-        # write. Senders are woken in the order they were queued.
-        while self._waiters:
+        # write. Senders are woken in the order they were queued. (A send_many written
+        # from its caller's task while this one waited ends the loop: that write's end
+        # starts the next committer, so writes stay in the order of the sends.)
+        while self._waiters and not self._writing:
             items, keys, waiters, lists = self._take()
             self._writing = True
             try:
@@ -260,6 +262,15 @@ class Producer:
                 _resolve(waiters, seqs)
             else:
                 _resolve_futures(waiters, seqs)  # type: ignore[arg-type]
+            if not self._waiters:
+                # One turn of the loop, so the senders just woken can send again: their
+                # sends join this task's next write instead of each round starting a task.
+                try:
+                    await asyncio.sleep(0)
+                except BaseException:
+                    _cancel(self._waiters)
+                    self._items, self._keys, self._waiters = [], [], []
+                    raise
 
     async def _commit_alone(
         self,
