@@ -87,6 +87,7 @@ async def measure(url: str, items: list[Any], senders: int, batch: int, rounds: 
     rates: dict[str, list[float]] = {"base": [], "keyed": [], "unkeyed": []}
     ratios: dict[str, list[float]] = {"keyed": [], "unkeyed": []}
     n = len(items)
+    load_before = os.getloadavg()[0]
     async with open_store(url) as store:
         # One unmeasured round first: connecting, creating the file's pages, warming caches.
         warm = items[: max(len(items) // 10, 1)]
@@ -110,7 +111,11 @@ async def measure(url: str, items: list[Any], senders: int, batch: int, rounds: 
             ratios["unkeyed"].append(base / unkeyed)
     kind = url.split("://")[0]
     median = statistics.median
-    print(f"{kind}: {n:,} items per contender and round, {rounds} rounds, medians")
+    load_after = os.getloadavg()[0]
+    print(
+        f"{kind}: {n:,} items per contender and round, {rounds} rounds, medians "
+        f"(load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} cores)"
+    )
     print(
         f"  {kind} append, {batch:,}-item batches    {median(rates['base']):>12,.0f} items/s   1.00x"
     )
@@ -120,7 +125,8 @@ async def measure(url: str, items: list[Any], senders: int, batch: int, rounds: 
     )
     print(
         f"    = {n / median(cpu_seconds):,.0f} items per second of this process's CPU time "
-        f"(wall-clock rates move with the load of the machine)"
+        f"({median(cpu_seconds) / n * 1e6:.2f} us a send; wall-clock rates move with the "
+        "load of the machine)"
     )
     print(
         f"  Producer.send_many, unkeyed, {batch:,}s {median(rates['unkeyed']):>12,.0f} items/s "

@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import starmap
 from types import TracebackType
 from typing import Any
 
@@ -98,6 +100,7 @@ class Producer:
         self._keys: list[str | None] = []
         self._waiters: list[_Waiter] = []
         self._keyed = False  # whether a queued send has a key
+        self._lists = False  # whether a queued waiter is a send_many's (a tuple)
         self._writing = False  # a write is in flight (the committer's or a direct one)
         self._direct: asyncio.Future[None] | None = None  # done when a direct write ends
         self._committer: asyncio.Task[None] | None = None
@@ -184,6 +187,7 @@ class Producer:
         self._keys.extend(key_list)
         if keys is not None:
             self._keyed = True
+        self._lists = True
         self._waiters.append((future, len(batch)))
         self._wake_committer()
         return await future
@@ -209,27 +213,31 @@ class Producer:
             loop = self._loop = asyncio.get_running_loop()
             self._committer = loop.create_task(self._commit())
 
-    def _take(self) -> tuple[list[Any], list[str | None] | None, list[_Waiter]]:
+    def _take(self) -> tuple[list[Any], list[str | None] | None, list[_Waiter], bool]:
         """Take the next write's share of the queue: whole sends, at most ``max_batch``
-        items unless the first send alone holds more."""
+        items unless the first send alone holds more; and whether a send_many is among
+        them (else every waiter is a bare future)."""
         items, keys, waiters = self._items, self._keys, self._waiters
         if len(items) <= self.max_batch:
             keyed, self._keyed = self._keyed, False
+            lists, self._lists = self._lists, False
             self._items, self._keys, self._waiters = [], [], []
-            return items, (keys if keyed else None), waiters
+            return items, (keys if keyed else None), waiters, lists
         taken, size = 1, _count(waiters[0])
         while taken < len(waiters) and size + _count(waiters[taken]) <= self.max_batch:
             size += _count(waiters[taken])
             taken += 1
-        batch = items[:size], (keys[:size] if self._keyed else None), waiters[:taken]
+        batch = items[:size], (keys[:size] if self._keyed else None), waiters[:taken], True
         del items[:size], keys[:size], waiters[:taken]
         return batch
 
     async def _commit(self) -> None:
         # One task writes: every send queued while a write is in flight goes into the next
-        # write. Senders are woken in the order they were queued.
-        while self._waiters:
-            items, keys, waiters = self._take()
+        # write. Senders are woken in the order they were queued. (A send_many written
+        # from its caller's task while this one waited ends the loop: that write's end
+        # starts the next committer, so writes stay in the order of the sends.)
+        while self._waiters and not self._writing:
+            items, keys, waiters, lists = self._take()
             self._writing = True
             try:
                 seqs = await self.store.append_keyed(self.stream, items, keys)
@@ -250,7 +258,19 @@ class Producer:
                 raise
             finally:
                 self._writing = False
-            _resolve(waiters, seqs)
+            if lists:
+                _resolve(waiters, seqs)
+            else:
+                _resolve_futures(waiters, seqs)  # type: ignore[arg-type]
+            if not self._waiters:
+                # One turn of the loop, so the senders just woken can send again: their
+                # sends join this task's next write instead of each round starting a task.
+                try:
+                    await asyncio.sleep(0)
+                except BaseException:
+                    _cancel(self._waiters)
+                    self._items, self._keys, self._waiters = [], [], []
+                    raise
 
     async def _commit_alone(
         self,
@@ -314,6 +334,22 @@ def _fail(waiters: list[_Waiter], error: BaseException) -> None:
 def _cancel(waiters: list[_Waiter]) -> None:
     for waiter in waiters:
         _future(waiter).cancel()
+
+
+def _resolve_futures(futures: list[asyncio.Future[int]], seqs: list[int]) -> None:
+    """Give each send's future its seq (one item per future): the loop runs at C speed,
+    and a future whose sender was cancelled is skipped (``set_result`` raises on it, and
+    both iterators have already moved past it)."""
+    remaining = zip(futures, seqs, strict=True)
+    while True:
+        try:
+            deque(starmap(_set_result, remaining), 0)
+        except asyncio.InvalidStateError:
+            continue
+        return
+
+
+_set_result = _Future.set_result
 
 
 def _resolve(waiters: list[_Waiter], seqs: list[int]) -> None:

@@ -241,6 +241,18 @@ async def test_a_cancelled_write_cancels_its_senders_instead_of_leaving_them_wai
                 await sender
 
 
+async def test_a_writer_cancelled_between_writes_cancels_the_sends_queued_for_the_next() -> None:
+    clicks = perper.Producer(MemoryStore(), STREAM)
+    assert await clicks.send("a") == 0
+    # The writer waits one turn for more sends: this one is queued for its next write.
+    queued = clicks.send("b")
+    for task in asyncio.all_tasks() - {asyncio.current_task()}:
+        task.cancel()  # what the loop does at shutdown
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):  # a sender left waiting fails here instead
+            await queued
+
+
 class GatedStore(MemoryStore):
     """A store whose keyed writes wait for ``gate`` (a slow network, made deterministic)."""
 
@@ -253,6 +265,66 @@ class GatedStore(MemoryStore):
         self.entered.set()
         await self.gate.wait()
         return await super().append_keyed(stream, items, keys)
+
+
+async def test_senders_cancelled_during_a_write_leave_the_others_their_seqs() -> None:
+    store = GatedStore()
+    clicks = perper.Producer(store, STREAM)
+    sends = [asyncio.ensure_future(clicks.send(f"item-{i}", key=f"k{i}")) for i in range(6)]
+    await store.entered.wait()  # all six are in the one write
+    for cancelled in (sends[0], sends[2], sends[3], sends[5]):
+        cancelled.cancel()
+    store.gate.set()
+    async with asyncio.timeout(5):  # a sender skipped by the resolving fails here
+        assert await sends[1] == 1
+        assert await sends[4] == 4
+    assert all(sends[i].cancelled() for i in (0, 2, 3, 5))
+    # Cancelling a sender does not unsend its item: a resend with its key finds it.
+    assert await clicks.send("again", key="k3") == 3
+    assert await stored(store) == [f"item-{i}" for i in range(6)]
+
+
+class SecondWriteGatedStore(MemoryStore):
+    """A store whose second keyed write waits for ``gate``; the others write at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[list[Any]] = []
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def append_keyed(self, stream: str, items: Any, keys: Any) -> list[int]:
+        self.writes.append(list(items))
+        if len(self.writes) == 2:
+            self.entered.set()
+            await self.gate.wait()
+        return await super().append_keyed(stream, items, keys)
+
+
+async def test_a_send_made_while_a_send_many_writes_from_its_task_is_stored_after_it() -> None:
+    # The committer that wrote "a" and "x" waits one turn for more sends. In that turn
+    # one sender's send_many writes from its own task (nothing is queued) and the other
+    # sender's next send is queued: the committer must leave it to the write after the
+    # send_many's, not write it beside the send_many.
+    store = SecondWriteGatedStore()
+    clicks = perper.Producer(store, STREAM)
+
+    async def many() -> list[int]:
+        return [await clicks.send("a"), *await clicks.send_many(["b", "c"])]
+
+    async def single() -> list[int]:
+        return [await clicks.send("x"), await clicks.send("d")]
+
+    senders = asyncio.gather(many(), single())
+    await store.entered.wait()  # the send_many is writing from its own task
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert store.writes == [["a", "x"], ["b", "c"]]
+    store.gate.set()
+    async with asyncio.timeout(5):
+        assert await senders == [[0, 2, 3], [1, 4]]
+    assert store.writes == [["a", "x"], ["b", "c"], ["d"]]
+    assert await stored(store) == ["a", "x", "b", "c", "d"]
 
 
 async def test_seal_waits_for_a_send_many_in_flight_in_another_task() -> None:
