@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -156,6 +157,61 @@ async def run_app(app: perper.App, params: dict[str, Any] | None = None) -> LogS
     return store
 
 
+def printed(ran: subprocess.CompletedProcess[str]) -> str:
+    """What a command printed, stdout and stderr together (as on a terminal)."""
+    return ran.stdout + ran.stderr
+
+
+def run_commands(
+    sample: Sample,
+    cwd: Path,
+    *,
+    exit_codes: dict[int, int] | None = None,
+    servers: frozenset[int] = frozenset(),
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run a shell block line by line in ``cwd``, as a user pastes it: ``perper`` and
+    ``python`` are this interpreter's, ``# ...`` comments are dropped, a line ending in
+    ``&`` runs in the background. Each line must exit 0 (or ``exit_codes[line index]``).
+    At the end the background commands are waited for (bounded), but those on the lines
+    in ``servers`` (a worker), which run until stopped, get SIGTERM, and exit 0 too.
+    Returns what each command printed: the foreground ones in order, then the others.
+    """
+    done: list[subprocess.CompletedProcess[str]] = []
+    background: list[tuple[int, str, subprocess.Popen[str]]] = []
+    try:
+        for index, line in enumerate(sample.code.strip("\n").split("\n")):
+            command = re.sub(r"\s+#\s.*$", "", line).strip()
+            words = shlex.split(command.removesuffix("&"))
+            program = {"perper": [sys.executable, "-m", "perper.cli"], "python": [sys.executable]}
+            argv = program[words[0]] + words[1:]
+            if command.endswith("&"):
+                popen = subprocess.Popen(
+                    argv, cwd=cwd, env=_env(), text=True,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                )  # fmt: skip
+                background.append((index, command, popen))
+                continue
+            ran = subprocess.run(
+                argv, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=60
+            )
+            expected = (exit_codes or {}).get(index, 0)
+            assert ran.returncode == expected, f"{command}: exit {ran.returncode}: {ran.stderr}"
+            done.append(ran)
+    finally:
+        for index, command, popen in background:
+            if index in servers:
+                popen.terminate()
+            try:
+                out, err = popen.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.communicate()
+                raise AssertionError(f"{command}: still running after 60 s") from None
+            assert popen.returncode == 0, f"{command}: exit {popen.returncode}: {err}"
+            done.append(subprocess.CompletedProcess(popen.args, popen.returncode, out, err))
+    return done
+
+
 # ---------------------------------------------------------------- README.md
 
 
@@ -277,6 +333,54 @@ def _library(sample: Sample, tmp_path: Path) -> None:
     ran = python_script(tmp_path / "library.py", cwd=checkout(tmp_path))
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout == "10 {'value': 10}\n11 {'value': 11}\n"
+
+
+@driver("readme-agents-commands")
+def _agents_commands(sample: Sample, tmp_path: Path) -> None:
+    ran = run_commands(sample, checkout(tmp_path), servers=frozenset({3}))
+    assert "127 calls answered correctly (63 by container 0, 64 by container 1)" in printed(ran[0])
+    assert 1 <= int(ran[3].stdout) <= 6  # perper call printed the result
+    assert "u1.container-1" in printed(ran[4]) and "destroyed" in printed(ran[4])  # agents ls
+
+
+@driver("readme-ingest-commands")
+def _ingest_commands(sample: Sample, tmp_path: Path) -> None:
+    import json
+
+    cwd = checkout(tmp_path)
+    with (cwd / "events.jsonl").open("w") as events:
+        for i in range(3):
+            event = {"event": f"file-{i}", "user": i, "page": "/", "time": 50_000.0 + i}
+            events.write(json.dumps(event) + "\n")
+    ran = run_commands(sample, cwd)
+    assert "3 items sent from 3 lines" in printed(ran[1])
+    assert "the stream holds 100,003 items, sealed" in printed(ran[1])
+    # The run ended with the seal (run_commands waited for it): its report is final.
+    catted = perper_cli("streams", "cat", "shop/report-1", cwd=cwd)
+    final = json.loads(catted.stdout.strip().split("\n")[-1])
+    assert final["final"] is True and final["clicks"] == 100_003
+
+
+@driver("readme-query-commands")
+def _query_commands(sample: Sample, tmp_path: Path) -> None:
+    import json
+
+    ran = run_commands(sample, checkout(tmp_path))
+    rows = [json.loads(line) for line in printed(ran[1]).split("\n") if line]
+    assert [row["seq"] for row in rows] == list(range(4318, 100_000, 10_000))
+    assert all(row["item"]["user"] == 4242 for row in rows)
+    assert "user int, amount float" in printed(ran[2])
+
+
+@driver("readme-replay-commands")
+def _replay_commands(sample: Sample, tmp_path: Path) -> None:
+    cwd = checkout(tmp_path)
+    # The block follows the tutorial: run r1 is in the default log.
+    assert perper_cli("run", "examples/basic.py", "--run", "r1", cwd=cwd).returncode == 0
+    ran = run_commands(sample, cwd, exit_codes={3: 1})  # the failing seed fails
+    assert "the code reproduces the log" in printed(ran[1])
+    assert "shrunk" in printed(ran[3]) and "reproduce the shrunk failure" in printed(ran[3])
+    assert "ok: every output equals the recorded run's" in printed(ran[4])
 
 
 # ---------------------------------------------------------------- docs/agents.md
