@@ -92,3 +92,15 @@ async def test_a_forgotten_await_on_ctx_start_is_named() -> None:
     message = await run_failing(app)
     assert "cannot start 'copy': cannot encode coroutine at parameters['source']" in message
     assert "is an 'await' missing, as in 'await ctx.start(...)'?" in message
+
+
+def test_a_file_path_where_a_store_url_belongs_is_answered_with_the_url(tmp_path: Path) -> None:
+    assert perper_cli("run", BASIC, "--store", "sqlite:///run.sqlite", cwd=tmp_path).returncode == 0
+    exported = perper_cli("export", "run.sqlite", "copy.sqlite", cwd=tmp_path)
+    assert exported.returncode == 2
+    assert "SRC_URL 'run.sqlite' is not a store URL" in exported.stderr
+    assert "write sqlite:///run.sqlite" in exported.stderr
+    listed = perper_cli("streams", "ls", "--store", str(tmp_path / "run.sqlite"), cwd=tmp_path)
+    assert listed.returncode == 2
+    assert f"write sqlite:///{tmp_path}/run.sqlite" in listed.stderr  # sqlite://// + the path
+    assert not (tmp_path / "copy.sqlite").exists()
