@@ -552,7 +552,15 @@ def test_every_marked_sample_has_a_driver_and_every_driver_a_sample() -> None:
     assert set(SAMPLES) == set(DRIVERS)
 
 
-@pytest.mark.parametrize("sample_id", sorted(SAMPLES))
+# A whole shell block is a handful of processes over 100,000 items: seconds each, more
+# under load, so they are `slow` (`-m "not slow"` leaves the rest, well under 30 s).
+@pytest.mark.parametrize(
+    "sample_id",
+    [
+        pytest.param(sample_id, marks=[pytest.mark.slow] if sample_id.endswith("-commands") else [])
+        for sample_id in sorted(SAMPLES)
+    ],
+)
 def test_the_sample_runs_as_the_docs_say(sample_id: str, tmp_path: Path) -> None:
     sample = SAMPLES[sample_id]
     if sample_id not in DRIVERS:
