@@ -37,11 +37,12 @@ class StreamFunction:
 
     Attributes:
         name: the registered name (the Python name unless given).
-        kind: stream, action or launcher.
+        kind: stream, action, launcher, call or stop.
         fn: the decorated function.
         recovery: ``"replay"`` (re-run from the start of the inputs, the default) or
             ``"checkpoint"`` (resume from the last checkpoint; all memory in ctx.state).
-        checkpoint_every: checkpoint after this many output items (None: the run's default).
+        checkpoint_every: checkpoint after consuming this many input items (None: the
+            run's default, ``RuntimeSettings.checkpoint_every``).
         checkpoint_interval: checkpoint after this many seconds of loop time (None: default).
         retention: ``"keep"`` (every item stays, the default) or ``"ephemeral"`` (segments
             every registered reader has durably passed are deleted; docs/retention.md).
@@ -60,6 +61,10 @@ class StreamFunction:
     signature: inspect.Signature = field(init=False, repr=False)
     _plain: tuple[tuple[str, ...], dict[str, Any]] | None = field(init=False, repr=False)
     index: IndexSpec | None = None
+
+    def __repr__(self) -> str:
+        # Short, for error messages such as "started <@app.stream g of app 'other'>".
+        return f"<@app.{self.kind} {self.name} of app {self.app.name!r}>"
 
     def __post_init__(self) -> None:
         signature = inspect.signature(self.fn)
@@ -137,7 +142,8 @@ def check_retention(retention: str) -> None:
 
 
 class App:
-    """A named set of stream functions, actions and one launcher.
+    """A named set of stream functions, actions, calls, one launcher and an optional stop:
+    an agent type, whose runs are its instances (docs/agents.md).
 
     Example::
 

@@ -299,7 +299,13 @@ class Context:
         """Start an instance of the agent type ``app`` (another App, imported as a module)
         by running its launcher with these arguments; return its :class:`AgentRef` once
         the launcher has returned. The instance id derives from this execution and the
-        call index, so a re-run re-attaches to the same instance."""
+        call index, so a re-run re-attaches to the same instance.
+
+        Raises:
+            ConfigError: ``app`` is not a :class:`perper.App`, or the arguments do not fit
+                its launcher.
+            CallFailedError: the instance's launcher raised.
+        """
         return self._host.caller().start_agent(app, args, kwargs)
 
     @property

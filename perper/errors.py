@@ -136,10 +136,17 @@ class EncodeError(PerperError, TypeError):
         self.type_name = type_name
         self.path = path
         self.index = index
+        # The likeliest coroutine here is a ctx.start or ctx.call whose await was left out.
+        missing_await = (
+            "; a coroutine is what a call returns before it is awaited: is an 'await' "
+            "missing, as in 'await ctx.start(...)'?"
+            if type_name == "coroutine"
+            else ""
+        )
         super().__init__(
             f"cannot encode {type_name} at {path}: items must be msgpack values "
             "(None, bool, int within 64 bits, float, str, bytes, list, tuple, dict) "
-            "or dataclasses registered with perper.codec.register"
+            "or dataclasses registered with perper.codec.register" + missing_await
         )
 
 

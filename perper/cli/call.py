@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 
@@ -54,14 +56,35 @@ def call_command(
             kwargs[name] = raw
 
     async def body(store: LogStore) -> object:
-        return await call(
-            store, run_name, function, key=key or os.urandom(8).hex(), timeout=timeout, **kwargs
-        )
+        note = asyncio.ensure_future(_say_who_runs_it(store, run_name))
+        try:
+            return await call(
+                store, run_name, function, key=key or os.urandom(8).hex(), timeout=timeout, **kwargs
+            )
+        finally:
+            note.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await note
 
     try:
         result = run_async(with_store(store_url, body))
     except CallFailedError as error:
         fail(str(error), code=1)
     except TimeoutError as error:
-        fail(str(error), code=1)
+        fail(f"{error}; {_WHO_RUNS_IT.format(run=run_name)}", code=1)
     click.echo(json.dumps(codec.to_jsonable(result)))
+
+
+#: Seconds ``perper call`` waits for a result before it says who must run the call.
+WAITING_NOTE_AFTER = 5.0
+
+_WHO_RUNS_IT = (
+    "a 'perper worker APP.py' serving the app of run {run!r} on this store runs it: is one running?"
+)
+
+
+async def _say_who_runs_it(store: LogStore, run: str) -> None:
+    """After :data:`WAITING_NOTE_AFTER` seconds without a result, say once on stderr that
+    a worker runs the call (a call without one waits forever, silently)."""
+    await asyncio.sleep(WAITING_NOTE_AFTER)
+    click.echo(f"waiting for the result: {_WHO_RUNS_IT.format(run=run)}", err=True)

@@ -35,6 +35,7 @@ __all__ = [
     "handle_errors",
     "mask_url",
     "open_store_option",
+    "refuse_bare_path",
     "run_async",
     "sqlite_path",
     "store_option",
@@ -149,6 +150,7 @@ def open_store_option(url: str | None, *, create: bool) -> LogStore:
         ConfigError: a bad URL (exit 2 through :func:`handle_errors`).
     """
     url = store_url_or_default(url)
+    refuse_bare_path(url, "--store")
     if not create:
         path = sqlite_path(url)
         if path is not None and not path.is_file():
@@ -171,6 +173,16 @@ async def with_store(
         return await body(store)
     finally:
         await store.close()
+
+
+def refuse_bare_path(url: str, what: str) -> None:
+    """Exit 2 if ``url`` has no scheme, saying the URL a file path takes (``x.db`` is
+    ``sqlite:///x.db``, ``/tmp/x.db`` is ``sqlite:////tmp/x.db``)."""
+    if "://" not in url:
+        fail(
+            f"{what} {url!r} is not a store URL: for that SQLite file write sqlite:///{url}; "
+            "the other stores are memory:// and ignite://host:port"
+        )
 
 
 def existing_sqlite_file(url: str, what: str) -> Path | None:

@@ -25,7 +25,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from perper.cli.common import existing_sqlite_file, fail, tls_hint
+from perper.cli.common import existing_sqlite_file, fail, refuse_bare_path, tls_hint
 from perper.errors import ConfigError, PerperError, StoreUnavailableError
 from perper.store import LogStore, open_store
 from perper.store.flat import write_flat_tables
@@ -43,6 +43,7 @@ def _open(url: str, what: str) -> LogStore:
     """Open a store named on the command line; exit 2 with a clear message if it cannot be
     used (another kind of file, another app's database, another format, unreadable). A
     SQLite source is opened read-only: copying from a log never writes to it."""
+    refuse_bare_path(url, what)
     try:
         if what == "SRC_URL":
             path = existing_sqlite_file(url, what)  # opening it would create an empty log

@@ -19,6 +19,7 @@ from perper.cli.common import (
     EXIT_OK,
     configure_logging,
     exit_code_for_signal,
+    fail,
     handle_errors,
     mask_url,
     run_async,
@@ -98,6 +99,8 @@ def run_command(
     if run_name is None:
         run_name = f"{app.name}-{os.urandom(4).hex()}"
     url = store_url_or_default(store_url)
+    if workers:
+        _refuse_process_local_store(url, f"--workers {workers}")
     console = Console(stderr=True, soft_wrap=True)
     console.print(f"run [bold]{run_name}[/bold] of {app_file} on {mask_url(url)}")
 
@@ -201,6 +204,17 @@ async def _show_progress(store: LogStore, run: str, console: Console) -> None:
             await asyncio.sleep(0.5)
 
 
+def _refuse_process_local_store(url: str, what: str) -> None:
+    """Exit 2 if ``url`` is a store that no other process can see (``memory://``): a
+    worker process would wait on an empty store of its own forever."""
+    if url.startswith("memory://"):
+        fail(
+            f"{what} needs a store shared between processes, and {url!r} is a new, empty "
+            "store in every process: give --store sqlite:///PATH.db or ignite://HOST:PORT"
+            + (", or drop --workers to run in this process" if what.startswith("--") else "")
+        )
+
+
 def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -225,6 +239,7 @@ def worker_command(
     there is nothing to do it says, after a few seconds, what it is waiting for.
     """
     configure_logging(logging.WARNING if quiet else logging.INFO)
+    _refuse_process_local_store(store_url_or_default(store_url), "perper worker")
     app = load_app(app_file)
 
     async def body(store: LogStore) -> int:

@@ -39,7 +39,7 @@ def open_store(url: str | None = None) -> LogStore:
     Raises:
         ConfigError: the URL is not one of those.
         FormatError: the file is not a perper log of this format.
-        StoreUnavailableError: the store cannot be reached.
+        StoreUnavailableError: the store cannot be reached (Ignite: on first use).
     """
     url = url or default_store_url()
     scheme = url.split("://", 1)[0] if "://" in url else ""
