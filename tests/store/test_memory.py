@@ -67,7 +67,7 @@ async def test_a_read_below_a_trim_raises_trimmed_as_the_segment_layer_does() ->
 async def test_a_trim_while_a_reader_holds_a_batch_lets_it_read_on_by_seq() -> None:
     store = await filled()
     seen = []
-    async for first, items in store.read_batches("r/s", 3):
+    async for first, _items in store.read_batches("r/s", 3):
         seen.append(first)
         if first == 3:
             await store.trim("r/s", 6)
