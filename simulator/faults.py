@@ -442,8 +442,11 @@ class FaultyStore(LogStore):
 
     # A shared remote store: a reader cannot rely on hearing of every write in time
     # (latency after a call hands back a stale answer), so it polls, as SQLiteStore and
-    # IgniteStore do.
-    _poll_interval_min = 0.001
+    # IgniteStore do -- while its view has latency on (see refresh). Without it every
+    # write through any view, landed or timed out, wakes the readers of its stream, so
+    # a reader need not poll (a poll timer per wait is what the many waits of a seed
+    # would cost for nothing).
+    _poll_interval_min: float | None = 0.001
     _poll_interval_max = 0.1
 
     def __init__(
@@ -469,8 +472,9 @@ class FaultyStore(LogStore):
         self.faulty = False
 
     #: Calls that, with no fault on, go straight to the shared store (nothing to report
-    #: to the checkers): bound on the instance, so the hot path skips a coroutine layer.
-    _DIRECT = ("info", "meta_get", "meta_scan", "streams", "scan_segments")
+    #: to the checkers): bound on the instance, so the hot path skips a coroutine layer
+    #: (and a read pass takes MemoryStore's one-generator read_batches).
+    _DIRECT = ("info", "meta_get", "meta_scan", "streams", "scan_segments", "read_batches", "read")
 
     def refresh(self) -> None:
         """Recompute whether any per-call fault is on (the fast path skips the gate)."""
@@ -482,6 +486,7 @@ class FaultyStore(LogStore):
             or self.timeout_rate
             or self.yield_every_call
         )
+        self._poll_interval_min = 0.001 if self.latency_rate else None
         attributes = self.__dict__
         if self.faulty:
             for name in self._DIRECT:
@@ -567,6 +572,7 @@ class FaultyStore(LogStore):
             await self._gate("seal", write=True)
         sealed = await self._backing.write_seal(stream, epoch)
         if sealed:
+            self.notify(stream)  # readers learn of the seal even if its caller times out
             self._world.on_seal(self, stream)
         if self.faulty:
             await self._after("seal", write=True)
