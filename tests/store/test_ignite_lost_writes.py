@@ -123,3 +123,31 @@ async def test_a_segment_missing_below_the_known_end_is_corrupt_not_the_end(url:
             await reader.segment_keys("r/k")
         with pytest.raises(FormatError, match="r/k"):
             await reader.lookup_keys("r/k", ["key-2"])
+
+
+async def test_a_stream_left_unlisted_by_an_older_perper_is_still_exported_and_listed(
+    url: str,
+) -> None:
+    from perper.runtime.listing import list_streams
+    from perper.store.base import encode_segment
+    from perper.store.ignite.layout import HEADER, KIND_ITEMS
+    from perper.store.memory import MemoryStore
+    from perper.store.mirror import copy_store
+
+    async with ignite(url) as old:  # what the old registration could leave: no listing
+        await old.io.put_if_absent(
+            SEGMENTS_CACHE, old.layout.hint("r/s"), HINT.pack(0, 0, 0), "registering"
+        )
+        segment = HEADER.pack(KIND_ITEMS, 0, 2, 0) + encode_segment([{"v": 0}, {"v": 1}])
+        await old.io.put_if_absent(SEGMENTS_CACHE, old.layout.segment("r/s", 0), segment, "w")
+        execution = {"id": "r/s", "run": "r", "function": "f", "kind": "stream"}
+        await old.meta_put("executions", "r/s", {**execution, "params": b"", "status": "done"})
+    assert await listed(url, "r/") == []
+    async with ignite(url) as source:
+        copy = MemoryStore()
+        stats = await copy_store(source, copy, run="r")
+        assert stats.items == 2
+        assert [item async for _, item in copy.read("r/s")] == [{"v": 0}, {"v": 1}]
+        assert [(row.name, row.items) for row in await list_streams(source, run="r")] == [
+            ("r/s", 2)
+        ]
