@@ -53,6 +53,12 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
             continue
         info = infos.get(name)
         execution = executions.get(name)
+        if info is None and execution is not None:
+            # Unlisted although its execution exists: ask the stream itself rather than
+            # show 0 items (an Ignite store could leave a written stream unlisted).
+            unlisted = await store.info(name)
+            if unlisted.head or unlisted.sealed:
+                info = unlisted
         items = info.head if info else 0
         first = await store.first_seq(name) if info else 0
         if execution is not None:

@@ -201,6 +201,9 @@ class _Mirror:
     async def copy(self, progress: Progress | None) -> CopyStats:
         await self.selection.find_inputs(self.src)
         infos = await self.selection.streams(self.src)
+        unlisted = await self._unlisted({info.name for info in infos})
+        if unlisted:
+            infos = sorted(infos + unlisted, key=lambda info: info.name)
         todo: list[tuple[StreamInfo, int]] = []
         for info in infos:
             head = self.heads.get(info.name)
@@ -248,6 +251,26 @@ class _Mirror:
         if progress:
             progress(copied, max(total, copied))
         return CopyStats(len(infos), copied, segments, sealed, metadata)
+
+    async def _unlisted(self, listed: set[str]) -> list[StreamInfo]:
+        """Selected streams that hold items but that the source's listing lacks, found
+        through their executions: an Ignite store before the fix of the failover flake
+        could leave a stream written but unlisted (its registering writer killed between
+        the listing and the end hint), and a copy must not skip it as if it did not exist."""
+        found = []
+        for key, entry in await self.src.meta_scan("executions", prefix=self.selection.prefix):
+            value = entry.value
+            if (
+                key in listed
+                or not isinstance(value, dict)
+                or value.get("kind") not in ("stream", "action")
+                or not self.selection.stream(key)
+            ):
+                continue
+            info = await self.src.info(key)
+            if info.head or info.sealed:
+                found.append(info)
+        return found
 
     async def _copy_stream(
         self, info: StreamInfo, head: int, done: int, total: int, progress: Progress | None

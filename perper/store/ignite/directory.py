@@ -143,9 +143,11 @@ class Directory:
             for name in members(key, found[key])
             if name.startswith(prefix)
         ]
-        for i, group in enumerate(groups):
-            shards = keys[i * DIRECTORY_SHARDS : (i + 1) * DIRECTORY_SHARDS]
-            if any(key in found for key in shards):  # written after its group is listed
+        if "/" not in prefix:
+            # Read from the list of groups itself. A bucket alone proves nothing: index()
+            # writes it beside the group, and a writer killed in between leaves the bucket
+            # only; taking its group for listed would keep this process from ever adding it.
+            for group in groups:
                 _remember(self.indexed_groups, (area, group))
         for name in names:
             _remember(self.indexed, (area, name))

@@ -277,17 +277,34 @@ class IgniteStore(LogStore):
         return state
 
     async def _register(self, stream: str, state: _Stream) -> None:
-        """List the stream in the directory (for ``streams``) and create its hint, before its
-        first segment; both writes are idempotent."""
+        """List the stream in the directory (for ``streams``), then create its hint, before
+        its first segment; both writes are idempotent.
+
+        In that order, never at once: a process that finds the hint takes the stream for
+        registered (:meth:`info`) and its first append then skips this. Sent together, a
+        writer killed between the two left a hint without a listing, and the writer that
+        took over wrote the whole stream unlisted: missing from ``streams()`` and so from
+        every export (the failover flake, docs/ignite.md "Append protocol").
+        """
         if not state.registered:
-            what = f"registering {stream!r}"
-            await asyncio.gather(
-                self.directory.index(STREAMS_AREA, stream),
-                self.io.put_if_absent(
-                    SEGMENTS_CACHE, self.layout.hint(stream), HINT.pack(0, 0, 0), what
-                ),
+            await self.directory.index(STREAMS_AREA, stream)
+            await self.io.put_if_absent(
+                SEGMENTS_CACHE,
+                self.layout.hint(stream),
+                HINT.pack(0, 0, 0),
+                f"registering {stream!r}",
             )
             state.registered = True
+
+    async def _ensure_listed(self, stream: str, state: _Stream) -> None:
+        """Before segment 0 (items or the seal marker): register the stream, or, if its hint
+        was found, list it anyway (free once this process has seen it listed), so segment 0
+        is never written unlisted, not even over a hint an older perper's writer left
+        unlisted when it died."""
+        if state.registered:
+            await self.directory.index(STREAMS_AREA, stream)
+        else:
+            await self._register(stream, state)
 
     # ------------------------------------------------------------------ probing
 
@@ -355,10 +372,21 @@ class IgniteStore(LogStore):
         state = self._stream(stream)
         if not state.registered:
             hint_key, trim_key = self.layout.hint(stream), self.layout.trim(stream)
-            found = await self.io.get_all(
-                SEGMENTS_CACHE, [hint_key, trim_key], f"looking up {stream!r}"
-            )
+            # Segment 0 rides along: a missing hint means "no such stream" only if there is
+            # no segment 0 either (the hint is written first), never "empty" over items.
+            first_key = self.layout.segment(stream, 0)
+            what = f"looking up {stream!r}"
+            found = await self.io.get_all(SEGMENTS_CACHE, [hint_key, trim_key, first_key], what)
             hint = found.get(hint_key)
+            if hint is None and first_key in found:
+                hint = await self.io.get(SEGMENTS_CACHE, hint_key, what)  # raced its writer?
+                if hint is None:
+                    raise FormatError(
+                        f"{self.url}: stream {stream!r} has segment 0 but no end hint, which "
+                        "its writer stores before segment 0: the cluster lost a write it had "
+                        "acknowledged (were partitions lost? see the nodes' logs); the "
+                        "namespace is corrupt"
+                    )
             if hint is None:
                 return StreamInfo(stream, 0, False)
             state.learn_end(*HINT.unpack(hint))
@@ -417,7 +445,17 @@ class IgniteStore(LogStore):
             for key in keys:
                 value = values.get(key)
                 if value is None:
-                    return
+                    if n < state.n and not await self._refresh_floor(stream, state, n + 1):
+                        # Below the known end a missing segment is lost, not the end.
+                        i = bisect.bisect_left(state.numbers, n)
+                        known = i < len(state.numbers) and state.numbers[i] == n
+                        seq = max(start, state.starts[i]) if known else start
+                        raise FormatError(
+                            f"{self.url}: stream {stream!r} is missing the items from seq "
+                            f"{seq} (segment {n}; its stored segments reach seq {state.head}): "
+                            "the log is corrupt"
+                        )
+                    return  # the end, or trimmed meanwhile (segments() says which)
                 kind, first, count, _ = self._learn(stream, state, n, key, value)
                 if kind == KIND_SEAL or (stop is not None and first >= stop):
                     return
@@ -550,7 +588,7 @@ class IgniteStore(LogStore):
         """
         n = state.n
         if n == 0:
-            await self._register(stream, state)
+            await self._ensure_listed(stream, state)
         key = self.layout.segment(stream, n)
         if keys is None:
             value = HEADER.pack(KIND_ITEMS, seq, count, epoch) + data
@@ -712,9 +750,12 @@ class IgniteStore(LogStore):
     async def write_seal(self, stream: str, epoch: int) -> bool:
         self._check_open()
         state = self._stream(stream)
-        await self._register(stream, state)
+        listed = False
         while True:
             await self.info(stream)
+            if state.n == 0 and not listed:  # the marker would be segment 0
+                await self._ensure_listed(stream, state)
+                listed = True
             key = self.layout.segment(stream, state.n)
             if state.sealed:
                 # The marker is the one entry that changes: only its epoch, only upwards.
