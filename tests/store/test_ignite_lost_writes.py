@@ -18,6 +18,7 @@ import pytest
 
 pytest.importorskip("pyignite")
 
+from perper import codec
 from perper.errors import FormatError, StoreUnavailableError
 from perper.store import open_store
 from perper.store.ignite import IgniteStore
@@ -141,7 +142,9 @@ async def test_a_stream_left_unlisted_by_an_older_perper_is_still_exported_and_l
         segment = HEADER.pack(KIND_ITEMS, 0, 2, 0) + encode_segment([{"v": 0}, {"v": 1}])
         await old.io.put_if_absent(SEGMENTS_CACHE, old.layout.segment("r/s", 0), segment, "w")
         execution = {"id": "r/s", "run": "r", "function": "f", "kind": "stream"}
-        await old.meta_put("executions", "r/s", {**execution, "params": b"", "status": "done"})
+        await old.meta_put(
+            "executions", "r/s", {**execution, "params": codec.pack({}), "status": "done"}
+        )
     assert await listed(url, "r/") == []
     async with ignite(url) as source:
         copy = MemoryStore()
