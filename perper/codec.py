@@ -91,7 +91,16 @@ def _default(obj: Any) -> Any:
 
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == _EXT_STREAMREF:
-        return StreamRef(data.decode())
+        try:
+            name = data.decode()
+        except UnicodeDecodeError:
+            name = ""
+        if not name:
+            raise FormatError(
+                f"stored data holds a StreamRef whose name {bytes(data)!r} is not a stream "
+                "name: the log is corrupt"
+            )
+        return StreamRef(name)
     if code == _EXT_DATACLASS:
         name, fields = unpack(data)
         cls = _types_by_name.get(name)

@@ -189,3 +189,19 @@ def test_a_lone_surrogate_is_named_with_its_path() -> None:
         codec.pack_segment([{"ok": "é", "bad": ["x", "\udc80"]}])
     assert caught.value.type_name == "str with a lone surrogate (not valid UTF-8)"
     assert caught.value.path == "item['bad'][1]"
+
+
+@pytest.mark.parametrize("name", [b"", b"\xff\xfe"])
+def test_a_stored_stream_ref_without_a_valid_name_is_reported_as_corruption(name: bytes) -> None:
+    import ormsgpack
+
+    data = ormsgpack.packb([1, ormsgpack.Ext(2, name)])
+    with pytest.raises(FormatError, match="StreamRef.*the log is corrupt"):
+        codec.unpack(data)
+
+
+@pytest.mark.parametrize("bad", [5, "", None, b"shop/clicks"])
+def test_a_stream_ref_is_refused_without_a_stream_name(bad: object) -> None:
+    with pytest.raises(TypeError, match="non-empty str such as 'shop/clicks'") as raised:
+        StreamRef(bad)  # type: ignore[arg-type]
+    assert repr(bad) in str(raised.value)
