@@ -234,6 +234,11 @@ class Connector:
         found, _ = await self.request(what, lambda c: c.requests(cache).get_all(keys))
         return found
 
+    async def contains(self, cache: str, key: str, what: str) -> bool:
+        """Whether ``key`` is stored, without fetching its value."""
+        found, _ = await self.request(what, lambda c: c.cache(cache).contains_key(key))
+        return bool(found)
+
     async def put(self, cache: str, key: str, value: bytes, what: str) -> None:
         await self.request(what, lambda c: c.requests(cache).put(key, value))
 

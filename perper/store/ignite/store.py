@@ -372,13 +372,15 @@ class IgniteStore(LogStore):
         state = self._stream(stream)
         if not state.registered:
             hint_key, trim_key = self.layout.hint(stream), self.layout.trim(stream)
-            # Segment 0 rides along: a missing hint means "no such stream" only if there is
-            # no segment 0 either (the hint is written first), never "empty" over items.
-            first_key = self.layout.segment(stream, 0)
             what = f"looking up {stream!r}"
-            found = await self.io.get_all(SEGMENTS_CACHE, [hint_key, trim_key, first_key], what)
+            found = await self.io.get_all(SEGMENTS_CACHE, [hint_key, trim_key], what)
             hint = found.get(hint_key)
-            if hint is None and first_key in found:
+            # A missing hint means "no such stream" only if there is no segment 0 either
+            # (the hint is written first), never "empty" over items. Asked without its
+            # value: segment 0 may be a large batch, and a found hint needs no check.
+            if hint is None and await self.io.contains(
+                SEGMENTS_CACHE, self.layout.segment(stream, 0), what
+            ):
                 hint = await self.io.get(SEGMENTS_CACHE, hint_key, what)  # raced its writer?
                 if hint is None:
                     raise FormatError(
