@@ -148,11 +148,12 @@ async def _read(path: Path, app: App, run: str | None) -> RecordedRun:
                 reference.sealed.add(name)
             reference.items[name] = items
             reference.outputs[name] = [codec.canonical(item) for item in items]
-        for info in ingest:
-            # Its readers got their refs from ctx.ingest, which their parameters do not
+        if ingest:
+            # Their readers got their refs from ctx.ingest, which their parameters do not
             # show: every execution of the run counts as one.
             seen = _highest_recorded_position(executions, preload)
-            await _feed(store, info, min(seen, info.head), preload, feeds)
+            for info in ingest:
+                await _feed(store, info, min(seen, info.head), preload, feeds)
         inputs = await _outside_inputs(store, path, run, executions, preload, feeds)
         reference.run_status = record["status"]
         if record["status"] == RUNNING and all(

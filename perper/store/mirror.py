@@ -197,6 +197,8 @@ class _Mirror:
     sealed: set[str] = field(default_factory=set)
     indexed: set[str] = field(default_factory=set)
     meta: dict[tuple[str, str], Any] = field(default_factory=dict)
+    #: The selected streams found unlisted by the first pass (see :meth:`_unlisted`).
+    unlisted: list[str] | None = None
 
     async def copy(self, progress: Progress | None) -> CopyStats:
         await self.selection.find_inputs(self.src)
@@ -256,20 +258,28 @@ class _Mirror:
         """Selected streams that hold items but that the source's listing lacks, found
         through their executions: an Ignite store before the fix of the failover flake
         could leave a stream written but unlisted (its registering writer killed between
-        the listing and the end hint), and a copy must not skip it as if it did not exist."""
+        the listing and the end hint), and a copy must not skip it as if it did not exist.
+
+        The executions are scanned in the first pass only: this perper lists a stream
+        before its first segment, so no stream becomes unlisted while a mirror follows;
+        later passes only refresh the ones found."""
+        if self.unlisted is None:
+            self.unlisted = []
+            for key, entry in await self.src.meta_scan("executions", prefix=self.selection.prefix):
+                value = entry.value
+                if (
+                    key not in listed
+                    and isinstance(value, dict)
+                    and value.get("kind") in ("stream", "action")
+                    and self.selection.stream(key)
+                ):
+                    self.unlisted.append(key)
         found = []
-        for key, entry in await self.src.meta_scan("executions", prefix=self.selection.prefix):
-            value = entry.value
-            if (
-                key in listed
-                or not isinstance(value, dict)
-                or value.get("kind") not in ("stream", "action")
-                or not self.selection.stream(key)
-            ):
-                continue
-            info = await self.src.info(key)
-            if info.head or info.sealed:
-                found.append(info)
+        for name in self.unlisted:
+            if name not in listed:
+                info = await self.src.info(name)
+                if info.head or info.sealed:
+                    found.append(info)
         return found
 
     async def _copy_stream(
