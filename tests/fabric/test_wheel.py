@@ -33,14 +33,45 @@ def run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str
     )
 
 
+def copy_of_the_checkout(target: Path) -> Path:
+    """The checkout's source, copied: building a wheel leaves ``build/`` and
+    ``*.egg-info`` where it builds, and the checkout is not the test's to write into."""
+    generated = shutil.ignore_patterns(
+        ".git",
+        ".venv",
+        "build",
+        "dist",
+        "*.egg-info",
+        "__pycache__",
+        ".*_cache",
+        ".hypothesis",
+        ".perper",
+        "node_modules",
+        "*.db-wal",
+        "*.db-shm",
+    )
+
+    def skip(folder: str, names: list[str]) -> set[str]:
+        ignored = set(generated(folder, names))
+        if Path(folder) == REPO:
+            ignored.add("fabric")  # the jar cache and the nodes' work dirs, not perper/fabric
+        return ignored
+
+    shutil.copytree(REPO, target, ignore=skip)
+    return target
+
+
 def test_the_wheel_installed_outside_the_checkout_starts_a_node_and_runs_the_basic_example(
     tmp_path: Path,
 ) -> None:
     dist = tmp_path / "dist"
+    had_build = (REPO / "build").exists()
+    source = copy_of_the_checkout(tmp_path / "source")
     built = run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)]
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)]
     )
     assert built.returncode == 0, built.stderr
+    assert not (REPO / "build").exists() or had_build, "the wheel was built in the checkout"
     (wheel,) = dist.glob("perper-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"perper/fabric/Node.java", "perper/fabric/pom.xml", "perper/py.typed"} <= names
