@@ -127,7 +127,8 @@ class StreamFunction:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as error:
-            raise ConfigError(f"cannot start {self.name}{self.signature}: {error}") from error
+            verb = "call" if self.kind in (Kind.CALL, Kind.STOP) else "start"
+            raise ConfigError(f"cannot {verb} {self.name}{self.signature}: {error}") from error
         bound.apply_defaults()
         return dict(bound.arguments)
 
