@@ -232,7 +232,7 @@ def as_app(app: App | str | os.PathLike[str]) -> App:
 async def recorded_executions(store: LogStore) -> dict[str, ExecutionRecord]:
     """Every execution recorded in ``store``, by id."""
     return {
-        key: ExecutionRecord.from_meta(meta.value)
+        key: ExecutionRecord.from_meta(meta.value, key)
         for key, meta in await store.meta_scan("executions")
     }
 

@@ -59,8 +59,8 @@ class Failure:
 async def run_executions(store: LogStore, run: str) -> list[ExecutionRecord]:
     """Every execution record of ``run``, by id."""
     return [
-        ExecutionRecord.from_meta(meta.value)
-        for _, meta in await store.meta_scan("executions", prefix=run + "/")
+        ExecutionRecord.from_meta(meta.value, key)
+        for key, meta in await store.meta_scan("executions", prefix=run + "/")
     ]
 
 
@@ -197,7 +197,7 @@ class Runtime:
         store = self.store
         entry = await store.meta_get("runs", run)
         if entry is not None:
-            record = RunRecord.from_meta(entry.value)
+            record = RunRecord.from_meta(entry.value, run)
             if record.app != self.app.name:
                 raise ConfigError(
                     f"run {run!r} in {store.url} belongs to app {record.app!r}, not "
@@ -214,8 +214,10 @@ class Runtime:
             record = RunRecord(run, self.app.name, launcher.name, packed, started=self.clock())
             await store.meta_cas("runs", run, record.to_meta(), version=0)
         for key, meta in await store.meta_scan("executions", prefix=run + "/"):
-            if meta.value["status"] == FAILED:
-                retry = ExecutionRecord.from_meta(meta.value).with_status(RUNNING)
+            # Every record decoded and checked once, as the run (re)starts: a corrupt
+            # row stops it here, named, before the supervision loop reads raw rows.
+            if (stored := ExecutionRecord.from_meta(meta.value, key)).status == FAILED:
+                retry = stored.with_status(RUNNING)
                 await store.meta_cas("executions", key, retry.to_meta(), version=meta.version)
         await self._set_run_status(run, RUNNING)
         await self.create_execution(f"{run}/{launcher.name}", run, launcher, packed, parent=None)

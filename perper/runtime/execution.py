@@ -138,6 +138,55 @@ class ReadSlot:
         return cls(stream, position, list(opened), None if closed is None else list(closed))
 
 
+def _is_count(value: Any) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _is_cursor(value: Any) -> bool:
+    return type(value) is list and (not value or (len(value) == 3 and all(map(_is_count, value))))
+
+
+def _slot_problem(slot: Any) -> str | None:
+    if type(slot) is not list or len(slot) not in (2, 4):
+        return f"a read position is {slot!r}, not [stream, position, opened, closed]"
+    if type(slot[0]) is not str or not _is_count(slot[1]):
+        return f"a read position is {slot!r}, not a stream name and a count"
+    if len(slot) == 4 and not (_is_cursor(slot[2]) and (slot[3] is None or _is_cursor(slot[3]))):
+        return f"a read position's cursors are {slot[2:]!r}"
+    return None
+
+
+def _checkpoint_problem(value: Any) -> str | None:
+    if type(value) is not dict:
+        return f"it is {type(value).__name__} {value!r:.80}, not a mapping"
+    if type(value.get("epoch")) is not int:
+        return f"its epoch is {value.get('epoch')!r}"
+    if type(value.get("state")) is not dict:
+        return f"its ctx.state is {type(value.get('state')).__name__}, not a mapping"
+    for name in ("out", "effects", "calls"):
+        if not _is_count(value.get(name)):
+            return f"its {name!r} is {value.get(name)!r}, not a count"
+    if value.get("returned"):
+        return None
+    positions = value.get("positions")
+    if type(positions) is not list:
+        return f"its positions are {positions!r}, not a list"
+    for slot in positions:
+        if (problem := _slot_problem(slot)) is not None:
+            return problem
+    return None
+
+
+def checked_checkpoint(execution: str, value: Any) -> dict[str, Any]:
+    """``value``, a stored checkpoint of ``execution``, if it has the shape this perper
+    writes; else :class:`FormatError` naming what is wrong (a resume from it would fail
+    with a traceback, or resume somewhere it never was)."""
+    problem = _checkpoint_problem(value)
+    if problem is not None:
+        raise FormatError(f"the checkpoint of {execution!r} is corrupt: {problem}")
+    return value  # type: ignore[no-any-return]
+
+
 class Stopped(BaseException):
     """Raised inside an execution to stop it without failing it (graceful shutdown)."""
 
@@ -388,7 +437,8 @@ class Execution:
         entry = await self.store.meta_get("checkpoints", self.execution)
         if entry is None:
             return
-        checkpoint = entry.value
+        checkpoint = checked_checkpoint(self.execution, entry.value)
+        await self._check_positions(checkpoint)
         self._durable = checkpoint
         if checkpoint["epoch"] <= self.epoch:
             self._checkpoint_version = entry.version  # what fenced() would accept
@@ -407,6 +457,23 @@ class Execution:
             self._out_seq, self._effect_position, self._calls = at
         else:
             self._resume_at = at
+
+    async def _check_positions(self, checkpoint: dict[str, Any]) -> None:
+        """A read still open in the checkpoint cannot stand beyond its input's head: the
+        function was handed only items the store held (and a head never moves back, a
+        trim keeps it). Resuming there would skip every item in between in silence."""
+        if checkpoint.get("returned"):
+            return
+        for stream, position, *rest in checkpoint["positions"]:
+            if rest and rest[1] is not None:
+                continue  # a closed read: nothing resumes there
+            info = await self.store.info(stream)
+            # A stream deleted since (a destroyed agent's) is left to the read to meet.
+            if info is not None and position > info.head:
+                raise FormatError(
+                    f"the checkpoint of {self.execution!r} is corrupt: its read of "
+                    f"{stream!r} stands at {position}, beyond the stream's head {info.head}"
+                )
 
     def cursor(self) -> Cursor:
         """Where the function stands: items yielded, effects used, starts made."""

@@ -41,7 +41,7 @@ async def list_streams(store: LogStore, *, run: str | None = None) -> list[Strea
     (recorded effects) are left out."""
     prefix = f"{run}/" if run else ""
     executions = {
-        key: ExecutionRecord.from_meta(meta.value)
+        key: ExecutionRecord.from_meta(meta.value, key)
         for key, meta in await store.meta_scan("executions", prefix=prefix)
     }
     infos = {info.name: info for info in await store.streams(prefix=prefix)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from perper.errors import FormatError
 from perper.runtime.ids import (
     DONE,
     EFFECTS_SUFFIX,
@@ -70,8 +71,24 @@ class ExecutionRecord:
         }
 
     @classmethod
-    def from_meta(cls, value: dict[str, Any]) -> ExecutionRecord:
-        return cls(**{**value, "status": Status(value["status"])})
+    def from_meta(cls, value: Any, key: str | None = None) -> ExecutionRecord:
+        """The record stored as ``value`` (the ``executions`` row ``key``, which names
+        it in the error); :class:`FormatError` if it is not of the shape perper writes."""
+        try:
+            record = cls(**{**value, "status": Status(value["status"])})
+        except (TypeError, KeyError, ValueError) as error:
+            raise _corrupt_row("executions", key, value, error) from None
+        if not (
+            type(record.id) is str
+            and type(record.run) is str
+            and type(record.function) is str
+            and type(record.kind) is str
+            and type(record.params) is bytes
+            and (record.parent is None or type(record.parent) is str)
+            and (record.error is None or type(record.error) is str)
+        ):
+            raise _corrupt_row("executions", key, value, "a field of the wrong type")
+        return record
 
     def with_status(self, status: Status, error: str | None = None) -> ExecutionRecord:
         return ExecutionRecord(
@@ -107,5 +124,26 @@ class RunRecord:
         return meta
 
     @classmethod
-    def from_meta(cls, value: dict[str, Any]) -> RunRecord:
-        return cls(**{**value, "status": Status(value["status"])})
+    def from_meta(cls, value: Any, key: str | None = None) -> RunRecord:
+        """The record stored as ``value`` (the ``runs`` row ``key``, which names it in
+        the error); :class:`FormatError` if it is not of the shape perper writes."""
+        try:
+            record = cls(**{**value, "status": Status(value["status"])})
+        except (TypeError, KeyError, ValueError) as error:
+            raise _corrupt_row("runs", key, value, error) from None
+        if not (
+            type(record.name) is str
+            and type(record.app) is str
+            and type(record.launcher) is str
+            and type(record.params) is bytes
+            and (record.started is None or type(record.started) in (int, float))
+        ):
+            raise _corrupt_row("runs", key, value, "a field of the wrong type")
+        return record
+
+
+def _corrupt_row(table: str, key: str | None, value: Any, error: object) -> FormatError:
+    if key is None and isinstance(value, dict):
+        key = value.get("id", value.get("name"))
+    where = f"the {table} row {key!r}" if key is not None else f"a {table} row"
+    return FormatError(f"{where} is corrupt ({error}): {value!r:.200}")
