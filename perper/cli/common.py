@@ -143,7 +143,7 @@ def event_loop_factory(choice: str | None) -> Callable[[], asyncio.AbstractEvent
     ``uvloop`` (the ``fast`` extra, not on Windows): its scheduling and dispatch are C,
     so every task wake-up costs less (docs/ingest.md has the figures). ``asyncio``: the
     standard library's loop. None, empty or ``auto``: uvloop if it is installed, else
-    asyncio's. The simulator and replay run on loops of their own, whatever this says.
+    asyncio's. The simulator, replay and ``perper ui`` run on loops of their own.
 
     Raises:
         ConfigError: ``choice`` is another name, or ``uvloop`` when it is not installed.
