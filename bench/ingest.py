@@ -11,8 +11,11 @@ Three contenders append the same small dict items to fresh streams, in the same 
   carries an idempotency key; group commit turns them into one store write per round;
 * unkeyed ``send_many`` of 1,000-item lists, one after the other.
 
-Each figure is items/s, with its ratio to the baseline measured in the same run. Then the
-same three run against an Ignite node: the one ``--ignite URL`` (or
+Each figure is items/s, with its ratio to the baseline measured in the same run and on the
+same event loop. All three run on asyncio's own loop and on uvloop's (if installed; the
+one ``perper``'s commands run on, unless ``$PERPER_LOOP`` says otherwise), the loops
+alternated round by round, each on a store of its own; the last line gives the two loops'
+ratios, round by round. Then the same run against an Ignite node: the one ``--ignite URL`` (or
 ``$PERPER_BENCH_IGNITE``) names, in a fresh namespace, else one started for the run with
 perper.fabric (persistence on, ports from ``--port``), unless ``--no-ignite``.
 """
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import perper
 from perper import fabric
+from perper.cli.common import event_loop_factory
+from perper.errors import ConfigError
 from perper.store import LogStore, open_store
 
 
@@ -49,7 +55,11 @@ async def baseline(store: LogStore, stream: str, items: list[Any], batch: int) -
     return time.perf_counter() - started
 
 
-async def keyed_sends(store: LogStore, stream: str, items: list[Any], senders: int) -> float:
+async def keyed_sends(
+    store: LogStore, stream: str, items: list[Any], senders: int
+) -> tuple[float, float]:
+    """Wall-clock and this process's CPU seconds of the keyed sends (CPU time is a figure
+    the machine's load moves less)."""
     producer = perper.Producer(store, stream)
     keys = [f"evt-{i}" for i in range(len(items))]
     send = producer.send
@@ -60,14 +70,9 @@ async def keyed_sends(store: LogStore, stream: str, items: list[Any], senders: i
 
     started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(sender(lane) for lane in range(senders)))
-    elapsed = time.perf_counter() - started
-    cpu_seconds.append(time.process_time() - cpu)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert await store.head(stream) == len(items)
-    return elapsed
-
-
-#: This process's CPU seconds of each keyed run: a figure the machine's load moves less.
-cpu_seconds: list[float] = []
+    return elapsed, cpu
 
 
 async def unkeyed_send_many(store: LogStore, stream: str, items: list[Any], batch: int) -> float:
@@ -80,58 +85,118 @@ async def unkeyed_send_many(store: LogStore, stream: str, items: list[Any], batc
     return elapsed
 
 
-async def measure(url: str, items: list[Any], senders: int, batch: int, rounds: int) -> None:
-    """Run the three contenders ``rounds`` times, interleaved, each round on fresh streams;
-    report the median rate of each and the median of the per-round ratios (the machine's
-    load changes from second to second; ratios within a round share it)."""
-    rates: dict[str, list[float]] = {"base": [], "keyed": [], "unkeyed": []}
-    ratios: dict[str, list[float]] = {"keyed": [], "unkeyed": []}
+#: The event loops measured, in this order in round 0 (later rounds alternate it).
+LOOPS = ("asyncio", "uvloop")
+
+
+def loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Each loop the contenders run on: asyncio's own, and uvloop's if it is installed."""
+    factories = {"asyncio": event_loop_factory("asyncio")}
+    try:
+        factories["uvloop"] = event_loop_factory("uvloop")
+    except ConfigError as error:
+        print(f"uvloop is not measured: {error}", file=sys.stderr)
+    return factories
+
+
+async def one_round(
+    store: LogStore, r: int, items: list[Any], senders: int, batch: int
+) -> tuple[float, float, float, float]:
+    """The three contenders on fresh streams: (baseline, keyed, keyed CPU, unkeyed) seconds."""
+    # Alternate the order, so neither contender always runs on a warmer file.
+    if r % 2:
+        unkeyed = await unkeyed_send_many(store, f"bench/unkeyed-{r}", items, batch)
+        keyed, cpu = await keyed_sends(store, f"bench/keyed-{r}", items, senders)
+        base = await baseline(store, f"bench/baseline-{r}", items, batch)
+    else:
+        base = await baseline(store, f"bench/baseline-{r}", items, batch)
+        keyed, cpu = await keyed_sends(store, f"bench/keyed-{r}", items, senders)
+        unkeyed = await unkeyed_send_many(store, f"bench/unkeyed-{r}", items, batch)
+    return base, keyed, cpu, unkeyed
+
+
+def measure(urls: dict[str, str], items: list[Any], senders: int, batch: int, rounds: int) -> None:
+    """Run the three contenders ``rounds`` times on each event loop, on the store
+    ``urls[loop]`` of each (all of one kind), the loops alternated round by round, each
+    round on fresh streams; report per loop the median rate of each contender and the
+    median of the per-round ratios to its baseline (the machine's load changes from second
+    to second; ratios within a round share it), then the loops' per-round ratios."""
+    factories = {name: factory for name, factory in loop_factories().items() if name in urls}
     n = len(items)
     load_before = os.getloadavg()[0]
-    async with open_store(url) as store:
-        # One unmeasured round first: connecting, creating the file's pages, warming caches.
-        warm = items[: max(len(items) // 10, 1)]
-        await baseline(store, "bench/warmup-baseline", warm, batch)
-        await keyed_sends(store, "bench/warmup-keyed", warm, senders)
-        await unkeyed_send_many(store, "bench/warmup-unkeyed", warm, batch)
-        cpu_seconds.clear()
+    runners = {name: asyncio.Runner(loop_factory=factory) for name, factory in factories.items()}
+    stores: dict[str, LogStore] = {}
+    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in runners}
+    try:
+        for name, runner in runners.items():
+            store = stores[name] = open_store(urls[name])
+            # One unmeasured round first: connecting, creating the file's pages, warming caches.
+            runner.run(one_round(store, -1, items[: max(n // 10, 1)], senders, batch))
         for r in range(rounds):
-            # Alternate the order, so neither contender always runs on a warmer file.
-            if r % 2:
-                unkeyed = await unkeyed_send_many(store, f"bench/unkeyed-{r}", items, batch)
-                keyed = await keyed_sends(store, f"bench/keyed-{r}", items, senders)
-                base = await baseline(store, f"bench/baseline-{r}", items, batch)
-            else:
-                base = await baseline(store, f"bench/baseline-{r}", items, batch)
-                keyed = await keyed_sends(store, f"bench/keyed-{r}", items, senders)
-                unkeyed = await unkeyed_send_many(store, f"bench/unkeyed-{r}", items, batch)
-            for name, seconds in [("base", base), ("keyed", keyed), ("unkeyed", unkeyed)]:
-                rates[name].append(n / seconds)
-            ratios["keyed"].append(base / keyed)
-            ratios["unkeyed"].append(base / unkeyed)
-    kind = url.split("://")[0]
-    median = statistics.median
+            order = list(runners) if r % 2 == 0 else list(reversed(runners))
+            for name in order:
+                results[name].append(
+                    runners[name].run(one_round(stores[name], r, items, senders, batch))
+                )
+    finally:
+        for name, runner in runners.items():
+            if name in stores:
+                runner.run(stores[name].close())
+            runner.close()
     load_after = os.getloadavg()[0]
+    kind = next(iter(urls.values())).split("://")[0]
+    median = statistics.median
+    default = default_loop()
     print(
-        f"{kind}: {n:,} items per contender and round, {rounds} rounds, medians "
-        f"(load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} cores)"
+        f"{kind}: {n:,} items per contender and round, {rounds} rounds on each loop, "
+        f"alternated, medians (load average {load_before:.1f} -> {load_after:.1f} on "
+        f"{os.cpu_count()} cores)"
     )
-    print(
-        f"  {kind} append, {batch:,}-item batches    {median(rates['base']):>12,.0f} items/s   1.00x"
-    )
-    print(
-        f"  Producer.send, keyed, {senders} senders  {median(rates['keyed']):>12,.0f} items/s "
-        f"{median(ratios['keyed']):>6.2f}x  (each send awaits durability)"
-    )
-    print(
-        f"    = {n / median(cpu_seconds):,.0f} items per second of this process's CPU time "
-        f"({median(cpu_seconds) / n * 1e6:.2f} us a send; wall-clock rates move with the "
-        "load of the machine)"
-    )
-    print(
-        f"  Producer.send_many, unkeyed, {batch:,}s {median(rates['unkeyed']):>12,.0f} items/s "
-        f"{median(ratios['unkeyed']):>6.2f}x"
-    )
+    for name, rows in results.items():
+        base = [n / row[0] for row in rows]
+        keyed = [n / row[1] for row in rows]
+        cpu = median(row[2] for row in rows)
+        unkeyed = [n / row[3] for row in rows]
+        note = " (perper's commands run on this one)" if name == default else ""
+        print(f"  on {name}'s event loop{note}:")
+        print(
+            f"    {kind} append, {batch:,}-item batches    {median(base):>12,.0f} items/s   1.00x"
+        )
+        print(
+            f"    Producer.send, keyed, {senders} senders  {median(keyed):>12,.0f} items/s "
+            f"{median(row[0] / row[1] for row in rows):>6.2f}x  (each send awaits durability)"
+        )
+        print(
+            f"      = {n / cpu:,.0f} items per second of this process's CPU time "
+            f"({cpu / n * 1e6:.2f} us a send; wall-clock rates move with the load of the machine)"
+        )
+        print(
+            f"    Producer.send_many, unkeyed, {batch:,}s {median(unkeyed):>12,.0f} items/s "
+            f"{median(row[0] / row[3] for row in rows):>6.2f}x"
+        )
+    if len(results) == 2:
+        fast, slow = results["uvloop"], results["asyncio"]
+        pairs = list(zip(fast, slow, strict=True))
+        print(
+            "  uvloop / asyncio, medians of the rounds' ratios: keyed send "
+            f"{median(s[1] / f[1] for f, s in pairs):.2f}x (per CPU second "
+            f"{median(s[2] / f[2] for f, s in pairs):.2f}x), unkeyed send_many "
+            f"{median(s[3] / f[3] for f, s in pairs):.2f}x, baseline "
+            f"{median(s[0] / f[0] for f, s in pairs):.2f}x"
+        )
+
+
+def default_loop() -> str:
+    """The loop perper's commands run on here: $PERPER_LOOP, else uvloop if installed."""
+    factory = event_loop_factory(os.environ.get("PERPER_LOOP"))
+    return "asyncio" if factory is asyncio.new_event_loop else "uvloop"
+
+
+def ignite_urls(url: str) -> dict[str, str]:
+    """A fresh namespace of the node at ``url`` for each loop."""
+    sep = "&" if "?" in url else "?"
+    tag = uuid.uuid4().hex[:8]
+    return {loop: f"{url}{sep}namespace=bench-ingest-{tag}-{loop}" for loop in LOOPS}
 
 
 def main() -> None:
@@ -152,14 +217,12 @@ def main() -> None:
     args = parser.parse_args()
     items = make_items(args.items)
     with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite:///{folder}/ingest.db"
-        asyncio.run(measure(url, items, args.senders, args.batch, args.rounds))
+        urls = {loop: f"sqlite:///{folder}/ingest-{loop}.db" for loop in LOOPS}
+        measure(urls, items, args.senders, args.batch, args.rounds)
     if args.no_ignite:
         return
     if args.ignite:
-        sep = "&" if "?" in args.ignite else "?"
-        url = f"{args.ignite}{sep}namespace=bench-ingest-{uuid.uuid4().hex[:8]}"
-        asyncio.run(measure(url, items, args.senders, args.batch, args.rounds))
+        measure(ignite_urls(args.ignite), items, args.senders, args.batch, args.rounds)
         return
     with tempfile.TemporaryDirectory(prefix="perper-bench-ingest-") as work_dir:
         options: dict[str, Any] = {
@@ -171,8 +234,8 @@ def main() -> None:
         print(f"starting an Ignite node on 127.0.0.1:{args.port} ...", file=sys.stderr)
         fabric.start(persistence=True, **options)
         try:
-            url = f"ignite://127.0.0.1:{args.port}"
-            asyncio.run(measure(url, items, args.senders, args.batch, args.rounds))
+            urls = ignite_urls(f"ignite://127.0.0.1:{args.port}")
+            measure(urls, items, args.senders, args.batch, args.rounds)
         finally:
             fabric.stop(port=args.port, work_dir=work_dir)
 

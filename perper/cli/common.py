@@ -7,7 +7,9 @@ input (usage, app, parameters, store URL or file) — the message says what to f
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import os
 import socket
 import ssl
 import sys
@@ -19,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import click
 
-from perper.errors import PerperError, StoreUnavailableError
+from perper.errors import ConfigError, PerperError, StoreUnavailableError
 from perper.store import LogStore, default_store_url, open_store
 from perper.store.urls import mask_url, sqlite_path
 
@@ -27,8 +29,10 @@ __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_FAILED",
     "EXIT_OK",
+    "LOOPS",
     "STORE_HELP",
     "configure_logging",
+    "event_loop_factory",
     "existing_sqlite_file",
     "exit_code_for_signal",
     "fail",
@@ -129,9 +133,51 @@ def tls_hint(url: str, *, timeout: float = 2.0) -> str | None:
     return None
 
 
+#: The event loops ``$PERPER_LOOP`` may name; unset (or ``auto``), the first installed.
+LOOPS = ("uvloop", "asyncio")
+
+
+def event_loop_factory(choice: str | None) -> Callable[[], asyncio.AbstractEventLoop]:
+    """What makes the event loop of a ``perper`` command, for ``$PERPER_LOOP=choice``.
+
+    ``uvloop`` (the ``fast`` extra, not on Windows): its scheduling and dispatch are C,
+    so every task wake-up costs less (docs/ingest.md has the figures). ``asyncio``: the
+    standard library's loop. None, empty or ``auto``: uvloop if it is installed, else
+    asyncio's. The simulator, replay and ``perper ui`` run on loops of their own.
+
+    Raises:
+        ConfigError: ``choice`` is another name, or ``uvloop`` when it is not installed.
+    """
+    name = (choice or "auto").strip().lower()
+    if name not in (*LOOPS, "auto"):
+        raise ConfigError(
+            f"PERPER_LOOP={choice!r} is not an event loop perper knows: set it to one of "
+            f"{', '.join(LOOPS)} (or auto, or leave it unset: uvloop if installed)"
+        )
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        if name == "auto":
+            return asyncio.new_event_loop
+        raise ConfigError(
+            "PERPER_LOOP=uvloop but uvloop is not installed: pip install 'perper[fast]' "
+            "(not available on Windows), or set PERPER_LOOP=asyncio"
+        ) from None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def run_async(main: Awaitable[T]) -> T:
-    """Run a coroutine to completion on a new event loop."""
-    return asyncio.run(main)  # type: ignore[arg-type]
+    """Run a coroutine to completion on a new event loop: the one ``$PERPER_LOOP``
+    chooses (:func:`event_loop_factory`; exit 2 on a bad value)."""
+    try:
+        factory = event_loop_factory(os.environ.get("PERPER_LOOP"))
+    except ConfigError as error:
+        fail(str(error))
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)  # type: ignore[arg-type]
 
 
 def store_url_or_default(url: str | None) -> str:

@@ -25,7 +25,13 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from perper.cli.common import existing_sqlite_file, fail, refuse_bare_path, tls_hint
+from perper.cli.common import (
+    existing_sqlite_file,
+    fail,
+    refuse_bare_path,
+    run_async,
+    tls_hint,
+)
 from perper.errors import ConfigError, PerperError, StoreUnavailableError
 from perper.store import LogStore, open_store
 from perper.store.flat import write_flat_tables
@@ -57,7 +63,7 @@ def _open(url: str, what: str) -> LogStore:
 
 def _run(body: Callable[[], Awaitable[T]], *urls: str) -> T:
     try:
-        return asyncio.run(body())  # type: ignore[arg-type]
+        return run_async(body())
     except StoreUnavailableError as error:
         hints = [hint for hint in map(tls_hint, urls) if hint]
         fail("\n  ".join([str(error), *hints]))
