@@ -151,6 +151,13 @@ PAGE_SIZE = 4096
 #: 1,000 pages of 4 KiB), so the WAL a log keeps does not grow with its page size.
 WAL_CHECKPOINT_BYTES = 4096 * 1000
 
+# A file's perper header, read in one statement (one snapshot): application id, format
+# version, and whether it has any table yet.
+_HEADER = (
+    "SELECT a.application_id, v.user_version, (SELECT count(*) FROM sqlite_master) "
+    "FROM pragma_application_id AS a, pragma_user_version AS v"
+)
+
 
 #: How much of the file a connection maps into memory once it has run a query (see
 #: :meth:`SQLiteStore.query_rows`): 256 MiB, the rest is read as before.
@@ -297,22 +304,26 @@ class SQLiteStore(LogStore):
             raise StoreUnavailableError(f"{self.url}: cannot open {path}: {error}") from error
         try:
             db.execute("PRAGMA busy_timeout = 10000")
-            app_id = db.execute("PRAGMA application_id").fetchone()[0]
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            # One statement, so one snapshot: another process creating the file between
+            # separate reads made a new log look like "not a perper log".
+            app_id, version, tables = db.execute(_HEADER).fetchone()
             if app_id == 0 and tables == 0 and not self.read_only:
                 # Before anything is written (a file's page size is fixed once it has
                 # content): see PAGE_SIZE.
                 db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+                # Under the write lock: another process may have created it meanwhile.
+                app_id, version, tables = db.execute(_HEADER).fetchone()
+                if app_id == 0 and tables == 0:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                    db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+                    app_id, version = APPLICATION_ID, FORMAT_VERSION
                 db.execute("COMMIT")
-            elif app_id != APPLICATION_ID:
+            if app_id != APPLICATION_ID:
                 raise FormatError(
                     f"{self.url}: {path} is a SQLite database but not a perper log "
                     f"(application_id {app_id:#x}); point --store at a perper log or a new file"
