@@ -27,8 +27,10 @@ killed (kill -9), and the file stays consistent on power loss. ``PRAGMA applicat
 marks perper logs and ``PRAGMA user_version`` holds the format number, checked on open.
 
 Calls run on the event loop's thread (no thread pool): SQLite answers these small
-statements in microseconds, and the runtime must not start threads. Other processes are
-noticed by polling with backoff in :meth:`LogStore.wait`.
+statements in microseconds, and the runtime must not start threads. Running the WAL
+checkpoints or the commits in the loop's executor instead was measured and not adopted
+(docs/architecture.md, the per-item pipeline). Other processes are noticed by polling
+with backoff in :meth:`LogStore.wait`.
 """
 
 from __future__ import annotations
