@@ -323,3 +323,26 @@ async def test_reading_a_log_with_two_segments_swapped_raises_format_error(
         with pytest.raises(FormatError):
             async for _ in store.read(STREAM):
                 pass
+
+
+# ------------------------------------------------------------ the UI
+
+
+async def test_the_ui_answers_a_corrupt_stream_page_with_the_error_not_a_bare_500(
+    tmp_path: Path,
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from perper.ui.server import make_app
+
+    log = _flipped(tmp_path)
+    async with (
+        open_store(f"sqlite:///{log}") as store,
+        TestClient(TestServer(make_app(store))) as client,
+    ):
+        corrupt = await client.get("/stream", params={"name": STREAM, "start": "500"})
+        text = await corrupt.text()
+        assert corrupt.status == 500
+        assert STREAM in text and "seq 500..599" in text and "corrupt" in text
+        fine = await client.get("/stream", params={"name": STREAM, "start": "0"})
+        assert fine.status == 200  # the rest of the log stays browsable
