@@ -856,11 +856,20 @@ class SQLiteStore(LogStore):
             if not self._has_trims(db):
                 return 0
             row = db.execute(
-                "SELECT t.first_seq FROM stream_trims t JOIN streams s ON s.id = t.stream_id "
-                "WHERE s.name = ?",
+                "SELECT t.first_seq, s.head FROM stream_trims t JOIN streams s "
+                "ON s.id = t.stream_id WHERE s.name = ?",
                 (stream,),
             ).fetchone()
-        return 0 if row is None else int(row[0])
+        if row is None:
+            return 0
+        if not 0 <= row[0] <= row[1]:
+            # A trim keeps the head and deletes below it only: a first seq past the head
+            # (or below 0) was never written by one.
+            raise FormatError(
+                f"{self.url}: stream {stream!r} records its first kept seq as {row[0]} but "
+                f"its head is {row[1]}: the log is corrupt"
+            )
+        return int(row[0])
 
     async def trim(self, stream: str, before_seq: int) -> int:
         if self.read_only:

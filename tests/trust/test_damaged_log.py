@@ -346,3 +346,28 @@ async def test_the_ui_answers_a_corrupt_stream_page_with_the_error_not_a_bare_50
         assert STREAM in text and "seq 500..599" in text and "corrupt" in text
         fine = await client.get("/stream", params={"name": STREAM, "start": "0"})
         assert fine.status == 200  # the rest of the log stays browsable
+
+
+# ------------------------------------------------------------ a trim record
+
+
+async def test_a_first_kept_seq_beyond_the_head_is_corruption_not_everything_trimmed(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "trimmed.db"
+    url = f"sqlite:///{log}"
+    async with open_store(url) as store:
+        for first in range(0, 5000, 1000):
+            await store.append("r/s", first, list(range(first, first + 1000)))
+        assert await store.trim("r/s", 2000) == 2000
+    db = sqlite3.connect(log)
+    db.execute("UPDATE stream_trims SET first_seq = 9000")
+    db.commit()
+    db.close()
+    async with open_store(url) as store:
+        with pytest.raises(FormatError, match=r"'r/s' records its first kept seq as 9000 but "):
+            await store.first_seq("r/s")
+        with pytest.raises(FormatError, match="head is 5000: the log is corrupt"):
+            async for _ in store.read("r/s", 0):
+                pass
+    refused_clearly(perper("streams", "ls", "--store", url), "'r/s'", "9000", "corrupt")
