@@ -163,3 +163,22 @@ async def test_a_resend_over_silently_changed_keys_appends_nothing(
         except FormatError:
             return  # reported: what the guarantee asks
         assert await store.head(STREAM) == 20, "events appended a second time"
+
+
+@pytest.mark.ignite
+@pytest.mark.parametrize("store_kind", ["ignite"])
+async def test_an_ignite_metadata_entry_that_is_not_msgpack_is_named(
+    store_kind: str, tmp_path: Path
+) -> None:
+    from perper.store.ignite.layout import VERSION
+
+    url = store_url(store_kind, tmp_path)
+    async with open_store(url) as store:
+        await store.meta_put("executions", "r/x", {"id": "r/x"})
+    async with open_store(url) as store:
+        await store.head(STREAM)  # connects
+        full = store.layout.meta("executions", "r/x")  # type: ignore[attr-defined]
+        await store.io.conn.meta.put(full, VERSION.pack(1) + b"\xc1")  # type: ignore[attr-defined]
+    async with open_store(url) as store:
+        with pytest.raises(FormatError, match=r"Ignite entry '.*r/x'.*not valid msgpack.*corrupt"):
+            await store.meta_get("executions", "r/x")
