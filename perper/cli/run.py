@@ -28,7 +28,7 @@ from perper.cli.common import (
     with_store,
 )
 from perper.cli.streams import streams_table
-from perper.errors import ConfigError, PerperError
+from perper.errors import ConfigError, FormatError, PerperError
 from perper.params import parse_params
 from perper.replay.engine import replay_async
 from perper.runtime import RunResult, Runtime, RuntimeSettings
@@ -150,6 +150,8 @@ def run_command(
             )
             try:
                 replayed = await replay_async(store, app, run=run_name)
+            except FormatError:
+                raise  # a corrupt log: exit 2 naming it (handle_errors), never "done"
             except PerperError as error:
                 console.print(f"(it cannot be replayed: {error})", markup=False)
             else:

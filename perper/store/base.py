@@ -77,6 +77,7 @@ __all__ = [
     "encode_segment",
     "segment_items",
     "segment_packed",
+    "unpack_meta",
 ]
 
 #: What :meth:`LogStore.query_rows` returns per matching row: ``(seq, locator, segment)``;
@@ -259,7 +260,7 @@ class LogStore(ABC):
 
         Every read path of the contract goes through here, and checks what it reads: each
         segment's checksum, that segments are contiguous (no seq missing between them),
-        and that the stored items reach the head the store reports. A log failing any
+        and that the stored items reach the head the store reports and do not run past it. A log failing any
         check raises :class:`~perper.errors.FormatError` naming the store, the stream and
         the seqs, instead of handing on damaged or missing items.
         """
@@ -285,6 +286,15 @@ class LogStore(ABC):
                         f"{self.url}: stream {stream!r} has a segment at seq {first}.."
                         f"{end - 1} overlapping the one before it: the log is corrupt"
                     )
+                if stop is not None and end > stop and self._head_apart:
+                    # Only a range read ends inside a segment: is that segment's end past
+                    # the head (a head lowered by hand)? Checked before it is handed out.
+                    now = (await self.info(stream)).head
+                    if 0 < now < end:
+                        raise FormatError(
+                            f"{self.url}: stream {stream!r} has head {now} but stored items "
+                            f"up to seq {end - 1}: the log is corrupt"
+                        )
                 check_segment(first, count, data, stream=stream, where=self.url)
                 yielded = True
                 yield first, count, data
@@ -306,6 +316,13 @@ class LogStore(ABC):
                     "is corrupt"
                 )
             head = (await self.info(stream)).head
+            if yielded and 0 < head < expected:
+                # Heads only grow (0: the stream was deleted while it was read), so stored
+                # items past the head were never appended through it: a corrupt head.
+                raise FormatError(
+                    f"{self.url}: stream {stream!r} has head {head} but stored items up to seq "
+                    f"{expected - 1}: the log is corrupt"
+                )
             promised = head if stop is None else min(stop, head)
             if promised <= expected:
                 return
@@ -495,6 +512,11 @@ class LogStore(ABC):
             await self._wait_for_notify(stream, delay)
             if poll is not None:
                 poll = min(poll * 2, self._poll_interval_max)
+
+    #: Whether the backend keeps a stream's head apart from its segments (a row or a
+    #: field that could disagree with them), so :meth:`segments` checks that no stored
+    #: segment runs past it; a backend whose head is where its segments end says False.
+    _head_apart = True
 
     #: Backends shared between processes poll with backoff between these bounds (seconds);
     #: None means every change comes through this process, so no polling is needed.
@@ -901,6 +923,22 @@ class KeyIndex:
             if key is not None:
                 seqs.setdefault(key, first + offset)
 
+    def absorb_stored(self, first: int, keys: list[str | None], *, where: str) -> None:
+        """:meth:`absorb` for keys read back from the store (``where`` names the stream):
+        a key stored for two seqs cannot have been written by a keyed append (it stores a
+        key once), so it is a corrupt log, not a key to resolve to one of them.
+
+        Raises:
+            FormatError: a key of ``keys`` is held for another seq.
+        """
+        seqs = self.seqs
+        for seq, key in enumerate(keys, first):
+            if key is not None and seqs.setdefault(key, seq) != seq:
+                raise FormatError(
+                    f"{where}: the idempotency key {key!r} is stored for seq {seqs[key]} and "
+                    f"for seq {seq}: the log is corrupt"
+                )
+
     def absorb_fresh(self, first: int, keys: list[str | None]) -> None:
         """:meth:`absorb` for the keys :func:`plan_keyed` just planned at ``first``: none
         is in the index yet and none repeats, so they go in at C speed."""
@@ -945,6 +983,22 @@ def checked_keys(found: Any, count: int, *, where: str) -> list[str | None]:
             "not one str (or nil) per item: the log is corrupt"
         )
     return found
+
+
+def stored_keys(packed: bytes, count: int | None, *, where: str) -> list[str | None]:
+    """Decode the keys stored with a keyed segment of ``count`` items (:func:`checked_keys`;
+    ``count`` None: a segment a trim deleted, whose keys stay, of any length).
+
+    Raises:
+        FormatError: they are not msgpack, or not one str/None per item (a corrupt log).
+    """
+    try:
+        found = codec.unpack(packed)
+    except FormatError as error:
+        raise FormatError(f"{where}: its idempotency keys: {error}") from None
+    if count is None and type(found) is list:
+        count = len(found)
+    return checked_keys(found, -1 if count is None else count, where=where)
 
 
 def check_keys(
@@ -1128,6 +1182,18 @@ def _place(where: str, stream: str, first: int, count: int) -> str:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def unpack_meta(data: bytes, *, table: str, key: str, where: str) -> Any:
+    """Decode a stored metadata value (``key`` of ``table``, in the store ``where``).
+
+    Raises:
+        FormatError: the value is not msgpack, naming the table and the key (a corrupt log).
+    """
+    try:
+        return codec.unpack(data)
+    except FormatError as error:
+        raise FormatError(f"{where}: the {table} entry {key!r}: {error}") from None
 
 
 def check_table(table: str) -> None:

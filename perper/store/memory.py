@@ -129,6 +129,11 @@ class MemoryStore(LogStore):
                     f"{url}: stream {stream!r} has a segment at seq {first}..{end - 1} "
                     "overlapping the one before it: the log is corrupt"
                 )
+            if end > s.head:
+                raise FormatError(
+                    f"{url}: stream {stream!r} has head {s.head} but stored items up to seq "
+                    f"{end - 1}: the log is corrupt"
+                )
             check_segment(first, count, data, stream=stream, where=url)
             items = decode_segment(first, count, data, stream=stream, where=url, checked=True)
             if first < start or (stop is not None and end > stop):

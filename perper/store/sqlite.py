@@ -64,10 +64,11 @@ from perper.store.base import (
     StreamInfo,
     check_keys,
     check_table,
-    checked_keys,
     encode_segment,
     plan_keyed,
     segment_items,
+    stored_keys,
+    unpack_meta,
 )
 from perper.store.index import (
     IndexSpec,
@@ -487,7 +488,7 @@ class SQLiteStore(LogStore):
             row = db.execute(f"SELECT version, value FROM {table} WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        return Meta(row[0], codec.unpack(row[1]))
+        return Meta(row[0], unpack_meta(row[1], table=table, key=key, where=self.url))
 
     async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
         check_table(table)
@@ -512,7 +513,10 @@ class SQLiteStore(LogStore):
                 f"SELECT key, version, value FROM {table} WHERE substr(key, 1, ?) = ? ORDER BY key",
                 (len(prefix), prefix),
             ).fetchall()
-        return [(key, Meta(version, codec.unpack(value))) for key, version, value in rows]
+        return [
+            (key, Meta(version, unpack_meta(value, table=table, key=key, where=self.url)))
+            for key, version, value in rows
+        ]
 
     # ------------------------------------------------------------- group commit
 
@@ -663,12 +667,17 @@ class SQLiteStore(LogStore):
         if index is None:
             index = self._key_index[stream] = KeyIndex()
         if index.through < head and self._keys_table(db, create=False):
-            for first, keys in db.execute(
-                "SELECT first_seq, keys FROM segment_keys WHERE stream_id = ? "
-                "AND first_seq >= ? AND first_seq < ? ORDER BY first_seq",
+            # With its segment's count: keys that do not name one item each are corrupt,
+            # never keys to trust (a short list would let the items after it be resent).
+            for first, keys, count in db.execute(
+                "SELECT k.first_seq, k.keys, s.count FROM segment_keys k LEFT JOIN segments s "
+                "ON s.stream_id = k.stream_id AND s.first_seq = k.first_seq "
+                "WHERE k.stream_id = ? AND k.first_seq >= ? AND k.first_seq < ? "
+                "ORDER BY k.first_seq",
                 (stream_id, index.through, head),
             ):
-                index.absorb(first, codec.unpack(keys))
+                where = f"{self.url}: stream {stream!r}, segment at seq {first}"
+                index.absorb_stored(first, stored_keys(keys, count, where=where), where=where)
         index.through = max(index.through, head)
         return index
 
@@ -705,11 +714,7 @@ class SQLiteStore(LogStore):
             if first + count <= start:
                 continue
             where = f"{self.url}: stream {stream!r}, segment at seq {first}"
-            try:
-                keys = codec.unpack(packed)
-            except FormatError as error:
-                raise FormatError(f"{where}: its keys: {error}") from None
-            found.append((first, checked_keys(keys, count, where=where)))
+            found.append((first, stored_keys(packed, count, where=where)))
         return found
 
     async def write_keyed_segment(
@@ -864,11 +869,20 @@ class SQLiteStore(LogStore):
             if not self._has_trims(db):
                 return 0
             row = db.execute(
-                "SELECT t.first_seq FROM stream_trims t JOIN streams s ON s.id = t.stream_id "
-                "WHERE s.name = ?",
+                "SELECT t.first_seq, s.head FROM stream_trims t JOIN streams s "
+                "ON s.id = t.stream_id WHERE s.name = ?",
                 (stream,),
             ).fetchone()
-        return 0 if row is None else int(row[0])
+        if row is None:
+            return 0
+        if not 0 <= row[0] <= row[1]:
+            # A trim keeps the head and deletes below it only: a first seq past the head
+            # (or below 0) was never written by one.
+            raise FormatError(
+                f"{self.url}: stream {stream!r} records its first kept seq as {row[0]} but "
+                f"its head is {row[1]}: the log is corrupt"
+            )
+        return int(row[0])
 
     async def trim(self, stream: str, before_seq: int) -> int:
         if self.read_only:
@@ -1089,10 +1103,15 @@ class SQLiteStore(LogStore):
             self._db = None  # type: ignore[assignment]
 
 
+#: SQLite's primary result codes for a damaged file (SQLITE_CORRUPT, SQLITE_NOTADB; an
+#: extended code carries its primary code in its low byte): a :class:`FormatError`.
+_CORRUPT_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
 class _Translation:
     """What :meth:`SQLiteStore._translate` returns: rolls back the transaction an error
     left open and raises SQLite's errors as :class:`StoreError` (locked, busy, I/O:
-    :class:`StoreUnavailableError`)."""
+    :class:`StoreUnavailableError`; a damaged file: :class:`FormatError`)."""
 
     __slots__ = ("store",)
 
@@ -1113,6 +1132,12 @@ class _Translation:
         db, url = self.store._db, self.store.url
         if db.in_transaction:
             db.execute("ROLLBACK")
+        if getattr(error, "sqlite_errorcode", 0) & 0xFF in _CORRUPT_CODES:
+            # A damaged page met after the open's checks (a flipped byte, a bad sector).
+            raise FormatError(
+                f"{url}: {self.store.path} is damaged ({error}): the log is corrupt; restore "
+                "it from a copy, or export what is still readable with perper export --streams"
+            ) from error
         if issubclass(exc_type, sqlite3.OperationalError):
             raise StoreUnavailableError(f"{url}: {error}") from error
         raise StoreError(f"{url}: {error}") from error

@@ -23,7 +23,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from perper.errors import ConfigError
+from perper.errors import ConfigError, FormatError
 from perper.store import LogStore, open_store
 from perper.store.readonly import ReadOnlyStore
 from perper.store.urls import mask_url, sqlite_path
@@ -148,9 +148,24 @@ async def _graph_events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+@web.middleware
+async def _corrupt_log(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    """A page or an API call that meets a corrupt log answers 500 with the FormatError's
+    message (the store, the stream or entry, the seqs), not "Server got itself in trouble"
+    and a traceback in the server's output."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except FormatError as error:
+        log.warning("%s: %s", request.path_qs, error)
+        return web.Response(status=500, text=f"error: {error}")
+    return response
+
+
 def make_app(store: LogStore, *, poll_interval: float = POLL_INTERVAL) -> web.Application:
     """The aiohttp application serving ``store`` (read only: it never writes)."""
-    app = web.Application()
+    app = web.Application(middlewares=[_corrupt_log])
     app[_STORE] = store
     app[_TEMPLATES] = _environment()
     app[_POLL] = poll_interval

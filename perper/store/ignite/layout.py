@@ -135,7 +135,10 @@ def entry_keys(key: str, value: bytes) -> list[str | None]:
     """The idempotency keys of a keyed entry, one per item."""
     (length,) = KEYS_LENGTH.unpack_from(value, HEADER.size)
     start = HEADER.size + KEYS_LENGTH.size
-    found = codec.unpack(value[start : start + length])
+    try:
+        found = codec.unpack(value[start : start + length])
+    except FormatError as error:
+        raise FormatError(f"Ignite entry {key!r}, its idempotency keys: {error}") from None
     if type(found) is not list:
         raise FormatError(f"Ignite entry {key!r} has no list of keys: the namespace is corrupt")
     return found
@@ -155,4 +158,8 @@ def meta_entry(full: str, raw: Any) -> Meta:
     """A metadata entry: version, then msgpack."""
     if type(raw) is not bytes or len(raw) < VERSION.size:
         raise FormatError(f"Ignite entry {full!r} is not perper metadata: the namespace is corrupt")
-    return Meta(VERSION.unpack_from(raw)[0], codec.unpack(raw[VERSION.size :]))
+    try:
+        value = codec.unpack(raw[VERSION.size :])
+    except FormatError as error:
+        raise FormatError(f"Ignite entry {full!r}: {error}") from None
+    return Meta(VERSION.unpack_from(raw)[0], value)

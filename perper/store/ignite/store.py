@@ -185,6 +185,7 @@ class IgniteStore(LogStore):
     """
 
     _poll_interval_min = 0.002
+    _head_apart = False  # a stream's head is where its segments end
     _poll_interval_max = 0.1
     #: Ignite refuses a record above 16 MiB (its WAL record capacity, "Record is too
     #: long"); segments stay well below, and one item must fit with its header.
@@ -663,9 +664,13 @@ class IgniteStore(LogStore):
         if index is None:
             index = self._key_index[stream] = KeyIndex()
         if index.through < head:
-            async for kind, first, _, key, value in self._scan_entries(stream, index.through, head):
+            async for kind, first, count, key, value in self._scan_entries(
+                stream, index.through, head
+            ):
                 if kind == KIND_KEYED:
-                    index.absorb(first, entry_keys(key, value))
+                    where = f"Ignite entry {key!r}"
+                    keys = checked_keys(entry_keys(key, value), count, where=where)
+                    index.absorb_stored(first, keys, where=where)
             index.through = max(index.through, head)
         return index
 
