@@ -124,13 +124,6 @@ def _reshaped(checkpoint: dict[str, Any], field: str) -> dict[str, Any]:
     return changed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="perper/runtime/ resumes from a checkpoint without checking its shape: the "
-    "execution is marked failed with a TypeError/AttributeError traceback (exit 1) "
-    "instead of a FormatError naming the checkpoint (exit 2); the fix belongs in "
-    "perper/runtime/ (outside this brief)",
-)
 @pytest.mark.parametrize("field", ["state", "positions", "out"])
 def test_a_checkpoint_of_the_wrong_shape_stops_the_resume_with_exit_2_naming_it(
     tmp_path: Path, killed: tuple[Path, dict[str, Any]], field: str
@@ -142,14 +135,6 @@ def test_a_checkpoint_of_the_wrong_shape_stops_the_resume_with_exit_2_naming_it(
     assert _status(log) == "running"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="perper/runtime/ resumes a read at a checkpointed position beyond its input's "
-    "head without checking it: the reader waits there, the input is sealed below it, and "
-    "the execution finishes 'done' having silently skipped every item in between; the "
-    "check (position <= the input's head once sealed, else corruption) belongs in "
-    "perper/runtime/execution.py (outside this brief)",
-)
 def test_a_checkpointed_read_position_beyond_the_input_is_not_silently_skipped_to(
     tmp_path: Path, killed: tuple[Path, dict[str, Any]]
 ) -> None:

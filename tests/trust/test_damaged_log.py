@@ -133,13 +133,6 @@ BAD_SHAPES: dict[str, Any] = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="perper/runtime/records.py (ExecutionRecord/RunRecord.from_meta) decodes a "
-    "metadata row without checking its shape: a TypeError/KeyError/ValueError traceback "
-    "(exit 1) instead of a FormatError naming the row; the fix belongs in perper/runtime/, "
-    "outside this brief",
-)
 @pytest.mark.parametrize("shape", sorted(BAD_SHAPES))
 def test_streams_ls_of_an_execution_row_of_the_wrong_shape_exits_2_naming_it(
     tmp_path: Path, shape: str
