@@ -8,7 +8,9 @@ Three measurements, each beside its baseline in the same run (best rate over ``-
   also sleep on timers, which the simulated loop skips over in virtual time), beside
   asyncio's default loop running the same timer-free tasks;
 * whole seeds: ``examples/basic.py`` with 100 items under crash faults, seeds/s in one
-  process, beside complete runs/s of the same app on asyncio's loop and a MemoryStore;
+  process, beside complete runs/s of the same app on asyncio's loop and a MemoryStore
+  (and, as a diagnostic, runs/s of the same app on asyncio under the runtime settings
+  each seed draws: the part of a seed's cost that is the runtime's own work);
 * a recorded run as the workload (``--log``): ``examples/clicks.py`` fed ``--log-items``
   clicks by ``examples/clicks_producer.py``, recorded for real into SQLite first, then
   seeds/s of ``python -m simulator run examples/clicks.py --log`` under crash faults,

@@ -14,6 +14,7 @@ from typing import Any
 
 from perper.app import load_app
 from perper.runtime import Runtime
+from perper.runtime.settings import RuntimeSettings
 from perper.store.memory import MemoryStore
 from perper.store.sqlite import SQLiteStore
 from simulator.campaign import Simulation
@@ -128,6 +129,28 @@ def basic_runs_per_second(seconds: float = 2.0, count: int = 100) -> float:
     return _asyncio_runs_per_second(seconds, run)
 
 
+def basic_runs_per_second_under_seed_settings(seconds: float = 2.0, count: int = 100) -> float:
+    """A diagnostic beside the baseline: runs/s of the same app on asyncio's loop and a
+    MemoryStore, one worker, no faults, each run under the runtime settings a seed draws
+    (seeds 0, 1, 2, ... in turn, as :func:`basic_seeds_per_second` runs them). What a
+    seed costs beyond this is the simulation's own (workers, crashes, checkers, loop);
+    up to it, it is the runtime's work under the drawn batch sizes and cadences."""
+    app = load_app(EXAMPLES / "basic.py")
+    simulation = Simulation(app, {"count": count}, kinds=("crash",))
+
+    async def run(settings: RuntimeSettings) -> None:
+        result = await Runtime(MemoryStore(), app, settings=settings).run("bench", {"count": count})
+        result.raise_on_failure()
+
+    runs = 0
+    started = time.perf_counter()
+    while True:
+        asyncio.run(run(simulation.scenario(runs).settings))
+        runs += 1
+        if time.perf_counter() - started >= seconds:
+            return runs / (time.perf_counter() - started)
+
+
 def record_clicks(path: Path, count: int = 10_000) -> Path:
     """Record a real run of examples/clicks.py into the SQLite log ``path``, fed ``count``
     clicks by examples/clicks_producer.py (run ``shop``, sealed), on asyncio's loop."""
@@ -192,6 +215,7 @@ def run_bench(seconds: float = 2.0, *, log_items: int = 10_000) -> list[str]:
     asyncio_steps = asyncio_steps_per_second(seconds)
     seeds, seed_steps = basic_seeds_per_second(seconds)
     runs = basic_runs_per_second(seconds)
+    drawn_runs = basic_runs_per_second_under_seed_settings(seconds)
     with tempfile.TemporaryDirectory(prefix="perper-bench-") as folder:
         log = record_clicks(Path(folder) / "clicks.db", log_items)
         recorded = load_recorded(log, load_app(EXAMPLES / "clicks.py"))
@@ -206,6 +230,8 @@ def run_bench(seconds: float = 2.0, *, log_items: int = 10_000) -> list[str]:
         f"({seed_steps:,.0f} steps/s with the runtime)",
         f"the same run on asyncio, no faults       {runs:>12,.1f} runs/s",
         f"ratio seeds / runs                       {seeds / runs:>12.2f}x",
+        f"diagnostic: runs under each seed's drawn settings{drawn_runs:>7,.1f} runs/s "
+        f"(seeds / these {seeds / drawn_runs:.2f}x)",
         f"--log examples/clicks.py {log_items:,} items, crash{log_seeds:>9,.1f} seeds/s per process",
         f"the same workload on asyncio, no faults  {log_runs:>12,.1f} runs/s",
         f"ratio log seeds / runs                   {log_seeds / log_runs:>12.2f}x",

@@ -166,6 +166,12 @@ class Reference:
     virtual_time: float = 0.0
     #: What the reference is, in messages ("the fault-free run", "the recorded run").
     label: str = "the fault-free run"
+    #: (stream, seq, count) -> the msgpack array a segment of the reference's items at
+    #: ``seq .. seq + count - 1`` encodes to: built on first use and kept, so the seeds
+    #: of one Simulation (which share its reference) build each one once.
+    segments: dict[tuple[str, int, int], bytes] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     async def from_store(
@@ -309,8 +315,12 @@ class OutputChecker:
             # A segment's array is the canonical encodings of its items one after the
             # other (msgpack values delimit themselves): equal bytes, equal items — no
             # decoding on the usual path; anything else is looked at item by item.
-            header = _SMALL_HEADERS[count] if count < 16 else _array_header(count)
-            packed = header + b"".join(expected[seq : seq + count])
+            segments = self.reference.segments
+            key = (stream, seq, count)
+            packed = segments.get(key)
+            if packed is None:
+                header = _SMALL_HEADERS[count] if count < 16 else _array_header(count)
+                packed = segments[key] = header + b"".join(expected[seq : seq + count])
             if len(data) == SEGMENT_HEADER + len(packed) and data.endswith(packed):
                 return None
         items = segment_items(data)

@@ -560,12 +560,14 @@ class FaultyStore(LogStore):
     async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
     ) -> None:
-        if self.faulty:
-            await self._gate("append", write=True)
+        if not self.faulty:  # the usual path: the shared store's write, without awaiting it
+            self._backing.write_segment_now(stream, seq, count, data, epoch)
+            self._world.on_segment(self, stream, seq, count, data)
+            return
+        await self._gate("append", write=True)
         await self._backing.write_segment(stream, seq, count, data, epoch)
         self._world.on_segment(self, stream, seq, count, data)
-        if self.faulty:
-            await self._after("append", write=True)
+        await self._after("append", write=True)
 
     async def write_seal(self, stream: str, epoch: int) -> bool:
         if self.faulty:

@@ -162,6 +162,17 @@ class MemoryStore(LogStore):
     async def write_segment(
         self, stream: str, seq: int, count: int, data: bytes, epoch: int
     ) -> None:
+        self.write_segment_now(stream, seq, count, data, epoch)
+
+    def write_segment_now(self, stream: str, seq: int, count: int, data: bytes, epoch: int) -> None:
+        """:meth:`write_segment`, done before it returns (this store never suspends):
+        for a caller in the same process that would otherwise await a coroutine which
+        cannot wait (the simulator's store views, one per worker, on every write).
+
+        Raises:
+            HeadMovedError: ``seq`` is not the head, the stream is sealed, or a writer
+                with a higher epoch has written to it.
+        """
         if self._closed:
             self._check_open()
         s = self._streams.get(stream)

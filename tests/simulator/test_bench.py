@@ -30,5 +30,12 @@ def test_the_simulator_benchmark_prints_rates_and_ratios_against_asyncio() -> No
     assert re.search(r"^ratio simulated / asyncio +[\d.]+x$", out, re.M), out
     assert re.search(r"^examples/basic.py count=100, crash faults +[\d,.]+ seeds/s", out, re.M), out
     assert re.search(r"^ratio seeds / runs +[\d.]+x$", out, re.M), out
+    # what part of a seed is the runtime's own work under the settings it drew
+    assert re.search(
+        r"^diagnostic: runs under each seed's drawn settings +[\d,.]+ runs/s "
+        r"\(seeds / these [\d.]+x\)$",
+        out,
+        re.M,
+    ), out
     assert re.search(r"^--log examples/clicks.py 200 items, crash +[\d,.]+ seeds/s", out, re.M)
     assert re.search(r"^ratio log seeds / runs +[\d.]+x$", out, re.M), out
