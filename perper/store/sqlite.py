@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -153,6 +154,26 @@ PAGE_SIZE = 4096
 #: WAL size at which a writer copies it back into the database (SQLite's default bound,
 #: 1,000 pages of 4 KiB), so the WAL a log keeps does not grow with its page size.
 WAL_CHECKPOINT_BYTES = 4096 * 1000
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another process switches the same
+    new file: the switch takes an exclusive lock, and SQLite answers two connections
+    asking for it at once with "database is locked" at once, without waiting
+    (busy_timeout does not apply). A file already in WAL mode switches without a lock.
+    This is the store's own open path, never the runtime's: it waits with real sleeps,
+    as SQLite's busy handler does, for at most about 10 s."""
+    for attempt in range(_WAL_SWITCH_ATTEMPTS):
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == _WAL_SWITCH_ATTEMPTS - 1:
+                raise
+            time.sleep(0.005)
+
+
+_WAL_SWITCH_ATTEMPTS = 2000
 
 # A file's perper header, read in one statement (one snapshot): application id, format
 # version, and whether it has any table yet.
@@ -313,8 +334,10 @@ class SQLiteStore(LogStore):
             if app_id == 0 and tables == 0 and not self.read_only:
                 # Before anything is written (a file's page size is fixed once it has
                 # content): see PAGE_SIZE.
+                # The schema is written in SQLite's rollback mode, under a write lock that
+                # waits (busy_timeout) for another process creating the file; the switch
+                # to WAL below comes after it.
                 db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-                db.execute("PRAGMA journal_mode = WAL")
                 db.execute("BEGIN IMMEDIATE")
                 # Under the write lock: another process may have created it meanwhile.
                 app_id, version, tables = db.execute(_HEADER).fetchone()
@@ -347,13 +370,24 @@ class SQLiteStore(LogStore):
                     f"{FORMAT_VERSION}; {hint}"
                 )
             if not self.read_only:
-                db.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(db)
                 db.execute("PRAGMA synchronous = NORMAL")
                 # SQLite's auto-checkpoint counts pages: keep the WAL bound in bytes
                 # whatever the file's page size (1,000 pages of 4 KiB, SQLite's default).
                 page = db.execute("PRAGMA page_size").fetchone()[0]
                 db.execute(f"PRAGMA wal_autocheckpoint = {max(1, WAL_CHECKPOINT_BYTES // page)}")
             db.execute("SELECT count(*) FROM streams").fetchone()
+        except sqlite3.OperationalError as error:
+            db.close()
+            if "locked" in str(error):
+                raise StoreUnavailableError(
+                    f"{self.url}: {path} is locked by another process ({error}); try again "
+                    "once it has opened the file"
+                ) from error
+            raise FormatError(
+                f"{self.url}: {path} cannot be read as a perper log ({error}); it is corrupt "
+                "or not a perper log"
+            ) from error
         except sqlite3.DatabaseError as error:
             db.close()
             raise FormatError(
