@@ -127,3 +127,20 @@ async def test_a_recreated_stream_is_not_written_at_the_old_position(url: str) -
             await writer.append("r/s", 3, [3])
     async with ignite(url) as fresh:
         assert await items(fresh, "r/s") == ["x"]
+
+
+async def test_a_process_that_knew_a_deleted_streams_index_uses_the_new_declaration(
+    url: str,
+) -> None:
+    async with ignite(url + "&recheck=0.000001") as writer:
+        await writer.declare_index("r/q", {"user": int})
+        await writer.append("r/q", 0, [{"user": 1}, {"user": 2}])
+        assert [seq async for seq, _ in writer.query("r/q", "user = ?", [2])] == [1]
+        async with ignite(url) as admin:  # deleted and indexed on another field
+            await admin.delete_stream("r/q")
+            await admin.declare_index("r/q", {"page": str})
+        await writer.append("r/q", 0, [{"page": "/a"}, {"page": "/b"}])
+        assert await writer.index_of("r/q") == (("page", "str"),)
+        assert [seq async for seq, _ in writer.query("r/q", "page = ?", ["/b"])] == [1]
+    async with ignite(url) as fresh:
+        assert [seq async for seq, _ in fresh.query("r/q", "page = ?", ["/a"])] == [0]

@@ -264,6 +264,9 @@ class IgniteStore(LogStore):
         self._meta_seen: dict[str, bytes] = {}
         self._hints: set[asyncio.Task[None]] = set()
         self._key_index: dict[str, KeyIndex] = {}
+        #: Prefixes whose executions were scanned for unlisted streams, and what they found.
+        self._unlisted_scanned: set[str] = set()
+        self._unlisted_found: set[str] = set()
         #: Indexed streams: declarations, index rows in Ignite SQL tables (index.py).
         self.indexing = IgniteIndexes(self)
 
@@ -454,6 +457,7 @@ class IgniteStore(LogStore):
             self._cache.drop(self.layout.segment(stream, m))
         state.reset()
         self.directory.forget(STREAMS_AREA, stream)
+        self.indexing.forget(stream)
         self._key_index.pop(stream, None)
         if self._compared is not None and self._compared[0] == stream:
             self._compared = None
@@ -920,9 +924,31 @@ class IgniteStore(LogStore):
                 await self._put_hint(stream, state, HINT.pack(state.n, state.head, state.epoch))
                 return True
 
+    async def _unlisted(self, prefix: str, listed: list[str]) -> list[str]:
+        """Streams an older perper wrote unlisted (its registering writer killed between
+        the listing and the hint, docs/ignite.md "Append protocol"), found through their
+        execution records: the executions are scanned once per process and prefix (this
+        perper lists a stream before its first segment, so none becomes unlisted later),
+        the names found are probed on each listing."""
+        if not any(prefix.startswith(done) for done in self._unlisted_scanned):
+            known = set(listed)
+            for key, entry in await self.meta_scan("executions", prefix=prefix):
+                value = entry.value
+                kind = value.get("kind") if isinstance(value, dict) else None
+                if kind in ("stream", "action") and key not in known:
+                    self._unlisted_found.add(key)
+            self._unlisted_scanned.add(prefix)
+        return sorted(
+            name for name in self._unlisted_found if name.startswith(prefix) and name not in listed
+        )
+
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
         self._check_open()
         names = await self.directory.listed(STREAMS_AREA, prefix, "listing streams")
+        unlisted = []
+        for name in await self._unlisted(prefix, names):
+            if (await self.info(name)).head or self._stream(name).sealed:
+                unlisted.append(name)
         for i in range(0, len(names), 256):
             chunk = [name for name in names[i : i + 256] if not self._stream(name).registered]
             keys = [self.layout.hint(name) for name in chunk]
@@ -947,6 +973,9 @@ class IgniteStore(LogStore):
             state = self._streams[name]
             epoch = state.seal_epoch if state.sealed else state.epoch
             infos.append(StreamInfo(name, state.head, state.sealed, epoch))
+        if unlisted:
+            infos += [await self.info(name) for name in unlisted]
+            infos.sort(key=lambda info: info.name)
         return infos
 
     async def meta_get(self, table: str, key: str) -> Meta | None:
