@@ -497,7 +497,8 @@ async def selected_streams(
 ) -> list[StreamInfo]:
     """The streams of ``store`` that :func:`copy_store` copies with the same selection."""
     selection = _Selection(run, streams)
-    await selection.find_inputs(store)
+    if run:  # with the refs in items, which copy_store finds as it copies
+        selection.inputs = frozenset(await run_inputs(store, run))
     return await selection.streams(store)
 
 

@@ -15,7 +15,7 @@ from perper.replay.results import IDENTICAL
 from perper.runtime import Runtime
 from perper.store import open_store
 from perper.store.base import encode_segment
-from perper.store.mirror import copy_store, run_inputs, segment_refs
+from perper.store.mirror import copy_store, run_inputs, segment_refs, selected_streams
 from perper.store.sqlite import SQLiteStore
 
 app = perper.App("refs")
@@ -79,6 +79,8 @@ async def test_exporting_a_run_copies_the_streams_refs_in_its_items_name(tmp_pat
         assert [item async for _, item in dest.read("shop/a")] == [1, 2, 3]
         assert (await dest.info("shop/a")).sealed
         assert await run_inputs(dest, "r") == ["shop/a", "shop/b", "shop/c"]
+        inputs = [i.name for i in await selected_streams(dest, run="r") if i.name[0] == "s"]
+        assert inputs == ["shop/a", "shop/b", "shop/c"]  # what --flat writes tables of
 
 
 async def test_an_export_resumed_after_the_runs_streams_were_copied_still_finds_the_refs(
