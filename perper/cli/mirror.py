@@ -136,7 +136,8 @@ _run_option = click.option(
     "run_name",
     metavar="NAME",
     help="Only this run: its streams and metadata, its agent instances' (NAME.APP-N), and "
-    "the streams outside it that a StreamRef in its parameters names (its inputs).",
+    "the streams outside it that it reads (its inputs: those a StreamRef in its parameters, "
+    "its items or its checkpoints names).",
 )
 _streams_option = click.option(
     "--streams", "glob", metavar="GLOB",

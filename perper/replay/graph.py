@@ -5,7 +5,7 @@ Where per-execution replay feeds each function its *recorded* inputs, this runs 
 real :class:`~perper.runtime.Runtime`, so each function reads what today's code of its
 upstream functions writes: a change shows up in every stream downstream of it.
 Streams the run reads but no execution writes (ingest streams, and the streams outside
-the run that its parameters name, :func:`perper.store.mirror.run_inputs`) and the
+the run that it reads, :func:`perper.store.mirror.run_inputs`) and the
 recorded effects are copied in first; everything else is recomputed.
 """
 

@@ -145,7 +145,8 @@ async def test_a_stream_left_unlisted_by_an_older_perper_is_still_exported_and_l
         await old.meta_put(
             "executions", "r/s", {**execution, "params": codec.pack({}), "status": "done"}
         )
-    assert await listed(url, "r/") == []
+    async with ignite(url) as reader:  # the directory does not list it
+        assert await reader.directory.listed("streams", "r/", "listing") == []
     async with ignite(url) as source:
         copy = MemoryStore()
         stats = await copy_store(source, copy, run="r")
@@ -154,3 +155,27 @@ async def test_a_stream_left_unlisted_by_an_older_perper_is_still_exported_and_l
         assert [(row.name, row.items) for row in await list_streams(source, run="r")] == [
             ("r/s", 2)
         ]
+
+
+async def test_a_stream_left_unlisted_by_an_older_perper_is_in_the_stores_own_listing(
+    url: str,
+) -> None:
+    from perper.store.base import encode_segment
+    from perper.store.ignite.layout import HEADER, KIND_ITEMS
+
+    async with ignite(url) as old:  # as in the test above: items, an execution, no listing
+        await old.io.put_if_absent(
+            SEGMENTS_CACHE, old.layout.hint("r/s"), HINT.pack(0, 0, 0), "registering"
+        )
+        segment = HEADER.pack(KIND_ITEMS, 0, 2, 0) + encode_segment([{"v": 0}, {"v": 1}])
+        await old.io.put_if_absent(SEGMENTS_CACHE, old.layout.segment("r/s", 0), segment, "w")
+        execution = {"id": "r/s", "run": "r", "function": "f", "kind": "stream"}
+        await old.meta_put(
+            "executions", "r/s", {**execution, "params": codec.pack({}), "status": "done"}
+        )
+        await old.meta_put("executions", "r/never", {**execution, "id": "r/never"})
+        await old.append("r/t", 0, [1])  # listed as this perper lists
+    async with ignite(url) as reader:
+        assert [(i.name, i.head) for i in await reader.streams()] == [("r/s", 2), ("r/t", 1)]
+        assert [i.name for i in await reader.streams(prefix="r/")] == ["r/s", "r/t"]
+        assert [i.name for i in await reader.streams(prefix="q/")] == []

@@ -93,6 +93,12 @@ class Directory:
             self.copies.clear()
         self.copies[key] = raw
 
+    def forget(self, area: str, name: str) -> None:
+        """Forget having seen ``name`` listed (another process deleted it): the next
+        :meth:`index` lists it again."""
+        self.indexed.discard((area, name))
+        self.copies.pop(self.layout.directory(area, group_of(name), shard_of(name)), None)
+
     async def unindex(self, area: str, name: str) -> None:
         """Take ``name`` out of the directory of ``area`` (a deleted stream). Idempotent;
         its group stays listed (an empty group lists nothing)."""

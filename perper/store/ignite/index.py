@@ -266,6 +266,14 @@ class IgniteIndexes:
         table = self.table(stream)
         await self.sql(f"trimming {stream!r}", f"DELETE FROM {table} WHERE seq < ?", [below])
 
+    def forget(self, stream: str) -> None:
+        """Forget what this process knew of the stream's index (another process deleted the
+        stream, and may have declared another index for a new stream of that name)."""
+        self.specs.pop(stream, None)
+        self._watermarks.pop(stream, None)
+        self._tables.discard(self.table(stream))
+        self.store.directory.forget(INDEXES_AREA, stream)
+
     async def deleted(self, stream: str) -> None:
         """Before a stream's segments are deleted: delete its index. The watermark goes
         first, then the table, then the declaration, so a crash at any point leaves either

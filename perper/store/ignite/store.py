@@ -15,7 +15,7 @@ import bisect
 import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import quote
 
@@ -78,6 +78,13 @@ class _Stream:
     was written with lease ``epoch`` (a lower bound of the end). ``sealed``/``seal_epoch``:
     the seal marker seen at ``n`` by the last probe. ``starts``/``numbers``: sorted seqs at
     which a known segment starts, and its number.
+
+    All of that holds until the stream is deleted (``delete_stream``, by any process). So
+    what is remembered is re-checked (:meth:`IgniteStore._probe`) once ``recheck`` seconds
+    of loop time have passed since ``checked`` (then ``checked_n``/``checked_head``: the
+    end as confirmed); ``unchecked``: the segments this process wrote since, removed
+    again if the stream turns out to have been deleted under them. ``hint``: the end hint
+    as this process last read or wrote it (hint updates compare-and-set against it).
     """
 
     n: int = 0
@@ -91,6 +98,17 @@ class _Stream:
     floor_seq: int = 0
     starts: list[int] = field(default_factory=lambda: [0])
     numbers: list[int] = field(default_factory=lambda: [0])
+    hint: bytes | None = None
+    checked: float = float("-inf")
+    checked_n: int = 0
+    checked_head: int = 0
+    unchecked: list[int] = field(default_factory=list)
+
+    def reset(self) -> None:
+        """Forget everything (the stream was deleted, or is another one by now)."""
+        fresh = _Stream()
+        for name in (f.name for f in fields(_Stream)):
+            setattr(self, name, getattr(fresh, name))
 
     def learn(self, n: int, first: int, count: int, epoch: int) -> None:
         self._bound(first, n)
@@ -181,6 +199,8 @@ class IgniteStore(LogStore):
         retry: seconds to keep retrying when the cluster cannot be reached.
         partition_aware: route each key to its primary node (default: iff several addresses).
         cache_mb: MiB of segments kept in memory.
+        recheck: seconds of loop time after which what this process remembers of a stream
+            is re-checked before it appends on (the stream may have been deleted).
         url: the URL it was opened with (for messages; a password in it is masked).
     """
 
@@ -204,6 +224,7 @@ class IgniteStore(LogStore):
         retry: float = 5.0,
         partition_aware: bool | None = None,
         cache_mb: float = 16,
+        recheck: float = 1.0,
         url: str | None = None,
     ) -> None:
         super().__init__()
@@ -239,10 +260,14 @@ class IgniteStore(LogStore):
         self.layout = Layout(namespace)
         self.directory = Directory(self.io, self.layout)
         self._cache = _SegmentCache(int(cache_mb * 1024 * 1024))
+        self.recheck = recheck
         self._streams: dict[str, _Stream] = {}
         self._meta_seen: dict[str, bytes] = {}
         self._hints: set[asyncio.Task[None]] = set()
         self._key_index: dict[str, KeyIndex] = {}
+        #: Prefixes whose executions were scanned for unlisted streams, and what they found.
+        self._unlisted_scanned: set[str] = set()
+        self._unlisted_found: set[str] = set()
         #: Indexed streams: declarations, index rows in Ignite SQL tables (index.py).
         self.indexing = IgniteIndexes(self)
 
@@ -266,6 +291,7 @@ class IgniteStore(LogStore):
             retry=options.retry,
             partition_aware=options.partition_aware,
             cache_mb=options.cache_mb,
+            recheck=options.recheck,
             url=options.url,
         )
 
@@ -289,13 +315,13 @@ class IgniteStore(LogStore):
         """
         if not state.registered:
             await self.directory.index(STREAMS_AREA, stream)
-            await self.io.put_if_absent(
-                SEGMENTS_CACHE,
-                self.layout.hint(stream),
-                HINT.pack(0, 0, 0),
-                f"registering {stream!r}",
-            )
+            created = HINT.pack(0, 0, 0)
+            if await self.io.put_if_absent(
+                SEGMENTS_CACHE, self.layout.hint(stream), created, f"registering {stream!r}"
+            ):
+                state.hint = created
             state.registered = True
+            self._checked(state)
 
     async def _ensure_listed(self, stream: str, state: _Stream) -> None:
         """Before segment 0 (items or the seal marker): register the stream, or, if its hint
@@ -309,12 +335,46 @@ class IgniteStore(LogStore):
 
     # ------------------------------------------------------------------ probing
 
-    async def _probe(self, stream: str, state: _Stream) -> None:
-        """Advance ``state`` to the stream's current end, seal marker included."""
+    @staticmethod
+    def _learn_hint(state: _Stream, hint: bytes) -> None:
+        """Take in a hint read from the store; the next probe checks it (a hint is only a
+        claim that segment ``n - 1`` ends at ``head``)."""
+        state.learn_end(*HINT.unpack(hint))
+        state.hint = hint
+        state.checked, state.checked_n, state.checked_head = float("-inf"), *HINT.unpack(hint)[:2]
+
+    async def _probe_from_hint(self, stream: str, state: _Stream) -> None:
+        """Probe a stream just looked up from its hint; a hint the stream's segments
+        contradict (stale: written for an earlier stream of that name, and landed after it
+        was deleted) is ignored, and the stream probed from segment 0."""
+        if not await self._probe(stream, state):
+            state.registered = True
+            self._checked(state)
+            await self._probe(stream, state)
+
+    def _due(self, state: _Stream) -> bool:
+        """Whether what this process remembers of a stream is to be re-checked."""
+        return asyncio.get_running_loop().time() - state.checked > self.recheck
+
+    def _checked(self, state: _Stream) -> None:
+        state.checked = asyncio.get_running_loop().time()
+        state.checked_n, state.checked_head = state.n, state.head
+        state.unchecked.clear()
+
+    async def _probe(self, stream: str, state: _Stream) -> bool:
+        """Advance ``state`` to the stream's current end, seal marker included.
+
+        When due (:meth:`_due`), the first request also re-checks what this process
+        remembers, at no extra round trip: the hint must still exist and the last segment
+        confirmed before must still be the one seen then (or trimmed). If not, the stream
+        was deleted (and perhaps created again) since: the segments this process wrote
+        meanwhile are removed, ``state`` is reset and False returned (the caller looks the
+        stream up afresh)."""
         # One key more than the window: a segment present after an absent one means the
         # absent one was deleted (segments are written in order), which must not pass for
         # the end of the stream.
         window = 1
+        check = state.registered and self._due(state)
         while True:
             base = state.n  # other tasks may advance state.n while we wait for the answer
             keys = [self.layout.segment(stream, base + i) for i in range(window + 1)]
@@ -322,8 +382,18 @@ class IgniteStore(LogStore):
             # The trim record rides along in the same request: another process may have
             # trimmed past what this one knows (then the segments at base are gone).
             trim_key = self.layout.trim(stream)
-            found = await self.io.get_all(SEGMENTS_CACHE, [*keys, trim_key], what)
+            extra = []
+            if check:
+                extra.append(self.layout.hint(stream))
+                if state.checked_n:
+                    extra.append(self.layout.segment(stream, state.checked_n - 1))
+            found = await self.io.get_all(SEGMENTS_CACHE, [*keys, trim_key, *extra], what)
             trim = found.pop(trim_key, None)
+            if check:
+                check = False
+                confirmed = [found.pop(key, None) for key in extra]
+                if not await self._still_there(stream, state, trim, *confirmed):
+                    return False
             if trim is not None:
                 self._learn_floor(state, trim)  # known_floor() is as fresh as this probe
                 if self._parse_trim(trim)[0] > base:
@@ -342,10 +412,56 @@ class IgniteStore(LogStore):
                                 "exist: the log is corrupt"
                             )
                     else:
-                        return
+                        return True
                 if self._learn(stream, state, base + i, key, value)[0] == KIND_SEAL:
-                    return
+                    return True
             window = min(window * 4, _MAX_WINDOW)
+
+    async def _still_there(
+        self, stream: str, state: _Stream, trim: Any, hint: Any, last: Any = None
+    ) -> bool:
+        """The re-check of :meth:`_probe`: ``hint`` and ``last`` (segment ``checked_n -
+        1``) as stored now, ``trim`` the trim record."""
+        n = state.checked_n
+        key = self.layout.segment(stream, n - 1)
+        if last is None or not n:
+            same = not n or (trim is not None and self._parse_trim(trim)[0] >= n)
+        else:
+            cached = self._cache.get(key)
+            if cached is not None:
+                same = cached == last
+            else:
+                kind, first, count, _ = parse_header(key, last)
+                same = kind != KIND_SEAL and first + count == state.checked_head
+        if hint is not None and same:
+            state.hint = hint if type(hint) is bytes else None
+            self._checked(state)
+            return True
+        if hint is None and last is not None:
+            # A deletion removes the hint after the segments: this is a lost write.
+            raise FormatError(
+                f"{self.url}: stream {stream!r} has segment {n - 1} but no end hint, which "
+                "its writer stores before segment 0: the cluster lost a write it had "
+                "acknowledged (were partitions lost? see the nodes' logs); the namespace is "
+                "corrupt"
+            )
+        # Deleted since it was checked (and perhaps created again): what this process
+        # wrote meanwhile has no segment 0 below it.
+        orphans = [self.layout.segment(stream, m) for m in state.unchecked]
+        for i in range(0, len(orphans), 1024):
+            await self.io.remove_keys(SEGMENTS_CACHE, orphans[i : i + 1024], f"deleting {stream!r}")
+        self._forget(stream, state)
+        return False
+
+    def _forget(self, stream: str, state: _Stream) -> None:
+        for m in range(state.n + 1):
+            self._cache.drop(self.layout.segment(stream, m))
+        state.reset()
+        self.directory.forget(STREAMS_AREA, stream)
+        self.indexing.forget(stream)
+        self._key_index.pop(stream, None)
+        if self._compared is not None and self._compared[0] == stream:
+            self._compared = None
 
     def _learn(
         self, stream: str, state: _Stream, n: int, key: str, value: bytes
@@ -371,7 +487,7 @@ class IgniteStore(LogStore):
     async def info(self, stream: str) -> StreamInfo:
         self._check_open()
         state = self._stream(stream)
-        if not state.registered:
+        while not state.registered:
             hint_key, trim_key = self.layout.hint(stream), self.layout.trim(stream)
             what = f"looking up {stream!r}"
             found = await self.io.get_all(SEGMENTS_CACHE, [hint_key, trim_key], what)
@@ -392,10 +508,14 @@ class IgniteStore(LogStore):
                     )
             if hint is None:
                 return StreamInfo(stream, 0, False)
-            state.learn_end(*HINT.unpack(hint))
+            self._learn_hint(state, hint)
             if trim_key in found:
                 self._learn_floor(state, found[trim_key])
-        await self._probe(stream, state)
+            await self._probe_from_hint(stream, state)
+            break
+        else:
+            if not await self._probe(stream, state):
+                return await self.info(stream)  # deleted since: looked up afresh
         if state.sealed:
             return StreamInfo(stream, state.head, True, state.seal_epoch)
         return StreamInfo(stream, state.head, False, state.epoch)
@@ -567,7 +687,7 @@ class IgniteStore(LogStore):
     ) -> None:
         self._check_open()
         state = self._stream(stream)
-        if state.head != seq or state.sealed:
+        if state.head != seq or state.sealed or self._due(state):
             await self.info(stream)
         if state.sealed or state.head != seq or state.epoch > epoch:
             raise HeadMovedError(stream)
@@ -602,29 +722,52 @@ class IgniteStore(LogStore):
             # Segments 0..n-1 are committed, so a hint of that end is true whether or not
             # this put wins. It is only a shortcut for probes: sent beside the append, not
             # waited for, and a lost one costs a later probe a few more keys.
-            self._send_hint(stream, HINT.pack(n, seq, state.epoch))
+            self._send_hint(stream, state, HINT.pack(n, seq, state.epoch))
         done = await self.io.put_if_absent(SEGMENTS_CACHE, key, value, f"appending to {stream!r}")
         if not done:
             return False
         state.learn(n, seq, count, epoch)
+        state.unchecked.append(n)
+        if len(state.unchecked) > 4096:
+            state.checked = float("-inf")  # re-check at the next append, keep the list short
         self._cache.put(key, value)
         if rows is not None:
             await self.indexing.written(stream, seq, count, rows)
         return True
 
-    def _send_hint(self, stream: str, hint: bytes) -> None:
-        task = asyncio.get_running_loop().create_task(self._put_hint_quietly(stream, hint))
+    def _send_hint(self, stream: str, state: _Stream, hint: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._put_hint_quietly(stream, state, hint))
         self._hints.add(task)
         task.add_done_callback(self._hints.discard)
 
-    async def _put_hint_quietly(self, stream: str, hint: bytes) -> None:
+    async def _put_hint_quietly(self, stream: str, state: _Stream, hint: bytes) -> None:
         with contextlib.suppress(StoreError):
-            await self._put_hint(stream, hint)
+            await self._put_hint(stream, state, hint)
 
-    async def _put_hint(self, stream: str, hint: bytes) -> None:
-        await self.io.put(
-            SEGMENTS_CACHE, self.layout.hint(stream), hint, f"updating the end of {stream!r}"
-        )
+    async def _put_hint(self, stream: str, state: _Stream, hint: bytes) -> None:
+        """Move the stream's end hint up to ``hint``: compare-and-set against the hint as
+        this process last saw it, never a plain put. A hint update can land after the
+        stream was deleted (it is sent in the background): a put would then recreate the
+        hint of a stream that is gone, which a new stream of that name, or a look-up,
+        would take for its end. The update gives up when the hint is gone (deleted), went
+        down (deleted and created again) or is already as far."""
+        key, what = self.layout.hint(stream), f"updating the end of {stream!r}"
+        old = state.hint
+        known = HINT.unpack(old)[0] if old is not None else None
+        target = HINT.unpack(hint)[0]
+        for _ in range(4):
+            if old is None:
+                old = await self.io.get(SEGMENTS_CACHE, key, what)
+                if type(old) is not bytes or len(old) != HINT.size:
+                    return  # deleted (or not perper's): never recreate a hint
+                current = HINT.unpack(old)[0]
+                if (known is not None and current < known) or current >= target:
+                    return
+            if await self.io.replace(SEGMENTS_CACHE, key, old, hint, what):
+                if state.hint is None or HINT.unpack(state.hint)[0] < target:
+                    state.hint = hint
+                return
+            old = None
 
     async def append(self, stream: str, seq: int, items: Sequence[Any], *, epoch: int = 0) -> int:
         """See :meth:`LogStore.append`.
@@ -637,6 +780,8 @@ class IgniteStore(LogStore):
         """
         self._check_open()
         state = self._streams.get(stream)
+        if state is not None and state.n and self._due(state):
+            await self.info(stream)  # re-checks what this process remembers (deleted since?)
         if (
             state is not None
             and items
@@ -692,7 +837,7 @@ class IgniteStore(LogStore):
     ) -> None:
         self._check_open()
         state = self._stream(stream)
-        if state.head != seq or state.sealed:
+        if state.head != seq or state.sealed or self._due(state):
             await self.info(stream)
         if state.sealed or state.head != seq or state.epoch > 0:
             raise HeadMovedError(stream)
@@ -731,6 +876,8 @@ class IgniteStore(LogStore):
         self._check_open()
         items, keys = check_keys(stream, items, keys)
         state = self._streams.get(stream)
+        if state is not None and state.n and self._due(state):
+            await self.info(stream)  # re-checks what this process remembers (deleted since?)
         index = self._key_index.get(stream)
         if (
             state is not None
@@ -779,12 +926,34 @@ class IgniteStore(LogStore):
             marker = HEADER.pack(KIND_SEAL, state.head, 0, epoch)
             if await self.io.put_if_absent(SEGMENTS_CACHE, key, marker, f"sealing {stream!r}"):
                 state.sealed, state.seal_epoch = True, epoch
-                await self._put_hint(stream, HINT.pack(state.n, state.head, state.epoch))
+                await self._put_hint(stream, state, HINT.pack(state.n, state.head, state.epoch))
                 return True
+
+    async def _unlisted(self, prefix: str, listed: list[str]) -> list[str]:
+        """Streams an older perper wrote unlisted (its registering writer killed between
+        the listing and the hint, docs/ignite.md "Append protocol"), found through their
+        execution records: the executions are scanned once per process and prefix (this
+        perper lists a stream before its first segment, so none becomes unlisted later),
+        the names found are probed on each listing."""
+        if not any(prefix.startswith(done) for done in self._unlisted_scanned):
+            known = set(listed)
+            for key, entry in await self.meta_scan("executions", prefix=prefix):
+                value = entry.value
+                kind = value.get("kind") if isinstance(value, dict) else None
+                if kind in ("stream", "action") and key not in known:
+                    self._unlisted_found.add(key)
+            self._unlisted_scanned.add(prefix)
+        return sorted(
+            name for name in self._unlisted_found if name.startswith(prefix) and name not in listed
+        )
 
     async def streams(self, *, prefix: str = "") -> list[StreamInfo]:
         self._check_open()
         names = await self.directory.listed(STREAMS_AREA, prefix, "listing streams")
+        unlisted = []
+        for name in await self._unlisted(prefix, names):
+            if (await self.info(name)).head or self._stream(name).sealed:
+                unlisted.append(name)
         for i in range(0, len(names), 256):
             chunk = [name for name in names[i : i + 256] if not self._stream(name).registered]
             keys = [self.layout.hint(name) for name in chunk]
@@ -792,12 +961,16 @@ class IgniteStore(LogStore):
             for name, key in zip(chunk, keys, strict=True):
                 hint = hints.get(key)
                 if type(hint) is bytes and len(hint) == HINT.size:
-                    self._streams[name].learn_end(*HINT.unpack(hint))
+                    self._learn_hint(self._streams[name], hint)
         limit = asyncio.Semaphore(_PROBE_CONCURRENCY)
 
         async def probe(name: str) -> None:
             async with limit:
-                await self._probe(name, self._streams[name])
+                state = self._streams[name]
+                if state.hint is not None and state.checked == float("-inf"):
+                    await self._probe_from_hint(name, state)
+                elif not await self._probe(name, state):
+                    await self.info(name)
 
         await asyncio.gather(*(probe(name) for name in names))
         infos = []
@@ -805,6 +978,9 @@ class IgniteStore(LogStore):
             state = self._streams[name]
             epoch = state.seal_epoch if state.sealed else state.epoch
             infos.append(StreamInfo(name, state.head, state.sealed, epoch))
+        if unlisted:
+            infos += [await self.info(name) for name in unlisted]
+            infos.sort(key=lambda info: info.name)
         return infos
 
     async def meta_get(self, table: str, key: str) -> Meta | None:

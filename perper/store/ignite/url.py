@@ -31,6 +31,8 @@ URL_OPTIONS = {
     "partition_aware": "1 to send each key to its primary node (default with several "
     "addresses), 0 to use one connection (default with one address)",
     "cache_mb": "MiB of recently read or written segments kept in memory (default 16)",
+    "recheck": "seconds after which an appender re-checks that the stream it remembers "
+    "still exists before appending on (default 1)",
 }
 
 
@@ -47,6 +49,7 @@ class IgniteOptions:
     retry: float = 5.0
     partition_aware: bool | None = None
     cache_mb: float = 16.0
+    recheck: float = 1.0
     url: str = ""
 
 
@@ -126,6 +129,7 @@ def parse_url(url: str) -> IgniteOptions:
             else None
         ),
         cache_mb=_parse_seconds(masked, "cache_mb", options.get("cache_mb"), 16.0),
+        recheck=_parse_seconds(masked, "recheck", options.get("recheck"), 1.0),
         url=masked,
     )
 
