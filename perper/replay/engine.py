@@ -646,9 +646,9 @@ class _ExecutionReplay:
             return
         if not attempt.batched:
             async for item in agen:
-                append(item)
+                out.append(item)  # (a method call: 3.11 inlines list.append here)
                 remaining -= 1
-                if not remaining:
+                if remaining == 0:  # (an int compare, no truth-value call)
                     remaining = await self._compare(recorded, out, attempt)
                     if not remaining:
                         return
