@@ -5,11 +5,13 @@ wrapped in a real :class:`~perper.Context`; this module drives its async generat
 compares what it yields with the recorded output stream (the stream named by the
 execution's id). No runtime, no tasks, no writes.
 
-The comparison runs at two speeds. The fast pass compares a whole recorded segment at
-once: the yielded items are packed together and the bytes compared with the stored
-segment (items are compared by :func:`perper.codec.canonical`, and a segment is stored
-as exactly that packing), so the cost per item is a list append. When a segment
-differs, the first differing item is found by decoding it; to report the input
+The comparison runs at two speeds. The fast pass compares a recorded segment
+:data:`CHUNK` items at a time: the yielded items are packed together and their bytes
+found at their place in the stored segment (items are compared by
+:func:`perper.codec.canonical`, and a segment is stored as exactly that packing), so the
+cost per item is a list append and a countdown. When a chunk differs, the first
+differing item is found by decoding the segment (an item stored with other bytes that
+decode to an equal item is equal, as for recovery's idempotent append); to report the input
 positions at the moment that item was yielded, the execution is then replayed again,
 item by item, up to that seq — replay is deterministic, so it meets the same item. The
 item-by-item pass also serves ``until`` and the debugger.
@@ -620,11 +622,11 @@ class _ExecutionReplay:
     async def _drive_fast(
         self, agen: Any, recorded: _Recorded, out: list[Any], attempt: _Attempt
     ) -> None:
-        """Run the function, comparing what it yields a recorded segment at a time.
+        """Run the function, comparing what it yields a chunk of a recorded segment at a time.
 
         The hot loop does no more per item than append it and count down to the end of
-        the segment (the cheapest per-item test there is): it does not look for
-        :class:`~perper.Batch`. A Batch cannot be packed, so a segment holding one fails
+        the chunk (the cheapest per-item test there is): it does not look for
+        :class:`~perper.Batch`. A Batch cannot be packed, so a chunk holding one fails
         the byte comparison, and :meth:`_compare` then flattens it and switches to the
         loop that counts each Batch as its items. The first item is looked at, as a
         function that yields Batches usually starts with one, so that its Batches are
