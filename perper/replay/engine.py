@@ -3,7 +3,8 @@
 Each selected execution runs alone, behind a :class:`~perper.replay.host.ReplayHost`
 wrapped in a real :class:`~perper.Context`; this module drives its async generator and
 compares what it yields with the recorded output stream (the stream named by the
-execution's id). No runtime, no tasks, no writes.
+execution's id). No runtime, no writes; the fast pass drives the function from a task of
+its own (a short coroutine chain, see :meth:`_ExecutionReplay._attempt`).
 
 The comparison runs at two speeds. The fast pass compares a recorded segment
 :data:`CHUNK` items at a time: the yielded items are packed together and their bytes
