@@ -3,13 +3,16 @@
 Each selected execution runs alone, behind a :class:`~perper.replay.host.ReplayHost`
 wrapped in a real :class:`~perper.Context`; this module drives its async generator and
 compares what it yields with the recorded output stream (the stream named by the
-execution's id). No runtime, no tasks, no writes.
+execution's id). No runtime, no writes; the fast pass drives the function from a task of
+its own (a short coroutine chain, see :meth:`_ExecutionReplay._attempt`).
 
-The comparison runs at two speeds. The fast pass compares a whole recorded segment at
-once: the yielded items are packed together and the bytes compared with the stored
-segment (items are compared by :func:`perper.codec.canonical`, and a segment is stored
-as exactly that packing), so the cost per item is a list append. When a segment
-differs, the first differing item is found by decoding it; to report the input
+The comparison runs at two speeds. The fast pass compares a recorded segment
+:data:`CHUNK` items at a time: the yielded items are packed together and their bytes
+found at their place in the stored segment (items are compared by
+:func:`perper.codec.canonical`, and a segment is stored as exactly that packing), so the
+cost per item is a list append and a countdown. When a chunk differs, the first
+differing item is found by decoding the segment (an item stored with other bytes that
+decode to an equal item is equal, as for recovery's idempotent append); to report the input
 positions at the moment that item was yielded, the execution is then replayed again,
 item by item, up to that seq — replay is deterministic, so it meets the same item. The
 item-by-item pass also serves ``until`` and the debugger.
@@ -322,8 +325,35 @@ class _Attempt:
     batched: bool = False  # fast pass: the function has yielded a Batch
 
 
+#: Items compared at once by the fast pass: a countdown from at most 256 stays among
+#: CPython's cached small ints (a larger one allocates and frees an int per item).
+CHUNK = 256
+
+
+def _array_header(packed: bytes) -> tuple[int, int] | None:
+    """``(size, count)`` of the msgpack array header ``packed`` starts with, or None."""
+    if not packed:
+        return None
+    kind = packed[0]
+    if 0x90 <= kind <= 0x9F:
+        return 1, kind & 0x0F
+    if kind == 0xDC and len(packed) >= 3:
+        return 3, int.from_bytes(packed[1:3], "big")
+    if kind == 0xDD and len(packed) >= 5:
+        return 5, int.from_bytes(packed[1:5], "big")
+    return None
+
+
 class _Recorded:
-    """The recorded output of one execution, segment by segment, as stored."""
+    """The recorded output of one execution, segment by segment, as stored.
+
+    A segment is stored as the packing of its item list: an array header, then each
+    item's :func:`perper.codec.canonical` bytes one after the other. So the items yielded
+    for it compare a chunk at a time, by packing the chunk and finding its bytes (less
+    the chunk's own array header) at ``offset`` in the segment's; ``done`` items of the
+    segment are compared so far. A segment whose bytes are not the canonical packing of
+    its items (``offset`` None) compares decoded, item by item, as recovery does.
+    """
 
     def __init__(self, log: LogStore, stream: str) -> None:
         # Raw segments, so a whole segment compares by its bytes and decodes only on a
@@ -336,20 +366,51 @@ class _Recorded:
         self.first = 0
         self.count = 0
         self.data: bytes | None = None
+        self.packed = b""
+        self.done = 0
+        self.offset: int | None = None
         self._items: list[Any] | None = None
 
     async def advance(self) -> bool:
         """Move to the next segment; False (and ``data`` None) at the end."""
         self.first += self.count
+        self.done = 0
+        self._items = None
         try:
             first, count, data = await self._segments.__anext__()
         except StopAsyncIteration:
             self.count = 0
             self.data = None
-            self._items = None
+            self.packed = b""
+            self.offset = None
             return False
         self.first, self.count, self.data = first, count, data
-        self._items = None
+        self.packed = segment_packed(data)
+        header = _array_header(self.packed)
+        # A header that does not say ``count`` items: compared decoded (decoding a
+        # corrupt segment raises FormatError).
+        self.offset = header[0] if header is not None and header[1] == count else None
+        return True
+
+    def matches(self, items: list[Any]) -> bool:
+        """True if ``items`` pack to the segment's next bytes; if so they count as
+        compared. False says nothing yet: compare them decoded."""
+        offset = self.offset
+        done = self.done + len(items)
+        if offset is None or done > self.count:
+            return False
+        try:
+            chunk = codec.canonical(items)
+        except (TypeError, ValueError, OverflowError):
+            return False
+        header = _array_header(chunk)
+        assert header is not None  # the packing of a list
+        body = chunk[header[0] :]
+        end = offset + len(body)
+        packed = self.packed
+        if not packed.startswith(body, offset) or (done == self.count) != (end == len(packed)):
+            return False
+        self.offset, self.done = end, done
         return True
 
     def items(self) -> list[Any]:
@@ -523,7 +584,12 @@ class _ExecutionReplay:
                     if hasattr(result, "__anext__"):
                         agen = result
                         if stop_before is None:
-                            await self._drive_fast(agen, recorded, out, attempt)
+                            # In a task of its own: each item's two StopIterations walk
+                            # the chain of running coroutines (CPython looks for an
+                            # exception being handled), which the task keeps short.
+                            await asyncio.ensure_future(
+                                self._drive_fast(agen, recorded, out, attempt)
+                            )
                         else:
                             await self._drive_checked(
                                 agen, recorded, attempt, stop_before, locate, debug
@@ -557,18 +623,18 @@ class _ExecutionReplay:
     async def _drive_fast(
         self, agen: Any, recorded: _Recorded, out: list[Any], attempt: _Attempt
     ) -> None:
-        """Run the function, comparing what it yields a recorded segment at a time.
+        """Run the function, comparing what it yields a chunk of a recorded segment at a time.
 
         The hot loop does no more per item than append it and count down to the end of
-        the segment (the cheapest per-item test there is): it does not look for
-        :class:`~perper.Batch`. A Batch cannot be packed, so a segment holding one fails
+        the chunk (the cheapest per-item test there is): it does not look for
+        :class:`~perper.Batch`. A Batch cannot be packed, so a chunk holding one fails
         the byte comparison, and :meth:`_compare` then flattens it and switches to the
         loop that counts each Batch as its items. The first item is looked at, as a
         function that yields Batches usually starts with one, so that its Batches are
         counted as items from the start, not held a segment's worth of yields long.
         """
         append = out.append
-        remaining = recorded.count if await recorded.advance() else 1
+        remaining = min(CHUNK, recorded.count) if await recorded.advance() else 1
         async for item in agen:
             if item.__class__ is Batch:
                 attempt.batched = True
@@ -583,9 +649,9 @@ class _ExecutionReplay:
             return
         if not attempt.batched:
             async for item in agen:
-                append(item)
+                out.append(item)  # (a method call: 3.11 inlines list.append here)
                 remaining -= 1
-                if not remaining:
+                if remaining == 0:  # (an int compare, no truth-value call)
                     remaining = await self._compare(recorded, out, attempt)
                     if not remaining:
                         return
@@ -611,20 +677,19 @@ class _ExecutionReplay:
     async def _compare(
         self, recorded: _Recorded, out: list[Any], attempt: _Attempt, *, final: bool = False
     ) -> int:
-        """Compare the items yielded so far with the recording, a whole segment at a time.
+        """Compare the items yielded so far with the recording, a chunk at a time.
 
-        Returns how many more items complete the current segment (1 past the recorded
+        Returns how many more items to collect before the next call (at most
+        :data:`CHUNK`, never past the end of the current segment; 1 past the recorded
         end: each further item is judged as it comes), 0 to stop: a mismatch (in
         ``attempt.mismatch``), the end of the recorded output of an unfinished
-        execution, or ``final`` (the function has stopped; a last, partial segment is
-        compared item by item). Items yielded past the recorded end of a finished
+        execution, or ``final`` (the function has stopped; what it yielded of a last,
+        partial segment is compared). Items yielded past the recorded end of a finished
         execution are a divergence: raised to unwind the function, or, when ``final``,
         only recorded.
         """
         while True:
-            data = recorded.data
-            seq = recorded.first
-            if data is None:
+            if recorded.data is None:
                 if not out:
                     return 1
                 if _flatten(out):
@@ -637,7 +702,7 @@ class _ExecutionReplay:
                     return 0
                 divergence = attempt.host.diverge(
                     LONGER,
-                    seq,
+                    recorded.first,
                     None,
                     out[0],
                     f"the replay yielded more items than the {self.recorded_items} recorded",
@@ -645,45 +710,46 @@ class _ExecutionReplay:
                 if final:
                     return 0
                 raise divergence
-            count = recorded.count
-            # The fast path: a segment is stored as exactly the packing of its item list.
-            if len(out) == count:
-                try:
-                    same = codec.canonical(out) == segment_packed(data)
-                except (TypeError, ValueError, OverflowError):
-                    same = False
-                if same:
-                    out.clear()
+            seq = recorded.first + recorded.done
+            left = recorded.count - recorded.done
+            size = len(out)
+            if not size:
+                return min(CHUNK, left)
+            # The fast path: the chunk's bytes are the segment's next bytes.
+            if size <= left and recorded.matches(out):
+                out.clear()
+                if size == left:
                     if not await self._next_segment(recorded, attempt):
                         return 1
-                    return recorded.count
+                    return min(CHUNK, recorded.count)
+                attempt.compared = seq + size
+                return 0 if final else min(CHUNK, left - size)
             if _flatten(out):
                 attempt.batched = True
                 continue
-            if len(out) < count and not final:
-                return count - len(out)
-            if len(out) > count:  # more than a segment (yielded in Batches)
-                try:
-                    same = codec.canonical(out[:count]) == segment_packed(data)
-                except (TypeError, ValueError, OverflowError):
-                    same = False
-                if same:
-                    del out[:count]
-                    await self._next_segment(recorded, attempt)
-                    continue
-            for index, (expected, actual) in enumerate(zip(recorded.items(), out, strict=False)):
+            if size > left and recorded.matches(out[:left]):  # past the segment (Batches)
+                del out[:left]
+                await self._next_segment(recorded, attempt)
+                continue
+            # Decoded, item by item: the first differing item, or (the segment's bytes
+            # are not the canonical packing of its items) items that encode alike.
+            expected_items = recorded.items()
+            done = recorded.done
+            for index, actual in enumerate(out[:left]):
+                expected = expected_items[done + index]
                 if not _same(expected, actual):
                     attempt.mismatch = (seq + index, expected, actual)
                     attempt.compared = seq + index
                     return 0
-            matched = min(len(out), count)
+            matched = min(size, left)
             del out[:matched]
-            if matched == count:  # (equal items pack to equal bytes: not met in practice)
+            recorded.done = done + matched
+            recorded.offset = None  # the rest of this segment compares decoded too
+            if matched == left:
                 await self._next_segment(recorded, attempt)
                 continue
-            # A last, partial segment, equal item by item (the function has stopped).
             attempt.compared = seq + matched
-            return 0
+            return 0 if final else min(CHUNK, left - matched)
 
     async def _next_segment(self, recorded: _Recorded, attempt: _Attempt) -> bool:
         """The current segment compared equal: count it, report progress, move on."""
