@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from perper.errors import FormatError
@@ -141,9 +141,15 @@ class RunRecord:
     started: float | None = None
 
     def to_meta(self) -> dict[str, Any]:
-        meta = asdict(self)
-        meta["status"] = str(self.status)
-        return meta
+        # Not dataclasses.asdict (a deep copy): the work loop writes one as a run ends.
+        return {
+            "name": self.name,
+            "app": self.app,
+            "launcher": self.launcher,
+            "params": self.params,
+            "status": str(self.status),
+            "started": self.started,
+        }
 
     @classmethod
     def from_meta(cls, value: Any, key: str | None = None) -> RunRecord:
