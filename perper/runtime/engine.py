@@ -274,9 +274,11 @@ class Runtime:
                 if stop is None:
                     # One event to wait for: no waiter tasks to start and cancel per poll
                     # (each is a task and two loop turns, in the simulator too).
-                    with contextlib.suppress(TimeoutError):
+                    try:
                         async with asyncio.timeout(poll):
                             await self._wake.wait()
+                    except TimeoutError:
+                        pass
                     continue
                 waits: list[asyncio.Future[Any]] = [
                     asyncio.ensure_future(self._wake.wait()),
