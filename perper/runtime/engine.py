@@ -42,7 +42,7 @@ from perper.runtime.leases import Leases
 from perper.runtime.records import ExecutionRecord, RunRecord
 from perper.runtime.settings import NO_HOOKS, RuntimeHooks, RuntimeSettings
 from perper.runtime.workers import WorkerRegistry
-from perper.store.base import KEEP, LogStore
+from perper.store.base import KEEP, LogStore, Meta
 
 log = logging.getLogger("perper.runtime")
 
@@ -156,6 +156,8 @@ class Runtime:
         self.corruption: FormatError | None = None
         self._tasks: dict[str, tuple[asyncio.Task[None], Execution]] = {}
         self._claiming: set[str] = set()
+        # Execution rows the work loop has checked, by id: the version it checked.
+        self._checked: dict[str, int] = {}
         # Executions giving their lease back: the renewer leaves them alone (a renewal
         # racing the release would find the lease free and call it lost).
         self._releasing: set[str] = set()
@@ -272,9 +274,11 @@ class Runtime:
                 if stop is None:
                     # One event to wait for: no waiter tasks to start and cancel per poll
                     # (each is a task and two loop turns, in the simulator too).
-                    with contextlib.suppress(TimeoutError):
+                    try:
                         async with asyncio.timeout(poll):
                             await self._wake.wait()
+                    except TimeoutError:
+                        pass
                     continue
                 waits: list[asyncio.Future[Any]] = [
                     asyncio.ensure_future(self._wake.wait()),
@@ -319,38 +323,51 @@ class Runtime:
                 if status == RUNNING
             ]
         progressed = False
+        tasks = self._tasks
+        checked = self._checked
+        # The rows decoded this poll (or earlier, at the same version): the next poll's
+        # `checked`, so that it holds no execution that is gone or finished.
+        fresh: dict[str, int] = {}
         for run, defer in runs:
             entry = await store.meta_get("runs", run)
-            # Raw entries: a run with many finished calls is mostly done records, which
-            # need no decoding to be counted.
-            metas = [
-                meta.value for _, meta in await store.meta_scan("executions", prefix=run + "/")
-            ]
-            failures = failures_of(
-                [ExecutionRecord.from_meta(value) for value in metas if value["status"] == FAILED]
-            )
+            # Raw rows, one pass: a run with many finished calls is mostly done records,
+            # which need no decoding to be counted.
+            rows = await store.meta_scan("executions", prefix=run + "/")
+            failed: list[ExecutionRecord] = []
+            unfinished: list[tuple[str, Meta] | None] = []
+            for key, meta in rows:
+                status = meta.value["status"]
+                if status == RUNNING:
+                    unfinished.append((key, meta))
+                elif status == FAILED:
+                    failed.append(ExecutionRecord.from_meta(meta.value, key))
+                elif status != DONE and status != Status.CANCELLED:
+                    unfinished.append(None)  # not finished, and nothing to claim
+            failures = failures_of(failed)
             if failures or (entry is not None and entry.value["status"] == FAILED):
                 await self._cancel_run(run)
                 await self._set_run_status(run, FAILED)
                 if run == only_run:
                     return RunResult(run, FAILED, failures=failures), True
                 continue
-            if (metas and all(value["status"] in (DONE, Status.CANCELLED) for value in metas)) or (
-                entry is not None and entry.value["status"] == DONE
-            ):
+            if (rows and not unfinished) or (entry is not None and entry.value["status"] == DONE):
                 await self._set_run_status(run, DONE)
                 if run == only_run:
                     return RunResult(run, DONE), True
                 continue
-            for value in metas:
-                if (
-                    value["status"] == RUNNING
-                    and value["id"] not in self._tasks
-                    and await self._claim_and_spawn(
-                        ExecutionRecord.from_meta(value), defer_fresh=defer
-                    )
-                ):
+            for row in unfinished:
+                if row is None or row[0] in tasks:
+                    continue
+                key, meta = row
+                # A running row is checked before its lease is tried, as every poll did,
+                # but once per version: an idle worker sees the same rows poll after poll
+                # (a corrupt one is a FormatError naming it all the same).
+                if checked.get(key) != meta.version:
+                    ExecutionRecord.from_meta(meta.value, key)
+                fresh[key] = meta.version
+                if await self._claim_and_spawn(key, defer_fresh=defer):
                     progressed = True
+        self._checked = fresh
         return None, progressed
 
     async def stop_execution(self, execution: str) -> None:
@@ -469,27 +486,32 @@ class Runtime:
         lease can be had; otherwise the worker holding it runs it."""
         record = await self.create_execution(execution, run, fn, params, parent=parent)
         if record.status == RUNNING and execution not in self._tasks:
-            await self._claim_and_spawn(record)
+            await self._claim_and_spawn(execution)
         return record
 
-    async def _claim_and_spawn(self, record: ExecutionRecord, *, defer_fresh: bool = False) -> bool:
+    async def _claim_and_spawn(self, execution_id: str, *, defer_fresh: bool = False) -> bool:
         # ctx.start (attach) and the poll loop (_step) may both try at once.
-        if record.id in self._tasks or record.id in self._claiming:
+        if execution_id in self._tasks or execution_id in self._claiming:
             return False
-        self._claiming.add(record.id)
+        self._claiming.add(execution_id)
         try:
-            epoch = await self.leases.claim(record.id, defer_fresh=defer_fresh)
+            epoch = await self.leases.claim(execution_id, defer_fresh=defer_fresh)
             if epoch is None:
                 return False
-            # The record may be stale: the execution can have finished (here or
+            # The caller's view may be stale: the execution can have finished (here or
             # elsewhere) between reading it and claiming its lease. Re-read it.
-            entry = await self.store.meta_get("executions", record.id)
+            entry = await self.store.meta_get("executions", execution_id)
             if entry is None or entry.value["status"] != RUNNING:
-                await self.leases.release(record.id, epoch)
+                await self.leases.release(execution_id, epoch)
                 return False
         finally:
-            self._claiming.discard(record.id)
-        record = ExecutionRecord.from_meta(entry.value)
+            self._claiming.discard(execution_id)
+        try:
+            record = ExecutionRecord.from_meta(entry.value, execution_id)
+        except FormatError:
+            with contextlib.suppress(StoreError):  # corrupt: not run, and not held either
+                await self.leases.release(execution_id, epoch)
+            raise
         execution = Execution(self, record, epoch)
         task = asyncio.get_running_loop().create_task(self._supervise(execution), name=record.id)
         self._tasks[record.id] = (task, execution)

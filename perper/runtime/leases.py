@@ -53,7 +53,7 @@ class Leases:
         self.store = store
         self.owner = owner
         self.ttl = ttl
-        self._seen: dict[str, tuple[Lease, float]] = {}
+        self._seen: dict[str, tuple[tuple[str, int, int], float]] = {}
         self._fresh: dict[str, float] = {}
 
     async def claim(self, execution: str, *, defer_fresh: bool = False) -> int | None:
@@ -79,15 +79,20 @@ class Leases:
             return 1
         if self._fresh:
             self._fresh.pop(execution, None)
-        current = Lease.from_meta(entry.value)
-        if current.owner is not None and current.owner != self.owner:
+        value = entry.value
+        owner = value["owner"]
+        if owner is not None and owner != self.owner:
+            # Held by another worker: what is compared is (owner, epoch, beat), as a
+            # tuple (no Lease built per poll of an idle worker).
             now = asyncio.get_running_loop().time()
+            held = (owner, value["epoch"], value.get("beat", 0))
             seen = self._seen.get(execution)
-            if seen is None or seen[0] != current:
-                self._seen[execution] = (current, now)
+            if seen is None or seen[0] != held:
+                self._seen[execution] = (held, now)
                 return None
             if now - seen[1] < self.ttl:
                 return None
+        current = Lease.from_meta(value)
         claimed = Lease(self.owner, current.epoch + 1)
         if (
             await store.meta_cas("leases", execution, claimed.to_meta(), version=entry.version)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from perper.errors import FormatError
@@ -74,6 +74,28 @@ class ExecutionRecord:
     def from_meta(cls, value: Any, key: str | None = None) -> ExecutionRecord:
         """The record stored as ``value`` (the ``executions`` row ``key``, which names
         it in the error); :class:`FormatError` if it is not of the shape perper writes."""
+        # The shape every to_meta writes (all eight fields, well typed) is checked and
+        # built without a keyword dict or an enum lookup: the work loop decodes a record
+        # per claim. Anything else takes the general path, which names what is wrong.
+        if type(value) is dict and len(value) == 8:
+            get = value.get
+            stored = get("status")
+            status = _STATUSES.get(stored) if type(stored) is str else None
+            id_, run, function, kind = get("id"), get("run"), get("function"), get("kind")
+            params, parent, error = get("params"), get("parent"), get("error")
+            if (
+                status is not None
+                and type(id_) is str
+                and type(run) is str
+                and type(function) is str
+                and type(kind) is str
+                and type(params) is bytes
+                and (parent is None or type(parent) is str)
+                and (error is None or type(error) is str)
+                and "parent" in value
+                and "error" in value
+            ):
+                return cls(id_, run, function, kind, params, parent, status, error)
         try:
             record = cls(**{**value, "status": Status(value["status"])})
         except (TypeError, KeyError, ValueError) as error:
@@ -119,9 +141,15 @@ class RunRecord:
     started: float | None = None
 
     def to_meta(self) -> dict[str, Any]:
-        meta = asdict(self)
-        meta["status"] = str(self.status)
-        return meta
+        # Not dataclasses.asdict (a deep copy): the work loop writes one as a run ends.
+        return {
+            "name": self.name,
+            "app": self.app,
+            "launcher": self.launcher,
+            "params": self.params,
+            "status": str(self.status),
+            "started": self.started,
+        }
 
     @classmethod
     def from_meta(cls, value: Any, key: str | None = None) -> RunRecord:
@@ -140,6 +168,10 @@ class RunRecord:
         ):
             raise _corrupt_row("runs", key, value, "a field of the wrong type")
         return record
+
+
+#: Each status by its stored string (a dict lookup; ``Status(value)`` is an enum call).
+_STATUSES: dict[str, Status] = {str(status): status for status in Status}
 
 
 def _corrupt_row(table: str, key: str | None, value: Any, error: object) -> FormatError:
