@@ -260,9 +260,9 @@ class LogStore(ABC):
 
         Every read path of the contract goes through here, and checks what it reads: each
         segment's checksum, that segments are contiguous (no seq missing between them),
-        and that the stored items reach the head the store reports and do not run past it. A log failing any
-        check raises :class:`~perper.errors.FormatError` naming the store, the stream and
-        the seqs, instead of handing on damaged or missing items.
+        and that the stored items reach the head the store reports and do not run past
+        it. A log failing any check raises :class:`~perper.errors.FormatError` naming the
+        store, the stream and the seqs, instead of handing on damaged or missing items.
         """
         expected = start  # the next seq the reader must get
         yielded = False

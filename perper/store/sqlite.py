@@ -377,19 +377,13 @@ class SQLiteStore(LogStore):
                 page = db.execute("PRAGMA page_size").fetchone()[0]
                 db.execute(f"PRAGMA wal_autocheckpoint = {max(1, WAL_CHECKPOINT_BYTES // page)}")
             db.execute("SELECT count(*) FROM streams").fetchone()
-        except sqlite3.OperationalError as error:
+        except sqlite3.DatabaseError as error:
             db.close()
-            if "locked" in str(error):
+            if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
                 raise StoreUnavailableError(
                     f"{self.url}: {path} is locked by another process ({error}); try again "
                     "once it has opened the file"
                 ) from error
-            raise FormatError(
-                f"{self.url}: {path} cannot be read as a perper log ({error}); it is corrupt "
-                "or not a perper log"
-            ) from error
-        except sqlite3.DatabaseError as error:
-            db.close()
             raise FormatError(
                 f"{self.url}: {path} cannot be read as a perper log ({error}); it is corrupt "
                 "or not a perper log"
