@@ -474,7 +474,16 @@ class FaultyStore(LogStore):
     #: Calls that, with no fault on, go straight to the shared store (nothing to report
     #: to the checkers): bound on the instance, so the hot path skips a coroutine layer
     #: (and a read pass takes MemoryStore's one-generator read_batches).
-    _DIRECT = ("info", "meta_get", "meta_scan", "streams", "scan_segments", "read_batches", "read")
+    _DIRECT = (
+        "info",
+        "meta_get",
+        "meta_scan",
+        "streams",
+        "scan_segments",
+        "read_batches",
+        "read",
+        "segment_now",
+    )
 
     def refresh(self) -> None:
         """Recompute whether any per-call fault is on (the fast path skips the gate)."""
@@ -491,9 +500,17 @@ class FaultyStore(LogStore):
         if self.faulty:
             for name in self._DIRECT:
                 attributes.pop(name, None)
+            attributes.pop("_write_now", None)  # LogStore.append_now declines
         else:
             for name in self._DIRECT:
                 attributes[name] = getattr(self._backing, name)
+            attributes["_write_now"] = self._write_faultless
+
+    def _write_faultless(self, stream: str, seq: int, count: int, data: bytes, epoch: int) -> bool:
+        # write_segment's path with no fault on, as LogStore.append_now's write.
+        self._backing.write_segment_now(stream, seq, count, data, epoch)
+        self._world.on_segment(self, stream, seq, count, data)
+        return True
 
     async def _gate(self, what: str, *, write: bool = False) -> None:
         if self.dead:

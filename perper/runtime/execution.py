@@ -537,19 +537,41 @@ class Execution:
             if self._task is not None:
                 self._task.cancel()
 
-    async def flush(self, batch: list[Any] | None = None) -> None:
+    async def flush(self, batch: list[Any] | None = None, *, turn: bool = True) -> None:
         """Make recorded effects, then buffered output items, durable (in that order, so no
         stored item depends on an effect that is not recorded).
 
         ``batch``: items yielded after the buffered ones (a Batch's list, appended without
-        a copy); the function must not resume before this returns."""
+        a copy); the function must not resume before this returns. ``turn``: give the
+        other tasks a turn after it (False where the caller is about to wait anyway)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if not self._live_heads and not self._pending_effects and not self._flush_lock.locked():
+            # Nothing can be in flight: the usual case needs no lock.
+            buffer = self._buffer
+            if batch is None and not buffer:
+                if turn:
+                    await asyncio.sleep(0)
+                return
+            if self._resume_at is None and not self._append_without_compare:
+                # One segment where this execution's last append ended, written by a
+                # store that does not suspend (LogStore.append_now); else the path below.
+                if not buffer:
+                    items = batch if batch is not None else buffer
+                else:
+                    items = buffer if batch is None else buffer + batch
+                head = self.store.append_now(self.record.id, self._out_seq, items, epoch=self.epoch)
+                if head is not None:
+                    buffer.clear()  # in place: _drain holds a reference to this list
+                    self._out_seq = head
+                    if turn:
+                        await asyncio.sleep(0)
+                    return
         async with self._flush_lock:
-            await self._flush_locked(batch)
+            await self._flush_locked(batch, turn=turn)
 
-    async def _flush_locked(self, batch: list[Any] | None = None) -> None:
+    async def _flush_locked(self, batch: list[Any] | None = None, *, turn: bool = True) -> None:
         while self._live_heads:
             # A live read's effect is recorded with its head: wait for the value (a
             # failed head read stays in line, so its empty effect is never written).
@@ -589,7 +611,8 @@ class Execution:
                 self._buffer[0:0] = items
         # Appends to local stores never suspend: give the other executions a turn
         # after each flush, so a busy producer cannot starve its readers.
-        await asyncio.sleep(0)
+        if turn:
+            await asyncio.sleep(0)
 
     async def _append_effects(self, effects: list[Any]) -> None:
         start = len(self._recorded_effects)
@@ -658,19 +681,21 @@ class Execution:
             return None
         return slots[: index + 1]
 
-    async def checkpoint(self, current: ReadSlot | None) -> None:
+    async def checkpoint(self, current: ReadSlot | None, *, turn: bool = True) -> None:
         """Flush, then save the reads' positions and cursors, the output head, state,
         effects position, start counter and epoch — if this is a point the function can
-        resume from (see :meth:`_resume_slots`); otherwise only flush."""
+        resume from (see :meth:`_resume_slots`); otherwise only flush. ``turn``: as for
+        :meth:`flush`."""
         if current is not None and not self._checkpointing:
-            await self.flush()  # replay mode records only where its function ended
+            await self.flush(turn=turn)  # replay mode records only where its function ended
             return
         early = self._checkpoint_before_flush
         if not early:
-            await self.flush()
+            await self.flush(turn=turn)
         slots = self._resume_slots(current)
         if slots is None:
-            await self.flush()
+            if early:
+                await self.flush(turn=turn)
             return
         try:
             await self._write_checkpoint(
@@ -695,7 +720,7 @@ class Execution:
                 raise EncodeError(error.type_name, f"{self.function!r}'s {error.path}") from None
             raise
         if early:
-            await self.flush()
+            await self.flush(turn=turn)
         self._arm_checkpoint_timer()
         await self._trim_inputs([slot.stream for slot in slots])
 
@@ -853,10 +878,24 @@ class Execution:
                 # One head read per pass: the pass reads up to it (segments() then needs
                 # no head read of its own) and the next pass looks for more.
                 info = await store.info(stream)
-                if info.head > position:
-                    async for first, items in store.read_batches(
-                        stream, start=position, stop=info.head
-                    ):
+                head = info.head
+                if head > position:
+                    # A segment at a time by a plain call where the store can
+                    # (LogStore.segment_now), else through its async generator.
+                    segments = None
+                    while True:
+                        if segments is None:
+                            if position >= head:
+                                break
+                            got = store.segment_now(stream, position, head)
+                            if got is None:
+                                segments = store.read_batches(stream, start=position, stop=head)
+                                continue
+                        else:
+                            got = await anext(segments, None)
+                            if got is None:
+                                break
+                        first, items = got
                         if batches:
                             # One stored segment (from the read position on) per batch:
                             # what the log holds, so recovery and replay see the same
@@ -906,9 +945,9 @@ class Execution:
                 # About to block: make our own output visible first, or a cycle would
                 # stall.
                 if self._consumed_since_checkpoint() > 0:
-                    await self.checkpoint(slot)
+                    await self.checkpoint(slot, turn=False)
                 else:
-                    await self.flush()
+                    await self.flush(turn=False)
                 if worker.stopping:
                     await self._stop(slot)
                 self.blocked = True

@@ -41,6 +41,7 @@ from perper import codec
 from perper.errors import (
     ConfigError,
     ConflictError,
+    EncodeError,
     FencedError,
     FormatError,
     GapError,
@@ -402,6 +403,46 @@ class LogStore(ABC):
                 continue
             return seq
 
+    #: A :meth:`write_segment` done before it returns, for a backend whose writes never
+    #: suspend: ``(stream, seq, count, data, epoch) -> bool``, False when it cannot write
+    #: now (nothing written), raising :class:`~perper.errors.HeadMovedError` as
+    #: write_segment does. None (the default): :meth:`append_now` always declines.
+    _write_now: Callable[[str, int, int, bytes, int], bool] | None = None
+
+    def append_now(self, stream: str, seq: int, items: list[Any], *, epoch: int = 0) -> int | None:
+        """:meth:`append`'s usual case done before it returns, or nothing: the writer
+        appends one segment's worth of new items where its own last append through this
+        store ended, on a backend that can write without suspending. Returns the new head,
+        or None when any of that does not hold -- then nothing was written and the caller
+        uses :meth:`append`, which handles (and names) every other case: overlaps with
+        stored items, gaps, seals, fencing, unencodable or oversized items. ``items`` is
+        encoded before this returns and not kept.
+
+        For the runtime's flush of small segments (a function yielding one item at a
+        time, the batch sizes the simulator draws), where the coroutine layers of
+        :meth:`append` are most of a segment's cost.
+        """
+        write = self._write_now
+        if write is None or not items or self._appended.get(stream) != seq:
+            return None
+        try:
+            data = encode_segment(items)
+        except EncodeError:
+            return None  # append raises it, naming the item
+        if len(data) > min(self.max_segment_bytes, self.max_item_bytes):
+            return None
+        count = len(items)
+        try:
+            if not write(stream, seq, count, data, epoch):
+                return None
+        except HeadMovedError:
+            self._appended.pop(stream, None)
+            return None
+        self.notify(stream)
+        seq += count
+        self._appended[stream] = seq
+        return seq
+
     def _chunks(self, stream: str, seq: int, items: list[Any]) -> list[tuple[list[Any], bytes]]:
         """``items`` as segments of at most :attr:`max_segment_bytes` encoded bytes each
         (an item larger than that is a segment of its own, up to :attr:`max_item_bytes`)."""
@@ -482,6 +523,19 @@ class LogStore(ABC):
             first, items = self._decode_slice(stream, first, count, data, start, stop)
             if items:
                 yield first, items
+
+    def segment_now(self, stream: str, start: int, stop: int) -> tuple[int, list[Any]] | None:
+        """The first run of :meth:`read_batches` (``stream`` from ``start``, before
+        ``stop``), decoded before it returns, on a backend that can read without
+        suspending: ``(first_seq, items)`` of the stored segment holding ``start``, cut
+        to ``[start, stop)``. None when that cannot be done now or is not the plain case
+        (nothing stored there, trimmed, a segment that does not fit the head): the
+        caller reads through :meth:`read_batches`, which raises what it finds.
+
+        Raises:
+            FormatError: the segment does not match its checksum or its count.
+        """
+        return None
 
     async def read(
         self, stream: str, start: int = 0, stop: int | None = None

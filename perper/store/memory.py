@@ -152,6 +152,33 @@ class MemoryStore(LogStore):
         async for batch in super().read_batches(stream, expected, stop):
             yield batch
 
+    def segment_now(self, stream: str, start: int, stop: int) -> tuple[int, list[Any]] | None:
+        # The first pass of read_batches above, as a plain call: a reader woken for one
+        # new segment (small flushes) pays no async generator for it. Anything but the
+        # plain case goes to read_batches, which names what it finds.
+        if self._closed:
+            return None
+        s = self._streams.get(stream)
+        if s is None or start < s.first:
+            return None
+        firsts = s.firsts
+        index = bisect.bisect_right(firsts, start) - 1
+        if index < 0:
+            return None
+        first = firsts[index]
+        count, data = s.data[index]
+        end = first + count
+        if end <= start or count <= 0 or end > s.head:
+            return None
+        url = self.url
+        check_segment(first, count, data, stream=stream, where=url)
+        items = decode_segment(first, count, data, stream=stream, where=url, checked=True)
+        if first < start or end > stop:
+            lo = max(start - first, 0)
+            items = items[lo : min(stop - first, count)]
+            first += lo
+        return first, items
+
     async def read(
         self, stream: str, start: int = 0, stop: int | None = None
     ) -> AsyncIterator[tuple[int, Any]]:
@@ -187,6 +214,11 @@ class MemoryStore(LogStore):
         s.data.append((count, data))
         s.head = seq + count
         s.epoch = epoch
+
+    def _write_now(self, stream: str, seq: int, count: int, data: bytes, epoch: int) -> bool:
+        # LogStore.append_now's write: this store never suspends.
+        self.write_segment_now(stream, seq, count, data, epoch)
+        return True
 
     async def write_seal(self, stream: str, epoch: int) -> bool:
         if self._closed:

@@ -101,8 +101,14 @@ def test_shrinking_a_failing_schedule_leaves_at_most_two_faults() -> None:
 
 def test_a_failing_runs_store_opens_with_perper_streams_ls(tmp_path: object) -> None:
     simulation = Simulation(load_app(EXAMPLES / "running_total.py"))
-    failure = simulation.run_seeds(range(200), stop_on_failure=True).first_failure
-    assert failure is not None and failure.store is not None
+    # The first seed where the runtime itself failed the execution (a seed whose wrong
+    # output the checkers catch first ends with the execution still running).
+    failure = next(
+        result
+        for result in map(simulation.run_seed, range(200))
+        if result.violation is not None and result.violation.kind == "nondeterminism"
+    )
+    assert failure.store is not None
     path = save_sqlite(failure.store, tmp_path / "failure.db")  # type: ignore[operator]
     result = CliRunner().invoke(
         perper_cli, ["streams", "ls", "--store", f"sqlite:///{path}", "--json"]
