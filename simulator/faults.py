@@ -483,6 +483,7 @@ class FaultyStore(LogStore):
         "read_batches",
         "read",
         "segment_now",
+        "write_waiter",
     )
 
     def refresh(self) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import operator
 import random
 import traceback
@@ -245,6 +246,11 @@ class Execution:
         self._restored: list[ReadSlot] = []
         self._every = self.settings.checkpoint_every
         self._interval = self.settings.checkpoint_interval
+        # A read waiting on a store's write_waiter: (stream, item, since when), and the
+        # one timer that checks it against read_wait_warning (see _wait_for_write).
+        self._waiting: tuple[str, int, float] | None = None
+        self._wait_watch: asyncio.TimerHandle | None = None
+        self._wait_warning: asyncio.Task[None] | None = None
         # Non-empty once a timer or a stop wants a boundary at the function's next item,
         # whatever the countdown: reads look at it once per item (see _read).
         self._wake: list[None] = []
@@ -340,7 +346,7 @@ class Execution:
                     await self.flush()
             await self._fail(error)
         finally:
-            for timer in (self._timer, self._checkpoint_timer):
+            for timer in (self._timer, self._checkpoint_timer, self._wait_watch):
                 if timer is not None:
                     timer.cancel()
 
@@ -952,7 +958,11 @@ class Execution:
                     await self._stop(slot)
                 self.blocked = True
                 try:
-                    await self._wait(stream, position)
+                    future = store.write_waiter(stream, position)
+                    if future is None:
+                        await self._wait(stream, position)
+                    elif not future.done():
+                        await self._wait_for_write(stream, position, future)
                 finally:
                     self.blocked = False
         except GeneratorExit:
@@ -967,9 +977,52 @@ class Execution:
         """Wait for item ``position`` of ``stream``; after ``read_wait_warning`` seconds
         say what is awaited if no execution writes the stream (it may be an ingest
         stream a producer fills later, so keep waiting)."""
-        bound = self.settings.read_wait_warning
-        if await self.store.wait(stream, position, timeout=bound):
+        if await self.store.wait(stream, position, timeout=self.settings.read_wait_warning):
             return
+        await self._say_waiting(stream, position)
+        await self.store.wait(stream, position, timeout=None)
+
+    async def _wait_for_write(
+        self, stream: str, position: int, future: asyncio.Future[None]
+    ) -> None:
+        """:meth:`_wait` on a store that hands out write waiters (LogStore.write_waiter):
+        one future and no timer per wait. The warning after ``read_wait_warning`` seconds
+        comes from one timer per execution, re-armed only when it finds the read it was
+        armed for over (see :meth:`_check_wait`)."""
+        loop = asyncio.get_running_loop()
+        self._waiting = (stream, position, loop.time())
+        if self._wait_watch is None:
+            self._wait_watch = loop.call_later(self.settings.read_wait_warning, self._check_wait)
+        try:
+            await future
+        except asyncio.CancelledError:
+            self.store.drop_waiter(stream, future)
+            raise
+        finally:
+            self._waiting = None
+
+    def _check_wait(self) -> None:
+        self._wait_watch = None
+        waiting = self._waiting
+        if waiting is None:
+            return  # not waiting: the next wait arms it again
+        stream, position, since = waiting
+        loop = asyncio.get_running_loop()
+        due = since + self.settings.read_wait_warning
+        if loop.time() < due:
+            self._wait_watch = loop.call_at(due, self._check_wait)
+            return
+        # Once per wait, as _wait does: the same read goes on waiting unwarned.
+        self._waiting = (stream, position, math.inf)
+        self._wait_warning = loop.create_task(self._warn_waiting(stream, position))
+
+    async def _warn_waiting(self, stream: str, position: int) -> None:
+        try:
+            await self._say_waiting(stream, position)
+        except Exception as error:  # a warning that cannot be given is not the read's failure
+            log.debug("execution %s: no wait warning: %s", self.execution, error)
+
+    async def _say_waiting(self, stream: str, position: int) -> None:
         if await self.store.meta_get("executions", stream) is None:
             info = await self.store.info(stream)
             log.warning(
@@ -977,12 +1030,11 @@ class Execution:
                 "writes%s; it goes on waiting for a producer to append to it (perper "
                 "ingest, perper.Producer)",
                 self.execution,
-                bound,
+                self.settings.read_wait_warning,
                 position,
                 stream,
                 " and no producer has written to" if info.head == 0 else "",
             )
-        await self.store.wait(stream, position, timeout=None)
 
     def _live_start(self, stream: str, start: int | str) -> int | asyncio.Task[int]:
         """Where a read given ``start`` begins: a seq, or for ``"live"`` the head of

@@ -586,6 +586,26 @@ class LogStore(ABC):
                 if not future.done():
                     future.set_result(None)
 
+    def write_waiter(self, stream: str, seq: int) -> asyncio.Future[None] | None:
+        """For a reader about to wait for item ``seq`` of ``stream``, on a store that
+        every write goes through this process (no polling): a future, done already if
+        the item is there or the stream sealed, else resolved by the next
+        :meth:`notify` of ``stream`` (which may not bring the item: look again). None:
+        this store cannot tell without suspending, or must poll; use :meth:`wait`.
+
+        One future per wait and nothing else (no coroutine, no timer): what a reader
+        of small segments does after every one. A caller that stops waiting before it
+        is resolved gives it back with :meth:`drop_waiter`."""
+        return None
+
+    def drop_waiter(self, stream: str, future: asyncio.Future[None]) -> None:
+        """Forget a :meth:`write_waiter` future nobody waits for any more."""
+        waiters = self._waiters.get(stream)
+        if waiters is not None and future in waiters:
+            waiters.remove(future)
+            if not waiters:
+                del self._waiters[stream]
+
     async def _wait_for_notify(self, stream: str, timeout: float | None) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -598,11 +618,7 @@ class LogStore(ABC):
         finally:
             if handle is not None:
                 handle.cancel()
-            waiters = self._waiters.get(stream)
-            if waiters is not None and future in waiters:
-                waiters.remove(future)
-                if not waiters:
-                    del self._waiters[stream]
+            self.drop_waiter(stream, future)
 
     # ---------------------------------------------------------------- retention
     # Ephemeral streams (docs/retention.md): the runtime deletes the segments every reader

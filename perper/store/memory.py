@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -151,6 +152,18 @@ class MemoryStore(LogStore):
             return
         async for batch in super().read_batches(stream, expected, stop):
             yield batch
+
+    def write_waiter(self, stream: str, seq: int) -> asyncio.Future[None] | None:
+        # Every write to this store goes through this process and notifies.
+        if self._closed:
+            return None  # wait() raises StoreClosedError
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        s = self._streams.get(stream)
+        if s is not None and (s.head > seq or s.sealed):
+            future.set_result(None)
+        else:
+            self._waiters.setdefault(stream, []).append(future)
+        return future
 
     def segment_now(self, stream: str, start: int, stop: int) -> tuple[int, list[Any]] | None:
         # The first pass of read_batches above, as a plain call: a reader woken for one
