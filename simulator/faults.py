@@ -484,6 +484,7 @@ class FaultyStore(LogStore):
         "read",
         "segment_now",
         "write_waiter",
+        "info_now",
     )
 
     def refresh(self) -> None:

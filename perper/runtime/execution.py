@@ -29,8 +29,9 @@ import math
 import operator
 import random
 import traceback
+import types
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from typing import Any, Protocol
 
 from perper import codec
@@ -60,6 +61,13 @@ from perper.store.index import IndexSpec
 from perper.streamref import StreamRef
 
 log = logging.getLogger("perper.runtime")
+
+
+@types.coroutine
+def _turn() -> Generator[None, None, None]:
+    """Give the other tasks one turn: ``asyncio.sleep(0)`` without its coroutine (the
+    task sees a bare yield and reschedules itself, as it does for sleep(0))."""
+    yield
 
 
 class Worker(Protocol):
@@ -558,7 +566,7 @@ class Execution:
             buffer = self._buffer
             if batch is None and not buffer:
                 if turn:
-                    await asyncio.sleep(0)
+                    await _turn()
                 return
             if self._resume_at is None and not self._append_without_compare:
                 # One segment where this execution's last append ended, written by a
@@ -572,7 +580,7 @@ class Execution:
                     buffer.clear()  # in place: _drain holds a reference to this list
                     self._out_seq = head
                     if turn:
-                        await asyncio.sleep(0)
+                        await _turn()
                     return
         async with self._flush_lock:
             await self._flush_locked(batch, turn=turn)
@@ -618,7 +626,7 @@ class Execution:
         # Appends to local stores never suspend: give the other executions a turn
         # after each flush, so a busy producer cannot starve its readers.
         if turn:
-            await asyncio.sleep(0)
+            await _turn()
 
     async def _append_effects(self, effects: list[Any]) -> None:
         start = len(self._recorded_effects)
@@ -883,7 +891,9 @@ class Execution:
             while True:
                 # One head read per pass: the pass reads up to it (segments() then needs
                 # no head read of its own) and the next pass looks for more.
-                info = await store.info(stream)
+                info = store.info_now(stream)
+                if info is None:
+                    info = await store.info(stream)
                 head = info.head
                 if head > position:
                     # A segment at a time by a plain call where the store can
@@ -950,7 +960,7 @@ class Execution:
                     break
                 # About to block: make our own output visible first, or a cycle would
                 # stall.
-                if self._consumed_since_checkpoint() > 0:
+                if self._checkpointing and self._consumed_since_checkpoint() > 0:
                     await self.checkpoint(slot, turn=False)
                 else:
                     await self.flush(turn=False)

@@ -524,6 +524,11 @@ class LogStore(ABC):
             if items:
                 yield first, items
 
+    def info_now(self, stream: str) -> StreamInfo | None:
+        """:meth:`info`, known before it returns, on a backend that can tell without
+        suspending; None otherwise (then await :meth:`info`)."""
+        return None
+
     def segment_now(self, stream: str, start: int, stop: int) -> tuple[int, list[Any]] | None:
         """The first run of :meth:`read_batches` (``stream`` from ``start``, before
         ``stop``), decoded before it returns, on a backend that can read without

@@ -79,6 +79,18 @@ class MemoryStore(LogStore):
             info = s.info = StreamInfo(stream, s.head, s.sealed, s.epoch)
         return info
 
+    def info_now(self, stream: str) -> StreamInfo | None:
+        # info above as a plain call (a reader's pass asks once, after every segment).
+        if self._closed:
+            return None  # info() raises StoreClosedError
+        s = self._streams.get(stream)
+        if s is None:
+            return StreamInfo(stream, 0, False)
+        info = s.info
+        if info is None or info.head != s.head or info.sealed != s.sealed or info.epoch != s.epoch:
+            info = s.info = StreamInfo(stream, s.head, s.sealed, s.epoch)
+        return info
+
     async def scan_segments(
         self, stream: str, start: int, stop: int | None
     ) -> AsyncIterator[tuple[int, int, bytes]]:
