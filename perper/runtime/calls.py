@@ -504,7 +504,7 @@ class ExecutionCalls:
     ) -> Any:
         x = self.x
         store = self.store
-        if x._pending_effects or x._buffer or x._flush_lock.locked():
+        if x._pending_effects or x._buffer or x._flushing:
             # What the arguments may depend on is recorded first. (Skipped when nothing
             # is pending: concurrent calls then reach their group writes together.)
             await x.flush()

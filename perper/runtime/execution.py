@@ -249,6 +249,7 @@ class Execution:
         self._live_heads: list[asyncio.Task[int]] = []
         self._buffer: list[Any] = []
         self._flush_lock = asyncio.Lock()
+        self._flushing = 0  # flushes holding or waiting for the lock (a count, not a call)
         self._slots: list[ReadSlot] = []  # per ctx.read call, in the order they opened
         self._readers: list[weakref.ref[AsyncIterator[Any]]] = []  # keeps the callbacks
         self._restored: list[ReadSlot] = []
@@ -508,7 +509,7 @@ class Execution:
                     len(items) >= limit
                     and not buffer
                     and not self._live_heads
-                    and not self._flush_lock.locked()
+                    and not self._flushing
                 ):
                     # A whole segment with nothing before it: append the list as it is
                     # (copying it into the buffer and out again costs as much as its
@@ -561,7 +562,7 @@ class Execution:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._live_heads and not self._pending_effects and not self._flush_lock.locked():
+        if not self._live_heads and not self._pending_effects and not self._flushing:
             # Nothing can be in flight: the usual case needs no lock.
             buffer = self._buffer
             if batch is None and not buffer:
@@ -582,8 +583,12 @@ class Execution:
                     if turn:
                         await _turn()
                     return
-        async with self._flush_lock:
-            await self._flush_locked(batch, turn=turn)
+        self._flushing += 1
+        try:
+            async with self._flush_lock:
+                await self._flush_locked(batch, turn=turn)
+        finally:
+            self._flushing -= 1
 
     async def _flush_locked(self, batch: list[Any] | None = None, *, turn: bool = True) -> None:
         while self._live_heads:

@@ -76,6 +76,7 @@ __all__ = [
     "check_table",
     "decode_segment",
     "encode_segment",
+    "read_segment",
     "segment_items",
     "segment_packed",
     "unpack_meta",
@@ -1245,6 +1246,30 @@ def decode_segment(
             f"not the {count} its header says: the log is corrupt"
         )
     return items
+
+
+def read_segment(
+    first: int, count: int, data: bytes, *, stream: str = "", where: str = ""
+) -> list[Any]:
+    """:func:`check_segment` and :func:`decode_segment` in one call: a reader of small
+    segments pays for one call per segment, not four. Anything but a sound segment is
+    handed to those two, which raise what they find.
+
+    Raises:
+        FormatError: the data does not match its checksum, or is not ``count`` items.
+    """
+    if type(data) is bytes and len(data) >= _CRC.size:
+        view = memoryview(data)[_CRC.size :]
+        if _CRC.unpack_from(data)[0] == _crc32(view):
+            try:
+                items = codec.unpack(view)
+            except FormatError:
+                pass  # decode_segment says where
+            else:
+                if type(items) is list and len(items) == count:
+                    return items
+    check_segment(first, count, data, stream=stream, where=where)
+    return decode_segment(first, count, data, stream=stream, where=where, checked=True)
 
 
 def _place(where: str, stream: str, first: int, count: int) -> str:

@@ -15,9 +15,8 @@ from perper.store.base import (
     Meta,
     QueryRow,
     StreamInfo,
-    check_segment,
     check_table,
-    decode_segment,
+    read_segment,
     segment_items,
 )
 from perper.store.index import (
@@ -147,8 +146,7 @@ class MemoryStore(LogStore):
                     f"{url}: stream {stream!r} has head {s.head} but stored items up to seq "
                     f"{end - 1}: the log is corrupt"
                 )
-            check_segment(first, count, data, stream=stream, where=url)
-            items = decode_segment(first, count, data, stream=stream, where=url, checked=True)
+            items = read_segment(first, count, data, stream=stream, where=url)
             if first < start or (stop is not None and end > stop):
                 lo = max(start - first, 0)
                 items = items[lo : count if stop is None else min(stop - first, count)]
@@ -195,9 +193,7 @@ class MemoryStore(LogStore):
         end = first + count
         if end <= start or count <= 0 or end > s.head:
             return None
-        url = self.url
-        check_segment(first, count, data, stream=stream, where=url)
-        items = decode_segment(first, count, data, stream=stream, where=url, checked=True)
+        items = read_segment(first, count, data, stream=stream, where=self.url)
         if first < start or end > stop:
             lo = max(start - first, 0)
             items = items[lo : min(stop - first, count)]
