@@ -256,7 +256,7 @@ class Execution:
         self._every = self.settings.checkpoint_every
         self._interval = self.settings.checkpoint_interval
         # A read waiting on a store's write_waiter: (stream, item, since when), and the
-        # one timer that checks it against read_wait_warning (see _wait_for_write).
+        # one timer that checks it against read_wait_warning (see _read and _check_wait).
         self._waiting: tuple[str, int, float] | None = None
         self._wait_watch: asyncio.TimerHandle | None = None
         self._wait_warning: asyncio.Task[None] | None = None
@@ -977,7 +977,23 @@ class Execution:
                     if future is None:
                         await self._wait(stream, position)
                     elif not future.done():
-                        await self._wait_for_write(stream, position, future)
+                        # _wait on a store that hands out write waiters: one future and
+                        # no timer per wait (inline: no coroutine per wait either). The
+                        # read_wait_warning comes from one timer per execution, re-armed
+                        # only when it finds the read it was armed for over.
+                        loop = asyncio.get_running_loop()
+                        self._waiting = (stream, position, loop.time())
+                        if self._wait_watch is None:
+                            self._wait_watch = loop.call_later(
+                                self.settings.read_wait_warning, self._check_wait
+                            )
+                        try:
+                            await future
+                        except asyncio.CancelledError:
+                            store.drop_waiter(stream, future)
+                            raise
+                        finally:
+                            self._waiting = None
                 finally:
                     self.blocked = False
         except GeneratorExit:
@@ -996,25 +1012,6 @@ class Execution:
             return
         await self._say_waiting(stream, position)
         await self.store.wait(stream, position, timeout=None)
-
-    async def _wait_for_write(
-        self, stream: str, position: int, future: asyncio.Future[None]
-    ) -> None:
-        """:meth:`_wait` on a store that hands out write waiters (LogStore.write_waiter):
-        one future and no timer per wait. The warning after ``read_wait_warning`` seconds
-        comes from one timer per execution, re-armed only when it finds the read it was
-        armed for over (see :meth:`_check_wait`)."""
-        loop = asyncio.get_running_loop()
-        self._waiting = (stream, position, loop.time())
-        if self._wait_watch is None:
-            self._wait_watch = loop.call_later(self.settings.read_wait_warning, self._check_wait)
-        try:
-            await future
-        except asyncio.CancelledError:
-            self.store.drop_waiter(stream, future)
-            raise
-        finally:
-            self._waiting = None
 
     def _check_wait(self) -> None:
         self._wait_watch = None

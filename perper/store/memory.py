@@ -212,10 +212,11 @@ class MemoryStore(LogStore):
     ) -> None:
         self.write_segment_now(stream, seq, count, data, epoch)
 
-    def write_segment_now(self, stream: str, seq: int, count: int, data: bytes, epoch: int) -> None:
+    def write_segment_now(self, stream: str, seq: int, count: int, data: bytes, epoch: int) -> bool:
         """:meth:`write_segment`, done before it returns (this store never suspends):
         for a caller in the same process that would otherwise await a coroutine which
-        cannot wait (the simulator's store views, one per worker, on every write).
+        cannot wait (the simulator's store views, one per worker, on every write), and
+        :meth:`LogStore.append_now`'s write (hence it returns True).
 
         Raises:
             HeadMovedError: ``seq`` is not the head, the stream is sealed, or a writer
@@ -235,11 +236,10 @@ class MemoryStore(LogStore):
         s.data.append((count, data))
         s.head = seq + count
         s.epoch = epoch
-
-    def _write_now(self, stream: str, seq: int, count: int, data: bytes, epoch: int) -> bool:
-        # LogStore.append_now's write: this store never suspends.
-        self.write_segment_now(stream, seq, count, data, epoch)
         return True
+
+    #: LogStore.append_now's write: this store never suspends.
+    _write_now = write_segment_now
 
     async def write_seal(self, stream: str, epoch: int) -> bool:
         if self._closed:
