@@ -398,19 +398,24 @@ class FencingChecker:
             self._claims.setdefault(execution, {})[owner] = int(value["epoch"])
 
     def on_write(self, execution: str, what: str, writer: str) -> Violation | None:
-        epoch = self._claims.get(execution, {}).get(writer)
+        claims = self._claims.get(execution)
+        epoch = claims.get(writer) if claims is not None else None
         if epoch is None:
             return None
-        last = self._landed.get(what)
-        if last is not None and epoch < last[0] and last[1] != writer:
+        landed = self._landed
+        last = landed.get(what)
+        if last is None:
+            landed[what] = (epoch, writer)
+        elif epoch >= last[0]:
+            if epoch != last[0] or writer != last[1]:  # else it is already what landed last
+                landed[what] = (epoch, writer)
+        elif last[1] != writer:
             return Violation(
                 ViolationKind.FENCING,
                 f"{writer} (lease epoch {epoch} on {execution!r}) wrote {what!r} after {last[1]} "
                 f"(epoch {last[0]}) had: a stale lease holder's write landed (fencing ignored)",
                 stream=what,
             )
-        if last is None or epoch >= last[0]:
-            self._landed[what] = (epoch, writer)
         return None
 
 

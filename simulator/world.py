@@ -41,6 +41,7 @@ from perper.runtime.settings import planted_bugs as planted_bugs_named
 from perper.store.index import IndexSpec
 from perper.store.memory import MemoryStore
 from simulator.checkers import (
+    SEGMENT_HEADER,
     FencingChecker,
     OutputChecker,
     Reference,
@@ -368,6 +369,7 @@ class World:
         self.trimmed: dict[str, list[tuple[int, int, bytes]]] = {}
         self.slots = [_Slot(i) for i in range(scenario.workers)]
         self.outputs = OutputChecker(reference) if reference is not None else None
+        self._reference_segments = reference.segments if reference is not None else {}
         self.fencing = FencingChecker()
         #: Per stream written: the execution it belongs to and how a violation names it.
         self._written: dict[str, tuple[str, str]] = {}
@@ -694,11 +696,22 @@ class World:
     def on_segment(self, view: FaultyStore, stream: str, seq: int, count: int, data: bytes) -> None:
         if stream in self._waiters:
             view.notify(stream)  # readers learn of a write even if its caller times out
-        if self.outputs is not None:
-            found = self.outputs.on_segment(stream, seq, data, count)
-            if found is not None:
-                self.violate(found, worker=view.worker_id)
-                return
+        outputs = self.outputs
+        if outputs is not None:
+            # The usual case without a call: the reference's encoding of these items
+            # (OutputChecker.on_segment builds and keeps it for a segment it can
+            # compare so, never for an internal or effect-dependent stream) and equal
+            # bytes; anything else is the checker's.
+            packed = self._reference_segments.get((stream, seq, count))
+            if (
+                packed is None
+                or len(data) != SEGMENT_HEADER + len(packed)
+                or not data.endswith(packed)
+            ):
+                found = outputs.on_segment(stream, seq, data, count)
+                if found is not None:
+                    self.violate(found, worker=view.worker_id)
+                    return
         names = self._written.get(stream)
         if names is None:
             names = self._written[stream] = (
