@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import gc
 import random
 import time
@@ -271,6 +272,12 @@ class LazyRandom(random.Random):
         super().setstate(state)
 
 
+@functools.lru_cache(maxsize=64)
+def _hooks(planted_bugs: frozenset[str]) -> RuntimeHooks:
+    """The workers' hooks for ``planted_bugs`` (a frozen value; the same for every seed)."""
+    return RuntimeHooks(planted_bugs=planted_bugs_named(planted_bugs))
+
+
 class _Stop(Exception):
     pass
 
@@ -360,7 +367,7 @@ class World:
         self.scenario = scenario
         self.reference = reference
         self.planted_bugs = planted_bugs
-        self.hooks = RuntimeHooks(planted_bugs=planted_bugs_named(planted_bugs))
+        self.hooks = _hooks(planted_bugs)
         self.loop = SimulatedLoop(
             f"perper-simulator/{scenario.seed}/schedule", step_budget=step_budget, trace=trace
         )
