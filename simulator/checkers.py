@@ -395,7 +395,10 @@ class FencingChecker:
     def on_lease(self, execution: str, value: Any) -> None:
         owner = value.get("owner")
         if owner is not None:
-            self._claims.setdefault(execution, {})[owner] = int(value["epoch"])
+            claims = self._claims.get(execution)
+            if claims is None:
+                claims = self._claims[execution] = {}
+            claims[owner] = int(value["epoch"])
 
     def on_write(self, execution: str, what: str, writer: str) -> Violation | None:
         claims = self._claims.get(execution)

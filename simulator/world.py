@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from perper.app import App
 from perper.errors import (
@@ -230,46 +230,32 @@ class PreparedStore:
             store._meta[table] = dict(rows)
 
 
-class LazyRandom(random.Random):
-    """A :class:`random.Random` seeded with ``seed`` when it is first drawn from: the
-    same numbers as ``random.Random(seed)``, without the seeding (a SHA-512 and a state
-    set-up) for the worker stores and entropies a seed never draws from (crash-only
-    seeds draw from neither)."""
+class LazyRandom:
+    """Stands for ``random.Random(seed)``, made on first use: the same numbers, without
+    the seeding (a SHA-512 and a state set-up) for the worker stores and entropies a seed
+    never draws from (crash-only seeds draw from neither). Not a ``random.Random``
+    subclass: creating one seeds its state in C, which is what this avoids. Every
+    attribute (``random``, ``randbytes``, ``getstate``...) is the real one's; its methods
+    are kept on the instance after their first use. Pass it where a ``random.Random`` is
+    expected with :func:`lazy_random`."""
 
-    def __new__(cls, seed: str) -> LazyRandom:
-        # The cheapest state (an int seed); replaced before any draw.
-        return super().__new__(cls, 0)  # type: ignore[call-arg]
+    def __init__(self, seed: str) -> None:
+        self._seed = seed
 
-    def __init__(self, seed: str) -> None:  # no super().__init__(): seeded on first draw
-        self._pending: str | None = seed
-        self.gauss_next = None
+    def __getattr__(self, name: str) -> Any:
+        attributes = self.__dict__
+        real = attributes.get("_real")
+        if real is None:
+            real = attributes["_real"] = random.Random(self._seed)
+        value = getattr(real, name)
+        if callable(value):
+            attributes[name] = value
+        return value
 
-    def _seeded(self) -> random.Random:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            super().seed(pending)
-        # Later draws go straight to the generator.
-        self.random = super().random  # type: ignore[method-assign]
-        self.getrandbits = super().getrandbits  # type: ignore[method-assign,assignment]
-        return self
 
-    def random(self) -> float:
-        return self._seeded().random()
-
-    def getrandbits(self, k: int) -> int:
-        return self._seeded().getrandbits(k)
-
-    def seed(self, a: Any = None, version: int = 2) -> None:
-        self._pending = None
-        super().seed(a, version)
-
-    def getstate(self) -> tuple[Any, ...]:
-        self._seeded()
-        return super().getstate()
-
-    def setstate(self, state: tuple[Any, ...]) -> None:
-        self._pending = None
-        super().setstate(state)
+def lazy_random(seed: str) -> random.Random:
+    """A :class:`LazyRandom`, typed as what it stands for."""
+    return cast(random.Random, LazyRandom(seed))
 
 
 @functools.lru_cache(maxsize=64)
@@ -534,7 +520,7 @@ class World:
             self.store,
             slot.index,
             name,
-            LazyRandom(f"perper-simulator/{seed}/store/{name}"),
+            lazy_random(f"perper-simulator/{seed}/store/{name}"),
         )
         if self.faults_active:
             if slot.latency is not None:
@@ -559,7 +545,7 @@ class World:
             settings=scenario.settings,
             hooks=self.hooks,
             clock=clock,
-            entropy=LazyRandom(f"perper-simulator/{seed}/entropy/{name}"),
+            entropy=lazy_random(f"perper-simulator/{seed}/entropy/{name}"),
             worker_id=name,
         )
         slot.owner, slot.view, slot.runtime = owner, view, runtime
