@@ -391,6 +391,10 @@ class FencingChecker:
     def __init__(self) -> None:
         self._claims: dict[str, dict[str, int]] = {}
         self._landed: dict[str, tuple[int, str]] = {}
+        #: Changes whenever what the checker holds changes. A write it passed
+        #: (:meth:`on_write` returned None) passes again, changing nothing, while this
+        #: stays the same: a caller may skip repeating it.
+        self.version = 0
 
     def on_lease(self, execution: str, value: Any) -> None:
         owner = value.get("owner")
@@ -398,7 +402,10 @@ class FencingChecker:
             claims = self._claims.get(execution)
             if claims is None:
                 claims = self._claims[execution] = {}
-            claims[owner] = int(value["epoch"])
+            epoch = int(value["epoch"])
+            if claims.get(owner) != epoch:  # a lease renewal claims nothing new
+                claims[owner] = epoch
+                self.version += 1
 
     def on_write(self, execution: str, what: str, writer: str) -> Violation | None:
         claims = self._claims.get(execution)
@@ -409,9 +416,11 @@ class FencingChecker:
         last = landed.get(what)
         if last is None:
             landed[what] = (epoch, writer)
+            self.version += 1
         elif epoch >= last[0]:
             if epoch != last[0] or writer != last[1]:  # else it is already what landed last
                 landed[what] = (epoch, writer)
+                self.version += 1
         elif last[1] != writer:
             return Violation(
                 ViolationKind.FENCING,

@@ -132,3 +132,64 @@ def test_a_segment_unlike_the_reference_is_caught_after_its_positions_passed_the
     assert (world.violation.seq, world.violation.actual) == (5, {"value": -1})
     assert codec.canonical(world.violation.expected) == reference.outputs[stream][5]
     world.loop.close()
+
+
+def test_the_fencing_checker_version_moves_with_a_new_claim_or_landing_not_a_renewal() -> None:
+    from simulator.checkers import FencingChecker
+
+    fencing = FencingChecker()
+    fencing.on_lease("sim/g-0", {"owner": "w0", "epoch": 1})
+    claimed = fencing.version
+    fencing.on_lease("sim/g-0", {"owner": "w0", "epoch": 1})  # a renewal
+    assert fencing.version == claimed
+    assert fencing.on_write("sim/g-0", "stream sim/g-0", "w0") is None
+    landed = fencing.version
+    assert landed != claimed
+    assert fencing.on_write("sim/g-0", "stream sim/g-0", "w0") is None
+    assert fencing.version == landed
+    fencing.on_lease("sim/g-0", {"owner": "w1", "epoch": 2})
+    assert fencing.version != landed
+
+
+def test_a_writer_the_world_passed_before_is_checked_again_once_its_lease_is_renewed_higher(
+    simulation: Simulation,
+) -> None:
+    # The world skips the fencing checker for the writer it last passed on a stream while
+    # the checker holds the same. w0 writes under epoch 1, w1 claims epoch 2 without
+    # writing, w0 claims epoch 3 and writes again: that write must reach the checker
+    # (it lands epoch 3), so w1's epoch-2 write after it is a stale one.
+    from simulator.world import World
+
+    stream = "sim/generator-0"
+    items = simulation.reference.items[stream]
+    world = World(
+        simulation.app,
+        simulation.params,
+        simulation.scenario(30),
+        reference=simulation.reference,
+        prepared=simulation.prepared,
+    )
+
+    class W0:
+        worker_id = "w0"
+
+    class W1:
+        worker_id = "w1"
+
+    def write(view: object, seq: int) -> None:
+        world.on_segment(view, stream, seq, 1, encode_segment(items[seq : seq + 1]))  # type: ignore[arg-type]
+
+    def lease(view: object, owner: str, epoch: int) -> None:
+        world.on_meta(view, "leases", stream, {"owner": owner, "epoch": epoch})  # type: ignore[arg-type]
+
+    lease(W0(), "w0", 1)
+    write(W0(), 0)
+    write(W0(), 1)
+    lease(W1(), "w1", 2)
+    lease(W0(), "w0", 3)
+    write(W0(), 2)
+    assert world.violation is None
+    write(W1(), 3)
+    assert world.violation is not None and world.violation.kind == ViolationKind.FENCING
+    assert world.violation.worker == "w1"
+    world.loop.close()
