@@ -391,26 +391,43 @@ class FencingChecker:
     def __init__(self) -> None:
         self._claims: dict[str, dict[str, int]] = {}
         self._landed: dict[str, tuple[int, str]] = {}
+        #: Changes whenever what the checker holds changes. A write it passed
+        #: (:meth:`on_write` returned None) passes again, changing nothing, while this
+        #: stays the same: a caller may skip repeating it.
+        self.version = 0
 
     def on_lease(self, execution: str, value: Any) -> None:
         owner = value.get("owner")
         if owner is not None:
-            self._claims.setdefault(execution, {})[owner] = int(value["epoch"])
+            claims = self._claims.get(execution)
+            if claims is None:
+                claims = self._claims[execution] = {}
+            epoch = int(value["epoch"])
+            if claims.get(owner) != epoch:  # a lease renewal claims nothing new
+                claims[owner] = epoch
+                self.version += 1
 
     def on_write(self, execution: str, what: str, writer: str) -> Violation | None:
-        epoch = self._claims.get(execution, {}).get(writer)
+        claims = self._claims.get(execution)
+        epoch = claims.get(writer) if claims is not None else None
         if epoch is None:
             return None
-        last = self._landed.get(what)
-        if last is not None and epoch < last[0] and last[1] != writer:
+        landed = self._landed
+        last = landed.get(what)
+        if last is None:
+            landed[what] = (epoch, writer)
+            self.version += 1
+        elif epoch >= last[0]:
+            if epoch != last[0] or writer != last[1]:  # else it is already what landed last
+                landed[what] = (epoch, writer)
+                self.version += 1
+        elif last[1] != writer:
             return Violation(
                 ViolationKind.FENCING,
                 f"{writer} (lease epoch {epoch} on {execution!r}) wrote {what!r} after {last[1]} "
                 f"(epoch {last[0]}) had: a stale lease holder's write landed (fencing ignored)",
                 stream=what,
             )
-        if last is None or epoch >= last[0]:
-            self._landed[what] = (epoch, writer)
         return None
 
 

@@ -39,6 +39,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from heapq import heappush
 from typing import Any, TypeVar
 
 # Re-exported: the simulator's errors live in perper's one error tree.
@@ -141,6 +142,9 @@ class SimHandle:
     def __repr__(self) -> str:
         return f"<SimHandle {describe_callback(self._callback)} owner={self._owner.name}>"
 
+
+#: Makes a SimHandle without calling its __init__ (the loop's hot paths set the fields).
+_new_handle = object.__new__
 
 _DEAD_HANDLE = SimHandle(lambda: None, (), ROOT.context, ROOT)
 _DEAD_HANDLE._cancelled = True
@@ -273,7 +277,15 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
             owner = context.get(OWNER, ROOT)
         if not owner.alive or self._closed:
             return _DEAD_HANDLE
-        handle = SimHandle(callback, args, context, owner)
+        # Built field by field: a class call with a Python __init__ costs more than the
+        # rest of call_soon, and every task step and wake-up comes through here.
+        handle = _new_handle(SimHandle)
+        handle._callback = callback
+        handle._args = args
+        handle._context = context
+        handle._owner = owner
+        handle._cancelled = False
+        handle._when = 0.0
         self._ready.append(handle)
         return handle
 
@@ -285,8 +297,27 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         context: contextvars.Context | None = None,
     ) -> SimHandle:
         # The delay is measured on the caller's clock.
-        rate = self._current.rate
-        return self._call_at_virtual(self._now + max(delay, 0.0) / rate, callback, args, context)
+        current = self._current
+        if delay < 0.0:
+            delay = 0.0
+        when = self._now + delay / current.rate
+        if context is None:
+            owner = current
+            context = contextvars.copy_context()
+        else:
+            owner = context.get(OWNER, ROOT)
+        if not owner.alive or self._closed:
+            return _DEAD_HANDLE
+        handle = _new_handle(SimHandle)
+        handle._callback = callback
+        handle._args = args
+        handle._context = context
+        handle._owner = owner
+        handle._cancelled = False
+        handle._when = when
+        self._timer_seq += 1
+        heappush(self._timers, (when, self._timer_seq, handle))
+        return handle
 
     def call_at(  # type: ignore[override]
         self,
@@ -324,9 +355,15 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
             owner = context.get(OWNER, ROOT)
         if not owner.alive or self._closed:
             return _DEAD_HANDLE
-        handle = SimHandle(callback, args, context, owner, when)
+        handle = _new_handle(SimHandle)
+        handle._callback = callback
+        handle._args = args
+        handle._context = context
+        handle._owner = owner
+        handle._cancelled = False
+        handle._when = when
         self._timer_seq += 1
-        heapq.heappush(self._timers, (when, self._timer_seq, handle))
+        heappush(self._timers, (when, self._timer_seq, handle))
         return handle
 
     def call_soon_threadsafe(  # type: ignore[override]
@@ -390,10 +427,11 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         owner.alive = False
         owner.paused = False
         owner.stash.clear()
-        self._ready = [h for h in self._ready if h._owner is not owner]
+        # In place: the running loop holds both lists.
+        self._ready[:] = [h for h in self._ready if h._owner is not owner]
         timers = [entry for entry in self._timers if entry[2]._owner is not owner]
         heapq.heapify(timers)
-        self._timers = timers
+        self._timers[:] = timers
         return tasks
 
     def pause(self, owner: Owner) -> None:
@@ -475,15 +513,16 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
             asyncio.events._set_running_loop(previous_loop)
 
     def _loop(self, main: asyncio.Future[Any] | None) -> None:
+        # The lists are changed in place only (kill, resume, close), so locals hold them.
+        ready = self._ready
         timers = self._timers
         rnd = self._random.random
         heappop = heapq.heappop
         budget = self.step_budget if self.step_budget is not None else -1
         step_time = self.step_time
         hasher = self._hash
+        steps = self.steps
         while not self._stopping:
-            ready = self._ready
-            timers = self._timers
             now = self._now
             if timers and timers[0][0] <= now:
                 while timers and timers[0][0] <= now:
@@ -503,11 +542,11 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
             if n == 1:
                 handle = ready.pop()
             else:
+                # The chosen one leaves; the last takes its place.
                 index = int(rnd() * n)
-                handle = ready[index]
-                last = ready.pop()
+                handle = ready.pop()
                 if index != n - 1:
-                    ready[index] = last
+                    handle, ready[index] = ready[index], handle
             if handle._cancelled:
                 continue
             owner = handle._owner
@@ -516,26 +555,29 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
             if owner.paused:
                 owner.stash.append(handle)
                 continue
-            owner.steps += 1
-            if owner.steps == owner.interrupt_at and owner.on_interrupt is not None:
+            owner.steps = owner_steps = owner.steps + 1
+            if owner_steps == owner.interrupt_at and owner.on_interrupt is not None:
                 self._current = owner
                 if owner.on_interrupt(owner):
                     if owner.alive and owner.paused:
                         owner.stash.append(handle)
                     continue
-            self.steps += 1
-            if self.steps == budget:
+            steps += 1
+            self.steps = steps
+            if steps == budget:
                 raise StepBudgetExceeded(
                     f"step budget of {budget} steps exhausted at virtual time {self._now:.6f}",
                     self.pending_sites(),
                 )
             if hasher is not None:
-                line = f"{owner.name}|{describe_callback(handle._callback)}|{n}|{self._now!r}\n"
+                line = f"{owner.name}|{describe_callback(handle._callback)}|{n}|{now!r}\n"
                 hasher.update(line.encode())
                 tail = self.trace_tail
                 tail.append(line.rstrip("\n"))
                 if len(tail) > 64:
                     del tail[:32]
+            # Left set after the step (the next step or on_interrupt sets it again; _run
+            # restores the caller's when the loop stops).
             self._current = owner
             try:
                 handle._context.run(handle._callback, *handle._args)
@@ -549,7 +591,6 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
                         "handle": handle,
                     }
                 )
-            self._current = ROOT
             if step_time:
                 self._now += step_time
 

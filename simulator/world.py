@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import gc
 import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from perper.app import App
 from perper.errors import (
@@ -41,6 +42,7 @@ from perper.runtime.settings import planted_bugs as planted_bugs_named
 from perper.store.index import IndexSpec
 from perper.store.memory import MemoryStore
 from simulator.checkers import (
+    SEGMENT_HEADER,
     FencingChecker,
     OutputChecker,
     Reference,
@@ -228,46 +230,38 @@ class PreparedStore:
             store._meta[table] = dict(rows)
 
 
-class LazyRandom(random.Random):
-    """A :class:`random.Random` seeded with ``seed`` when it is first drawn from: the
-    same numbers as ``random.Random(seed)``, without the seeding (a SHA-512 and a state
-    set-up) for the worker stores and entropies a seed never draws from (crash-only
-    seeds draw from neither)."""
+class LazyRandom:
+    """Stands for ``random.Random(seed)``, made on first use: the same numbers, without
+    the seeding (a SHA-512 and a state set-up) for the worker stores and entropies a seed
+    never draws from (crash-only seeds draw from neither). Not a ``random.Random``
+    subclass: creating one seeds its state in C, which is what this avoids. Every
+    attribute (``random``, ``randbytes``, ``getstate``...) is the real one's; its methods
+    are kept on the instance after their first use. Pass it where a ``random.Random`` is
+    expected with :func:`lazy_random`."""
 
-    def __new__(cls, seed: str) -> LazyRandom:
-        # The cheapest state (an int seed); replaced before any draw.
-        return super().__new__(cls, 0)  # type: ignore[call-arg]
+    def __init__(self, seed: str) -> None:
+        self._seed = seed
 
-    def __init__(self, seed: str) -> None:  # no super().__init__(): seeded on first draw
-        self._pending: str | None = seed
-        self.gauss_next = None
+    def __getattr__(self, name: str) -> Any:
+        attributes = self.__dict__
+        real = attributes.get("_real")
+        if real is None:
+            real = attributes["_real"] = random.Random(self._seed)
+        value = getattr(real, name)
+        if callable(value):
+            attributes[name] = value
+        return value
 
-    def _seeded(self) -> random.Random:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            super().seed(pending)
-        # Later draws go straight to the generator.
-        self.random = super().random  # type: ignore[method-assign]
-        self.getrandbits = super().getrandbits  # type: ignore[method-assign,assignment]
-        return self
 
-    def random(self) -> float:
-        return self._seeded().random()
+def lazy_random(seed: str) -> random.Random:
+    """A :class:`LazyRandom`, typed as what it stands for."""
+    return cast(random.Random, LazyRandom(seed))
 
-    def getrandbits(self, k: int) -> int:
-        return self._seeded().getrandbits(k)
 
-    def seed(self, a: Any = None, version: int = 2) -> None:
-        self._pending = None
-        super().seed(a, version)
-
-    def getstate(self) -> tuple[Any, ...]:
-        self._seeded()
-        return super().getstate()
-
-    def setstate(self, state: tuple[Any, ...]) -> None:
-        self._pending = None
-        super().setstate(state)
+@functools.lru_cache(maxsize=64)
+def _hooks(planted_bugs: frozenset[str]) -> RuntimeHooks:
+    """The workers' hooks for ``planted_bugs`` (a frozen value; the same for every seed)."""
+    return RuntimeHooks(planted_bugs=planted_bugs_named(planted_bugs))
 
 
 class _Stop(Exception):
@@ -359,7 +353,7 @@ class World:
         self.scenario = scenario
         self.reference = reference
         self.planted_bugs = planted_bugs
-        self.hooks = RuntimeHooks(planted_bugs=planted_bugs_named(planted_bugs))
+        self.hooks = _hooks(planted_bugs)
         self.loop = SimulatedLoop(
             f"perper-simulator/{scenario.seed}/schedule", step_budget=step_budget, trace=trace
         )
@@ -368,9 +362,12 @@ class World:
         self.trimmed: dict[str, list[tuple[int, int, bytes]]] = {}
         self.slots = [_Slot(i) for i in range(scenario.workers)]
         self.outputs = OutputChecker(reference) if reference is not None else None
+        self._reference_segments = reference.segments if reference is not None else {}
         self.fencing = FencingChecker()
         #: Per stream written: the execution it belongs to and how a violation names it.
         self._written: dict[str, tuple[str, str]] = {}
+        #: Per stream: the last writer the fencing checker passed there, and its version then.
+        self._fence_passed: dict[str, tuple[str, int]] = {}
         self._waiters = self.store._waiters  # the readers waiting, shared by every view
         self.violation: Violation | None = None
         self.fired: list[str] = []
@@ -525,7 +522,7 @@ class World:
             self.store,
             slot.index,
             name,
-            LazyRandom(f"perper-simulator/{seed}/store/{name}"),
+            lazy_random(f"perper-simulator/{seed}/store/{name}"),
         )
         if self.faults_active:
             if slot.latency is not None:
@@ -550,7 +547,7 @@ class World:
             settings=scenario.settings,
             hooks=self.hooks,
             clock=clock,
-            entropy=LazyRandom(f"perper-simulator/{seed}/entropy/{name}"),
+            entropy=lazy_random(f"perper-simulator/{seed}/entropy/{name}"),
             worker_id=name,
         )
         slot.owner, slot.view, slot.runtime = owner, view, runtime
@@ -694,20 +691,38 @@ class World:
     def on_segment(self, view: FaultyStore, stream: str, seq: int, count: int, data: bytes) -> None:
         if stream in self._waiters:
             view.notify(stream)  # readers learn of a write even if its caller times out
-        if self.outputs is not None:
-            found = self.outputs.on_segment(stream, seq, data, count)
-            if found is not None:
-                self.violate(found, worker=view.worker_id)
-                return
+        outputs = self.outputs
+        if outputs is not None:
+            # The usual case without a call: the reference's encoding of these items
+            # (OutputChecker.on_segment builds and keeps it for a segment it can
+            # compare so, never for an internal or effect-dependent stream) and equal
+            # bytes; anything else is the checker's.
+            packed = self._reference_segments.get((stream, seq, count))
+            if (
+                packed is None
+                or len(data) != SEGMENT_HEADER + len(packed)
+                or not data.endswith(packed)
+            ):
+                found = outputs.on_segment(stream, seq, data, count)
+                if found is not None:
+                    self.violate(found, worker=view.worker_id)
+                    return
         names = self._written.get(stream)
         if names is None:
             names = self._written[stream] = (
                 stream[: -len(EFFECTS_SUFFIX)] if stream.endswith(EFFECTS_SUFFIX) else stream,
                 f"stream {stream}" if "#" not in stream else stream,
             )
-        found = self.fencing.on_write(names[0], names[1], view.worker_id)
+        writer = view.worker_id
+        fencing = self.fencing
+        passed = self._fence_passed.get(stream)
+        if passed is not None and passed[1] == fencing.version and passed[0] == writer:
+            return  # the fencing checker passed this writer here and holds the same since
+        found = fencing.on_write(names[0], names[1], writer)
         if found is not None:
-            self.violate(found, worker=view.worker_id)
+            self.violate(found, worker=writer)
+            return
+        self._fence_passed[stream] = (writer, fencing.version)
 
     def on_seal(self, view: FaultyStore, stream: str) -> None:
         self._fenced_write(view, stream, f"seal of {stream}")
