@@ -211,6 +211,7 @@ class Execution:
     _out_seq: int = 0
     _in_flight: int = 0  # items taken from the buffer by a flush not yet done
     _timer: asyncio.TimerHandle | None = None
+    _buffered_at = 0.0  # loop time the buffer last went from empty to holding an item
     _timed_flush: asyncio.Task[None] | None = None
     _timed_flush_error: BaseException | None = None
     _task: asyncio.Task[Any] | None = None
@@ -518,14 +519,17 @@ class Execution:
                     if self.worker.stopping:
                         raise Stopped()
                     continue
+                before = len(buffer)
                 buffer.extend(items)
                 size = len(buffer)
                 if size >= limit:
                     await self.flush()
                     if self.worker.stopping:
                         raise Stopped()
-                elif size and self._timer is None:
-                    self._timer = loop.call_later(delay, self._flush_on_timer)
+                elif size and not before:
+                    self._buffered_at = loop.time()
+                    if self._timer is None:
+                        self._timer = loop.call_later(delay, self._flush_on_timer)
                 continue
             append(item)
             size = len(buffer)
@@ -533,13 +537,24 @@ class Execution:
                 await self.flush()
                 if self.worker.stopping:
                     raise Stopped()
-            elif size == 1 and self._timer is None:
-                # A loop timer rather than a clock read per item; it flushes even while
-                # the function awaits something else.
-                self._timer = loop.call_later(delay, self._flush_on_timer)
+            elif size == 1:
+                # A loop timer rather than a clock read per item (one per buffer that
+                # fills: it flushes even while the function awaits something else). One
+                # timer serves many buffers: a flush leaves it armed, and when it fires it
+                # waits on for the buffer filled since (see _flush_on_timer).
+                self._buffered_at = loop.time()
+                if self._timer is None:
+                    self._timer = loop.call_later(delay, self._flush_on_timer)
 
     def _flush_on_timer(self) -> None:
         self._timer = None
+        if not self._buffer:
+            return  # flushed since: the next item arms it again
+        loop = asyncio.get_running_loop()
+        due = self._buffered_at + self.settings.flush_delay
+        if loop.time() < due:
+            self._timer = loop.call_at(due, self._flush_on_timer)
+            return
         if self._timed_flush is None or self._timed_flush.done():
             self._timed_flush = asyncio.get_running_loop().create_task(self._flush_in_background())
 
@@ -559,9 +574,6 @@ class Execution:
         ``batch``: items yielded after the buffered ones (a Batch's list, appended without
         a copy); the function must not resume before this returns. ``turn``: give the
         other tasks a turn after it (False where the caller is about to wait anyway)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if not self._live_heads and not self._pending_effects and not self._flushing:
             # Nothing can be in flight: the usual case needs no lock.
             buffer = self._buffer
