@@ -979,7 +979,7 @@ class Execution:
                 # stall.
                 if self._checkpointing and self._consumed_since_checkpoint() > 0:
                     await self.checkpoint(slot, turn=False)
-                else:
+                elif self._buffer or self._pending_effects or self._live_heads or self._flushing:
                     await self.flush(turn=False)
                 if worker.stopping:
                     await self._stop(slot)
