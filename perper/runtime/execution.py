@@ -293,9 +293,11 @@ class Execution:
             self._configure(fn)
             if fn.index is not None:
                 await self.store.declare_index(record.id, fn.index)
-            self._recorded_effects = [
-                effect async for _, effect in self.store.read(self._effects_stream)
-            ]
+            effects = self.store.info_now(self._effects_stream)
+            if effects is None or effects.head:  # (most functions record no effect)
+                self._recorded_effects = [
+                    effect async for _, effect in self.store.read(self._effects_stream)
+                ]
             if self._checkpointing:
                 await self._restore()
             if not self._returned:
