@@ -63,6 +63,18 @@ from perper.streamref import StreamRef
 log = logging.getLogger("perper.runtime")
 
 
+#: ``ctx.log`` of each function, by name: logging.getLogger takes the logging module's
+#: lock on every call, and every execution (a restarted one too) asks for one.
+_loggers: dict[str, logging.Logger] = {}
+
+
+def _logger(name: str) -> logging.Logger:
+    found = _loggers.get(name)
+    if found is None:
+        found = _loggers[name] = logging.getLogger(name)
+    return found
+
+
 @types.coroutine
 def _turn() -> Generator[None, None, None]:
     """Give the other tasks one turn: ``asyncio.sleep(0)`` without its coroutine (the
@@ -301,7 +313,7 @@ class Execution:
             if self._checkpointing:
                 await self._restore()
             if not self._returned:
-                ctx = Context(self, logging.getLogger(f"{worker.app.name}.{fn.name}"))
+                ctx = Context(self, _logger(f"{worker.app.name}.{fn.name}"))
                 if fn.kind == Kind.LAUNCHER:
                     await fn.fn(ctx, **params)
                 else:
@@ -951,7 +963,9 @@ class Execution:
                         while done < count:
                             size = min(max(self._countdown, 1), count - done)
                             run = iter(items if size == count else items[done : done + size])
-                            slot.follow(first + done + size, run)
+                            # slot.follow(first + done + size, run), inline (per segment)
+                            slot._end = first + done + size
+                            slot._run = run
                             if with_seq:
                                 seq = first + done
                                 for item in run:
@@ -970,7 +984,8 @@ class Execution:
                             handed = size - operator.length_hint(run)
                             done += handed
                             position = first + done
-                            slot.position = position
+                            slot._end = position  # slot.position = position, inline
+                            slot._run = None
                             self._countdown -= handed
                             if self._countdown <= 0 or wake:
                                 await self._boundary(slot)
