@@ -518,10 +518,12 @@ class FaultyStore(LogStore):
             for name in self._DIRECT:
                 attributes.pop(name, None)
             attributes.pop("_write_now", None)  # LogStore.append_now declines
+            attributes.pop("_segment_at_now", None)
         else:
             for name in self._DIRECT:
                 attributes[name] = getattr(self._backing, name)
             attributes["_write_now"] = self._write_faultless
+            attributes["_segment_at_now"] = self._backing._segment_at_now
 
     def _write_faultless(self, stream: str, seq: int, count: int, data: bytes, epoch: int) -> bool:
         # write_segment's path with no fault on, as LogStore.append_now's write.

@@ -602,10 +602,11 @@ class Execution:
                     items = batch if batch is not None else buffer
                 else:
                     items = buffer if batch is None else buffer + batch
-                head = self.store.append_now(self.record.id, self._out_seq, items, epoch=self.epoch)
+                count = len(items)
+                head = self.store.append_now(self.execution, self._out_seq, items, epoch=self.epoch)
                 if head is not None:
                     buffer.clear()  # in place: _drain holds a reference to this list
-                    self._out_seq = head
+                    self._out_seq += count
                     if turn:
                         await _turn()
                     return

@@ -419,13 +419,20 @@ class LogStore(ABC):
         stored items, gaps, seals, fencing, unencodable or oversized items. ``items`` is
         encoded before this returns and not kept.
 
+        One other case is done here too: a recovering writer re-yielding exactly one
+        stored segment (the same seq, count and encoded bytes), which stores nothing and
+        returns the head; items that differ in any way go to :meth:`append`, which names
+        the first difference.
+
         For the runtime's flush of small segments (a function yielding one item at a
         time, the batch sizes the simulator draws), where the coroutine layers of
         :meth:`append` are most of a segment's cost.
         """
         write = self._write_now
-        if write is None or not items or self._appended.get(stream) != seq:
+        if write is None or not items:
             return None
+        if self._appended.get(stream) != seq:
+            return self._stored_again(stream, seq, items)
         try:
             data = encode_segment(items)
         except EncodeError:
@@ -443,6 +450,24 @@ class LogStore(ABC):
         seq += count
         self._appended[stream] = seq
         return seq
+
+    #: The stored segment that starts at a seq, known without suspending:
+    #: ``(stream, seq) -> (count, data, head)`` or None (none starts there, or the
+    #: backend cannot tell now). None (the default): no re-append is recognised here.
+    _segment_at_now: Callable[[str, int], tuple[int, bytes, int] | None] | None = None
+
+    def _stored_again(self, stream: str, seq: int, items: list[Any]) -> int | None:
+        """:meth:`append_now`'s recognition of a re-yielded segment: the head if
+        ``items`` encode to exactly the segment stored at ``seq``, else None."""
+        lookup = self._segment_at_now
+        stored = None if lookup is None else lookup(stream, seq)
+        if stored is None or stored[0] != len(items):
+            return None
+        try:
+            data = encode_segment(items)
+        except EncodeError:
+            return None
+        return stored[2] if data == stored[1] else None
 
     def _chunks(self, stream: str, seq: int, items: list[Any]) -> list[tuple[list[Any], bytes]]:
         """``items`` as segments of at most :attr:`max_segment_bytes` encoded bytes each

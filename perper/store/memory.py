@@ -86,6 +86,7 @@ class MemoryStore(LogStore):
         self._fast = all(getattr(cls, name) is getattr(MemoryStore, name) for name in _STOOD_FOR)
         if self._fast:
             self._write_now = self.write_segment_now
+            self._segment_at_now = self._stored_segment_at
 
     async def info(self, stream: str) -> StreamInfo:
         if self._closed:  # tested inline: no call per operation while open
@@ -182,6 +183,19 @@ class MemoryStore(LogStore):
             return
         async for batch in super().read_batches(stream, expected, stop):
             yield batch
+
+    def _stored_segment_at(self, stream: str, seq: int) -> tuple[int, bytes, int] | None:
+        # LogStore.append_now's look at the segment a recovering writer re-yields.
+        if self._closed:
+            return None
+        s = self._streams.get(stream)
+        if s is None or seq < s.first:
+            return None
+        index = bisect.bisect_left(s.firsts, seq)
+        if index == len(s.firsts) or s.firsts[index] != seq:
+            return None
+        count, data = s.data[index]
+        return count, data, s.head
 
     def write_waiter(self, stream: str, seq: int) -> asyncio.Future[None] | None:
         # Every write to this store goes through this process and notifies.

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import perper
-from perper.errors import EncodeError, FormatError, StoreClosedError
+from perper.errors import ConflictError, EncodeError, FormatError, StoreClosedError
 from perper.runtime import Runtime
 from perper.store.base import LogStore
 from perper.store.memory import MemoryStore
@@ -26,7 +26,8 @@ async def test_append_now_writes_where_its_last_append_ended_and_nowhere_else() 
     assert await store.head("s") == 0
     assert await store.append("s", 0, [1, 2]) == 2
     assert store.append_now("s", 2, [3]) == 3
-    assert store.append_now("s", 2, [3]) is None  # an overlap: append compares it
+    assert store.append_now("s", 2, [3]) == 3  # the same segment again: nothing written
+    assert store.append_now("s", 2, [4]) is None  # another item there: append compares it
     assert store.append_now("s", 5, [9]) is None  # a gap: append raises GapError
     assert store.append_now("s", 3, []) is None
     assert [item async for _, item in store.read("s")] == [1, 2, 3]
@@ -54,6 +55,27 @@ async def test_append_now_after_a_delete_does_not_write_at_the_old_head() -> Non
     await store.delete_stream("s")
     assert store.append_now("s", 2, [3]) is None
     assert await store.head("s") == 0
+
+
+async def test_append_now_recognises_a_stored_segment_yielded_again_and_nothing_else() -> None:
+    store = MemoryStore()
+    await store.append("s", 0, [{"a": 1}, {"a": 2}])
+    await store.append("s", 2, [{"a": 3}])
+    again = MemoryStore()  # a recovering writer's own store: it never appended here
+    again._streams = store._streams
+    assert again.append_now("s", 0, [{"a": 1}, {"a": 2}]) == 3  # the head; nothing written
+    assert again.append_now("s", 2, [(("a", 3),)]) is None  # not the same bytes
+    assert again.append_now("s", 0, [{"a": 1}]) is None  # not the whole stored segment
+    assert again.append_now("s", 1, [{"a": 2}]) is None  # no segment starts there
+    assert again.append_now("s", 0, [{"a": 1}, {"a": 9}]) is None
+    with pytest.raises(ConflictError):
+        await again.append("s", 0, [{"a": 1}, {"a": 9}])
+    assert len(store._streams["s"].data) == 2
+    count, data = store._streams["s"].data[1]
+    store._streams["s"].data[1] = (count, data[:-1] + bytes([data[-1] ^ 0xFF]))
+    assert again.append_now("s", 2, [{"a": 3}]) is None  # damaged: append reports it
+    with pytest.raises(FormatError):
+        await again.append("s", 2, [{"a": 3}])
 
 
 async def test_segment_now_is_the_first_batch_of_read_batches() -> None:
