@@ -357,7 +357,7 @@ class Runtime:
                     failed.append(ExecutionRecord.from_meta(meta.value, key))
                 elif status != DONE and status != Status.CANCELLED:
                     unfinished.append(None)  # not finished, and nothing to claim
-            failures = failures_of(failed)
+            failures = failures_of(failed) if failed else ()
             if failures or (entry is not None and entry.value["status"] == FAILED):
                 await self._cancel_run(run)
                 await self._set_run_status(run, FAILED)
