@@ -46,6 +46,10 @@ from perper.store.base import KEEP, LogStore, Meta
 
 log = logging.getLogger("perper.runtime")
 
+#: How far past a lease's expiry the work loop's next poll is timed (seconds of loop
+#: time), so that rounding in the loop's clock cannot wake it just before.
+_PAST_DUE = 1e-6
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -270,22 +274,30 @@ class Runtime:
                     if progressed
                     else min(poll * 2, self.settings.lease_ttl / 2)
                 )
+                # Polled again by the time a lease seen held can have expired, not up to
+                # half a ttl after (a dead worker's executions are taken over sooner).
+                wait = poll
+                due = self.leases.due()
+                if due is not None:
+                    wait = min(poll, max(due - loop.time(), 0.0) + _PAST_DUE)
                 self._wake.clear()
                 if stop is None:
-                    # One event to wait for: no waiter tasks to start and cancel per poll
-                    # (each is a task and two loop turns, in the simulator too).
+                    # One event to wait for, which a timer sets when the poll is due: no
+                    # waiter tasks to start and cancel per poll (each is a task and two
+                    # loop turns, in the simulator too), and no cancellation and
+                    # TimeoutError raised through the wait for every idle poll.
+                    timer = loop.call_later(wait, self._wake.set)
                     try:
-                        async with asyncio.timeout(poll):
-                            await self._wake.wait()
-                    except TimeoutError:
-                        pass
+                        await self._wake.wait()
+                    finally:
+                        timer.cancel()
                     continue
                 waits: list[asyncio.Future[Any]] = [
                     asyncio.ensure_future(self._wake.wait()),
                     asyncio.ensure_future(stop.wait()),
                 ]
                 try:
-                    await asyncio.wait(waits, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     for waiter in waits:
                         waiter.cancel()
@@ -324,6 +336,8 @@ class Runtime:
             ]
         progressed = False
         tasks = self._tasks
+        claiming = self._claiming
+        leases = self.leases
         checked = self._checked
         # The rows decoded this poll (or earlier, at the same version): the next poll's
         # `checked`, so that it holds no execution that is gone or finished.
@@ -343,7 +357,7 @@ class Runtime:
                     failed.append(ExecutionRecord.from_meta(meta.value, key))
                 elif status != DONE and status != Status.CANCELLED:
                     unfinished.append(None)  # not finished, and nothing to claim
-            failures = failures_of(failed)
+            failures = failures_of(failed) if failed else ()
             if failures or (entry is not None and entry.value["status"] == FAILED):
                 await self._cancel_run(run)
                 await self._set_run_status(run, FAILED)
@@ -356,7 +370,7 @@ class Runtime:
                     return RunResult(run, DONE), True
                 continue
             for row in unfinished:
-                if row is None or row[0] in tasks:
+                if row is None or row[0] in tasks or row[0] in claiming:
                     continue
                 key, meta = row
                 # A running row is checked before its lease is tried, as every poll did,
@@ -365,9 +379,15 @@ class Runtime:
                 if checked.get(key) != meta.version:
                     ExecutionRecord.from_meta(meta.value, key)
                 fresh[key] = meta.version
-                if await self._claim_and_spawn(key, defer_fresh=defer):
+                # The lease row is read here and a lease another worker holds is left
+                # alone without a claim coroutine (what most of an idle poll's are).
+                lease = await store.meta_get("leases", key)
+                if leases.declines(key, lease, defer_fresh=defer):
+                    continue
+                if await self._claim_and_spawn(key, read=True, lease=lease):
                     progressed = True
         self._checked = fresh
+        self.leases.keep_only(fresh)
         return None, progressed
 
     async def stop_execution(self, execution: str) -> None:
@@ -489,13 +509,24 @@ class Runtime:
             await self._claim_and_spawn(execution)
         return record
 
-    async def _claim_and_spawn(self, execution_id: str, *, defer_fresh: bool = False) -> bool:
-        # ctx.start (attach) and the poll loop (_step) may both try at once.
+    async def _claim_and_spawn(
+        self,
+        execution_id: str,
+        *,
+        defer_fresh: bool = False,
+        read: bool = False,
+        lease: Meta | None = None,
+    ) -> bool:
+        # ctx.start (attach) and the poll loop (_step) may both try at once. ``read``: the
+        # poll read the lease row as ``lease`` (and Leases.declines passed it): take it.
         if execution_id in self._tasks or execution_id in self._claiming:
             return False
         self._claiming.add(execution_id)
         try:
-            epoch = await self.leases.claim(execution_id, defer_fresh=defer_fresh)
+            if read:
+                epoch = await self.leases.take(execution_id, lease)
+            else:
+                epoch = await self.leases.claim(execution_id, defer_fresh=defer_fresh)
             if epoch is None:
                 return False
             # The caller's view may be stale: the execution can have finished (here or

@@ -21,7 +21,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from perper.store.base import KEEP, LogStore
+from perper.store.base import KEEP, LogStore, Meta
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,19 +64,26 @@ class Leases:
         (:mod:`perper.runtime.workers`): take it only once this worker has seen it
         unclaimed for ``ttl`` seconds of its own loop time (that worker may be gone).
         """
-        store = self.store
-        entry = await store.meta_get("leases", execution)
+        entry = await self.store.meta_get("leases", execution)
+        if self.declines(execution, entry, defer_fresh=defer_fresh):
+            return None
+        return await self.take(execution, entry)
+
+    def declines(self, execution: str, entry: Meta | None, *, defer_fresh: bool = False) -> bool:
+        """Whether :meth:`claim` would give up on the lease row ``entry`` just read (held
+        by another worker and not seen unchanged for ``ttl``, or fresh and deferred),
+        noting what it saw; if not, :meth:`take` tries to take it.
+
+        The work loop reads the row and asks this, so that an idle poll's claim of a
+        lease another worker holds is no coroutine call.
+        """
         if entry is None:
             if defer_fresh:
                 now = asyncio.get_running_loop().time()
                 first = self._fresh.setdefault(execution, now)
                 if now - first < self.ttl:
-                    return None
-            self._fresh.pop(execution, None)
-            lease = Lease(self.owner, 1)
-            if await store.meta_cas("leases", execution, lease.to_meta(), version=0) is None:
-                return None
-            return 1
+                    return True
+            return False
         if self._fresh:
             self._fresh.pop(execution, None)
         value = entry.value
@@ -89,10 +96,22 @@ class Leases:
             seen = self._seen.get(execution)
             if seen is None or seen[0] != held:
                 self._seen[execution] = (held, now)
-                return None
+                return True
             if now - seen[1] < self.ttl:
+                return True
+        return False
+
+    async def take(self, execution: str, entry: Meta | None) -> int | None:
+        """Claim the lease whose row was read as ``entry`` (None: never claimed) by
+        compare-and-set on that row; the new epoch, or None if the row changed since."""
+        store = self.store
+        if entry is None:
+            self._fresh.pop(execution, None)
+            lease = Lease(self.owner, 1)
+            if await store.meta_cas("leases", execution, lease.to_meta(), version=0) is None:
                 return None
-        current = Lease.from_meta(value)
+            return 1
+        current = Lease.from_meta(entry.value)
         claimed = Lease(self.owner, current.epoch + 1)
         if (
             await store.meta_cas("leases", execution, claimed.to_meta(), version=entry.version)
@@ -101,6 +120,32 @@ class Leases:
             return None
         self._seen.pop(execution, None)
         return claimed.epoch
+
+    def due(self) -> float | None:
+        """The earliest loop time at which a lease this worker saw held by another (or
+        an unclaimed execution it defers) may be claimed, or None if there is none.
+
+        The work loop polls again then rather than at its next backoff poll: a dead
+        worker's lease is taken as soon as it counts as expired.
+        """
+        first: float | None = None
+        for _, since in self._seen.values():
+            if first is None or since < first:
+                first = since
+        for since in self._fresh.values():
+            if first is None or since < first:
+                first = since
+        return None if first is None else first + self.ttl
+
+    def keep_only(self, executions: Any) -> None:
+        """Forget what was seen of the leases of executions not in ``executions`` (those
+        the work loop no longer tries: finished, or running here)."""
+        if self._seen:
+            for execution in [e for e in self._seen if e not in executions]:
+                del self._seen[execution]
+        if self._fresh:
+            for execution in [e for e in self._fresh if e not in executions]:
+                del self._fresh[execution]
 
     async def renew(self, execution: str, epoch: int) -> bool:
         """Bump the beat of a lease this worker holds at ``epoch``; False if it was lost."""

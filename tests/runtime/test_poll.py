@@ -89,18 +89,19 @@ async def test_an_idle_worker_decodes_a_running_row_it_cannot_claim_once_per_ver
     decoded: list[str | None] = []
     tried: list[str] = []
     from_meta = ExecutionRecord.from_meta
-    claim = idle.leases.claim
+    declines = idle.leases.declines
 
     def counting_from_meta(value: Any, key: str | None = None) -> ExecutionRecord:
         decoded.append(key)
         return from_meta(value, key)
 
-    async def counting_claim(execution: str, **kwargs: Any) -> int | None:
+    def counting_declines(execution: str, entry: Any, **kwargs: Any) -> bool:
+        # What each poll asks of a lease row it read (no claim coroutine for a held one).
         tried.append(execution)
-        return await claim(execution, **kwargs)
+        return declines(execution, entry, **kwargs)
 
     monkeypatch.setattr(ExecutionRecord, "from_meta", staticmethod(counting_from_meta))
-    monkeypatch.setattr(idle.leases, "claim", counting_claim)
+    monkeypatch.setattr(idle.leases, "declines", counting_declines)
     stop = asyncio.Event()
     working = asyncio.create_task(idle.work(run="r", stop=stop))
     async with asyncio.timeout(20):
