@@ -22,37 +22,37 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "basic.py"
 #: seed -> (steps, virtual time, worker steps, trace hash prefix, fired faults)
 PINNED = {
     3: (
-        253,
+        218,
         0.04,
-        (244, 5, 2),
-        "1f332a0be890cb1e",
+        (209, 5, 2),
+        "368a53b1152de916",
         ("t=0.0000s: crash worker 2 at its step 2, restart it 0.11s later",),
     ),
     30: (
-        114,
-        1.7000000000000002,
-        (80, 31),
-        "39a2c9c0b775c725",
+        110,
+        1.100001,
+        (19, 88),
+        "5b1992d3a8358555",
         (
             "t=0.0000s: crash worker 1 at its step 6, restart it 0s later",
             "t=0.0000s: restart worker 1",
         ),
     ),
     61: (
-        177,
+        165,
         1.1620000000000001,
-        (148, 26),
-        "9e5627f58a3b92b3",
+        (136, 26),
+        "6424158e9d6364fc",
         (
             "t=0.0000s: crash worker 1 at its step 10, restart it 0.562s later",
             "t=0.5620s: restart worker 1",
         ),
     ),
     150: (
-        155,
-        3.5,
-        (85, 28, 39),
-        "4c7638ec0e204845",
+        130,
+        3.000001,
+        (21, 70, 36),
+        "5d8e116f18ef4f61",
         (
             "t=0.0000s: crash worker 2 at its step 10, restart it 0s later",
             "t=0.0000s: restart worker 2",
