@@ -500,6 +500,8 @@ class FaultyStore(LogStore):
         "segment_now",
         "write_waiter",
         "info_now",
+        "meta_get_shared",
+        "meta_scan_shared",
     )
 
     def refresh(self) -> None:

@@ -326,7 +326,7 @@ class Runtime:
             registry = self.registry
             every = sorted(
                 (key, meta.value["status"])
-                for key, meta in await store.meta_scan("runs")
+                for key, meta in await store.meta_scan_shared("runs")
                 if meta.value["app"] == self.app.name
             )
             runs = [
@@ -343,10 +343,10 @@ class Runtime:
         # `checked`, so that it holds no execution that is gone or finished.
         fresh: dict[str, int] = {}
         for run, defer in runs:
-            entry = await store.meta_get("runs", run)
+            entry = await store.meta_get_shared("runs", run)
             # Raw rows, one pass: a run with many finished calls is mostly done records,
             # which need no decoding to be counted.
-            rows = await store.meta_scan("executions", prefix=run + "/")
+            rows = await store.meta_scan_shared("executions", prefix=run + "/")
             failed: list[ExecutionRecord] = []
             unfinished: list[tuple[str, Meta] | None] = []
             for key, meta in rows:
@@ -381,7 +381,7 @@ class Runtime:
                 fresh[key] = meta.version
                 # The lease row is read here and a lease another worker holds is left
                 # alone without a claim coroutine (what most of an idle poll's are).
-                lease = await store.meta_get("leases", key)
+                lease = await store.meta_get_shared("leases", key)
                 if leases.declines(key, lease, defer_fresh=defer):
                     continue
                 if await self._claim_and_spawn(key, read=True, lease=lease):

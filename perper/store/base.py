@@ -246,6 +246,17 @@ class LogStore(ABC):
     async def meta_scan(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
         """Return ``(key, entry)`` of every key in ``table`` starting with ``prefix``, sorted."""
 
+    async def meta_get_shared(self, table: str, key: str) -> Meta | None:
+        """:meth:`meta_get` for a caller that only looks at the value: a backend may hand
+        every such caller the same decoded value while the entry is unchanged, so the
+        caller must not change it (the work loop's polls, which read the same rows poll
+        after poll)."""
+        return await self.meta_get(table, key)
+
+    async def meta_scan_shared(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
+        """:meth:`meta_scan` with values shared as for :meth:`meta_get_shared`."""
+        return await self.meta_scan(table, prefix=prefix)
+
     @abstractmethod
     async def close(self) -> None:
         """Release the store's resources. Idempotent; afterwards every other call raises

@@ -84,6 +84,12 @@ class MemoryStore(LogStore):
         # replay's overlay that counts waits) sees every call go through it.
         cls = type(self)
         self._fast = all(getattr(cls, name) is getattr(MemoryStore, name) for name in _STOOD_FOR)
+        # meta_get_shared and meta_scan_shared: each entry decoded once per value, while
+        # meta_get and meta_scan are this class's own.
+        self._shared = (
+            cls.meta_get is MemoryStore.meta_get and cls.meta_scan is MemoryStore.meta_scan
+        )
+        self._decoded: dict[str, dict[str, tuple[bytes, Meta]]] = {}
         if self._fast:
             self._write_now = self.write_segment_now
             self._segment_at_now = self._stored_segment_at
@@ -301,6 +307,44 @@ class MemoryStore(LogStore):
         if entry is None:
             return None
         return Meta(entry[0], codec.unpack(entry[1]))
+
+    async def meta_get_shared(self, table: str, key: str) -> Meta | None:
+        if not self._shared:
+            return await self.meta_get(table, key)
+        if self._closed:
+            self._check_open()
+        check_table(table)
+        entry = self._meta.get(table, {}).get(key)
+        if entry is None:
+            return None
+        return self._shared_meta(table, key, entry)
+
+    async def meta_scan_shared(self, table: str, *, prefix: str = "") -> list[tuple[str, Meta]]:
+        if not self._shared:
+            return await self.meta_scan(table, prefix=prefix)
+        if self._closed:
+            self._check_open()
+        check_table(table)
+        rows = self._meta.get(table, {})
+        shared = self._shared_meta
+        return [
+            (key, shared(table, key, entry))
+            for key, entry in sorted(rows.items())
+            if key.startswith(prefix)
+        ]
+
+    def _shared_meta(self, table: str, key: str, entry: tuple[int, bytes]) -> Meta:
+        # Decoded once per written value: a write stores new bytes, so the cached Meta
+        # is the entry's as long as its bytes are the very object it was decoded from.
+        decoded = self._decoded.get(table)
+        if decoded is None:
+            decoded = self._decoded[table] = {}
+        hit = decoded.get(key)
+        if hit is not None and hit[0] is entry[1]:
+            return hit[1]
+        meta = Meta(entry[0], codec.unpack(entry[1]))
+        decoded[key] = (entry[1], meta)
+        return meta
 
     async def meta_cas(self, table: str, key: str, value: Any, *, version: int) -> int | None:
         if self._closed:

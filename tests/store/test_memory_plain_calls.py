@@ -186,3 +186,41 @@ def test_the_log_store_base_declines_every_plain_call() -> None:
         )
 
     assert asyncio.run(check()) == (None, None, None)
+
+
+async def test_shared_metadata_is_decoded_once_per_written_value() -> None:
+    store = MemoryStore()
+    assert await store.meta_get_shared("runs", "r") is None
+    await store.meta_put("runs", "r", {"status": "running"})
+    first = await store.meta_get_shared("runs", "r")
+    again = await store.meta_get_shared("runs", "r")
+    assert first is not None and first is again and first.value == {"status": "running"}
+    scanned = await store.meta_scan_shared("runs")
+    assert scanned == [("r", first)] and scanned[0][1] is first
+    # meta_get still hands out a fresh copy the caller may change.
+    fresh = await store.meta_get("runs", "r")
+    assert fresh is not None and fresh.value is not first.value
+    await store.meta_put("runs", "r", {"status": "done"})
+    after = await store.meta_get_shared("runs", "r")
+    assert after is not None and after.value == {"status": "done"} and after.version == 2
+    assert first.value == {"status": "running"}  # the old value is not changed under its holder
+
+
+class FirstLookStore(MemoryStore):
+    """A test store that changes meta_get: the shared reads must go through it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+
+    async def meta_get(self, table: str, key: str) -> Any:
+        self.gets += 1
+        return await super().meta_get(table, key)
+
+
+async def test_shared_metadata_goes_through_a_subclass_meta_get() -> None:
+    store = FirstLookStore()
+    await store.meta_put("runs", "r", {"status": "running"})
+    before = store.gets
+    assert await store.meta_get_shared("runs", "r") is not None
+    assert store.gets == before + 1
