@@ -97,18 +97,15 @@ class MemoryStore(LogStore):
     async def info(self, stream: str) -> StreamInfo:
         if self._closed:  # tested inline: no call per operation while open
             self._check_open()
-        s = self._streams.get(stream)
-        if s is None:
-            return StreamInfo(stream, 0, False)
-        info = s.info
-        if info is None or info.head != s.head or info.sealed != s.sealed or info.epoch != s.epoch:
-            info = s.info = StreamInfo(stream, s.head, s.sealed, s.epoch)
-        return info
+        return self._info(stream)
 
     def info_now(self, stream: str) -> StreamInfo | None:
         # info above as a plain call (a reader's pass asks once, after every segment).
         if self._closed or not self._fast:
             return None  # info() raises StoreClosedError
+        return self._info(stream)
+
+    def _info(self, stream: str) -> StreamInfo:
         s = self._streams.get(stream)
         if s is None:
             return StreamInfo(stream, 0, False)
