@@ -331,13 +331,14 @@ class MemoryStore(LogStore):
         ]
 
     def _shared_meta(self, table: str, key: str, entry: tuple[int, bytes]) -> Meta:
-        # Decoded once per written value: a write stores new bytes, so the cached Meta
-        # is the entry's as long as its bytes are the very object it was decoded from.
+        # Decoded once per written value: the cached Meta is the entry's while its
+        # bytes are the very object it was decoded from and its version the entry's
+        # (every write moves the version, even one that stores equal bytes).
         decoded = self._decoded.get(table)
         if decoded is None:
             decoded = self._decoded[table] = {}
         hit = decoded.get(key)
-        if hit is not None and hit[0] is entry[1]:
+        if hit is not None and hit[0] is entry[1] and hit[1].version == entry[0]:
             return hit[1]
         meta = Meta(entry[0], codec.unpack(entry[1]))
         decoded[key] = (entry[1], meta)

@@ -206,6 +206,16 @@ async def test_shared_metadata_is_decoded_once_per_written_value() -> None:
     assert first.value == {"status": "running"}  # the old value is not changed under its holder
 
 
+async def test_shared_metadata_of_a_value_written_again_has_the_new_version() -> None:
+    store = MemoryStore()
+    await store.meta_put("runs", "r", 5)
+    first = await store.meta_get_shared("runs", "r")
+    await store.meta_put("runs", "r", 5)
+    again = await store.meta_get_shared("runs", "r")
+    assert first is not None and again is not None
+    assert (first.version, again.version) == (1, 2) and again.value == 5
+
+
 class FirstLookStore(MemoryStore):
     """A test store that changes meta_get: the shared reads must go through it."""
 
