@@ -300,24 +300,7 @@ class SimulatedLoop(asyncio.AbstractEventLoop):
         current = self._current
         if delay < 0.0:
             delay = 0.0
-        when = self._now + delay / current.rate
-        if context is None:
-            owner = current
-            context = contextvars.copy_context()
-        else:
-            owner = context.get(OWNER, ROOT)
-        if not owner.alive or self._closed:
-            return _DEAD_HANDLE
-        handle = _new_handle(SimHandle)
-        handle._callback = callback
-        handle._args = args
-        handle._context = context
-        handle._owner = owner
-        handle._cancelled = False
-        handle._when = when
-        self._timer_seq += 1
-        heappush(self._timers, (when, self._timer_seq, handle))
-        return handle
+        return self._call_at_virtual(self._now + delay / current.rate, callback, args, context)
 
     def call_at(  # type: ignore[override]
         self,

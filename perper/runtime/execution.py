@@ -115,7 +115,8 @@ class ReadSlot:
     ``opened`` is the cursor when the read was opened, ``closed`` the cursor when it
     ended (None while it runs). ``position`` is the number of items of ``stream`` the
     function has been handed; while a read hands over a run of decoded items it is
-    derived from what is left in that run's iterator (:meth:`follow`) instead of being
+    derived from what is left in that run's iterator (``_run``, which ends at seq ``_end``;
+    the read sets both per run) instead of being
     stored once per item.
     """
 
@@ -141,12 +142,6 @@ class ReadSlot:
     def position(self, value: int) -> None:
         self._end = value
         self._run = None
-
-    def follow(self, end: int, run: Iterator[Any]) -> None:
-        """Hand over the items of ``run`` (a list iterator), which ends at seq ``end``:
-        until the next update the position is ``end`` minus the items left in it."""
-        self._end = end
-        self._run = run
 
     def to_meta(self) -> list[Any]:
         return [self.stream, self.position, self.opened, self.closed]
@@ -964,7 +959,7 @@ class Execution:
                         while done < count:
                             size = min(max(self._countdown, 1), count - done)
                             run = iter(items if size == count else items[done : done + size])
-                            # slot.follow(first + done + size, run), inline (per segment)
+                            # The slot's position is derived from the run until it is set.
                             slot._end = first + done + size
                             slot._run = run
                             if with_seq:
